@@ -1,0 +1,86 @@
+"""Argument checks shared by the public layer and model functions.
+
+Each check raises ``ValueError`` (wrong shape or value) or ``TypeError`` (wrong kind of array) with a
+message that names the function, the argument, what was expected and what was seen, so that a user gets
+``rnn_forward: Wx should have shape (D, H) = (5, 7), got (5, 28)`` instead of a numpy traceback from a
+matrix product deep inside. The checks read shapes and dtypes only, except where a value check is the
+point (index ranges), so they cost nothing on the hot path.
+"""
+import numpy as np
+
+# Names of the gate layouts, used to say "this looks like LSTM weights" when columns are a multiple of H.
+_GATE_NAMES = {1: "RNN", 3: "GRU", 4: "LSTM"}
+
+
+def float_array(fn, name, a, ndim):
+    """Return ``a`` as a floating ndarray with ``ndim`` dimensions, or raise naming ``name``.
+
+    Floating arrays pass through untouched (no copy); integer and bool arrays are promoted to float64;
+    anything else (object, complex, strings) is a TypeError.
+    """
+    a = np.asarray(a)
+    if a.dtype.kind in "biu":
+        a = a.astype(np.float64)
+    elif a.dtype.kind != "f":
+        raise TypeError(f"{fn}: {name} must be an array of real numbers, got dtype {a.dtype}")
+    if a.ndim != ndim:
+        raise ValueError(f"{fn}: {name} must have {ndim} dimensions, got shape {a.shape}")
+    return a
+
+
+def index_array(fn, name, a, ndim, upper):
+    """Return ``a`` as an integer ndarray of ``ndim`` dimensions with values in ``[0, upper)``."""
+    a = np.asarray(a)
+    if a.dtype.kind not in "iu":
+        raise TypeError(f"{fn}: {name} must hold integer indices, got dtype {a.dtype}")
+    if a.ndim != ndim:
+        raise ValueError(f"{fn}: {name} must have {ndim} dimensions, got shape {a.shape}")
+    if a.size:
+        lo, hi = int(a.min()), int(a.max())
+        if lo < 0 or hi >= upper:
+            bad = lo if lo < 0 else hi
+            raise ValueError(f"{fn}: {name} holds index {bad}, outside [0, {upper}) (shape {a.shape})")
+    return a
+
+
+def expect_shape(fn, name, a, dims, hint=""):
+    """Raise unless ``a.shape`` equals the values of ``dims``, a tuple of ``(letter, size)`` pairs."""
+    want = tuple(size for _, size in dims)
+    if a.shape != want:
+        letters = ", ".join(letter for letter, _ in dims)
+        raise ValueError(f"{fn}: {name} should have shape ({letters}) = {want}, got {a.shape}{hint}")
+
+
+def gate_hint(a, H, expected_gates):
+    """A hint for weights whose last axis is a multiple of H other than the expected one."""
+    if H and a.ndim >= 1 and a.shape[-1] % H == 0:
+        k = a.shape[-1] // H
+        if k != expected_gates and k in _GATE_NAMES:
+            return f" (that is {k}H columns: {_GATE_NAMES[k]} weights?)"
+    return ""
+
+
+def check_recurrent_args(fn, x, h, Wx, Wh, b, gates, step):
+    """Check the arguments shared by every recurrent forward and return them as float arrays.
+
+    ``x`` is (N, D) for a step and (N, T, D) for a sequence; ``h`` is (N, H); the weights are
+    ``Wx`` (D, gH), ``Wh`` (H, gH), ``b`` (gH,) with ``gates`` = g (1 RNN, 3 GRU, 4 LSTM).
+    H is read from ``h``, D from ``x``.
+    """
+    x = float_array(fn, "x", x, 2 if step else 3)
+    h_name = "prev_h" if step else "h0"
+    h = float_array(fn, h_name, h, 2)
+    Wx = float_array(fn, "Wx", Wx, 2)
+    Wh = float_array(fn, "Wh", Wh, 2)
+    b = float_array(fn, "b", b, 1)
+    N, D = x.shape[0], x.shape[-1]
+    H = h.shape[1]
+    if h.shape[0] != N:
+        raise ValueError(f"{fn}: {h_name} has batch size {h.shape[0]} but x has {N} "
+                         f"(x {x.shape}, {h_name} {h.shape})")
+    gH = gates * H
+    g = "" if gates == 1 else str(gates)
+    expect_shape(fn, "Wh", Wh, (("H", H), (f"{g}H", gH)), gate_hint(Wh, H, gates))
+    expect_shape(fn, "Wx", Wx, (("D", D), (f"{g}H", gH)), gate_hint(Wx, H, gates))
+    expect_shape(fn, "b", b, ((f"{g}H", gH),), gate_hint(b, H, gates))
+    return x, h, Wx, Wh, b

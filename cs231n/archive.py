@@ -1,0 +1,116 @@
+"""Safe, atomic files of named arrays plus JSON metadata: the one format for models and checkpoints.
+
+An archive is a ``.npz`` file (a zip of ``.npy`` arrays) with one extra member, ``__meta__``, holding
+UTF-8 JSON as bytes. It is read with ``allow_pickle=False``, so loading a file from an untrusted source
+cannot run code, and written atomically: the data goes to a temporary file in the destination's
+directory, is flushed and fsynced, then renamed over the destination, so a crash at any moment leaves
+either the old file or the new one, never a half-written file.
+"""
+import json
+import os
+import tempfile
+import zipfile
+
+import numpy as np
+
+META_KEY = "__meta__"
+
+
+class ArchiveError(ValueError):
+    """A file that is not a readable archive (missing, truncated, not an npz, bad metadata)."""
+
+
+def save_archive(path, arrays, meta):
+    """Write ``arrays`` (name -> ndarray) and ``meta`` (JSON-serializable dict) to ``path`` atomically.
+
+    Inputs:
+    - path: destination file name; ``.npz`` is not appended, the name is used as given.
+    - arrays: dict of str -> numpy array (numeric dtypes only; object arrays are refused).
+    - meta: dict that ``json.dumps`` accepts.
+
+    Returns the path written.
+    """
+    path = os.fspath(path)
+    if META_KEY in arrays:
+        raise ValueError(f"save_archive: array name {META_KEY!r} is reserved for the metadata")
+    payload = {}
+    for name, value in arrays.items():
+        a = np.asarray(value)
+        if a.dtype.hasobject:
+            raise TypeError(f"save_archive: array {name!r} has dtype object, which would need pickle")
+        payload[name] = a
+    text = json.dumps(meta, ensure_ascii=False, sort_keys=True)
+    payload[META_KEY] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **payload)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    _fsync_dir(directory)
+    return path
+
+
+def load_archive(path):
+    """Read an archive written by :func:`save_archive`; return ``(arrays, meta)``.
+
+    Raises ``FileNotFoundError`` when the file is missing and :class:`ArchiveError` (a ValueError) when
+    it is truncated, not an npz, lacks metadata or would need pickle to load.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"no such file: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {name: data[name] for name in data.files}
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, KeyError) as e:
+        raise ArchiveError(f"{path} is not a readable archive (truncated or not an .npz file?): {e}") from e
+    raw = arrays.pop(META_KEY, None)
+    if raw is None:
+        raise ArchiveError(f"{path} has no {META_KEY} entry: not written by this library")
+    try:
+        meta = json.loads(raw.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ArchiveError(f"{path} has unreadable metadata: {e}") from e
+    return arrays, meta
+
+
+def atomic_write_text(path, text):
+    """Write a UTF-8 text file atomically (temporary file, fsync, rename)."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    _fsync_dir(directory)
+    return path
+
+
+def _fsync_dir(directory):
+    # Make the rename itself durable; not every platform lets a directory be opened.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

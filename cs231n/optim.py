@@ -1,0 +1,117 @@
+"""First-order update rules sharing one interface: ``next_w, config = rule(w, dw, config)``.
+
+``config`` is a dict of hyperparameters that also carries the rule's state between calls (a velocity,
+moving averages, a step count); missing entries get cs231n's defaults on the first call. The input
+arrays are never modified: each rule returns a new ``next_w``. State arrays are kept in the dtype of w.
+
+- sgd: ``learning_rate`` (1e-2).
+- sgd_momentum: ``learning_rate`` (1e-2), ``momentum`` (0.9), state ``velocity``.
+- rmsprop: ``learning_rate`` (1e-2), ``decay_rate`` (0.99), ``epsilon`` (1e-8), state ``cache``.
+- adam: ``learning_rate`` (1e-3), ``beta1`` (0.9), ``beta2`` (0.999), ``epsilon`` (1e-8), state ``m``,
+  ``v`` and the step count ``t``, with bias correction (``t`` is incremented before it is used).
+"""
+import numpy as np
+
+
+def _start(w, dw, config, **defaults):
+    if config is None:
+        config = {}
+    elif not isinstance(config, dict):
+        raise TypeError(f"config must be a dict or None, got {type(config).__name__}")
+    w = np.asarray(w)
+    dw = np.asarray(dw)
+    if w.shape != dw.shape:
+        raise ValueError(f"dw should have the shape of w {w.shape}, got {dw.shape}")
+    for key, value in defaults.items():
+        config.setdefault(key, value)
+    return w, dw, config
+
+
+def sgd(w, dw, config=None):
+    """Vanilla stochastic gradient descent: ``w - learning_rate * dw``.
+
+    Inputs:
+    - w: weights, array of any shape.
+    - dw: gradient of the loss with respect to w, same shape.
+    - config: dict with ``learning_rate`` (default 1e-2), or None.
+
+    Returns a tuple of (next_w, config).
+    """
+    w, dw, config = _start(w, dw, config, learning_rate=1e-2)
+    next_w = w - config["learning_rate"] * dw
+    return next_w.astype(w.dtype, copy=False), config
+
+
+def sgd_momentum(w, dw, config=None):
+    """SGD with momentum: ``v = momentum * v - learning_rate * dw; w + v``.
+
+    Inputs:
+    - w, dw: weights and their gradient, same shape.
+    - config: dict with ``learning_rate`` (1e-2), ``momentum`` (0.9) and the state ``velocity``
+      (zeros like w on the first call), or None.
+
+    Returns a tuple of (next_w, config).
+    """
+    w, dw, config = _start(w, dw, config, learning_rate=1e-2, momentum=0.9)
+    v = config.get("velocity")
+    if v is None:
+        v = np.zeros_like(w)
+    v = config["momentum"] * v - config["learning_rate"] * dw
+    config["velocity"] = v.astype(w.dtype, copy=False)
+    next_w = w + config["velocity"]
+    return next_w, config
+
+
+def rmsprop(w, dw, config=None):
+    """RMSProp: a moving average of squared gradients scales each weight's step.
+
+    ``cache = decay_rate * cache + (1 - decay_rate) * dw**2``;
+    ``w - learning_rate * dw / (sqrt(cache) + epsilon)``.
+
+    Inputs:
+    - w, dw: weights and their gradient, same shape.
+    - config: dict with ``learning_rate`` (1e-2), ``decay_rate`` (0.99), ``epsilon`` (1e-8) and the
+      state ``cache`` (zeros like w on the first call), or None.
+
+    Returns a tuple of (next_w, config).
+    """
+    w, dw, config = _start(w, dw, config, learning_rate=1e-2, decay_rate=0.99, epsilon=1e-8)
+    cache = config.get("cache")
+    if cache is None:
+        cache = np.zeros_like(w)
+    d = config["decay_rate"]
+    cache = (d * cache + (1 - d) * dw * dw).astype(w.dtype, copy=False)
+    config["cache"] = cache
+    next_w = w - config["learning_rate"] * dw / (np.sqrt(cache) + config["epsilon"])
+    return next_w.astype(w.dtype, copy=False), config
+
+
+def adam(w, dw, config=None):
+    """Adam with bias correction (Kingma and Ba, 2015).
+
+    ``t += 1``; ``m = beta1 m + (1 - beta1) dw``; ``v = beta2 v + (1 - beta2) dw**2``;
+    ``w - learning_rate * (m / (1 - beta1**t)) / (sqrt(v / (1 - beta2**t)) + epsilon)``.
+
+    Inputs:
+    - w, dw: weights and their gradient, same shape.
+    - config: dict with ``learning_rate`` (1e-3), ``beta1`` (0.9), ``beta2`` (0.999), ``epsilon``
+      (1e-8) and the state ``m``, ``v`` (zeros like w) and ``t`` (0) before the first call, or None.
+
+    Returns a tuple of (next_w, config).
+    """
+    w, dw, config = _start(w, dw, config, learning_rate=1e-3, beta1=0.9, beta2=0.999, epsilon=1e-8, t=0)
+    m = config.get("m")
+    v = config.get("v")
+    if m is None:
+        m = np.zeros_like(w)
+    if v is None:
+        v = np.zeros_like(w)
+    b1, b2 = config["beta1"], config["beta2"]
+    t = config["t"] + 1
+    m = (b1 * m + (1 - b1) * dw).astype(w.dtype, copy=False)
+    v = (b2 * v + (1 - b2) * (dw * dw)).astype(w.dtype, copy=False)
+    m_hat = m / (1 - b1 ** t)
+    v_hat = v / (1 - b2 ** t)
+    next_w = w - config["learning_rate"] * m_hat / (np.sqrt(v_hat) + config["epsilon"])
+    config["m"], config["v"], config["t"] = m, v, t
+    return next_w.astype(w.dtype, copy=False), config

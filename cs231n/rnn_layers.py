@@ -1,0 +1,712 @@
+"""Recurrent-network layers as pure numpy functions: vanilla RNN, LSTM, GRU, embeddings and the loss.
+
+This module owns the forward and backward passes of every layer a captioning or language model is
+built from. Each ``*_forward`` returns ``(out, cache)`` and each ``*_backward(dout, cache)`` returns the
+gradients of the forward's array arguments in the forward's order. There is no state, no I/O and no
+global configuration; float32 inputs give float32 outputs, and inputs are never written to.
+
+Letters used throughout: N minibatch, T timesteps, D input size, H hidden size, V vocabulary size,
+M output size. Step functions (``rnn_step_forward`` ...) process one timestep and exist for teaching and
+checking; the whole-sequence functions do not loop over them. They project the inputs of all T steps
+with one matrix product, keep their caches time-major in preallocated (T, N, .) arrays so each step
+reads and writes contiguous memory, and form the weight gradients with one product over all steps.
+
+LSTM gates are ordered i, f, o, g along the 4H axis (cs231n's order; PyTorch uses i, f, g, o).
+The GRU follows ``torch.nn.GRU``: gates r, z, n along the 3H axis, a second bias ``bh`` on the hidden
+projection, and the reset gate applied to ``h Wh_n + bh_n``.
+"""
+import numpy as np
+
+from cs231n._validation import check_recurrent_args, expect_shape, float_array, index_array
+
+
+def sigmoid(x):
+    """Logistic sigmoid, numerically stable for any |x|.
+
+    Computed as ``0.5 * (1 + tanh(x / 2))``, which is the same function, never overflows (no warning at
+    x = +-1000, where exp(-x) would) and propagates NaN.
+
+    Inputs:
+    - x: array of any shape, floating dtype (kept).
+
+    Returns an array of the same shape and dtype with values in [0, 1].
+    """
+    x = np.asarray(x)
+    out = np.multiply(x, 0.5, dtype=x.dtype if x.dtype.kind == "f" else np.float64)
+    return _sigmoid_inplace(out, halved=True)
+
+
+def _sigmoid_inplace(a, halved=False):
+    """Overwrite ``a`` with sigmoid(a) (or sigmoid(2a) when ``halved``) without temporaries."""
+    # One tanh and two in-place ops: cheaper than exp + divide and with no overflow branch.
+    if not halved:
+        a *= 0.5
+    np.tanh(a, out=a)
+    a *= 0.5
+    a += 0.5
+    return a
+
+
+def _result_dtype(*arrays):
+    return np.result_type(*[a.dtype for a in arrays])
+
+
+# ----------------------------------------------------------------------------------------------------
+# Vanilla RNN
+# ----------------------------------------------------------------------------------------------------
+
+def rnn_step_forward(x, prev_h, Wx, Wh, b):
+    """One timestep of a vanilla RNN with tanh: ``next_h = tanh(x Wx + prev_h Wh + b)``.
+
+    The input has dimension D, the hidden state dimension H, and the minibatch size is N.
+
+    Inputs:
+    - x: input data for this timestep, of shape (N, D), floating.
+    - prev_h: hidden state from the previous timestep, of shape (N, H).
+    - Wx: input-to-hidden weights, of shape (D, H).
+    - Wh: hidden-to-hidden weights, of shape (H, H).
+    - b: biases, of shape (H,).
+
+    Returns a tuple of:
+    - next_h: next hidden state, of shape (N, H), dtype of the inputs.
+    - cache: (x, prev_h, Wx, Wh, next_h), for the backward pass.
+    """
+    x, prev_h, Wx, Wh, b = check_recurrent_args("rnn_step_forward", x, prev_h, Wx, Wh, b, 1, True)
+    next_h = np.tanh(x @ Wx + prev_h @ Wh + b)  # (N, H)
+    return next_h, (x, prev_h, Wx, Wh, next_h)
+
+
+def rnn_step_backward(dnext_h, cache):
+    """Backward pass for one timestep of a vanilla RNN.
+
+    Inputs:
+    - dnext_h: gradient of the loss with respect to next_h, of shape (N, H).
+    - cache: the cache from rnn_step_forward.
+
+    Returns a tuple of:
+    - dx: gradient of the input, of shape (N, D).
+    - dprev_h: gradient of the previous hidden state, of shape (N, H).
+    - dWx: gradient of the input-to-hidden weights, of shape (D, H).
+    - dWh: gradient of the hidden-to-hidden weights, of shape (H, H).
+    - db: gradient of the biases, of shape (H,).
+    """
+    x, prev_h, Wx, Wh, next_h = cache
+    dnext_h = _check_upstream("rnn_step_backward", "dnext_h", dnext_h, next_h.shape)
+    da = dnext_h * (1 - next_h * next_h)  # through tanh, (N, H)
+    dx = da @ Wx.T                          # through x Wx
+    dprev_h = da @ Wh.T                     # through prev_h Wh
+    dWx = x.T @ da
+    dWh = prev_h.T @ da
+    db = da.sum(axis=0)
+    return dx, dprev_h, dWx, dWh, db
+
+
+def rnn_forward(x, h0, Wx, Wh, b):
+    """Run a vanilla RNN over a whole sequence of T timesteps.
+
+    The input has dimension D, the hidden size is H, the minibatch size is N and the sequence length T.
+
+    Inputs:
+    - x: input data for the whole sequence, of shape (N, T, D), floating.
+    - h0: initial hidden state, of shape (N, H).
+    - Wx: input-to-hidden weights, of shape (D, H).
+    - Wh: hidden-to-hidden weights, of shape (H, H).
+    - b: biases, of shape (H,).
+
+    Returns a tuple of:
+    - h: hidden states for the whole sequence, of shape (N, T, H).
+    - cache: (xt, hs, Wx, Wh) with xt the time-major input (T, N, D) and hs the hidden states
+      (T + 1, N, H) whose first row is h0.
+    """
+    x, h0, Wx, Wh, b = check_recurrent_args("rnn_forward", x, h0, Wx, Wh, b, 1, False)
+    N, T, D = x.shape
+    H = h0.shape[1]
+    dtype = _result_dtype(x, h0, Wx, Wh, b)
+    xt = np.ascontiguousarray(x.transpose(1, 0, 2), dtype=dtype)  # (T, N, D)
+    hs = np.empty((T + 1, N, H), dtype=dtype)                      # hs[t + 1] is h at step t
+    hs[0] = h0
+    # Input projection of every timestep in one product, written straight into the state buffer.
+    np.matmul(xt.reshape(T * N, D), Wx, out=hs[1:].reshape(T * N, H))
+    hs[1:] += b
+    for t in range(T):
+        hs[t + 1] += hs[t] @ Wh  # (N, H)
+        np.tanh(hs[t + 1], out=hs[t + 1])
+    h = np.ascontiguousarray(hs[1:].transpose(1, 0, 2))  # (N, T, H)
+    return h, (xt, hs, Wx, Wh)
+
+
+def rnn_backward(dh, cache):
+    """Backward pass of a vanilla RNN over a whole sequence.
+
+    Inputs:
+    - dh: upstream gradients of every hidden state, of shape (N, T, H).
+    - cache: the cache from rnn_forward.
+
+    Returns a tuple of:
+    - dx: gradient of the inputs, of shape (N, T, D).
+    - dh0: gradient of the initial hidden state, of shape (N, H).
+    - dWx: gradient of the input-to-hidden weights, of shape (D, H).
+    - dWh: gradient of the hidden-to-hidden weights, of shape (H, H).
+    - db: gradient of the biases, of shape (H,).
+    """
+    xt, hs, Wx, Wh = cache
+    T, N, D = xt.shape
+    H = hs.shape[2]
+    dh = _check_upstream("rnn_backward", "dh", dh, (N, T, H))
+    da = np.empty((T, N, H), dtype=hs.dtype)  # gradients of the tanh inputs, all steps
+    dprev_h = np.zeros((N, H), dtype=hs.dtype)
+    for t in reversed(range(T)):
+        h = hs[t + 1]
+        np.add(dh[:, t, :], dprev_h, out=da[t])   # the step's own loss plus the later steps
+        da[t] *= 1 - h * h                         # through tanh
+        dprev_h = da[t] @ Wh.T                     # through prev_h Wh
+    da2 = da.reshape(T * N, H)
+    dx = (da2 @ Wx.T).reshape(T, N, D).transpose(1, 0, 2)
+    dWx = xt.reshape(T * N, D).T @ da2         # one product over all steps
+    dWh = hs[:-1].reshape(T * N, H).T @ da2
+    db = da2.sum(axis=0)
+    return np.ascontiguousarray(dx), dprev_h, dWx, dWh, db
+
+
+# ----------------------------------------------------------------------------------------------------
+# Word embedding
+# ----------------------------------------------------------------------------------------------------
+
+def word_embedding_forward(x, W):
+    """Look up word vectors: row ``W[x[n, t]]`` for every index.
+
+    The minibatch size is N, the sequence length T, the vocabulary size V and each word vector has
+    dimension D.
+
+    Inputs:
+    - x: integer array of shape (N, T) with indices in [0, V).
+    - W: word vectors, of shape (V, D).
+
+    Returns a tuple of:
+    - out: array of shape (N, T, D), dtype of W.
+    - cache: (x, V) for the backward pass.
+    """
+    W = float_array("word_embedding_forward", "W", W, 2)
+    x = index_array("word_embedding_forward", "x", x, 2, W.shape[0])
+    out = W[x]  # (N, T, D); fancy indexing copies, W is untouched
+    return out, (x, W.shape[0])
+
+
+def word_embedding_backward(dout, cache):
+    """Backward pass for word embeddings: sum the upstream gradients of every use of each word.
+
+    Inputs:
+    - dout: upstream gradients, of shape (N, T, D).
+    - cache: the cache from word_embedding_forward.
+
+    Returns:
+    - dW: gradient of the word vectors, of shape (V, D); rows of unused words are zero and a word used
+      several times receives the sum of its gradients.
+    """
+    x, V = cache
+    N, T = x.shape
+    dout = np.asarray(dout)
+    if dout.ndim != 3 or dout.shape[:2] != (N, T):
+        raise ValueError(f"word_embedding_backward: dout should have shape (N, T, D) with (N, T) = "
+                         f"{(N, T)}, got {dout.shape}")
+    D = dout.shape[2]
+    idx = x.ravel()
+    rows = dout.reshape(N * T, D)
+    # Exact and much faster than np.add.at: sort the uses by word, then sum each word's run of rows.
+    order = np.argsort(idx, kind="stable")
+    sorted_idx = idx[order]
+    starts = np.flatnonzero(np.r_[True, sorted_idx[1:] != sorted_idx[:-1]])
+    dW = np.zeros((V, D), dtype=dout.dtype)
+    if idx.size:
+        dW[sorted_idx[starts]] = np.add.reduceat(rows[order], starts, axis=0)
+    return dW
+
+
+# ----------------------------------------------------------------------------------------------------
+# LSTM
+# ----------------------------------------------------------------------------------------------------
+
+def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
+    """One timestep of an LSTM.
+
+    The input has dimension D, the hidden state dimension H, and the minibatch size is N. The activation
+    ``a = x Wx + prev_h Wh + b`` of shape (N, 4H) is split in the order i, f, o, g;
+    ``i, f, o = sigmoid(.)``, ``g = tanh(.)``, ``next_c = f * prev_c + i * g``, ``next_h = o * tanh(next_c)``.
+
+    Inputs:
+    - x: input data, of shape (N, D), floating.
+    - prev_h: previous hidden state, of shape (N, H).
+    - prev_c: previous cell state, of shape (N, H).
+    - Wx: input-to-hidden weights, of shape (D, 4H).
+    - Wh: hidden-to-hidden weights, of shape (H, 4H).
+    - b: biases, of shape (4H,).
+
+    Returns a tuple of:
+    - next_h: next hidden state, of shape (N, H).
+    - next_c: next cell state, of shape (N, H).
+    - cache: (x, prev_h, prev_c, Wx, Wh, gates, tanh_c) with gates the activated (N, 4H) i, f, o, g.
+    """
+    fn = "lstm_step_forward"
+    x, prev_h, Wx, Wh, b = check_recurrent_args(fn, x, prev_h, Wx, Wh, b, 4, True)
+    prev_c = float_array(fn, "prev_c", prev_c, 2)
+    expect_shape(fn, "prev_c", prev_c, (("N", prev_h.shape[0]), ("H", prev_h.shape[1])))
+    H = prev_h.shape[1]
+    gates = x @ Wx + prev_h @ Wh + b           # (N, 4H)
+    _sigmoid_inplace(gates[:, :3 * H])         # i, f, o
+    np.tanh(gates[:, 3 * H:], out=gates[:, 3 * H:])  # g
+    i, f, o, g = gates[:, :H], gates[:, H:2 * H], gates[:, 2 * H:3 * H], gates[:, 3 * H:]
+    next_c = f * prev_c + i * g
+    tanh_c = np.tanh(next_c)
+    next_h = o * tanh_c
+    return next_h, next_c, (x, prev_h, prev_c, Wx, Wh, gates, tanh_c)
+
+
+def lstm_step_backward(dnext_h, dnext_c, cache):
+    """Backward pass for one timestep of an LSTM.
+
+    Inputs:
+    - dnext_h: gradient of the next hidden state, of shape (N, H).
+    - dnext_c: gradient of the next cell state, of shape (N, H).
+    - cache: the cache from lstm_step_forward.
+
+    Returns a tuple of:
+    - dx: gradient of the input, of shape (N, D).
+    - dprev_h: gradient of the previous hidden state, of shape (N, H).
+    - dprev_c: gradient of the previous cell state, of shape (N, H).
+    - dWx: gradient of the input-to-hidden weights, of shape (D, 4H).
+    - dWh: gradient of the hidden-to-hidden weights, of shape (H, 4H).
+    - db: gradient of the biases, of shape (4H,).
+    """
+    x, prev_h, prev_c, Wx, Wh, gates, tanh_c = cache
+    N, H = prev_h.shape
+    dnext_h = _check_upstream("lstm_step_backward", "dnext_h", dnext_h, (N, H))
+    dnext_c = _check_upstream("lstm_step_backward", "dnext_c", dnext_c, (N, H))
+    i, f, o, g = gates[:, :H], gates[:, H:2 * H], gates[:, 2 * H:3 * H], gates[:, 3 * H:]
+    dc = dnext_c + dnext_h * o * (1 - tanh_c * tanh_c)  # through next_h = o * tanh(next_c)
+    da = np.empty_like(gates)                           # (N, 4H), gradients of the activations
+    da[:, :H] = dc * g * i * (1 - i)                    # input gate, through sigmoid
+    da[:, H:2 * H] = dc * prev_c * f * (1 - f)          # forget gate
+    da[:, 2 * H:3 * H] = dnext_h * tanh_c * o * (1 - o)  # output gate
+    da[:, 3 * H:] = dc * i * (1 - g * g)                # block input, through tanh
+    dx = da @ Wx.T
+    dprev_h = da @ Wh.T
+    dprev_c = dc * f                                    # through f * prev_c
+    dWx = x.T @ da
+    dWh = prev_h.T @ da
+    db = da.sum(axis=0)
+    return dx, dprev_h, dprev_c, dWx, dWh, db
+
+
+def lstm_forward(x, h0, Wx, Wh, b):
+    """Run an LSTM over a whole sequence of T timesteps; the initial cell state is zero.
+
+    The input has dimension D, the hidden size is H, the minibatch size is N and the sequence length T.
+    Gates are ordered i, f, o, g along the 4H axis (see lstm_step_forward).
+
+    Inputs:
+    - x: input data, of shape (N, T, D), floating.
+    - h0: initial hidden state, of shape (N, H).
+    - Wx: input-to-hidden weights, of shape (D, 4H).
+    - Wh: hidden-to-hidden weights, of shape (H, 4H).
+    - b: biases, of shape (4H,).
+
+    Returns a tuple of:
+    - h: hidden states for the whole sequence, of shape (N, T, H).
+    - cache: (xt, hs, cs, gates, tanh_c, Wx, Wh), all time-major: xt (T, N, D); hs and cs (T + 1, N, H)
+      whose first rows are h0 and the zero initial cell; gates (T, N, 4H) activated i, f, o, g;
+      tanh_c (T, N, H).
+    """
+    x, h0, Wx, Wh, b = check_recurrent_args("lstm_forward", x, h0, Wx, Wh, b, 4, False)
+    N, T, D = x.shape
+    H = h0.shape[1]
+    dtype = _result_dtype(x, h0, Wx, Wh, b)
+    xt = np.ascontiguousarray(x.transpose(1, 0, 2), dtype=dtype)  # (T, N, D)
+    gates = np.empty((T, N, 4 * H), dtype=dtype)
+    # Input projection of all timesteps in one matrix product.
+    np.matmul(xt.reshape(T * N, D), Wx, out=gates.reshape(T * N, 4 * H))
+    gates += b
+    hs = np.empty((T + 1, N, H), dtype=dtype)  # hs[t + 1] is h after step t
+    cs = np.empty((T + 1, N, H), dtype=dtype)
+    tanh_c = np.empty((T, N, H), dtype=dtype)
+    hs[0] = h0
+    cs[0] = 0
+    ig = np.empty((N, H), dtype=dtype)  # reused buffer for i * g
+    for t in range(T):
+        a = gates[t]                                    # (N, 4H)
+        a += hs[t] @ Wh
+        _sigmoid_inplace(a[:, :3 * H])                  # i, f, o in one pass
+        np.tanh(a[:, 3 * H:], out=a[:, 3 * H:])         # g
+        np.multiply(a[:, :H], a[:, 3 * H:], out=ig)
+        np.multiply(a[:, H:2 * H], cs[t], out=cs[t + 1])
+        cs[t + 1] += ig                                 # c = f * c_prev + i * g
+        np.tanh(cs[t + 1], out=tanh_c[t])
+        np.multiply(a[:, 2 * H:3 * H], tanh_c[t], out=hs[t + 1])  # h = o * tanh(c)
+    h = np.ascontiguousarray(hs[1:].transpose(1, 0, 2))  # (N, T, H)
+    return h, (xt, hs, cs, gates, tanh_c, Wx, Wh)
+
+
+def lstm_backward(dh, cache):
+    """Backward pass of an LSTM over a whole sequence.
+
+    Inputs:
+    - dh: upstream gradients of every hidden state, of shape (N, T, H).
+    - cache: the cache from lstm_forward.
+
+    Returns a tuple of:
+    - dx: gradient of the inputs, of shape (N, T, D).
+    - dh0: gradient of the initial hidden state, of shape (N, H).
+    - dWx: gradient of the input-to-hidden weights, of shape (D, 4H).
+    - dWh: gradient of the hidden-to-hidden weights, of shape (H, 4H).
+    - db: gradient of the biases, of shape (4H,).
+    """
+    xt, hs, cs, gates, tanh_c, Wx, Wh = cache
+    T, N, D = xt.shape
+    H = hs.shape[2]
+    dh = _check_upstream("lstm_backward", "dh", dh, (N, T, H))
+    dtype = hs.dtype
+    da = np.empty((T, N, 4 * H), dtype=dtype)  # gradients of the gate activations, all steps
+    dprev_h = np.zeros((N, H), dtype=dtype)
+    dc = np.zeros((N, H), dtype=dtype)          # gradient flowing into the cell state
+    dht = np.empty((N, H), dtype=dtype)
+    tmp = np.empty((N, H), dtype=dtype)
+    WhT = np.ascontiguousarray(Wh.T)
+    for t in reversed(range(T)):
+        a = gates[t]
+        i, f, o, g = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
+        di, df, do, dg = da[t, :, :H], da[t, :, H:2 * H], da[t, :, 2 * H:3 * H], da[t, :, 3 * H:]
+        tc = tanh_c[t]
+        np.add(dh[:, t, :], dprev_h, out=dht)   # this step's loss plus the later steps
+        # through h = o * tanh(c): dc += dht * o * (1 - tanh_c^2)
+        np.multiply(tc, tc, out=tmp)
+        np.subtract(1, tmp, out=tmp)
+        tmp *= o
+        tmp *= dht
+        dc += tmp
+        # output gate: do = dht * tanh_c * o * (1 - o)
+        np.multiply(dht, tc, out=do)
+        np.multiply(do, o, out=do)
+        np.subtract(1, o, out=tmp)
+        do *= tmp
+        # input gate: di = dc * g * i * (1 - i)
+        np.multiply(dc, g, out=di)
+        np.multiply(di, i, out=di)
+        np.subtract(1, i, out=tmp)
+        di *= tmp
+        # forget gate: df = dc * c_prev * f * (1 - f)
+        np.multiply(dc, cs[t], out=df)
+        np.multiply(df, f, out=df)
+        np.subtract(1, f, out=tmp)
+        df *= tmp
+        # block input: dg = dc * i * (1 - g^2)
+        np.multiply(dc, i, out=dg)
+        np.multiply(g, g, out=tmp)
+        np.subtract(1, tmp, out=tmp)
+        dg *= tmp
+        dc *= f                                  # through f * c_prev
+        dprev_h = da[t] @ WhT                    # through h_prev Wh
+    da2 = da.reshape(T * N, 4 * H)
+    dx = (da2 @ Wx.T).reshape(T, N, D).transpose(1, 0, 2)
+    dWx = xt.reshape(T * N, D).T @ da2           # one product over all steps
+    dWh = hs[:-1].reshape(T * N, H).T @ da2
+    db = da2.sum(axis=0)
+    return np.ascontiguousarray(dx), dprev_h, dWx, dWh, db
+
+
+# ----------------------------------------------------------------------------------------------------
+# GRU (torch.nn.GRU equations)
+# ----------------------------------------------------------------------------------------------------
+
+def _check_gru_bh(fn, bh, b):
+    bh = float_array(fn, "bh", bh, 1)
+    expect_shape(fn, "bh", bh, (("3H", b.shape[0]),))
+    return bh
+
+
+def gru_step_forward(x, prev_h, Wx, Wh, b, bh):
+    """One timestep of a GRU with the equations of ``torch.nn.GRU``.
+
+    The input has dimension D, the hidden state dimension H, and the minibatch size is N. Along the 3H
+    axis the columns are the reset gate r, the update gate z and the candidate n:
+    ``r = sigmoid(x Wx_r + b_r + h Wh_r + bh_r)``, ``z = sigmoid(x Wx_z + b_z + h Wh_z + bh_z)``,
+    ``n = tanh(x Wx_n + b_n + r * (h Wh_n + bh_n))``, ``next_h = (1 - z) * n + z * h``.
+
+    Inputs:
+    - x: input data, of shape (N, D), floating.
+    - prev_h: previous hidden state, of shape (N, H).
+    - Wx: input-to-hidden weights, of shape (D, 3H) (torch's weight_ih_l0 transposed).
+    - Wh: hidden-to-hidden weights, of shape (H, 3H) (torch's weight_hh_l0 transposed).
+    - b: input biases, of shape (3H,) (torch's bias_ih_l0).
+    - bh: hidden biases, of shape (3H,) (torch's bias_hh_l0).
+
+    Returns a tuple of:
+    - next_h: next hidden state, of shape (N, H).
+    - cache: (x, prev_h, Wx, Wh, rzn, hn) with rzn the activated (N, 3H) r, z, n and hn = h Wh_n + bh_n.
+    """
+    fn = "gru_step_forward"
+    x, prev_h, Wx, Wh, b = check_recurrent_args(fn, x, prev_h, Wx, Wh, b, 3, True)
+    bh = _check_gru_bh(fn, bh, b)
+    H = prev_h.shape[1]
+    ax = x @ Wx + b                   # (N, 3H)
+    ah = prev_h @ Wh + bh             # (N, 3H)
+    rzn = np.empty_like(ax)
+    rzn[:, :2 * H] = sigmoid(ax[:, :2 * H] + ah[:, :2 * H])
+    hn = ah[:, 2 * H:]
+    rzn[:, 2 * H:] = np.tanh(ax[:, 2 * H:] + rzn[:, :H] * hn)
+    z, n = rzn[:, H:2 * H], rzn[:, 2 * H:]
+    next_h = n + z * (prev_h - n)     # (1 - z) * n + z * h
+    return next_h, (x, prev_h, Wx, Wh, rzn, hn)
+
+
+def gru_step_backward(dnext_h, cache):
+    """Backward pass for one timestep of a GRU.
+
+    Inputs:
+    - dnext_h: gradient of the next hidden state, of shape (N, H).
+    - cache: the cache from gru_step_forward.
+
+    Returns a tuple of:
+    - dx: gradient of the input, of shape (N, D).
+    - dprev_h: gradient of the previous hidden state, of shape (N, H).
+    - dWx: gradient of the input-to-hidden weights, of shape (D, 3H).
+    - dWh: gradient of the hidden-to-hidden weights, of shape (H, 3H).
+    - db: gradient of the input biases, of shape (3H,).
+    - dbh: gradient of the hidden biases, of shape (3H,).
+    """
+    x, prev_h, Wx, Wh, rzn, hn = cache
+    N, H = prev_h.shape
+    dnext_h = _check_upstream("gru_step_backward", "dnext_h", dnext_h, (N, H))
+    r, z, n = rzn[:, :H], rzn[:, H:2 * H], rzn[:, 2 * H:]
+    dax = np.empty_like(rzn)                       # gradients of the input projections (N, 3H)
+    dax[:, 2 * H:] = dnext_h * (1 - z) * (1 - n * n)  # candidate, through tanh
+    dr = dax[:, 2 * H:] * hn                        # through r * hn
+    dax[:, :H] = dr * r * (1 - r)                   # reset gate, through sigmoid
+    dax[:, H:2 * H] = dnext_h * (prev_h - n) * z * (1 - z)  # update gate
+    dah = dax.copy()                                # hidden projections: same except n's is * r
+    dah[:, 2 * H:] *= r
+    dx = dax @ Wx.T
+    dprev_h = dnext_h * z + dah @ Wh.T
+    dWx = x.T @ dax
+    dWh = prev_h.T @ dah
+    db = dax.sum(axis=0)
+    dbh = dah.sum(axis=0)
+    return dx, dprev_h, dWx, dWh, db, dbh
+
+
+def gru_forward(x, h0, Wx, Wh, b, bh):
+    """Run a GRU (``torch.nn.GRU`` equations) over a whole sequence of T timesteps.
+
+    The input has dimension D, the hidden size is H, the minibatch size is N and the sequence length T.
+    Gates r, z, n along the 3H axis; see gru_step_forward for the equations.
+
+    Inputs:
+    - x: input data, of shape (N, T, D), floating.
+    - h0: initial hidden state, of shape (N, H).
+    - Wx: input-to-hidden weights, of shape (D, 3H).
+    - Wh: hidden-to-hidden weights, of shape (H, 3H).
+    - b: input biases, of shape (3H,).
+    - bh: hidden biases, of shape (3H,).
+
+    Returns a tuple of:
+    - h: hidden states for the whole sequence, of shape (N, T, H).
+    - cache: (xt, hs, rzn, hn, Wx, Wh), time-major: xt (T, N, D); hs (T + 1, N, H) with h0 first;
+      rzn (T, N, 3H) the activated r, z, n; hn (T, N, H) = h Wh_n + bh_n.
+    """
+    fn = "gru_forward"
+    x, h0, Wx, Wh, b = check_recurrent_args(fn, x, h0, Wx, Wh, b, 3, False)
+    bh = _check_gru_bh(fn, bh, b)
+    N, T, D = x.shape
+    H = h0.shape[1]
+    dtype = _result_dtype(x, h0, Wx, Wh, b, bh)
+    xt = np.ascontiguousarray(x.transpose(1, 0, 2), dtype=dtype)  # (T, N, D)
+    rzn = np.empty((T, N, 3 * H), dtype=dtype)
+    np.matmul(xt.reshape(T * N, D), Wx, out=rzn.reshape(T * N, 3 * H))  # all input projections
+    rzn += b
+    hs = np.empty((T + 1, N, H), dtype=dtype)
+    hn = np.empty((T, N, H), dtype=dtype)
+    hs[0] = h0
+    tmp = np.empty((N, H), dtype=dtype)
+    for t in range(T):
+        a = rzn[t]                                    # (N, 3H), holds x Wx + b
+        ah = hs[t] @ Wh                               # (N, 3H)
+        ah += bh
+        a[:, :2 * H] += ah[:, :2 * H]
+        _sigmoid_inplace(a[:, :2 * H])                # r, z
+        hn[t] = ah[:, 2 * H:]
+        np.multiply(a[:, :H], hn[t], out=tmp)
+        a[:, 2 * H:] += tmp
+        np.tanh(a[:, 2 * H:], out=a[:, 2 * H:])       # n
+        # h = n + z * (h_prev - n)
+        np.subtract(hs[t], a[:, 2 * H:], out=tmp)
+        tmp *= a[:, H:2 * H]
+        np.add(a[:, 2 * H:], tmp, out=hs[t + 1])
+    h = np.ascontiguousarray(hs[1:].transpose(1, 0, 2))
+    return h, (xt, hs, rzn, hn, Wx, Wh)
+
+
+def gru_backward(dh, cache):
+    """Backward pass of a GRU over a whole sequence.
+
+    Inputs:
+    - dh: upstream gradients of every hidden state, of shape (N, T, H).
+    - cache: the cache from gru_forward.
+
+    Returns a tuple of:
+    - dx: gradient of the inputs, of shape (N, T, D).
+    - dh0: gradient of the initial hidden state, of shape (N, H).
+    - dWx: gradient of the input-to-hidden weights, of shape (D, 3H).
+    - dWh: gradient of the hidden-to-hidden weights, of shape (H, 3H).
+    - db: gradient of the input biases, of shape (3H,).
+    - dbh: gradient of the hidden biases, of shape (3H,).
+    """
+    xt, hs, rzn, hn, Wx, Wh = cache
+    T, N, D = xt.shape
+    H = hs.shape[2]
+    dh = _check_upstream("gru_backward", "dh", dh, (N, T, H))
+    dtype = hs.dtype
+    dax = np.empty((T, N, 3 * H), dtype=dtype)  # gradients of x Wx + b, all steps
+    dah = np.empty((T, N, 3 * H), dtype=dtype)  # gradients of h Wh + bh, all steps
+    dprev_h = np.zeros((N, H), dtype=dtype)
+    dht = np.empty((N, H), dtype=dtype)
+    tmp = np.empty((N, H), dtype=dtype)
+    WhT = np.ascontiguousarray(Wh.T)
+    for t in reversed(range(T)):
+        r, z, n = rzn[t, :, :H], rzn[t, :, H:2 * H], rzn[t, :, 2 * H:]
+        dar, daz, dan = dax[t, :, :H], dax[t, :, H:2 * H], dax[t, :, 2 * H:]
+        np.add(dh[:, t, :], dprev_h, out=dht)
+        # candidate: dan = dht * (1 - z) * (1 - n^2)
+        np.subtract(1, z, out=dan)
+        dan *= dht
+        np.multiply(n, n, out=tmp)
+        np.subtract(1, tmp, out=tmp)
+        dan *= tmp
+        # reset gate: dar = dan * hn * r * (1 - r)
+        np.multiply(dan, hn[t], out=dar)
+        dar *= r
+        np.subtract(1, r, out=tmp)
+        dar *= tmp
+        # update gate: daz = dht * (h_prev - n) * z * (1 - z)
+        np.subtract(hs[t], n, out=daz)
+        daz *= dht
+        daz *= z
+        np.subtract(1, z, out=tmp)
+        daz *= tmp
+        # the hidden projection sees the same gradients, except the candidate's passes through r
+        dah[t, :, :2 * H] = dax[t, :, :2 * H]
+        np.multiply(dan, r, out=dah[t, :, 2 * H:])
+        dprev_h = dah[t] @ WhT
+        np.multiply(dht, z, out=tmp)             # through z * h_prev
+        dprev_h += tmp
+    dax2 = dax.reshape(T * N, 3 * H)
+    dah2 = dah.reshape(T * N, 3 * H)
+    dx = (dax2 @ Wx.T).reshape(T, N, D).transpose(1, 0, 2)
+    dWx = xt.reshape(T * N, D).T @ dax2
+    dWh = hs[:-1].reshape(T * N, H).T @ dah2
+    return np.ascontiguousarray(dx), dprev_h, dWx, dWh, dax2.sum(axis=0), dah2.sum(axis=0)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Temporal affine layer and loss
+# ----------------------------------------------------------------------------------------------------
+
+def temporal_affine_forward(x, w, b):
+    """Apply one affine map to the vector at every timestep: ``out[n, t] = x[n, t] w + b``.
+
+    The minibatch size is N, the sequence length T, the input dimension D and the output dimension M.
+
+    Inputs:
+    - x: input data, of shape (N, T, D), floating.
+    - w: weights, of shape (D, M).
+    - b: biases, of shape (M,).
+
+    Returns a tuple of:
+    - out: output data, of shape (N, T, M).
+    - cache: (x, w) for the backward pass.
+    """
+    fn = "temporal_affine_forward"
+    x = float_array(fn, "x", x, 3)
+    w = float_array(fn, "w", w, 2)
+    b = float_array(fn, "b", b, 1)
+    N, T, D = x.shape
+    expect_shape(fn, "w", w, (("D", D), ("M", w.shape[1])))
+    expect_shape(fn, "b", b, (("M", w.shape[1]),))
+    out = (x.reshape(N * T, D) @ w).reshape(N, T, -1)  # (N, T, M)
+    out += b
+    return out, (x, w)
+
+
+def temporal_affine_backward(dout, cache):
+    """Backward pass for the temporal affine layer.
+
+    Inputs:
+    - dout: upstream gradients, of shape (N, T, M).
+    - cache: the cache from temporal_affine_forward.
+
+    Returns a tuple of:
+    - dx: gradient of the input, of shape (N, T, D).
+    - dw: gradient of the weights, of shape (D, M).
+    - db: gradient of the biases, of shape (M,).
+    """
+    x, w = cache
+    N, T, D = x.shape
+    M = w.shape[1]
+    dout = _check_upstream("temporal_affine_backward", "dout", dout, (N, T, M))
+    dout2 = dout.reshape(N * T, M)
+    dx = (dout2 @ w.T).reshape(N, T, D)
+    dw = x.reshape(N * T, D).T @ dout2
+    db = dout2.sum(axis=0)
+    return dx, dw, db
+
+
+def temporal_softmax_loss(x, y, mask, verbose=False):
+    """Softmax cross-entropy summed over the unmasked timesteps and divided by the minibatch size N.
+
+    Scores over a vocabulary of size V are given at every timestep of every sequence; ``mask`` says
+    which timesteps count (captions of different lengths are padded with <NULL>, which is masked out).
+
+    Inputs:
+    - x: scores, of shape (N, T, V), floating.
+    - y: integer targets in [0, V), of shape (N, T).
+    - mask: booleans of shape (N, T); True where the loss at x[n, t] counts (0/1 numbers also accepted).
+    - verbose: print the shape of dx (as the classic code does, for debugging).
+
+    Returns a tuple of:
+    - loss: a Python-compatible scalar of x's dtype, sum over unmasked steps of -log p(y) divided by N.
+    - dx: gradient of the loss with respect to x, of shape (N, T, V).
+    """
+    fn = "temporal_softmax_loss"
+    x = float_array(fn, "x", x, 3)
+    N, T, V = x.shape
+    y = index_array(fn, "y", y, 2, V)
+    if y.shape != (N, T):
+        raise ValueError(f"{fn}: y should have shape (N, T) = {(N, T)} to match x {x.shape}, got {y.shape}")
+    mask = np.asarray(mask)
+    if mask.shape != (N, T):
+        raise ValueError(f"{fn}: mask should have shape (N, T) = {(N, T)} to match x {x.shape}, "
+                         f"got {mask.shape}")
+    x2 = x.reshape(N * T, V)
+    y2 = y.reshape(N * T)
+    m = mask.reshape(N * T).astype(x.dtype)
+    rows = np.arange(N * T)
+    # One (NT, V) buffer: shifted scores, then exponentials, then probabilities, then the gradient.
+    shift = x2.max(axis=1, keepdims=True)
+    probs = np.subtract(x2, shift)
+    log_norm = np.log(np.exp(probs, out=probs).sum(axis=1))       # log sum exp of shifted scores
+    log_p_y = x2[rows, y2] - shift[:, 0] - log_norm                # (NT,)
+    # Multiplying by the mask (instead of indexing) keeps NaN/inf visible even at masked steps.
+    loss = -np.sum(m * log_p_y) / N
+    probs /= probs.sum(axis=1, keepdims=True)
+    probs[rows, y2] -= 1
+    probs *= (m / N)[:, None]
+    dx = probs.reshape(N, T, V)
+    if verbose:
+        print("dx_flat: ", probs.shape)
+    return loss, dx
+
+
+def _check_upstream(fn, name, d, shape):
+    """Return the upstream gradient as an array after checking it matches the forward's output shape."""
+    d = np.asarray(d)
+    if d.shape != tuple(shape):
+        raise ValueError(f"{fn}: {name} should have the shape of the forward output {tuple(shape)}, "
+                         f"got {d.shape}")
+    return d
