@@ -184,12 +184,12 @@ def word_embedding_forward(x, W):
 
     Returns a tuple of:
     - out: array of shape (N, T, D), dtype of W.
-    - cache: (x, V) for the backward pass.
+    - cache: (x, W.shape, W.dtype) for the backward pass.
     """
     W = float_array("word_embedding_forward", "W", W, 2)
     x = index_array("word_embedding_forward", "x", x, 2, W.shape[0])
     out = W[x]  # (N, T, D); fancy indexing copies, W is untouched
-    return out, (x, W.shape[0])
+    return out, (x, W.shape, W.dtype)
 
 
 def word_embedding_backward(dout, cache):
@@ -203,20 +203,16 @@ def word_embedding_backward(dout, cache):
     - dW: gradient of the word vectors, of shape (V, D); rows of unused words are zero and a word used
       several times receives the sum of its gradients.
     """
-    x, V = cache
+    x, (V, D), W_dtype = cache
     N, T = x.shape
-    dout = np.asarray(dout)
-    if dout.ndim != 3 or dout.shape[:2] != (N, T):
-        raise ValueError(f"word_embedding_backward: dout should have shape (N, T, D) with (N, T) = "
-                         f"{(N, T)}, got {dout.shape}")
-    D = dout.shape[2]
+    dout = _check_upstream("word_embedding_backward", "dout", dout, (N, T, D))
     idx = x.ravel()
     rows = dout.reshape(N * T, D)
     # Exact and much faster than np.add.at: sort the uses by word, then sum each word's run of rows.
     order = np.argsort(idx, kind="stable")
     sorted_idx = idx[order]
     starts = np.flatnonzero(np.r_[True, sorted_idx[1:] != sorted_idx[:-1]])
-    dW = np.zeros((V, D), dtype=dout.dtype)
+    dW = np.zeros((V, D), dtype=np.result_type(W_dtype, dout.dtype))
     if idx.size:
         dW[sorted_idx[starts]] = np.add.reduceat(rows[order], starts, axis=0)
     return dW
