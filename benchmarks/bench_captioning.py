@@ -1,0 +1,191 @@
+"""Training-step and sampling throughput of CaptioningRNN at COCO scale, against PyTorch on the CPU.
+
+    python benchmarks/bench_captioning.py            # full table (about 2-3 minutes on 2 cores)
+    python benchmarks/bench_captioning.py --quick    # fewer repetitions, a smoke run
+
+Measures, in one process on one machine:
+  a/b. a CaptioningRNN training step (loss and every gradient, float32) for lstm, rnn and gru at
+       N=128, T=16 (captions of 17 tokens), V=1004, wordvec 256, hidden 512, input 512: captions/s;
+  c.   greedy and beam-5 sampling of 1,000 captions of length 30;
+  d.   the equivalent PyTorch CPU model (nn.Embedding, nn.Linear projection, nn.LSTM/RNN/GRU, nn.Linear
+       vocabulary layer, cross-entropy summed over unmasked tokens and divided by N, backward),
+       interleaved repetition by repetition with (a)/(b) so both see the same machine state;
+  e.   float32 matmul throughput of this machine and the fraction of it the numpy step reaches,
+       counting the FLOPs of every matrix product the step performs;
+  f.   peak memory allocated during one numpy training step (tracemalloc; numpy reports to it).
+Figures are medians after a warm-up. OpenBLAS's OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE overrides are
+unset in this process (see _common.py), as on users' machines.
+"""
+import argparse
+import os
+import platform
+import sys
+import time
+import tracemalloc
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks._common import blas_description, median_time, reexec_without_openblas_overrides  # noqa: E402
+
+unset = reexec_without_openblas_overrides()
+
+import numpy as np  # noqa: E402
+
+from cs231n.classifiers.rnn import CaptioningRNN  # noqa: E402
+
+N, T, V, W, H, D = 128, 16, 1004, 256, 512, 512
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
+def make_vocab(V):
+    words = ["<NULL>", "<START>", "<END>", "<UNK>"] + [f"w{i}" for i in range(V - 4)]
+    return {w: i for i, w in enumerate(words)}
+
+
+def make_batch(rng):
+    """Captions of 17 tokens: <START>, 8-15 words, <END>, <NULL> padding, like COCO's."""
+    captions = np.zeros((N, T + 1), dtype=np.int32)
+    for n in range(N):
+        k = rng.integers(8, 16)
+        captions[n, 0] = 1
+        captions[n, 1:k + 1] = rng.integers(4, V, size=k)
+        captions[n, k + 1] = 2
+    features = rng.standard_normal((N, D)).astype(np.float32)
+    return features, captions
+
+
+def step_flops(cell):
+    """FLOPs (2 per multiply-add) of every matrix product in one numpy training step."""
+    g = GATES[cell]
+    NT = N * T
+    fwd = {
+        "proj": N * D * H,             # features W_proj
+        "input": NT * W * g * H,       # x Wx, all steps
+        "recurrent": NT * H * g * H,   # h Wh, every step
+        "vocab": NT * H * V,           # h W_vocab
+    }
+    # Backward: every product has two gradient products (data and weights), each as large as the forward.
+    return 2 * 3 * sum(fwd.values())
+
+
+def matmul_gflops(rng, repeats):
+    """Best float32 GEMM rate over shapes like the step's (square and tall-skinny)."""
+    best = 0.0
+    for m, k, n in [(2048, 2048, 2048), (N * T, H, V), (N * T, W, 4 * H), (N, H, 4 * H)]:
+        a = rng.standard_normal((m, k)).astype(np.float32)
+        b = rng.standard_normal((k, n)).astype(np.float32)
+        t = median_time(lambda: a @ b, repeats=max(3, repeats), warmup=2)
+        best = max(best, 2 * m * k * n / t / 1e9)
+    return best
+
+
+def torch_step_fn(cell, features, captions, seed=0):
+    import torch
+    import torch.nn.functional as F
+
+    torch.manual_seed(seed)
+    torch.set_num_threads(os.cpu_count())
+    rnn_cls = {"lstm": torch.nn.LSTM, "rnn": torch.nn.RNN, "gru": torch.nn.GRU}[cell]
+    embed = torch.nn.Embedding(V, W)
+    proj = torch.nn.Linear(D, H)
+    rnn = rnn_cls(W, H, batch_first=True)
+    vocab = torch.nn.Linear(H, V)
+    params = list(embed.parameters()) + list(proj.parameters()) + list(rnn.parameters()) + \
+        list(vocab.parameters())
+    feats = torch.from_numpy(features)
+    cap = torch.from_numpy(captions.astype(np.int64))
+    cin, cout = cap[:, :-1], cap[:, 1:]
+    mask = (cout != 0).float()
+
+    def step():
+        for p in params:
+            p.grad = None
+        h0 = proj(feats).unsqueeze(0)                          # (1, N, H)
+        state = (h0, torch.zeros_like(h0)) if cell == "lstm" else h0
+        out, _ = rnn(embed(cin), state)                        # (N, T, H)
+        scores = vocab(out)                                    # (N, T, V)
+        ce = F.cross_entropy(scores.reshape(-1, V), cout.reshape(-1), reduction="none")
+        loss = (ce * mask.reshape(-1)).sum() / N
+        loss.backward()
+        return float(loss)
+
+    return step
+
+
+def peak_step_memory(model, features, captions):
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    base, _ = tracemalloc.get_traced_memory()
+    model.loss(features, captions)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return (peak - base) / 2 ** 20
+
+
+def main():
+    p = argparse.ArgumentParser(description="CaptioningRNN vs PyTorch CPU throughput")
+    p.add_argument("--quick", action="store_true", help="3 repetitions and 200 sampled captions")
+    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--cells", default="lstm,rnn,gru")
+    a = p.parse_args()
+    repeats = 3 if a.quick else a.repeats
+    num_sample = 200 if a.quick else 1000
+    rng = np.random.default_rng(0)
+    features, captions = make_batch(rng)
+    try:
+        import torch  # noqa: F401
+        have_torch = True
+    except ImportError:
+        have_torch = False
+
+    print(f"machine: {platform.machine()} {platform.processor() or ''} cores={os.cpu_count()}, "
+          f"python {platform.python_version()}, numpy {np.__version__}"
+          + (f", torch {torch.__version__} ({torch.get_num_threads()} threads)" if have_torch else ", torch absent"))
+    print(blas_description())
+    print(f"OpenBLAS overrides: {'unset ' + ', '.join(unset) if unset else 'none were set'}")
+    print(f"shapes: N={N} T={T} V={V} wordvec={W} hidden={H} input={D}, float32; medians of {repeats} after warm-up")
+    gflops = matmul_gflops(rng, repeats)
+    print(f"\nmatmul limit (best float32 GEMM): {gflops:.1f} GFLOP/s\n")
+
+    header = f"{'cell':5} {'numpy cap/s':>12} {'torch cap/s':>12} {'ratio':>7} {'GFLOP/s':>8} {'% of GEMM':>9} {'peak MB':>8}"
+    print(header)
+    print("-" * len(header))
+    for cell in a.cells.split(","):
+        np.random.seed(0)
+        model = CaptioningRNN(make_vocab(V), input_dim=D, wordvec_dim=W, hidden_dim=H, cell_type=cell,
+                              dtype=np.float32)
+        ours = lambda: model.loss(features, captions)  # noqa: E731
+        theirs = torch_step_fn(cell, features, captions) if have_torch else None
+        ours()
+        if theirs:
+            theirs()
+        t_ours, t_theirs = [], []
+        for _ in range(repeats):  # interleaved so both see the same machine state
+            t0 = time.perf_counter()
+            ours()
+            t_ours.append(time.perf_counter() - t0)
+            if theirs:
+                t0 = time.perf_counter()
+                theirs()
+                t_theirs.append(time.perf_counter() - t0)
+        mo = float(np.median(t_ours))
+        rate = N / mo
+        trate = N / float(np.median(t_theirs)) if theirs else float("nan")
+        achieved = step_flops(cell) / mo / 1e9
+        mem = peak_step_memory(model, features, captions)
+        print(f"{cell:5} {rate:12.0f} {trate:12.0f} {rate / trate:7.2f} {achieved:8.1f} "
+              f"{100 * achieved / gflops:8.0f}% {mem:8.0f}")
+
+    np.random.seed(0)
+    model = CaptioningRNN(make_vocab(V), input_dim=D, wordvec_dim=W, hidden_dim=H, cell_type="lstm",
+                          dtype=np.float32)
+    feats = rng.standard_normal((num_sample, D)).astype(np.float32)
+    t_greedy = median_time(lambda: model.sample(feats, max_length=30), repeats=repeats)
+    t_beam = median_time(lambda: model.sample(feats, max_length=30, beam_size=5), repeats=max(1, repeats // 2))
+    scale = 1000 / num_sample
+    print(f"\nsampling {num_sample} captions of length 30 (lstm), scaled to 1,000:")
+    print(f"  greedy  {t_greedy * scale:7.2f} s")
+    print(f"  beam-5  {t_beam * scale:7.2f} s")
+
+
+if __name__ == "__main__":
+    main()
