@@ -1,0 +1,225 @@
+"""Training of image-captioning models: cs231n's ``CaptioningSolver`` with validation and checkpoints.
+
+Classic use (cs231n scripts and notebooks run unchanged)::
+
+    solver = CaptioningSolver(model, data, update_rule='adam', optim_config={'learning_rate': 5e-3},
+                              lr_decay=0.95, batch_size=25, num_epochs=50, print_every=10, verbose=True)
+    solver.train()
+    plt.plot(solver.loss_history)
+
+``model`` has ``params``, ``loss(features, captions) -> (loss, grads)`` and ``sample(features)``
+(e.g. :class:`cs231n.classifiers.rnn.CaptioningRNN`); ``data`` is the dict of
+:func:`cs231n.coco_utils.load_coco_data`. Every iteration draws a minibatch with
+``sample_coco_minibatch(data, batch_size=batch_size, split='train')``, which uses the global
+``np.random`` as in cs231n.
+
+Beyond cs231n, all the options of :class:`cs231n.solver.Solver` (``grad_clip``, ``seed``,
+``checkpoint_name``, ``checkpoint_every``, ``resume_from``, ``init_from``, ``progress``) and:
+
+- ``num_val_images`` (200): at the end of every epoch, a fixed subset of that many val images is
+  used to compute the val loss over all their captions, greedy captions from ``model.sample``, and
+  multi-reference BLEU-1..4 and CIDEr-D (:func:`cs231n.metrics.score_captions`) against all their
+  captions. The subset is chosen once with ``np.random.default_rng(seed)`` (``default_rng(0)`` when
+  ``seed`` is None), so it is the same in every run and the global generator is left alone. Results
+  go to ``val_history``; the parameters with the best CIDEr are kept in ``best_params``
+  (``best_val_cider``). 0 turns validation off; it is also off when ``data`` has no
+  val split, unless ``num_val_images`` was given explicitly, which is then an error. When more than
+  half of the sampled captions are one and the same sentence, a warning says so: a model that
+  ignores the image and emits one caption is a common silent failure.
+"""
+from collections import Counter
+from collections.abc import Mapping
+import warnings
+
+import numpy as np
+
+from cs231n.coco_utils import decode_captions, sample_coco_minibatch
+from cs231n.metrics import score_captions
+from cs231n.solver import Solver
+
+_DEFAULT_NUM_VAL_IMAGES = 200
+_FRAMING = frozenset({"<NULL>", "<START>", "<END>"})
+_TRAIN_KEYS = ("train_captions", "train_image_idxs", "train_features")
+_VAL_KEYS = ("val_captions", "val_image_idxs", "val_features", "idx_to_word")
+
+
+def _strip_framing(caption):
+    """A decoded caption without ``<NULL>``, ``<START>`` and ``<END>``, words joined by single spaces."""
+    return " ".join(w for w in caption.split() if w not in _FRAMING)
+
+
+def _decode_rows(captions, idx_to_word):
+    """``decode_captions`` of a 2-D array, always as a list of str."""
+    decoded = decode_captions(np.asarray(captions), idx_to_word)
+    return [decoded] if isinstance(decoded, str) else list(decoded)
+
+
+class CaptioningSolver(Solver):
+    """Trains a captioning model with minibatch updates; see the module docstring for the options.
+
+    Attributes (besides those of :class:`cs231n.solver.Solver`):
+    - data: the data dict
+    - val_image_ids: int array, the val images used for validation (empty when it is off)
+    - val_history: list of dict, one per epoch, with 'epoch', 'iteration', 'train_loss' (mean loss of
+      the epoch's iterations), 'val_loss', 'Bleu_1'..'Bleu_4', 'CIDEr', 'num_val_images',
+      'most_common_caption' and 'most_common_fraction' (share of images given that caption)
+    - best_val_cider: float or None, the best CIDEr so far; ``best_params`` holds those parameters
+    """
+
+    def __init__(self, model, data, **kwargs):
+        """Construct a CaptioningSolver.
+
+        Inputs:
+        - model: a captioning model (``params``, ``loss``, ``sample``)
+        - data: dict with at least 'train_captions' (N, T) int, 'train_image_idxs' (N,) int and
+          'train_features' (num_images, D); validation also uses 'val_captions', 'val_image_idxs',
+          'val_features' and 'idx_to_word'
+        - kwargs: options, see the module docstrings of this module and :mod:`cs231n.solver`
+        """
+        if not isinstance(data, Mapping):
+            raise TypeError(f"data must be a dict (as load_coco_data returns), got {type(data).__name__}")
+        missing = [k for k in _TRAIN_KEYS if k not in data]
+        if missing:
+            raise ValueError(f"data has no key(s) {missing}; it needs {list(_TRAIN_KEYS)}")
+        captions = np.asarray(data["train_captions"])
+        if captions.ndim != 2:
+            raise ValueError(f"data['train_captions'] should have shape (N, T), got {captions.shape}")
+        self.data = data
+        self._val_explicit = "num_val_images" in kwargs
+        self.num_val_images = kwargs.pop("num_val_images", _DEFAULT_NUM_VAL_IMAGES)
+        if isinstance(self.num_val_images, bool) or not isinstance(self.num_val_images, (int, np.integer)):
+            raise TypeError(f"num_val_images must be an int, got {type(self.num_val_images).__name__}")
+        if self.num_val_images < 0:
+            raise ValueError(f"num_val_images must be >= 0 (0 turns validation off), "
+                             f"got {self.num_val_images}")
+        self.num_val_images = int(self.num_val_images)
+        self._warned_repeated = False
+        super().__init__(model, **kwargs)
+
+    @property
+    def best_val_cider(self):
+        """The best val CIDEr seen so far (None before the first validation)."""
+        return self.best_val_score
+
+    # ------------------------------------------------------------------ Solver hooks
+
+    def _num_train(self):
+        return int(np.asarray(self.data["train_captions"]).shape[0])
+
+    def _sample_batch(self):
+        captions, features, _ = sample_coco_minibatch(self.data, batch_size=self.batch_size, split="train")
+        return features, captions
+
+    def _setup(self):
+        """Choose the fixed subset of val images (empty when validation is off)."""
+        self.val_image_ids = np.zeros(0, dtype=np.int64)
+        if self.num_val_images == 0:
+            return
+        missing = [k for k in _VAL_KEYS if k not in self.data]
+        if missing or len(self.data["val_captions"]) == 0:
+            if self._val_explicit:
+                what = "no key(s) %s" % missing if missing else "an empty val split"
+                raise ValueError(f"num_val_images={self.num_val_images} asks for validation, but data "
+                                 f"has {what}; pass num_val_images=0 to train without it")
+            return
+        if not callable(getattr(self.model, "sample", None)):
+            raise TypeError(f"validation needs model.sample(features); {type(self.model).__name__} has "
+                            f"none (pass num_val_images=0 to train without validation)")
+        image_ids = np.unique(np.asarray(self.data["val_image_idxs"]))
+        count = min(self.num_val_images, image_ids.size)
+        # Its own generator, so the global np.random that draws the minibatches is left as it was; with
+        # seed=None a fixed seed keeps the subset (and so val_history) the same from run to run.
+        rng = np.random.default_rng(0 if self.seed is None else self.seed)
+        self.val_image_ids = np.sort(rng.choice(image_ids, size=count, replace=False)).astype(np.int64)
+
+    def _epoch_end(self):
+        if self.val_image_ids.size == 0:
+            return
+        scores = self.validate()
+        recent = self.loss_history[-self.iterations_per_epoch:]
+        entry = {"epoch": self.epoch, "iteration": self.iteration, "train_loss": float(np.mean(recent))}
+        entry.update(scores)
+        self.val_history.append(entry)
+        self._track_best(scores["CIDEr"])
+        note = ""
+        repeated = entry["num_val_images"] >= 2 and entry["most_common_fraction"] > 0.5
+        if repeated:
+            note = "  (same caption for %.0f%% of images)" % (100 * entry["most_common_fraction"])
+        self._log("(Epoch %d / %d) train loss: %f, val loss: %f, BLEU-4: %.4f, CIDEr: %.4f%s"
+                  % (self.epoch, self.num_epochs, entry["train_loss"], entry["val_loss"],
+                     entry["Bleu_4"], entry["CIDEr"], note))
+        if repeated and not self._warned_repeated:
+            self._warned_repeated = True
+            warnings.warn("epoch %d: the model gave the same caption %r to %d of %d val images; it may be "
+                          "ignoring the image features (check the feature scaling, learning rate and "
+                          "W_proj)" % (self.epoch, entry["most_common_caption"],
+                                       round(entry["most_common_fraction"] * entry["num_val_images"]),
+                                       entry["num_val_images"]), stacklevel=3)
+
+    def _config(self):
+        config = super()._config()
+        config["num_val_images"] = self.num_val_images
+        return config
+
+    def _extra_meta(self):
+        # The dataset's vocabulary, so that a checkpoint can be decoded even without the model's config.
+        vocab = self.data.get("word_to_idx")
+        return {} if vocab is None else {"word_to_idx": {str(w): int(i) for w, i in vocab.items()}}
+
+    def _extra_arrays(self):
+        return {"val_image_ids": self.val_image_ids}
+
+    def _restore_extra(self, arrays, meta):
+        # Keep the original run's val subset so that val_history stays comparable across the resume.
+        if "val_image_ids" in arrays:
+            self.val_image_ids = arrays["val_image_ids"].astype(np.int64)
+
+    # ------------------------------------------------------------------ validation
+
+    def validate(self):
+        """Val loss and caption scores on the fixed subset ``val_image_ids`` (no state changes).
+
+        Returns a dict with:
+        - 'val_loss': float, the loss per caption (summed over time, as in training) over all val
+          captions of the subset's images
+        - 'Bleu_1'..'Bleu_4', 'CIDEr': floats of ``score_captions`` for the greedy captions of
+          ``model.sample``, each image against all of its captions
+        - 'num_val_images': int
+        - 'most_common_caption': str, the most frequent sampled caption, and 'most_common_fraction':
+          float, the share of images that got it
+        """
+        if self.val_image_ids.size == 0:
+            raise ValueError("validate(): validation is off (num_val_images=0 or no val split in data)")
+        data = self.data
+        ids = self.val_image_ids
+        captions = np.asarray(data["val_captions"])      # (N_val, T)
+        image_idxs = np.asarray(data["val_image_idxs"])  # (N_val,)
+        features = data["val_features"]                  # (num_val_images_total, D)
+        rows = np.flatnonzero(np.isin(image_idxs, ids))
+        step = self.batch_size
+
+        total = 0.0
+        for start in range(0, rows.size, step):
+            chunk = rows[start:start + step]
+            loss, _ = self.model.loss(features[image_idxs[chunk]], captions[chunk])
+            total += float(loss) * chunk.size  # the model's loss is a mean over the chunk
+        val_loss = total / rows.size
+
+        references = {}
+        decoded = _decode_rows(captions[rows], data["idx_to_word"])
+        for image_id, caption in zip(image_idxs[rows].tolist(), decoded):
+            references.setdefault(image_id, []).append(_strip_framing(caption))
+        candidates = {}
+        for start in range(0, ids.size, step):
+            chunk = ids[start:start + step]
+            sampled = np.asarray(self.model.sample(features[chunk])).reshape(chunk.size, -1)  # (n, L)
+            decoded = _decode_rows(sampled, data["idx_to_word"])
+            candidates.update(zip(chunk.tolist(), (_strip_framing(c) for c in decoded)))
+
+        scores = score_captions(references, candidates)
+        caption, count = Counter(candidates.values()).most_common(1)[0]
+        result = {"val_loss": val_loss}
+        result.update({k: float(v) for k, v in scores.items()})
+        result.update({"num_val_images": int(ids.size), "most_common_caption": caption,
+                       "most_common_fraction": count / ids.size})
+        return result
