@@ -96,7 +96,8 @@ def _add_download(sub):
     p = sub.add_parser("download", help="download a dataset (coco, or the full Alice text)")
     p.add_argument("what", choices=["coco", "alice"])
     p.add_argument("--url", help="a mirror of the file")
-    p.add_argument("--dest", help="destination (default: datasets/coco_captioning or $CS231N_COCO_DIR)")
+    p.add_argument("--dest", help="destination (default: datasets/coco_captioning or $CS231N_COCO_DIR for "
+                                  "coco, datasets/alice.txt for alice)")
     p.add_argument("--force", action="store_true", help="replace an existing dataset")
     p.add_argument("--retries", type=int, default=5)
     p.add_argument("--timeout", type=float, default=30.0)
@@ -296,8 +297,7 @@ def cmd_download(a):
     if a.what == "alice":
         from cs231n.text_utils import download_gutenberg_alice
         kwargs = {"url": a.url} if a.url else {}
-        path = download_gutenberg_alice(a.dest, **kwargs) if a.dest else download_gutenberg_alice(**kwargs)
-        print(path)
+        print(download_gutenberg_alice(a.dest or "datasets/alice.txt", timeout=a.timeout, **kwargs))
         return 0
     from cs231n.data.download import DEFAULT_URL, download_coco
 

@@ -2,9 +2,21 @@
 
 These are written here on purpose instead of importing :mod:`cs231n.gradient_check`, so that the layer
 gradient checks do not depend only on the code under test. They are handed to tests as fixtures.
+
+BLAS is limited to one thread for the test run (unless the caller chose otherwise): on a 2-core machine
+multi-threaded OpenBLAS slows down many times over as soon as anything else runs, and the tests' matrices
+are small. This has to happen before numpy is first imported, hence at the top of this file.
 """
-import numpy as np
-import pytest
+import os
+import sys
+
+for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+if "numpy" in sys.modules:  # pragma: no cover - only if a plugin imported numpy first
+    print("conftest: numpy was imported before the BLAS thread limit could be set", file=sys.stderr)
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 
 def central_difference(f, x, df, h=1e-5):
