@@ -30,10 +30,6 @@ CHECKPOINT_FILE = "lm_checkpoint.npz"
 HISTORY_FILE = "lm_history.json"
 
 
-class _TargetReached(Exception):
-    """Raised inside ``train()`` to end it once ``stop_at_accuracy`` is reached (caught there)."""
-
-
 def _windows(data, prefix):
     """``data[prefix + '_inputs']`` and ``_targets`` as checked int arrays of equal (N, T) shapes."""
     inputs = np.asarray(data[prefix + "_inputs"])
@@ -116,7 +112,6 @@ class LanguageModelSolver(Solver):
             if not is_number or not 0 < s <= 1:
                 raise ValueError(f"stop_at_accuracy must be None or a number in (0, 1], got {s!r}")
             self.stop_at_accuracy = float(s)
-        self.stopped_early = False
         super().__init__(model, **kwargs)
 
     # ------------------------------------------------------------------ Solver hooks
@@ -148,9 +143,8 @@ class LanguageModelSolver(Solver):
         if self.stop_at_accuracy is not None and entry["train_accuracy"] > self.stop_at_accuracy:
             self._log("Training accuracy %.2f%% exceeds stop_at_accuracy %.2f%%; stopping after epoch %d."
                       % (100 * entry["train_accuracy"], 100 * self.stop_at_accuracy, self.epoch))
-            if self.checkpoint_name is not None:
-                self.save_checkpoint()
-            raise _TargetReached()
+            return True  # Solver.train writes the checkpoint and stops
+        return False
 
     def _config(self):
         config = super()._config()
@@ -165,14 +159,6 @@ class LanguageModelSolver(Solver):
         return meta
 
     # ------------------------------------------------------------------ training and evaluation
-
-    def train(self):
-        """Run the remaining iterations (see :meth:`Solver.train`), ending early at ``stop_at_accuracy``."""
-        self.stopped_early = False
-        try:
-            super().train()
-        except _TargetReached:
-            self.stopped_early = True
 
     def evaluate(self):
         """Per-token loss, next-word accuracy and perplexity of the current model (no state changes).

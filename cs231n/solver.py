@@ -8,7 +8,8 @@ batches come from and what happens at the end of an epoch by implementing a few 
   iterations, as in cs231n);
 - ``_sample_batch()``: the positional arguments of ``model.loss`` for one minibatch;
 - ``_epoch_end()``: optional, e.g. validation; it may append to ``val_history`` and call
-  ``_track_best(score)``;
+  ``_track_best(score)``; returning True ends training after this epoch (a checkpoint is written
+  when ``checkpoint_name`` is set, and ``stopped_early`` is set to True);
 - ``_setup()``: optional, called once after the options are read (``self.seed`` is set);
 - ``_config()``, ``_extra_meta()``, ``_extra_arrays()``, ``_restore_extra(arrays, meta)``: optional,
   to put the subclass's own options and state into checkpoints.
@@ -377,6 +378,7 @@ class Solver:
         self.epoch = 0
         self.iteration = 0
         self.loss_history = []
+        self.stopped_early = False
         self.val_history = []
         self.best_params = {}
         self.best_val_score = None
@@ -465,6 +467,7 @@ class Solver:
                           stacklevel=2)
             return
         self._start_rng()
+        self.stopped_early = False
         self._bar = None
         if self.verbose and self.progress == "bar":
             try:
@@ -485,18 +488,22 @@ class Solver:
                 self._report(t, num_iterations)
 
                 epoch_end = self.iteration % self.iterations_per_epoch == 0
+                stop = False
                 if epoch_end:
                     self.epoch += 1
                     for config in self.optim_configs.values():
                         if "learning_rate" in config:
                             config["learning_rate"] *= self.lr_decay
-                    self._epoch_end()
+                    stop = bool(self._epoch_end())
                 if self.checkpoint_name is not None and (
-                        self.iteration == num_iterations
+                        stop or self.iteration == num_iterations
                         or (self.checkpoint_every is None and epoch_end)
                         or (self.checkpoint_every is not None
                             and self.iteration % self.checkpoint_every == 0)):
                     self.save_checkpoint()
+                if stop:
+                    self.stopped_early = True
+                    break
         finally:
             if self._bar is not None:
                 self._bar.close()
