@@ -1,0 +1,251 @@
+"""Load the cs231n COCO captioning data (or the synthetic shapes dataset in the same format).
+
+The on-disk format (SPEC section 5), all in one directory:
+
+- ``coco2014_captions.h5``: ``train_captions`` (N, 17) int32, ``train_image_idxs`` (N,) int32, and the
+  same for ``val``. Each caption row is ``<START> w1 .. wk <END> <NULL> ..``; its image index is a row
+  of that split's features and a line of its URL list.
+- ``train2014_vgg16_fc7.h5``, ``val2014_vgg16_fc7.h5``: dataset ``features`` (num_images, 4096) float32.
+- ``train2014_vgg16_fc7_pca.h5``, ``val2014_vgg16_fc7_pca.h5``: ``features`` (num_images, 512) float32.
+- ``coco2014_vocab.json``: ``{"idx_to_word": [...], "word_to_idx": {...}}``, indices 0..3 being
+  ``<NULL> <START> <END> <UNK>``.
+- ``train2014_urls.txt``, ``val2014_urls.txt``: one image URL per line, line i for image i.
+
+The real release comes from ``python -m cs231n download coco``; the synthetic shapes dataset
+(:mod:`cs231n.data.shapes`) is written in the same format and loads with the same function.
+"""
+import json
+import os
+import warnings
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+CAPTIONS_FILE = "coco2014_captions.h5"
+VOCAB_FILE = "coco2014_vocab.json"
+SPECIAL_TOKENS = ("<NULL>", "<START>", "<END>", "<UNK>")
+SPLITS = ("train", "val")
+_FINITE_CHECK_ROWS = 8192  # rows checked at a time, so the 4096-wide features need no big temporary
+
+
+def default_coco_dir():
+    """The default dataset directory: ``$CS231N_COCO_DIR``, else ``datasets/coco_captioning`` in the repo.
+
+    Read at call time, so setting the environment variable after import works.
+    """
+    override = os.environ.get("CS231N_COCO_DIR")
+    if override:
+        return Path(override).expanduser()
+    return Path(__file__).resolve().parent.parent / "datasets" / "coco_captioning"
+
+
+def _features_file(split, pca_features):
+    return f"{split}2014_vgg16_fc7{'_pca' if pca_features else ''}.h5"
+
+
+def _urls_file(split):
+    return f"{split}2014_urls.txt"
+
+
+def _required_files(pca_features):
+    return [CAPTIONS_FILE, VOCAB_FILE] + [_features_file(s, pca_features) for s in SPLITS] + [
+        _urls_file(s) for s in SPLITS]
+
+
+def _missing_files_error(base_dir, missing, pca_features):
+    """The one error raised for a missing or partial dataset directory."""
+    where = f"{base_dir} does not exist" if not base_dir.exists() else f"{base_dir} is incomplete"
+    kind = "PCA (512)" if pca_features else "raw fc7 (4096)"
+    return FileNotFoundError(
+        f"load_coco_data: {where}; missing {len(missing)} file(s) of the COCO captioning dataset "
+        f"(with {kind} features): {', '.join(missing)}.\n"
+        f"Get the real COCO data (about 1 GB, needs the internet) with:  python -m cs231n download coco\n"
+        f"or make the synthetic shapes dataset in the same format (no internet) with:  python -m cs231n "
+        f"train  (or from Python: cs231n.data.shapes.ensure_shapes_dataset()), then pass its directory as "
+        f"base_dir or set CS231N_COCO_DIR to it.")
+
+
+def load_coco_data(base_dir=None, max_train=None, pca_features=True):
+    """Load the captioning dataset into a dict of arrays.
+
+    Inputs:
+    - base_dir: dataset directory (str or os.PathLike); default ``$CS231N_COCO_DIR`` or
+      ``datasets/coco_captioning`` at the repository root.
+    - max_train: if not None, keep that many training captions drawn with replacement by
+      ``np.random.randint`` (seed ``np.random`` for reproducibility); the images are untouched.
+    - pca_features: load the 512 PCA features (``*_vgg16_fc7_pca.h5``) if True, else the raw 4096
+      fc7 features (``*_vgg16_fc7.h5``).
+
+    Returns a dict with:
+    - train_captions: (N, T) int32; train_image_idxs: (N,) int32; val_captions, val_image_idxs likewise
+    - train_features: (num_train_images, D) float32; val_features likewise (D = 512 or 4096)
+    - idx_to_word: list of V words; word_to_idx: dict word -> index
+    - train_urls, val_urls: numpy arrays of str, one per image
+
+    Raises FileNotFoundError (listing every missing file and the commands that make them) when the
+    directory is missing or partial, and ValueError when what is loaded is inconsistent: caption values
+    outside the vocabulary, image indices outside the features, non-finite features, bad vocabulary.
+    """
+    if base_dir is None:
+        base_dir = default_coco_dir()
+    if not isinstance(base_dir, (str, os.PathLike)):
+        raise TypeError(f"load_coco_data: base_dir must be a str or os.PathLike, got {type(base_dir).__name__}")
+    if max_train is not None and (not isinstance(max_train, (int, np.integer)) or isinstance(max_train, bool)
+                                  or max_train < 0):
+        raise ValueError(f"load_coco_data: max_train must be None or an integer >= 0, got {max_train!r}")
+    base = Path(base_dir).expanduser()
+    missing = [name for name in _required_files(pca_features) if not (base / name).is_file()]
+    if missing:
+        raise _missing_files_error(base, missing, pca_features)
+
+    data = {}
+    with h5py.File(base / CAPTIONS_FILE, "r") as f:
+        for split in SPLITS:
+            for key in (f"{split}_captions", f"{split}_image_idxs"):
+                if key not in f:
+                    raise ValueError(f"load_coco_data: {base / CAPTIONS_FILE} has no dataset {key!r} "
+                                     f"(found {sorted(f.keys())})")
+        for key, value in f.items():
+            data[key] = np.asarray(value)
+    for split in SPLITS:
+        path = base / _features_file(split, pca_features)
+        with h5py.File(path, "r") as f:
+            if "features" not in f:
+                raise ValueError(f"load_coco_data: {path} has no dataset 'features' (found {sorted(f.keys())})")
+            data[f"{split}_features"] = np.asarray(f["features"])
+    with open(base / VOCAB_FILE, encoding="utf-8") as f:
+        vocab = json.load(f)
+    if not isinstance(vocab, dict):
+        raise ValueError(f"load_coco_data: {base / VOCAB_FILE} must hold a JSON object, got {type(vocab).__name__}")
+    for key, value in vocab.items():
+        data[key] = value
+    for split in SPLITS:
+        with open(base / _urls_file(split), encoding="utf-8") as f:
+            lines = [line.strip() for line in f]
+        while lines and not lines[-1]:
+            lines.pop()
+        data[f"{split}_urls"] = np.asarray(lines, dtype=str)
+
+    _check_loaded(data, base)
+
+    if max_train is not None:
+        num_train = data["train_captions"].shape[0]
+        mask = np.random.randint(num_train, size=max_train)
+        data["train_captions"] = data["train_captions"][mask]
+        data["train_image_idxs"] = data["train_image_idxs"][mask]
+    return data
+
+
+def _check_loaded(data, base):
+    """Raise ValueError unless the loaded arrays are consistent with each other."""
+    idx_to_word = data.get("idx_to_word")
+    word_to_idx = data.get("word_to_idx")
+    vocab_path = base / VOCAB_FILE
+    if not isinstance(idx_to_word, list) or not isinstance(word_to_idx, dict):
+        raise ValueError(f"load_coco_data: {vocab_path} must hold 'idx_to_word' (a list) and 'word_to_idx' "
+                         f"(an object)")
+    if tuple(idx_to_word[:4]) != SPECIAL_TOKENS:
+        raise ValueError(f"load_coco_data: {vocab_path}: idx_to_word must start with {list(SPECIAL_TOKENS)}, "
+                         f"got {idx_to_word[:4]}")
+    if len(word_to_idx) != len(idx_to_word) or any(word_to_idx.get(w) != i for i, w in enumerate(idx_to_word)):
+        raise ValueError(f"load_coco_data: {vocab_path}: word_to_idx ({len(word_to_idx)} words) is not the "
+                         f"inverse of idx_to_word ({len(idx_to_word)} words)")
+    V = len(idx_to_word)
+    for split in SPLITS:
+        captions = data[f"{split}_captions"]
+        image_idxs = data[f"{split}_image_idxs"]
+        features = data[f"{split}_features"]
+        where = f"load_coco_data: {split}"
+        if captions.ndim != 2 or captions.dtype.kind not in "iu":
+            raise ValueError(f"{where}_captions must be a 2-D integer array, got shape {captions.shape} "
+                             f"dtype {captions.dtype}")
+        if image_idxs.ndim != 1 or image_idxs.dtype.kind not in "iu" or len(image_idxs) != len(captions):
+            raise ValueError(f"{where}_image_idxs must be a 1-D integer array with one entry per caption "
+                             f"({len(captions)}), got shape {image_idxs.shape} dtype {image_idxs.dtype}")
+        if features.ndim != 2 or features.dtype.kind != "f":
+            raise ValueError(f"{where}_features must be a 2-D float array, got shape {features.shape} "
+                             f"dtype {features.dtype}")
+        if captions.size and (captions.min() < 0 or captions.max() >= V):
+            bad = int(captions.min()) if captions.min() < 0 else int(captions.max())
+            row = int(np.argwhere((captions < 0) | (captions >= V))[0][0])
+            raise ValueError(f"{where}_captions holds word index {bad} (first in caption {row}), outside the "
+                             f"vocabulary [0, {V}) of {vocab_path.name}")
+        num_images = features.shape[0]
+        if image_idxs.size and (image_idxs.min() < 0 or image_idxs.max() >= num_images):
+            bad = int(image_idxs.min()) if image_idxs.min() < 0 else int(image_idxs.max())
+            raise ValueError(f"{where}_image_idxs holds image index {bad}, outside the {num_images} rows of "
+                             f"{split}_features")
+        for lo in range(0, num_images, _FINITE_CHECK_ROWS):
+            chunk = features[lo:lo + _FINITE_CHECK_ROWS]
+            if not np.isfinite(chunk).all():
+                r, c = np.argwhere(~np.isfinite(chunk))[0]
+                raise ValueError(f"{where}_features is not finite: row {lo + r}, column {c} holds "
+                                 f"{chunk[r, c]}")
+        urls = data[f"{split}_urls"]
+        if len(urls) != num_images:
+            warnings.warn(f"load_coco_data: {_urls_file(split)} has {len(urls)} URLs but {split}_features "
+                          f"has {num_images} rows; URLs of some images will be wrong or missing", stacklevel=3)
+
+
+def sample_coco_minibatch(data, batch_size=100, split="train"):
+    """Draw a random minibatch of captions (with replacement, through ``np.random.choice``).
+
+    Inputs:
+    - data: dict from :func:`load_coco_data`.
+    - batch_size: number N of captions.
+    - split: ``'train'`` or ``'val'``.
+
+    Returns a tuple of:
+    - captions: (N, T) int32 caption rows.
+    - image_features: (N, D) features of each caption's image.
+    - urls: (N,) array of str, each caption's image URL.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"sample_coco_minibatch: split must be 'train' or 'val', got {split!r}")
+    if not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1:
+        raise ValueError(f"sample_coco_minibatch: batch_size must be a positive integer, got {batch_size!r}")
+    for key in (f"{split}_captions", f"{split}_image_idxs", f"{split}_features", f"{split}_urls"):
+        if key not in data:
+            raise ValueError(f"sample_coco_minibatch: data has no key {key!r}")
+    split_size = data[f"{split}_captions"].shape[0]
+    if split_size == 0:
+        raise ValueError(f"sample_coco_minibatch: the {split} split has no captions")
+    mask = np.random.choice(split_size, batch_size)
+    captions = data[f"{split}_captions"][mask]
+    image_idxs = data[f"{split}_image_idxs"][mask]
+    image_features = data[f"{split}_features"][image_idxs]
+    urls = data[f"{split}_urls"][image_idxs]
+    return captions, image_features, urls
+
+
+def decode_captions(captions, idx_to_word):
+    """Turn caption rows of word indices back into strings.
+
+    ``<NULL>`` tokens are skipped and each caption stops after its first ``<END>``, which is kept, so a
+    row gives e.g. ``'<START> a dog <END>'``.
+
+    Inputs:
+    - captions: int array of shape (T,) for one caption or (N, T) for N captions.
+    - idx_to_word: list (or dict from int) giving the word of each index.
+
+    Returns a str for a 1-D input, a list of N str for a 2-D input.
+    """
+    captions = np.asarray(captions)
+    if captions.dtype.kind not in "iu":
+        raise TypeError(f"decode_captions: captions must hold integer word indices, got dtype {captions.dtype}")
+    if captions.ndim not in (1, 2):
+        raise ValueError(f"decode_captions: captions must have shape (T,) or (N, T), got {captions.shape}")
+    single = captions.ndim == 1
+    rows = captions[None] if single else captions  # (N, T)
+    decoded = []
+    for row in rows.tolist():
+        words = []
+        for idx in row:
+            word = idx_to_word[idx]
+            if word != "<NULL>":
+                words.append(word)
+            if word == "<END>":
+                break
+        decoded.append(" ".join(words))
+    return decoded[0] if single else decoded
