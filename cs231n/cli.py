@@ -26,9 +26,9 @@ TRAIN_DEFAULTS = dict(
     cell_type="lstm",
     wordvec_dim=256,
     hidden_dim=512,
-    epochs=10,
+    epochs=5,
     lr=5e-3,
-    lr_decay=0.9,
+    lr_decay=0.7,
     batch_size=100,
     seed=0,
     beam_size=1,
@@ -170,9 +170,9 @@ def _val_images(data, split, idxs):
 def cmd_train(a):
     import numpy as np
 
+    from cs231n.archive import atomic_write_text
     from cs231n.captioning_solver import CaptioningSolver
     from cs231n.classifiers.rnn import CaptioningRNN
-    from cs231n.coco_utils import decode_captions
     from cs231n.metrics import references_from_data, score_model
     from cs231n.vis import caption_grid, plot_training_curves
 
@@ -184,7 +184,6 @@ def cmd_train(a):
             data[f"{split}_features"] = np.zeros_like(data[f"{split}_features"])
     config = {k: v for k, v in vars(a).items() if k != "func"}
     config["data_dir"] = str(base)
-    from cs231n.archive import atomic_write_text
     atomic_write_text(out / "config.json", json.dumps(config, indent=2) + "\n")
     print(f"data: {base} ({data['train_captions'].shape[0]} train captions, "
           f"{data['train_features'].shape[0]} train images, {data['val_features'].shape[0]} val images, "
@@ -196,7 +195,7 @@ def cmd_train(a):
     ckpt = out / "checkpoint"
     solver = CaptioningSolver(
         model, data, update_rule="adam", optim_config={"learning_rate": a.lr}, lr_decay=a.lr_decay,
-        batch_size=a.batch_size, num_epochs=a.epochs, print_every=10 if not a.quiet else 10 ** 9,
+        batch_size=a.batch_size, num_epochs=a.epochs, print_every=50,
         verbose=not a.quiet, seed=a.seed, num_val_images=a.num_val_images,
         grad_clip=a.grad_clip or None, checkpoint_name=str(ckpt),
         resume_from=str(ckpt) + ".npz" if a.resume else None)
@@ -211,18 +210,16 @@ def cmd_train(a):
     plt.close(plot_training_curves(solver.loss_history, solver.val_history, path=out / "curves.png",
                                    title=f"{a.cell_type} on {base.name}"))
 
-    scores = score_model(model, data, split="val", beam_size=a.beam_size)
+    scores, captions = score_model(model, data, split="val", beam_size=a.beam_size, return_captions=True)
+    distinct = len(set(captions.values())) / max(1, len(captions))
     refs = references_from_data(data, "val")
-    ids = list(refs)[:12]
-    sampled = model.sample(data["val_features"][ids], beam_size=a.beam_size)
-    generated = decode_captions(sampled, data["idx_to_word"])
-    distinct = _distinct_fraction(model, data, a.beam_size)
-    plt.close(caption_grid(_val_images(data, "val", ids), [_strip(g) for g in generated],
+    ids = list(captions)[:12]
+    plt.close(caption_grid(_val_images(data, "val", ids), [_strip(captions[i]) for i in ids],
                            [_strip(refs[i][0]) for i in ids], path=out / "captions.png"))
     summary = {"val_scores": scores, "distinct_caption_fraction": distinct, "train_seconds": train_seconds,
                "beam_size": a.beam_size, "epochs_run": solver.epoch}
     atomic_write_text(out / "scores.json", json.dumps(summary, indent=2) + "\n")
-    print(f"\nval ({len(refs)} images, {'greedy' if a.beam_size == 1 else f'beam {a.beam_size}'}): "
+    print(f"\nval ({len(captions)} images, {'greedy' if a.beam_size == 1 else f'beam {a.beam_size}'}): "
           + "  ".join(f"{k} {v:.3f}" for k, v in scores.items())
           + f"  distinct captions {distinct:.0%}")
     print(f"trained in {train_seconds:.0f} s; wrote {out}/model.npz, checkpoint.npz, config.json, "
@@ -232,16 +229,6 @@ def cmd_train(a):
 
 def _strip(caption):
     return " ".join(w for w in caption.split() if w not in ("<START>", "<END>", "<NULL>"))
-
-
-def _distinct_fraction(model, data, beam_size):
-    from cs231n.coco_utils import decode_captions
-
-    feats = data["val_features"]
-    caps = []
-    for s in range(0, feats.shape[0], 500):
-        caps += decode_captions(model.sample(feats[s:s + 500], beam_size=beam_size), data["idx_to_word"])
-    return len(set(caps)) / max(1, len(caps))
 
 
 def cmd_evaluate(a):

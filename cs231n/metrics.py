@@ -193,7 +193,8 @@ def references_from_data(data, split):
     return {image_idx: grouped[image_idx] for image_idx in sorted(grouped)}
 
 
-def score_model(model, data, split='val', num_images=None, batch_size=500, **sample_kwargs):
+def score_model(model, data, split='val', num_images=None, batch_size=500, return_captions=False,
+                **sample_kwargs):
     """Caption the images of a split with ``model.sample`` and score them with ``score_captions``.
 
     Every image of the split that has a caption is captioned once and compared with all of its
@@ -206,10 +207,12 @@ def score_model(model, data, split='val', num_images=None, batch_size=500, **sam
     - split: 'train' or 'val'
     - num_images: int or None (all images)
     - batch_size: int, images captioned per call of ``model.sample``
+    - return_captions: also return the generated captions, {image_id: str}, so a caller can look at
+      them (or count distinct ones) without sampling again
     - sample_kwargs: passed on to ``model.sample`` (e.g. ``max_length``, ``beam_size``)
 
     Returns:
-    - scores: the dict of ``score_captions``
+    - scores: the dict of ``score_captions``; with ``return_captions``, the pair (scores, captions)
     """
     from cs231n.coco_utils import decode_captions
 
@@ -230,7 +233,8 @@ def score_model(model, data, split='val', num_images=None, batch_size=500, **sam
         if isinstance(decoded, str):
             decoded = [decoded]
         candidates.update(zip(batch_ids, decoded))
-    return score_captions({i: references[i] for i in image_ids}, candidates)
+    scores = score_captions({i: references[i] for i in image_ids}, candidates)
+    return (scores, candidates) if return_captions else scores
 
 
 def _content_tokens(caption):
