@@ -11,9 +11,10 @@ import numpy as np
 from cs231n import rnn_layers
 from cs231n._validation import index_array
 from cs231n.archive import load_archive, save_archive
+from cs231n.classifiers.recurrent import GATES as _GATES
+from cs231n.classifiers.recurrent import initial_state, recurrent_backward, recurrent_forward, recurrent_step
 
 CELL_TYPES = ("rnn", "lstm", "gru")
-_GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 _ARCHIVE_KIND = "LanguageModelRNN"
 
 
@@ -218,13 +219,8 @@ class LanguageModelRNN:
 
     def _recurrent_forward(self, x):
         """Run the recurrent layer over embedded words x (N, T, W) from a zero state; return h, cache."""
-        p = self.params
         h0 = np.zeros((x.shape[0], self.hidden_dim), dtype=self.dtype)  # (N, H)
-        if self.cell_type == "rnn":
-            return rnn_layers.rnn_forward(x, h0, p["Wx"], p["Wh"], p["b"])
-        if self.cell_type == "lstm":
-            return rnn_layers.lstm_forward(x, h0, p["Wx"], p["Wh"], p["b"])
-        return rnn_layers.gru_forward(x, h0, p["Wx"], p["Wh"], p["b"], p["bh"])
+        return recurrent_forward(self.cell_type, x, h0, self.params)
 
     def scores(self, inputs):
         """Vocabulary scores for the word after each input word.
@@ -278,12 +274,8 @@ class LanguageModelRNN:
 
         grads = {}
         dh, grads["W_vocab"], grads["b_vocab"] = rnn_layers.temporal_affine_backward(dscores, cache_aff)
-        if self.cell_type == "rnn":
-            dx, _, grads["Wx"], grads["Wh"], grads["b"] = rnn_layers.rnn_backward(dh, cache_rnn)
-        elif self.cell_type == "lstm":
-            dx, _, grads["Wx"], grads["Wh"], grads["b"] = rnn_layers.lstm_backward(dh, cache_rnn)
-        else:
-            dx, _, grads["Wx"], grads["Wh"], grads["b"], grads["bh"] = rnn_layers.gru_backward(dh, cache_rnn)
+        dx, _, recurrent_grads = recurrent_backward(self.cell_type, dh, cache_rnn)
+        grads.update(recurrent_grads)
         grads["W_embed"] = rnn_layers.word_embedding_backward(dx, cache_embed)
         return loss, grads
 
@@ -327,18 +319,13 @@ class LanguageModelRNN:
     # Sampling
     # ------------------------------------------------------------------------------------------------
 
-    def _step(self, word, h, c):
-        """One step from word indices (N,): next h (N, H), next c (LSTM only) and scores (N, V)."""
+    def _step(self, word, state):
+        """One step from word indices (N,): the next recurrent state and the scores (N, V)."""
         p = self.params
         x = p["W_embed"][word]                                          # (N, W)
-        if self.cell_type == "rnn":
-            h, _ = rnn_layers.rnn_step_forward(x, h, p["Wx"], p["Wh"], p["b"])
-        elif self.cell_type == "lstm":
-            h, c, _ = rnn_layers.lstm_step_forward(x, h, c, p["Wx"], p["Wh"], p["b"])
-        else:
-            h, _ = rnn_layers.gru_step_forward(x, h, p["Wx"], p["Wh"], p["b"], p["bh"])
-        scores = h @ p["W_vocab"] + p["b_vocab"]                        # (N, V)
-        return h, c, scores
+        state = recurrent_step(self.cell_type, x, state, p)
+        scores = state[0] @ p["W_vocab"] + p["b_vocab"]                 # (N, V)
+        return state, scores
 
     def sample(self, start_idx, length, temperature=1.0, rng=None):
         """Generate ``length`` words after ``start_idx``, feeding each sampled word back in.
@@ -369,11 +356,10 @@ class LanguageModelRNN:
         rng = as_generator(rng, fn)
         N = start.shape[0]
         words = np.empty((N, int(length)), dtype=np.int32)
-        h = np.zeros((N, self.hidden_dim), dtype=self.dtype)          # (N, H)
-        c = np.zeros((N, self.hidden_dim), dtype=self.dtype) if self.cell_type == "lstm" else None
+        state = initial_state(self.cell_type, np.zeros((N, self.hidden_dim), dtype=self.dtype))  # h (N, H)
         word = start
         for t in range(int(length)):
-            h, c, scores = self._step(word, h, c)
+            state, scores = self._step(word, state)
             word = sample_from_scores(scores, temperature, rng)          # (N,)
             words[:, t] = word
         return words[0] if scalar else words

@@ -19,16 +19,14 @@ import numpy as np
 from cs231n._validation import expect_shape, float_array, index_array
 from cs231n.archive import load_archive, save_archive
 from cs231n.layers import affine_backward, affine_forward
+from cs231n.classifiers.recurrent import (
+    GATES as _GATES,
+    initial_state,
+    recurrent_backward,
+    recurrent_forward,
+    recurrent_step,
+)
 from cs231n.rnn_layers import (
-    gru_backward,
-    gru_forward,
-    gru_step_forward,
-    lstm_backward,
-    lstm_forward,
-    lstm_step_forward,
-    rnn_backward,
-    rnn_forward,
-    rnn_step_forward,
     temporal_affine_backward,
     temporal_affine_forward,
     temporal_softmax_loss,
@@ -36,8 +34,6 @@ from cs231n.rnn_layers import (
     word_embedding_forward,
 )
 
-# Number of gate blocks of width H in Wx, Wh and b for each cell type.
-_GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 ARCHIVE_FORMAT = "cs231n-captioning-model"
 ARCHIVE_VERSION = 1
 _DTYPES = ("float16", "float32", "float64")
@@ -274,23 +270,14 @@ class CaptioningRNN:
 
         h0, cache_proj = affine_forward(features, p["W_proj"], p["b_proj"])  # (N, H)
         x, cache_embed = word_embedding_forward(captions_in, p["W_embed"])   # (N, T - 1, W)
-        if self.cell_type == "rnn":
-            h, cache_rnn = rnn_forward(x, h0, p["Wx"], p["Wh"], p["b"])      # (N, T - 1, H)
-        elif self.cell_type == "lstm":
-            h, cache_rnn = lstm_forward(x, h0, p["Wx"], p["Wh"], p["b"])
-        else:
-            h, cache_rnn = gru_forward(x, h0, p["Wx"], p["Wh"], p["b"], p["bh"])
+        h, cache_rnn = recurrent_forward(self.cell_type, x, h0, p)           # (N, T - 1, H)
         scores, cache_vocab = temporal_affine_forward(h, p["W_vocab"], p["b_vocab"])  # (N, T - 1, V)
         loss, dscores = temporal_softmax_loss(scores, captions_out, mask, verbose=verbose)
 
         grads = {}
         dh, grads["W_vocab"], grads["b_vocab"] = temporal_affine_backward(dscores, cache_vocab)
-        if self.cell_type == "rnn":
-            dx, dh0, grads["Wx"], grads["Wh"], grads["b"] = rnn_backward(dh, cache_rnn)
-        elif self.cell_type == "lstm":
-            dx, dh0, grads["Wx"], grads["Wh"], grads["b"] = lstm_backward(dh, cache_rnn)
-        else:
-            dx, dh0, grads["Wx"], grads["Wh"], grads["b"], grads["bh"] = gru_backward(dh, cache_rnn)
+        dx, dh0, recurrent_grads = recurrent_backward(self.cell_type, dh, cache_rnn)
+        grads.update(recurrent_grads)
         grads["W_embed"] = word_embedding_backward(dx, cache_embed)
         _, grads["W_proj"], grads["b_proj"] = affine_backward(dh0, cache_proj)
         return loss, grads
@@ -434,9 +421,7 @@ class CaptioningRNN:
 
     def _initial_state(self, h0):
         """The recurrent state at time 0: (h0,), or (h0, zero cell) for the LSTM."""
-        if self.cell_type == "lstm":
-            return (h0, np.zeros_like(h0))
-        return (h0,)
+        return initial_state(self.cell_type, h0)
 
     def _step(self, words, state):
         """Advance M captions by one word: the same math as ``loss``, one timestep at a time.
@@ -449,15 +434,8 @@ class CaptioningRNN:
         """
         p = self.params
         x = p["W_embed"][words]  # (M, W)
-        if self.cell_type == "rnn":
-            h, _ = rnn_step_forward(x, state[0], p["Wx"], p["Wh"], p["b"])
-            state = (h,)
-        elif self.cell_type == "lstm":
-            h, c, _ = lstm_step_forward(x, state[0], state[1], p["Wx"], p["Wh"], p["b"])
-            state = (h, c)
-        else:
-            h, _ = gru_step_forward(x, state[0], p["Wx"], p["Wh"], p["b"], p["bh"])
-            state = (h,)
+        state = recurrent_step(self.cell_type, x, state, p)
+        h = state[0]
         scores = (h @ p["W_vocab"] + p["b_vocab"]).astype(np.float64, copy=False)  # (M, V)
         scores -= scores.max(axis=1, keepdims=True)
         scores -= np.log(np.exp(scores).sum(axis=1, keepdims=True))

@@ -17,10 +17,11 @@ import numpy as np
 from cs231n import layers, rnn_layers
 from cs231n._validation import expect_shape, float_array
 from cs231n.archive import load_archive, save_archive
+from cs231n.classifiers.recurrent import GATES as _GATES
+from cs231n.classifiers.recurrent import initial_state, recurrent_backward, recurrent_forward, recurrent_step
 
 CELL_TYPES = ("rnn", "lstm", "gru")
 MODES = ("many_to_many", "many_to_one")
-_GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 _ARCHIVE_KIND = "SequenceRegressor"
 
 
@@ -146,12 +147,7 @@ class SequenceRegressor:
         return h0
 
     def _recurrent_forward(self, x, h0):
-        p = self.params
-        if self.cell_type == "rnn":
-            return rnn_layers.rnn_forward(x, h0, p["Wx"], p["Wh"], p["b"])
-        if self.cell_type == "lstm":
-            return rnn_layers.lstm_forward(x, h0, p["Wx"], p["Wh"], p["b"])
-        return rnn_layers.gru_forward(x, h0, p["Wx"], p["Wh"], p["b"], p["bh"])
+        return recurrent_forward(self.cell_type, x, h0, self.params)
 
     def _forward(self, x, h0):
         """Predictions and the caches of both layers."""
@@ -219,28 +215,19 @@ class SequenceRegressor:
             dh_last, grads["W_out"], grads["b_out"] = layers.affine_backward(dpred, cache_out)
             dh = np.zeros(h_shape, dtype=dh_last.dtype)                      # (N, T, H)
             dh[:, -1, :] = dh_last                                          # only h_T feeds the output
-        if self.cell_type == "rnn":
-            _, _, grads["Wx"], grads["Wh"], grads["b"] = rnn_layers.rnn_backward(dh, cache_rnn)
-        elif self.cell_type == "lstm":
-            _, _, grads["Wx"], grads["Wh"], grads["b"] = rnn_layers.lstm_backward(dh, cache_rnn)
-        else:
-            _, _, grads["Wx"], grads["Wh"], grads["b"], grads["bh"] = rnn_layers.gru_backward(dh, cache_rnn)
+        _, _, recurrent_grads = recurrent_backward(self.cell_type, dh, cache_rnn)
+        grads.update(recurrent_grads)
         return loss, grads
 
     # ------------------------------------------------------------------------------------------------
     # Generation
     # ------------------------------------------------------------------------------------------------
 
-    def _step(self, x, h, c):
-        """One timestep from inputs x (N, D): next h (N, H), next c (LSTM only) and the output (N, M)."""
+    def _step(self, x, state):
+        """One timestep from inputs x (N, D): the next recurrent state and the output (N, M)."""
         p = self.params
-        if self.cell_type == "rnn":
-            h, _ = rnn_layers.rnn_step_forward(x, h, p["Wx"], p["Wh"], p["b"])
-        elif self.cell_type == "lstm":
-            h, c, _ = rnn_layers.lstm_step_forward(x, h, c, p["Wx"], p["Wh"], p["b"])
-        else:
-            h, _ = rnn_layers.gru_step_forward(x, h, p["Wx"], p["Wh"], p["b"], p["bh"])
-        return h, c, h @ p["W_out"] + p["b_out"]
+        state = recurrent_step(self.cell_type, x, state, p)
+        return state, state[0] @ p["W_out"] + p["b_out"]
 
     def generate_sequence(self, seeds, T, h0=None):
         """Extrapolate sequences: read the seeds, then feed each prediction back as the next input.
@@ -269,13 +256,13 @@ class SequenceRegressor:
             raise ValueError(f"{fn}: T must be an int >= 0, got {T!r}")
         N, S, D = seeds.shape
         h = self._initial_state(fn, h0, N)
-        c = np.zeros_like(h) if self.cell_type == "lstm" else None
+        state = initial_state(self.cell_type, h)
         out = None
         for t in range(S):
-            h, c, out = self._step(seeds[:, t, :], h, c)                    # out (N, D)
+            state, out = self._step(seeds[:, t, :], state)                    # out (N, D)
         generated = np.empty((N, int(T), D), dtype=np.result_type(out.dtype, seeds.dtype))
         for t in range(int(T)):
             generated[:, t, :] = out
             if t + 1 < T:
-                h, c, out = self._step(out, h, c)
+                state, out = self._step(out, state)
         return generated

@@ -1,0 +1,84 @@
+"""The recurrent core every model shares: one place that maps a cell type to its layer functions.
+
+The captioning model, the language model and the sequence regressor all keep their recurrent weights
+under the same names: ``Wx`` (D, gH), ``Wh`` (H, gH), ``b`` (gH,) and, for the GRU only, ``bh`` (gH,),
+with g = 1 (rnn), 4 (lstm) or 3 (gru). These functions run the matching layer of
+:mod:`cs231n.rnn_layers` over a whole sequence or one step, so a model's ``loss`` and ``sample`` read
+the same for every cell type.
+"""
+import numpy as np
+
+from cs231n import rnn_layers
+
+# Number of gate blocks of width H in Wx, Wh and b for each cell type.
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
+def recurrent_param_names(cell_type):
+    """The names of the recurrent weights of ``cell_type``, in the order the layer functions take them."""
+    return ("Wx", "Wh", "b", "bh") if cell_type == "gru" else ("Wx", "Wh", "b")
+
+
+def recurrent_forward(cell_type, x, h0, params):
+    """Run the recurrent layer of ``cell_type`` over a sequence.
+
+    Inputs:
+    - cell_type: 'rnn', 'lstm' or 'gru'.
+    - x: inputs, of shape (N, T, D).
+    - h0: initial hidden state, of shape (N, H) (the LSTM's initial cell is zero).
+    - params: dict holding the recurrent weights (other keys are ignored).
+
+    Returns a tuple of:
+    - h: hidden states, of shape (N, T, H).
+    - cache: for :func:`recurrent_backward`.
+    """
+    weights = [params[k] for k in recurrent_param_names(cell_type)]
+    forward = {"rnn": rnn_layers.rnn_forward, "lstm": rnn_layers.lstm_forward,
+               "gru": rnn_layers.gru_forward}[cell_type]
+    return forward(x, h0, *weights)
+
+
+def recurrent_backward(cell_type, dh, cache):
+    """Backward pass of :func:`recurrent_forward`.
+
+    Inputs:
+    - cell_type: as given to the forward.
+    - dh: upstream gradients of every hidden state, of shape (N, T, H).
+    - cache: from :func:`recurrent_forward`.
+
+    Returns a tuple of:
+    - dx: gradient of the inputs, of shape (N, T, D).
+    - dh0: gradient of the initial hidden state, of shape (N, H).
+    - grads: dict with the gradient of every recurrent weight, keyed like ``params``.
+    """
+    backward = {"rnn": rnn_layers.rnn_backward, "lstm": rnn_layers.lstm_backward,
+                "gru": rnn_layers.gru_backward}[cell_type]
+    dx, dh0, *dweights = backward(dh, cache)
+    return dx, dh0, dict(zip(recurrent_param_names(cell_type), dweights))
+
+
+def initial_state(cell_type, h0):
+    """The recurrent state at time 0: ``(h0,)``, or ``(h0, zero cell)`` for the LSTM."""
+    if cell_type == "lstm":
+        return (h0, np.zeros_like(h0))
+    return (h0,)
+
+
+def recurrent_step(cell_type, x, state, params):
+    """Advance the recurrent state by one timestep.
+
+    Inputs:
+    - cell_type: 'rnn', 'lstm' or 'gru'.
+    - x: inputs of this step, of shape (N, D).
+    - state: tuple from :func:`initial_state` or a previous step; its first element is h (N, H).
+    - params: dict holding the recurrent weights.
+
+    Returns the next state, a tuple whose first element is the next hidden state (N, H).
+    """
+    weights = [params[k] for k in recurrent_param_names(cell_type)]
+    if cell_type == "lstm":
+        h, c, _ = rnn_layers.lstm_step_forward(x, state[0], state[1], *weights)
+        return (h, c)
+    step = rnn_layers.rnn_step_forward if cell_type == "rnn" else rnn_layers.gru_step_forward
+    h, _ = step(x, state[0], *weights)
+    return (h,)
