@@ -43,7 +43,7 @@ def save_archive(path, arrays, meta):
     payload[META_KEY] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=directory)
+    fd, tmp = _mkstemp_like_open(directory, prefix=".tmp-", suffix=".npz")
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **payload)
@@ -87,7 +87,7 @@ def atomic_write_text(path, text):
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    fd, tmp = _mkstemp_like_open(directory, prefix=".tmp-")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
@@ -100,6 +100,18 @@ def atomic_write_text(path, text):
         raise
     _fsync_dir(directory)
     return path
+
+
+def _mkstemp_like_open(directory, **kwargs):
+    """``tempfile.mkstemp`` but with the permissions ``open()`` would give (mkstemp's are 0600)."""
+    fd, tmp = tempfile.mkstemp(dir=directory, **kwargs)
+    umask = os.umask(0)
+    os.umask(umask)
+    try:
+        os.fchmod(fd, 0o666 & ~umask)
+    except (AttributeError, OSError):  # not on every platform; the file is still written
+        pass
+    return fd, tmp
 
 
 def _fsync_dir(directory):
