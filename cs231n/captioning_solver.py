@@ -33,19 +33,13 @@ import warnings
 
 import numpy as np
 
-from cs231n.coco_utils import decode_captions, sample_coco_minibatch
+from cs231n.coco_utils import decode_captions, sample_coco_minibatch, strip_framing
 from cs231n.metrics import score_captions
 from cs231n.solver import Solver
 
 _DEFAULT_NUM_VAL_IMAGES = 200
-_FRAMING = frozenset({"<NULL>", "<START>", "<END>"})
 _TRAIN_KEYS = ("train_captions", "train_image_idxs", "train_features")
 _VAL_KEYS = ("val_captions", "val_image_idxs", "val_features", "idx_to_word")
-
-
-def _strip_framing(caption):
-    """A decoded caption without ``<NULL>``, ``<START>`` and ``<END>``, words joined by single spaces."""
-    return " ".join(w for w in caption.split() if w not in _FRAMING)
 
 
 def _decode_rows(captions, idx_to_word):
@@ -208,13 +202,13 @@ class CaptioningSolver(Solver):
         references = {}
         decoded = _decode_rows(captions[rows], data["idx_to_word"])
         for image_id, caption in zip(image_idxs[rows].tolist(), decoded):
-            references.setdefault(image_id, []).append(_strip_framing(caption))
+            references.setdefault(image_id, []).append(strip_framing(caption))
         candidates = {}
         for start in range(0, ids.size, step):
             chunk = ids[start:start + step]
             sampled = np.asarray(self.model.sample(features[chunk])).reshape(chunk.size, -1)  # (n, L)
             decoded = _decode_rows(sampled, data["idx_to_word"])
-            candidates.update(zip(chunk.tolist(), (_strip_framing(c) for c in decoded)))
+            candidates.update(zip(chunk.tolist(), (strip_framing(c) for c in decoded)))
 
         scores = score_captions(references, candidates)
         caption, count = Counter(candidates.values()).most_common(1)[0]

@@ -173,6 +173,7 @@ def cmd_train(a):
     from cs231n.archive import atomic_write_text
     from cs231n.captioning_solver import CaptioningSolver
     from cs231n.classifiers.rnn import CaptioningRNN
+    from cs231n.coco_utils import strip_framing
     from cs231n.metrics import references_from_data, score_model
     from cs231n.vis import caption_grid, plot_training_curves
 
@@ -214,8 +215,8 @@ def cmd_train(a):
     distinct = len(set(captions.values())) / max(1, len(captions))
     refs = references_from_data(data, "val")
     ids = list(captions)[:12]
-    plt.close(caption_grid(_val_images(data, "val", ids), [_strip(captions[i]) for i in ids],
-                           [_strip(refs[i][0]) for i in ids], path=out / "captions.png"))
+    plt.close(caption_grid(_val_images(data, "val", ids), [strip_framing(captions[i]) for i in ids],
+                           [strip_framing(refs[i][0]) for i in ids], path=out / "captions.png"))
     summary = {"val_scores": scores, "distinct_caption_fraction": distinct, "train_seconds": train_seconds,
                "beam_size": a.beam_size, "epochs_run": solver.epoch}
     atomic_write_text(out / "scores.json", json.dumps(summary, indent=2) + "\n")
@@ -225,10 +226,6 @@ def cmd_train(a):
     print(f"trained in {train_seconds:.0f} s; wrote {out}/model.npz, checkpoint.npz, config.json, "
           f"curves.png, captions.png, scores.json")
     return 0
-
-
-def _strip(caption):
-    return " ".join(w for w in caption.split() if w not in ("<START>", "<END>", "<NULL>"))
 
 
 def cmd_evaluate(a):

@@ -219,6 +219,18 @@ def sample_coco_minibatch(data, batch_size=100, split="train"):
     return captions, image_features, urls
 
 
+FRAMING_TOKENS = ("<NULL>", "<START>", "<END>")
+
+
+def strip_framing(caption):
+    """A decoded caption without ``<NULL>``, ``<START>`` and ``<END>``, words joined by single spaces.
+
+    ``strip_framing('<START> a dog <END>')`` gives ``'a dog'``: what to show a person (``<UNK>`` is
+    kept, it stands for a real word).
+    """
+    return " ".join(w for w in caption.split() if w not in FRAMING_TOKENS)
+
+
 def decode_captions(captions, idx_to_word):
     """Turn caption rows of word indices back into strings.
 

@@ -205,3 +205,11 @@ def test_decode_round_trip_of_loaded_captions(tiny):
     for text, original in zip(decoded, originals):
         words = [w if w in data["word_to_idx"] else "<UNK>" for w in original.split()]
         assert text == " ".join(["<START>"] + words + ["<END>"])
+
+
+def test_strip_framing_removes_only_the_framing_tokens():
+    from cs231n.coco_utils import strip_framing
+
+    assert strip_framing("<START> a <UNK> dog <END>") == "a <UNK> dog"
+    assert strip_framing("<NULL> <NULL>") == ""
+    assert strip_framing("a   red  square") == "a red square"
