@@ -106,7 +106,7 @@ def torch_step_fn(cell, features, captions, seed=0):
         ce = F.cross_entropy(scores.reshape(-1, V), cout.reshape(-1), reduction="none")
         loss = (ce * mask.reshape(-1)).sum() / N
         loss.backward()
-        return float(loss)
+        return float(loss.detach())
 
     return step
 

@@ -352,8 +352,9 @@ class CaptioningRNN:
             if temperature:
                 gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
                 captions, log_probs, _ = self._decode_one(h0, max_length, float(temperature), gen)
-            else:
-                captions, log_probs, _ = self._decode_one(h0, max_length, None, None)
+            else:  # greedy: the argmax needs no normalization unless log-probs are asked for
+                captions, log_probs, _ = self._decode_one(h0, max_length, None, None,
+                                                          with_log_probs=return_log_probs)
             return (captions, log_probs) if return_log_probs else captions
         captions, log_probs = self._beam_search(h0, max_length, beam_size, float(length_penalty), n_best)
         if n_best > 1:
@@ -423,28 +424,36 @@ class CaptioningRNN:
         """The recurrent state at time 0: (h0,), or (h0, zero cell) for the LSTM."""
         return initial_state(self.cell_type, h0)
 
-    def _step(self, words, state):
+    def _step(self, words, state, normalize=True):
         """Advance M captions by one word: the same math as ``loss``, one timestep at a time.
 
         Inputs:
         - words: the previous words, int array of shape (M,).
         - state: tuple of (M, H) arrays from ``_initial_state`` or a previous step.
+        - normalize: return log-probabilities; False returns the raw scores (same argmax and same
+          softmax), which saves the normalization when only the chosen words are wanted.
 
-        Returns (state, log_probs) with log_probs of shape (M, V), float64, normalized over all V words.
+        Returns (state, log_probs) with log_probs of shape (M, V), float64, normalized over all V words
+        (raw scores of the model's dtype when ``normalize`` is False).
         """
         p = self.params
         x = p["W_embed"][words]  # (M, W)
         state = recurrent_step(self.cell_type, x, state, p)
         h = state[0]
-        scores = (h @ p["W_vocab"] + p["b_vocab"]).astype(np.float64, copy=False)  # (M, V)
+        scores = h @ p["W_vocab"] + p["b_vocab"]  # (M, V)
+        if not normalize:
+            return state, scores
+        scores = scores.astype(np.float64, copy=False)
         scores -= scores.max(axis=1, keepdims=True)
         scores -= np.log(np.exp(scores).sum(axis=1, keepdims=True))
         return state, scores
 
-    def _decode_one(self, h0, max_length, temperature, gen):
+    def _decode_one(self, h0, max_length, temperature, gen, with_log_probs=True):
         """Greedy decoding (temperature None) or sampling, one caption per row of h0.
 
-        Only unfinished captions are advanced: finished rows drop out of the batch.
+        Only unfinished captions are advanced: finished rows drop out of the batch. Without
+        ``with_log_probs`` the scores are not normalized (argmax and softmax don't need it) and the
+        returned log_probs are zeros.
 
         Returns (captions (N, T) int32, log_probs (N,) float64, lengths (N,) int64).
         """
@@ -459,8 +468,8 @@ class CaptioningRNN:
         for t in range(max_length):
             if rows.size == 0:
                 break
-            state, logp = self._step(words, state)        # (M, V)
-            logits = logp + ban
+            state, logp = self._step(words, state, normalize=with_log_probs)  # (M, V)
+            logits = logp + ban.astype(logp.dtype)
             if temperature is None:
                 words = np.argmax(logits, axis=1)
             else:
@@ -470,7 +479,8 @@ class CaptioningRNN:
                 u = (1.0 - gen.random(rows.size)) * cdf[:, -1]  # uniform in (0, total]
                 words = np.minimum((cdf < u[:, None]).sum(axis=1), self.vocab_size - 1)
             captions[rows, t] = words
-            log_probs[rows] += logp[np.arange(rows.size), words]
+            if with_log_probs:
+                log_probs[rows] += logp[np.arange(rows.size), words]
             if self._end is not None:
                 going = words != self._end
                 lengths[rows[~going]] = t + 1
