@@ -167,3 +167,20 @@ def test_build_dataset_command(tmp_path, capsys):
     data = load_coco_data(base_dir=str(out))
     assert data["train_features"].shape == (12, 5)
     assert "cat" in data["word_to_idx"]
+
+
+def test_lm_train_then_lm_sample(tmp_path, capsys):
+    text = tmp_path / "t.txt"
+    text.write_text("the cat sat on the mat and the dog sat on the log\n" * 20)
+    out = tmp_path / "lm"
+    assert main(["lm-train", "--text", str(text), "--hidden-dim", "16", "--wordvec-dim", "8", "--seq-len", "6",
+                 "--batch-size", "10", "--epochs", "2", "--lr", "1e-2", "--out", str(out), "--quiet"]) == 0
+    assert (out / "lm_checkpoint.npz").is_file()
+    capsys.readouterr()
+    assert main(["lm-sample", "--checkpoint", str(out / "lm_checkpoint.npz"), "--start", "cat",
+                 "--length", "7", "--temperature", "0"]) == 0
+    words = capsys.readouterr().out.strip().split(" ")
+    assert words[0] == "cat" and len(words) == 8
+    # A word the text never had is refused with exit code 1 and a message naming it.
+    assert main(["lm-sample", "--checkpoint", str(out / "lm_checkpoint.npz"), "--start", "zebra"]) == 1
+    assert "zebra" in capsys.readouterr().err
