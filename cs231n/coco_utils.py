@@ -22,10 +22,14 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+# The on-disk format, owned here and imported by the downloader, the builder and the shapes generator.
 CAPTIONS_FILE = "coco2014_captions.h5"
 VOCAB_FILE = "coco2014_vocab.json"
 SPECIAL_TOKENS = ("<NULL>", "<START>", "<END>", "<UNK>")
 SPLITS = ("train", "val")
+CAPTION_LENGTH = 17  # <START>, at most 15 words, <END>, <NULL> padding
+RAW_FEATURE_DIM = 4096
+PCA_FEATURE_DIM = 512
 _FINITE_CHECK_ROWS = 8192  # rows checked at a time, so the 4096-wide features need no big temporary
 
 
@@ -40,17 +44,19 @@ def default_coco_dir():
     return Path(__file__).resolve().parent.parent / "datasets" / "coco_captioning"
 
 
-def _features_file(split, pca_features):
+def features_file(split, pca_features):
+    """Name of the features file of one split: ``train2014_vgg16_fc7.h5`` or ``..._pca.h5``."""
     return f"{split}2014_vgg16_fc7{'_pca' if pca_features else ''}.h5"
 
 
-def _urls_file(split):
+def urls_file(split):
+    """Name of the image-URL list of one split, e.g. ``train2014_urls.txt``."""
     return f"{split}2014_urls.txt"
 
 
 def _required_files(pca_features):
-    return [CAPTIONS_FILE, VOCAB_FILE] + [_features_file(s, pca_features) for s in SPLITS] + [
-        _urls_file(s) for s in SPLITS]
+    return [CAPTIONS_FILE, VOCAB_FILE] + [features_file(s, pca_features) for s in SPLITS] + [
+        urls_file(s) for s in SPLITS]
 
 
 def _missing_files_error(base_dir, missing, pca_features):
@@ -109,7 +115,7 @@ def load_coco_data(base_dir=None, max_train=None, pca_features=True):
         for key, value in f.items():
             data[key] = np.asarray(value)
     for split in SPLITS:
-        path = base / _features_file(split, pca_features)
+        path = base / features_file(split, pca_features)
         with h5py.File(path, "r") as f:
             if "features" not in f:
                 raise ValueError(f"load_coco_data: {path} has no dataset 'features' (found {sorted(f.keys())})")
@@ -121,7 +127,7 @@ def load_coco_data(base_dir=None, max_train=None, pca_features=True):
     for key, value in vocab.items():
         data[key] = value
     for split in SPLITS:
-        with open(base / _urls_file(split), encoding="utf-8") as f:
+        with open(base / urls_file(split), encoding="utf-8") as f:
             lines = [line.strip() for line in f]
         while lines and not lines[-1]:
             lines.pop()
@@ -184,7 +190,7 @@ def _check_loaded(data, base):
                                  f"{chunk[r, c]}")
         urls = data[f"{split}_urls"]
         if len(urls) != num_images:
-            warnings.warn(f"load_coco_data: {_urls_file(split)} has {len(urls)} URLs but {split}_features "
+            warnings.warn(f"load_coco_data: {urls_file(split)} has {len(urls)} URLs but {split}_features "
                           f"has {num_images} rows; URLs of some images will be wrong or missing", stacklevel=3)
 
 

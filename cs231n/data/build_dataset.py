@@ -41,16 +41,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from cs231n.data.download import (
-    CAPTIONS_FILE,
-    SPECIAL_TOKENS,
-    SPLITS,
-    VOCAB_FILE,
-    features_file,
-    move_into_place,
-    urls_file,
-    verify_coco_dir,
-)
+from cs231n.coco_utils import CAPTIONS_FILE, SPECIAL_TOKENS, SPLITS, VOCAB_FILE, features_file, urls_file
+from cs231n.data.download import move_into_place, verify_coco_dir
 
 _CHUNK_ROWS = 4096
 _NOT_WORD = re.compile(r"[^\w\s]|_")

@@ -29,28 +29,23 @@ import numpy as np
 import requests
 from tqdm import tqdm
 
-DEFAULT_URL = "http://cs231n.stanford.edu/coco_captioning.zip"
+from cs231n.coco_utils import (
+    CAPTION_LENGTH,
+    CAPTIONS_FILE,
+    PCA_FEATURE_DIM,
+    RAW_FEATURE_DIM,
+    SPECIAL_TOKENS,
+    SPLITS,
+    VOCAB_FILE,
+    default_coco_dir,
+    features_file,
+    urls_file,
+)
 
-CAPTIONS_FILE = "coco2014_captions.h5"
-VOCAB_FILE = "coco2014_vocab.json"
-SPLITS = ("train", "val")
-SPECIAL_TOKENS = ("<NULL>", "<START>", "<END>", "<UNK>")
-CAPTION_LENGTH = 17
-RAW_FEATURE_DIM = 4096
-PCA_FEATURE_DIM = 512
+DEFAULT_URL = "http://cs231n.stanford.edu/coco_captioning.zip"
 
 _CHUNK_BYTES = 1 << 16  # a dropped connection loses at most the chunk being read
 _RETRY_STATUSES = (500, 502, 503, 504)
-
-
-def features_file(split, pca):
-    """Name of the features file of one split: ``train2014_vgg16_fc7.h5`` or ``..._pca.h5``."""
-    return f"{split}2014_vgg16_fc7{'_pca' if pca else ''}.h5"
-
-
-def urls_file(split):
-    """Name of the image-URL list of one split, e.g. ``train2014_urls.txt``."""
-    return f"{split}2014_urls.txt"
 
 
 EXPECTED_FILES = (
@@ -67,14 +62,6 @@ class DownloadError(RuntimeError):
 
 class _TransferCut(Exception):
     """One HTTP attempt ended early in a way that a retry (resuming where it stopped) may fix."""
-
-
-def default_coco_dir():
-    """Where the dataset lives by default: ``$CS231N_COCO_DIR``, else ``datasets/coco_captioning`` at the repo root."""
-    override = os.environ.get("CS231N_COCO_DIR")
-    if override:
-        return Path(override).expanduser()
-    return Path(__file__).resolve().parents[2] / "datasets" / "coco_captioning"
 
 
 def verify_coco_dir(path, feature_dim=RAW_FEATURE_DIM, pca_dim=PCA_FEATURE_DIM):

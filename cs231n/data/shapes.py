@@ -56,18 +56,17 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image, ImageDraw
 
+from cs231n.coco_utils import (CAPTION_LENGTH, CAPTIONS_FILE, PCA_FEATURE_DIM, RAW_FEATURE_DIM, SPECIAL_TOKENS,
+                               VOCAB_FILE)
+
 FORMAT_NAME = "cs231n-shapes"
 FORMAT_VERSION = 1
 
 # Names of the files of the cs231n COCO captioning format (SPEC section 5) and of this dataset's extras.
-CAPTIONS_FILE = "coco2014_captions.h5"
-VOCAB_FILE = "coco2014_vocab.json"
 META_FILE = "shapes_meta.json"  # written last: its presence marks a complete dataset
 SCENES_FILE = "shapes_scenes.json"
 FEATURIZER_FILE = "shapes_featurizer.npz"
 README_FILE = "README.md"
-SPECIAL_TOKENS = ("<NULL>", "<START>", "<END>", "<UNK>")
-CAPTION_LENGTH = 17  # <START>, at most 15 words, <END>
 MAX_WORDS = CAPTION_LENGTH - 2
 
 # Preset sizes: (training images, validation images, minimum word count of the vocabulary).
@@ -110,8 +109,6 @@ _TYPO_PROB = 0.02  # a caption misspells one color or shape word
 
 # Featurizer constants (see the module docstring).
 FEATURE_INPUT_SIZE = 96
-RAW_FEATURE_DIM = 4096
-PCA_FEATURE_DIM = 512
 FEATURIZER_SEED = 231
 _CONV1 = (5, 3, 32)  # kernel size, input channels, output channels
 _CONV2 = (3, 32, 256)
