@@ -41,21 +41,7 @@ def save_archive(path, arrays, meta):
         payload[name] = a
     text = json.dumps(meta, ensure_ascii=False, sort_keys=True)
     payload[META_KEY] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = _mkstemp_like_open(directory, prefix=".tmp-", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    _fsync_dir(directory)
-    return path
+    return _atomic_write(path, "wb", lambda f: np.savez(f, **payload), suffix=".npz")
 
 
 def load_archive(path):
@@ -84,13 +70,20 @@ def load_archive(path):
 
 def atomic_write_text(path, text):
     """Write a UTF-8 text file atomically (temporary file, fsync, rename)."""
-    path = os.fspath(path)
+    return _atomic_write(os.fspath(path), "w", lambda f: f.write(text))
+
+
+def _atomic_write(path, mode, write, suffix=""):
+    """Call ``write(f)`` on a temporary file beside ``path``, fsync it, then rename it over ``path``.
+
+    On any failure the temporary file is removed and ``path`` is left as it was.
+    """
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = _mkstemp_like_open(directory, prefix=".tmp-")
+    fd, tmp = _mkstemp_like_open(directory, prefix=".tmp-", suffix=suffix)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
