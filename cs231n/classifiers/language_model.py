@@ -12,7 +12,8 @@ from cs231n import rnn_layers
 from cs231n._validation import index_array
 from cs231n.archive import load_archive, save_archive
 from cs231n.classifiers.recurrent import GATES as _GATES
-from cs231n.classifiers.recurrent import initial_state, recurrent_backward, recurrent_forward, recurrent_step
+from cs231n.classifiers.recurrent import (init_recurrent_params, initial_state, recurrent_backward,
+                                         recurrent_forward, recurrent_step)
 
 CELL_TYPES = ("rnn", "lstm", "gru")
 _ARCHIVE_KIND = "LanguageModelRNN"
@@ -124,17 +125,10 @@ class LanguageModelRNN:
         self.word_to_idx = None if idx_to_word is None else {w: i for i, w in enumerate(idx_to_word)}
 
         rng = as_generator(seed, fn)
-        gH = _GATES[cell_type] * H
-        params = {
-            "W_embed": rng.standard_normal((V, W)),  # unit variance, see the class docstring
-            "Wx": rng.standard_normal((W, gH)) / np.sqrt(W),
-            "Wh": rng.standard_normal((H, gH)) / np.sqrt(H),
-            "b": np.zeros(gH),
-            "W_vocab": rng.standard_normal((H, V)) / np.sqrt(H),
-            "b_vocab": np.zeros(V),
-        }
-        if cell_type == "gru":
-            params["bh"] = np.zeros(gH)
+        params = {"W_embed": rng.standard_normal((V, W))}  # unit variance, see the class docstring
+        params.update(init_recurrent_params(rng, W, H, cell_type))
+        params["W_vocab"] = rng.standard_normal((H, V)) / np.sqrt(H)
+        params["b_vocab"] = np.zeros(V)
         self.params = {k: v.astype(dtype) for k, v in params.items()}
 
     # ------------------------------------------------------------------------------------------------

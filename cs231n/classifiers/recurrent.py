@@ -19,6 +19,18 @@ def recurrent_param_names(cell_type):
     return ("Wx", "Wh", "b", "bh") if cell_type == "gru" else ("Wx", "Wh", "b")
 
 
+def init_recurrent_params(rng, D, H, cell_type):
+    """Fresh recurrent weights: ``Wx`` (D, gH) and ``Wh`` (H, gH) as randn / sqrt(fan_in), drawn in that
+    order from the ``np.random.Generator`` ``rng``; ``b`` and the GRU's ``bh`` zero. Returned as float64."""
+    gH = GATES[cell_type] * H
+    params = {"Wx": rng.standard_normal((D, gH)) / np.sqrt(D),
+              "Wh": rng.standard_normal((H, gH)) / np.sqrt(H),
+              "b": np.zeros(gH)}
+    if cell_type == "gru":
+        params["bh"] = np.zeros(gH)
+    return params
+
+
 def recurrent_forward(cell_type, x, h0, params):
     """Run the recurrent layer of ``cell_type`` over a sequence.
 

@@ -17,8 +17,8 @@ import numpy as np
 from cs231n import layers, rnn_layers
 from cs231n._validation import expect_shape, float_array
 from cs231n.archive import load_archive, save_archive
-from cs231n.classifiers.recurrent import GATES as _GATES
-from cs231n.classifiers.recurrent import initial_state, recurrent_backward, recurrent_forward, recurrent_step
+from cs231n.classifiers.recurrent import (init_recurrent_params, initial_state, recurrent_backward,
+                                         recurrent_forward, recurrent_step)
 
 CELL_TYPES = ("rnn", "lstm", "gru")
 MODES = ("many_to_many", "many_to_one")
@@ -75,16 +75,9 @@ class SequenceRegressor:
         self.input_dim, self.hidden_dim, self.output_dim = D, H, M
         self.cell_type, self.mode, self.dtype = cell_type, mode, dtype
         rng = np.random.default_rng(seed)
-        gH = _GATES[cell_type] * H
-        params = {
-            "Wx": rng.standard_normal((D, gH)) / np.sqrt(D),
-            "Wh": rng.standard_normal((H, gH)) / np.sqrt(H),
-            "b": np.zeros(gH),
-            "W_out": rng.standard_normal((H, M)) / np.sqrt(H),
-            "b_out": np.zeros(M),
-        }
-        if cell_type == "gru":
-            params["bh"] = np.zeros(gH)
+        params = init_recurrent_params(rng, D, H, cell_type)
+        params["W_out"] = rng.standard_normal((H, M)) / np.sqrt(H)
+        params["b_out"] = np.zeros(M)
         self.params = {k: v.astype(dtype) for k, v in params.items()}
 
     # ------------------------------------------------------------------------------------------------
