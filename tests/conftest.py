@@ -17,6 +17,13 @@ if "numpy" in sys.modules:  # pragma: no cover - only if a plugin imported numpy
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+# Property tests draw the same examples on every run, so a CI failure can be reproduced and a pass
+# means the same thing each time (set HYPOTHESIS_PROFILE=explore to search with fresh randomness).
+settings.register_profile("deterministic", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 
 
 def central_difference(f, x, df, h=1e-5):
