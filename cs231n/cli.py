@@ -179,6 +179,7 @@ def cmd_train(a):
 
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
+    np.random.seed(a.seed)  # before loading: --max-train draws its captions with np.random (classic API)
     base, data = _load_data(a.data_dir, a.max_train)
     if a.zero_features:
         for split in ("train", "val"):
@@ -190,7 +191,6 @@ def cmd_train(a):
           f"{data['train_features'].shape[0]} train images, {data['val_features'].shape[0]} val images, "
           f"vocabulary {len(data['idx_to_word'])})")
 
-    np.random.seed(a.seed)
     model = CaptioningRNN(data["word_to_idx"], input_dim=data["train_features"].shape[1],
                           wordvec_dim=a.wordvec_dim, hidden_dim=a.hidden_dim, cell_type=a.cell_type)
     ckpt = out / "checkpoint"

@@ -184,3 +184,17 @@ def test_lm_train_then_lm_sample(tmp_path, capsys):
     # A word the text never had is refused with exit code 1 and a message naming it.
     assert main(["lm-sample", "--checkpoint", str(out / "lm_checkpoint.npz"), "--start", "zebra"]) == 1
     assert "zebra" in capsys.readouterr().err
+
+
+def test_max_train_subsample_follows_the_seed(tiny_dir, tmp_path):
+    """--max-train draws captions with np.random; the same --seed gives the same run."""
+    from cs231n.archive import load_archive
+
+    common = ["--data-dir", str(tiny_dir), "--epochs", "1", "--num-val-images", "0", "--max-train", "40",
+              "--quiet"] + SMALL
+    assert main(["train", "--out", str(tmp_path / "a")] + common) == 0
+    assert main(["train", "--out", str(tmp_path / "b")] + common) == 0
+    a, _ = load_archive(tmp_path / "a" / "model.npz")
+    b, _ = load_archive(tmp_path / "b" / "model.npz")
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
