@@ -88,7 +88,7 @@ def _setup_cells(layer_imports):
 
         from cs231n.captioning_solver import CaptioningSolver
         from cs231n.classifiers.rnn import CaptioningRNN
-        from cs231n.coco_utils import decode_captions, load_coco_data, sample_coco_minibatch
+        from cs231n.coco_utils import decode_captions, load_coco_data, sample_coco_minibatch, strip_framing
         from cs231n.data.shapes import ensure_shapes_dataset
         from cs231n.gradient_check import eval_numerical_gradient, eval_numerical_gradient_array, rel_error
         from cs231n.image_utils import image_from_url
@@ -376,9 +376,6 @@ def _training_cells(cell, Cell):
         which it has never seen, it has learned nothing useful yet.
         """),
         code("""
-        def strip_framing(caption):
-            return " ".join(w for w in caption.split() if w not in ("<START>", "<END>", "<NULL>"))
-
         np.random.seed(231)
         for split in ("train", "val"):
             captions, features, urls = sample_coco_minibatch(small_data, split=split, batch_size=4)
