@@ -9,6 +9,22 @@ from random import randrange
 import numpy as np
 
 
+def _at_both_sides(f, x, ix, h):
+    """``(f(x + h e_ix), f(x - h e_ix))``, perturbing x in place and restoring it even if f raises.
+
+    Array results are copied, so an f that reuses its output buffer still gives two distinct values.
+    """
+    old = x[ix]
+    try:
+        x[ix] = old + h
+        plus = np.array(f(x), copy=True)
+        x[ix] = old - h
+        minus = np.array(f(x), copy=True)
+    finally:
+        x[ix] = old
+    return plus, minus
+
+
 def eval_numerical_gradient(f, x, verbose=True, h=1e-5):
     """Numerical gradient of a scalar function ``f`` at ``x``: ``(f(x + h) - f(x - h)) / 2h`` per element.
 
@@ -25,14 +41,7 @@ def eval_numerical_gradient(f, x, verbose=True, h=1e-5):
     it = np.nditer(x, flags=["multi_index"], op_flags=["readwrite"])
     while not it.finished:
         ix = it.multi_index
-        old = x[ix]
-        try:
-            x[ix] = old + h
-            fxph = f(x)
-            x[ix] = old - h
-            fxmh = f(x)
-        finally:
-            x[ix] = old
+        fxph, fxmh = _at_both_sides(f, x, ix, h)
         grad[ix] = (fxph - fxmh) / (2 * h)
         if verbose:
             print(ix, grad[ix])
@@ -56,14 +65,7 @@ def eval_numerical_gradient_array(f, x, df, h=1e-5):
     it = np.nditer(x, flags=["multi_index"], op_flags=["readwrite"])
     while not it.finished:
         ix = it.multi_index
-        old = x[ix]
-        try:
-            x[ix] = old + h
-            pos = np.array(f(x), copy=True)
-            x[ix] = old - h
-            neg = np.array(f(x), copy=True)
-        finally:
-            x[ix] = old
+        pos, neg = _at_both_sides(f, x, ix, h)
         grad[ix] = np.sum((pos - neg) * df) / (2 * h)
         it.iternext()
     return grad
@@ -85,15 +87,8 @@ def grad_check_sparse(f, x, analytic_grad, num_checks=10, h=1e-5):
     errors = []
     for _ in range(num_checks):
         ix = tuple(randrange(m) for m in x.shape)
-        old = x[ix]
-        try:
-            x[ix] = old + h
-            fxph = f(x)
-            x[ix] = old - h
-            fxmh = f(x)
-        finally:
-            x[ix] = old
-        grad_numerical = (fxph - fxmh) / (2 * h)
+        fxph, fxmh = _at_both_sides(f, x, ix, h)
+        grad_numerical = float((fxph - fxmh) / (2 * h))
         grad_analytic = analytic_grad[ix]
         err = abs(grad_numerical - grad_analytic) / max(1e-8, abs(grad_numerical) + abs(grad_analytic))
         errors.append(err)
