@@ -397,7 +397,7 @@ def test_ensure_never_leaves_half_a_dataset(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("interrupted")
 
-    monkeypatch.setattr(shapes, "fit_pca", broken)
+    monkeypatch.setattr(shapes.dataset, "fit_pca", broken)  # where make_shapes_dataset looks it up
     target = tmp_path / "shapes"
     with pytest.raises(RuntimeError, match="interrupted"):
         shapes.ensure_shapes_dataset(target, "tiny", **_small())
@@ -430,7 +430,7 @@ def test_ensure_fixes_urls_after_a_move(tmp_path):
 
 def test_default_directory_and_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("CS231N_SHAPES_DIR", raising=False)
-    root = Path(shapes.__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[1]  # the repository root
     assert shapes.default_shapes_dir() == root / "datasets" / "shapes"
     assert shapes.default_shapes_dir("tiny", 0) == root / "datasets" / "shapes_tiny_seed0"
     monkeypatch.setenv("CS231N_SHAPES_DIR", str(tmp_path / "mine"))
