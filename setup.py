@@ -25,6 +25,7 @@ setup(
             "nbclient>=0.7",
             "nbformat>=5.7",
             "ipykernel>=6.0",
+            "jupytext>=1.14",
         ],
         # Optional cross-checks; .ci/run installs them (torch from the local CPU wheel).
         "crosscheck": ["torch>=2.0", "pycocoevalcap>=1.2"],

@@ -8,9 +8,10 @@ runtime is printed (run with ``-s`` to see it) and recorded as the test property
 Two more runs cover the other paths: ``RNN_Captioning`` with ``CS231N_COCO_DIR`` set (a COCO-format
 dataset whose image URLs all answer 404 from a local server) and ``Language_Model`` without its text.
 
-The other tests read the committed ``.ipynb`` files: their cells must be the ones
-``notebooks/make_notebooks.py`` writes, they must carry the outputs of a run without errors (plots
-included), and they must stay small enough to review.
+The other tests read the committed ``.ipynb`` files: their cells must be those of their jupytext
+source ``notebooks/NAME.py`` (built by ``notebooks/build.py``), they must carry the outputs of a run
+without errors (plots included), and they must stay small enough to review. Every ``notebooks/*.py``
+source must be listed in ``build.NOTEBOOKS``, so a new notebook cannot escape these tests.
 """
 import http.server
 import importlib.util
@@ -27,22 +28,23 @@ pytest.importorskip("nbclient", reason="the notebook tests need nbclient (pip in
 pytest.importorskip("ipykernel", reason="the notebook tests need ipykernel (pip install -e '.[test]')")
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
-NOTEBOOKS = ("RNN_Captioning", "LSTM_Captioning", "Language_Model")
 CELL_TIMEOUT = 600           # seconds for one cell in small mode; far above what any cell needs
 LOOSEST_TOL = 1e-5           # the largest threshold of any numerical check in the notebooks
 MAX_NOTEBOOK_BYTES = 1_500_000
-# At least this many printed relative errors per notebook, so that a notebook which silently stops
-# checking fails here.
-MIN_CHECKS = {"RNN_Captioning": 27, "LSTM_Captioning": 38, "Language_Model": 22}
 
 _REL_ERROR = re.compile(r"relative error:?\s+([0-9.]+(?:e[+-]?[0-9]+)?)", re.IGNORECASE)
 
 
-def _load_generator():
-    spec = importlib.util.spec_from_file_location("make_notebooks", NOTEBOOK_DIR / "make_notebooks.py")
+def _load_builder():
+    spec = importlib.util.spec_from_file_location("notebook_build", NOTEBOOK_DIR / "build.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+# name -> the least number of relative errors the notebook prints (a notebook that stops checking fails)
+MIN_CHECKS = _load_builder().NOTEBOOKS
+NOTEBOOKS = tuple(MIN_CHECKS)
 
 
 def _stream_text(nb):
@@ -60,8 +62,9 @@ def _relative_errors(nb):
 
 
 @pytest.fixture(scope="module")
-def generator():
-    return _load_generator()
+def builder():
+    pytest.importorskip("jupytext", reason="the notebook sources need jupytext (pip install -e '.[test]')")
+    return _load_builder()
 
 
 @pytest.fixture(scope="module")
@@ -71,16 +74,9 @@ def small_mode_dirs(tmp_path_factory):
     return {"shapes": base / "shapes", "images": base / "image_cache"}
 
 
-def _run_small(name, generator, dirs, monkeypatch, **env):
-    """Execute the committed notebook `name` in small mode in a fresh kernel; return it with its outputs."""
-    path = NOTEBOOK_DIR / f"{name}.ipynb"
-    if not path.is_file():
-        pytest.fail(f"{path} is missing; write it with: python notebooks/make_notebooks.py {name}")
-    nb = nbformat.read(str(path), as_version=4)
-    for cell in nb.cells:  # run from a clean slate, not on top of the committed outputs
-        if cell.cell_type == "code":
-            cell.outputs = []
-            cell.execution_count = None
+def _run_small(name, builder, dirs, monkeypatch, **env):
+    """Execute the notebook `name`, built from its .py source, in small mode in a fresh kernel; return it run."""
+    nb = builder.build_notebook(name)  # no outputs: a clean slate (its cells equal the committed .ipynb's)
 
     # The kernel inherits this environment.
     monkeypatch.setenv("CS231N_NOTEBOOK_SMALL", "1")
@@ -96,20 +92,20 @@ def _run_small(name, generator, dirs, monkeypatch, **env):
         monkeypatch.setenv(var, value)
 
     start = time.perf_counter()
-    generator.execute_notebook(nb, timeout=CELL_TIMEOUT)  # raises CellExecutionError on any cell error
+    builder.execute_notebook(nb, timeout=CELL_TIMEOUT)  # raises CellExecutionError on any cell error
     return nb, time.perf_counter() - start
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_runs(name, generator, small_mode_dirs, monkeypatch, record_property):
-    nb, seconds = _run_small(name, generator, small_mode_dirs, monkeypatch)
+def test_notebook_runs(name, builder, small_mode_dirs, monkeypatch, record_property):
+    nb, seconds = _run_small(name, builder, small_mode_dirs, monkeypatch)
     record_property("runtime_s", round(seconds, 1))
     print(f"\n{name}: ran in {seconds:.1f} s (small mode)")
 
     errors = _relative_errors(nb)
     assert len(errors) >= MIN_CHECKS[name], (
         f"{name} printed {len(errors)} relative errors, expected at least {MIN_CHECKS[name]}")
-    worst = max(errors)
+    worst = max(errors, default=0.0)
     assert worst < LOOSEST_TOL, f"{name}: a numerical check printed relative error {worst:.2e} >= {LOOSEST_TOL}"
 
 
@@ -134,7 +130,7 @@ def dead_link_server():
     thread.join()
 
 
-def test_captioning_notebook_uses_cs231n_coco_dir_and_survives_dead_links(generator, small_mode_dirs, tmp_path,
+def test_captioning_notebook_uses_cs231n_coco_dir_and_survives_dead_links(builder, small_mode_dirs, tmp_path,
                                                                          monkeypatch, dead_link_server):
     from cs231n.data.shapes import ensure_shapes_dataset
 
@@ -146,7 +142,7 @@ def test_captioning_notebook_uses_cs231n_coco_dir_and_survives_dead_links(genera
         count = len(path.read_text(encoding="utf-8").split())
         path.write_text("".join(f"{dead_link_server}/{split}/{i}.jpg\n" for i in range(count)), encoding="utf-8")
 
-    nb, _ = _run_small("RNN_Captioning", generator, small_mode_dirs, monkeypatch, CS231N_COCO_DIR=str(coco_dir))
+    nb, _ = _run_small("RNN_Captioning", builder, small_mode_dirs, monkeypatch, CS231N_COCO_DIR=str(coco_dir))
     text = _stream_text(nb)
     assert "Using the COCO captioning release in " + str(coco_dir) in text
     # Every image shown (4 + 8 + 8) was a dead link: a printed reason each, and a placeholder drawn.
@@ -154,24 +150,35 @@ def test_captioning_notebook_uses_cs231n_coco_dir_and_survives_dead_links(genera
     assert max(_relative_errors(nb)) < LOOSEST_TOL
 
 
-def test_language_model_notebook_without_the_text(generator, small_mode_dirs, tmp_path, monkeypatch):
+def test_language_model_notebook_without_the_text(builder, small_mode_dirs, tmp_path, monkeypatch):
     missing = tmp_path / "no_such_alice.txt"
-    nb, _ = _run_small("Language_Model", generator, small_mode_dirs, monkeypatch, CS231N_ALICE_TXT=str(missing))
+    nb, _ = _run_small("Language_Model", builder, small_mode_dirs, monkeypatch, CS231N_ALICE_TXT=str(missing))
     text = _stream_text(nb)
     assert f"No text at {missing}" in text
     assert "Skipped: no text to train on" in text
     assert len(_relative_errors(nb)) >= MIN_CHECKS["Language_Model"]
 
 
+def test_every_notebook_source_is_listed():
+    sources = {p.stem for p in NOTEBOOK_DIR.glob("*.py")} - {"build"}
+    assert sources == set(NOTEBOOKS), (
+        "notebooks/*.py and notebooks/build.py's NOTEBOOKS disagree: add each new notebook's name there")
+    for name in NOTEBOOKS:
+        assert (NOTEBOOK_DIR / f"{name}.ipynb").is_file(), (
+            f"notebooks/{name}.ipynb is missing; build it with python notebooks/build.py --only {name}")
+
+
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_committed_notebook_matches_generator(name, generator):
+def test_committed_notebook_matches_its_source(name):
+    jupytext = pytest.importorskip("jupytext", reason="the notebook sources need jupytext (pip install -e '.[test]')")
     path = NOTEBOOK_DIR / f"{name}.ipynb"
     committed = nbformat.read(str(path), as_version=4)
-    built = generator.build_notebook(name)
-    assert [(c.cell_type, c.source) for c in committed.cells] == [(c.cell_type, c.source) for c in built.cells], (
-        f"{path.name} differs from notebooks/make_notebooks.py; regenerate it with "
-        f"python notebooks/make_notebooks.py {name}")
+    source = jupytext.read(NOTEBOOK_DIR / f"{name}.py", fmt="py:percent")  # read directly, not via build.py
+    assert [(c.cell_type, c.source) for c in committed.cells] == [(c.cell_type, c.source) for c in source.cells], (
+        f"{path.name} differs from notebooks/{name}.py; rebuild it with python notebooks/build.py --only {name}")
     assert committed.metadata["kernelspec"]["name"] == "python3"
+    assert committed.metadata.get("jupytext", {}).get("formats") == "ipynb,py:percent", (
+        f"{path.name} is not paired with its .py (jupytext formats metadata)")
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
@@ -193,5 +200,5 @@ def test_committed_notebook_has_outputs_of_a_clean_run(name):
     assert images >= 1, f"{path.name} has no plots in its outputs"
     errors = _relative_errors(nb)
     assert len(errors) >= MIN_CHECKS[name]
-    assert max(errors) < LOOSEST_TOL
+    assert max(errors, default=0.0) < LOOSEST_TOL
     assert "small mode: False" in _stream_text(nb), f"{path.name} carries the outputs of a small-mode run"
