@@ -1,0 +1,591 @@
+"""Transformer layers as pure numpy functions: layer norm, attention, multi-head attention, dropout, FFN.
+
+The same house style as :mod:`cs231n.rnn_layers`: each ``*_forward`` returns ``(out, cache)`` and each
+``*_backward(dout, cache)`` returns the gradients of the forward's array arguments in the forward's
+order. There is no state and no I/O; float32 inputs give float32 outputs and inputs are never written
+to. Everything is vectorized over the batch and the heads: there is no Python loop over heads or
+positions.
+
+Letters used throughout: N minibatch, S query positions, T key/value positions, h heads, d per-head
+query/key size, dv per-head value size, E model (embedding) size, M output size, F feed-forward size.
+
+Conventions (those of cs231n's 2021+ Transformer assignment and of PyTorch):
+- Attention masks: ``mask[i, j] == 0`` (or False) means query i may NOT attend to key j; nonzero means
+  it may. A mask broadcasts against the (N, h, S, T) scores, so an (S, T) mask serves every example and
+  head, and an (N, 1, 1, T) mask hides padded keys per example. A query with no key it may attend to
+  is an error (softmax over nothing is undefined; we never return NaN).
+- Dropout: ``p`` is the probability of DROPPING a unit (PyTorch's ``nn.Dropout(p)`` and cs231n's
+  Transformer; cs231n assignment 2's ``dropout_forward`` used p for keeping). Kept units are scaled by
+  1 / (1 - p) in training ("inverted dropout"), so nothing changes at test time.
+- Layer norm uses the biased variance and ``eps`` inside the square root, default 1e-5, as
+  ``torch.nn.LayerNorm``.
+- Weights multiply from the right (``x @ W``, W of shape (in, out)): the transpose of PyTorch's
+  ``nn.Linear.weight``.
+
+Multi-head attention keeps the weights of all heads side by side: ``Wq`` is (E, h*d) and its columns
+``[i*d:(i+1)*d]`` are head i's query projection. cs231n's ``MultiHeadAttention(E, h)`` is the case
+d = dv = E / h with a square output projection; the CS7643 classifier's per-head ``dim_q``/``dim_k``/
+``dim_v`` projections, concatenated and projected back, are the same function with d = dim_k and
+dv = dim_v (e.g. Wq (128, 2*96), Wo (2*96, 128)).
+"""
+from collections import namedtuple
+
+import numpy as np
+
+from cs231n._validation import expect_shape, float_array
+from cs231n.rnn_layers import _check_upstream
+
+AttentionCache = namedtuple("AttentionCache", "q k v probs keep scale")
+AttentionCache.__doc__ = """Cache of scaled_dot_product_attention_forward.
+
+- q, k, v: the inputs, (N, h, S, d), (N, h, T, d), (N, h, T, dv).
+- probs: the attention weights softmax(q k^T / sqrt(d)) after masking, (N, h, S, T), before dropout;
+  each row sums to 1 over the keys it may attend. Useful for plotting attention maps.
+- keep: None without dropout, else the (N, h, S, T) dropout multiplier (0 or 1 / (1 - p)).
+- scale: the score scale 1 / sqrt(d).
+"""
+
+MultiheadCache = namedtuple("MultiheadCache", "query key value Wq Wk Wv Wo heads attn num_heads")
+MultiheadCache.__doc__ = """Cache of multihead_attention_forward.
+
+- query, key, value: the inputs (N, S, E), (N, T, Ek), (N, T, Ev).
+- Wq, Wk, Wv, Wo: the projection weights.
+- heads: the concatenated head outputs before the output projection, (N, S, h*dv).
+- attn: the AttentionCache of the heads; ``attn.probs`` (N, h, S, T) are the attention weights.
+- num_heads: h.
+"""
+
+
+# ----------------------------------------------------------------------------------------------------
+# Layer normalization
+# ----------------------------------------------------------------------------------------------------
+
+def layernorm_forward(x, gamma, beta, ln_param=None):
+    """Layer normalization over the last axis: ``(x - mean) / sqrt(var + eps) * gamma + beta``.
+
+    Each vector along the last axis (of size D) is normalized by its own mean and biased variance, for
+    an input of any rank (N, D), (N, T, D), ... This is cs231n assignment 2's signature and the math of
+    ``torch.nn.LayerNorm(D, eps)``.
+
+    Inputs:
+    - x: data, of shape (..., D), floating.
+    - gamma: scale, of shape (D,).
+    - beta: shift, of shape (D,).
+    - ln_param: dict or None; key ``eps`` (default 1e-5, as PyTorch) is the constant added to the
+      variance. Other keys are ignored (cs231n passes the batchnorm dict).
+
+    Returns a tuple of:
+    - out: normalized data, of shape (..., D), dtype of x.
+    - cache: (xhat, rstd, gamma) with xhat the normalized input (..., D) and rstd = 1 / sqrt(var + eps)
+      of shape (..., 1).
+    """
+    fn = "layernorm_forward"
+    x = np.asarray(x)
+    if x.ndim < 1:
+        raise ValueError(f"{fn}: x must have at least one dimension (the normalized one), got a scalar")
+    x = float_array(fn, "x", x, x.ndim)
+    D = x.shape[-1]
+    gamma = float_array(fn, "gamma", gamma, 1)
+    beta = float_array(fn, "beta", beta, 1)
+    expect_shape(fn, "gamma", gamma, (("D", D),), f" (x has shape {x.shape})")
+    expect_shape(fn, "beta", beta, (("D", D),), f" (x has shape {x.shape})")
+    if ln_param is not None and not isinstance(ln_param, dict):
+        raise TypeError(f"{fn}: ln_param must be a dict or None, got {type(ln_param).__name__}")
+    eps = (ln_param or {}).get("eps", 1e-5)
+    if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating)) or not eps >= 0:
+        raise ValueError(f"{fn}: ln_param['eps'] must be a number >= 0, got {eps!r}")
+    dtype = np.result_type(x.dtype, gamma.dtype, beta.dtype)
+    mean = x.mean(axis=-1, keepdims=True, dtype=dtype)               # (..., 1)
+    xhat = np.subtract(x, mean, dtype=dtype)                         # (..., D)
+    var = np.mean(xhat * xhat, axis=-1, keepdims=True)               # (..., 1)
+    rstd = 1.0 / np.sqrt(var + np.asarray(eps, dtype=dtype))         # (..., 1)
+    xhat *= rstd
+    out = xhat * gamma + beta                                        # (..., D)
+    return out, (xhat, rstd, gamma)
+
+
+def layernorm_backward(dout, cache):
+    """Backward pass of layer normalization.
+
+    With ``xhat = (x - mean) * rstd`` and ``g = dout * gamma`` (the gradient of xhat), the gradient of x
+    is ``rstd * (g - mean(g) - xhat * mean(g * xhat))``: the two means remove the components of g along
+    the directions that the mean subtraction and the variance division make invisible.
+
+    Inputs:
+    - dout: upstream gradient, of shape (..., D).
+    - cache: the cache from layernorm_forward.
+
+    Returns a tuple of:
+    - dx: gradient of x, of shape (..., D).
+    - dgamma: gradient of gamma, of shape (D,).
+    - dbeta: gradient of beta, of shape (D,).
+    """
+    xhat, rstd, gamma = cache
+    dout = _check_upstream("layernorm_backward", "dout", dout, xhat.shape)
+    D = xhat.shape[-1]
+    dout2 = dout.reshape(-1, D)
+    dbeta = dout2.sum(axis=0)                                   # through + beta
+    dgamma = np.einsum("ij,ij->j", dout2, xhat.reshape(-1, D))  # through * gamma
+    g = dout * gamma                                            # gradient of xhat
+    dx = g - g.mean(axis=-1, keepdims=True)                     # through the mean subtraction
+    dx -= xhat * np.mean(g * xhat, axis=-1, keepdims=True)      # through the variance
+    dx *= rstd
+    return dx, dgamma, dbeta
+
+
+# ----------------------------------------------------------------------------------------------------
+# Dropout
+# ----------------------------------------------------------------------------------------------------
+
+def dropout_forward(x, p=0.1, train=True, rng=None):
+    """Inverted dropout: in training zero each entry with probability ``p`` and scale the rest by 1/(1-p).
+
+    ``p`` is the probability of DROPPING an entry, as in PyTorch's ``nn.Dropout(p)`` (cs231n assignment
+    2's ``dropout_forward`` used p as the probability of keeping). At test time (``train=False``) or
+    with ``p == 0`` the input passes through unchanged: ``out`` is ``x`` itself (not a copy).
+
+    Inputs:
+    - x: data, of any shape, floating.
+    - p: drop probability, a number in [0, 1]; p = 1 drops everything (the output is zero).
+    - train: True for training (random mask), False for testing (identity).
+    - rng: np.random.Generator, an int seed, or None for a fresh unseeded generator. Only used when
+      training with p > 0; pass the same Generator along a training run for reproducible masks.
+
+    Returns a tuple of:
+    - out: data of the shape and dtype of x.
+    - cache: the (x.shape) multiplier of 0s and 1/(1-p)s, or None when nothing was dropped.
+    """
+    fn = "dropout_forward"
+    x = np.asarray(x)
+    x = float_array(fn, "x", x, x.ndim)
+    p = _check_prob(fn, "p", p)
+    if not isinstance(train, (bool, np.bool_)):
+        raise TypeError(f"{fn}: train must be True or False, got {train!r}")
+    if not train or p == 0.0:
+        return x, None
+    keep = _dropout_multiplier(fn, x.shape, x.dtype, p, rng)
+    return x * keep, keep
+
+
+def dropout_backward(dout, cache):
+    """Backward pass of dropout.
+
+    Inputs:
+    - dout: upstream gradient, of the shape of the forward's x.
+    - cache: the cache from dropout_forward.
+
+    Returns:
+    - dx: gradient of x, of the shape of dout (``dout`` itself when nothing was dropped).
+    """
+    keep = cache
+    if keep is None:
+        return np.asarray(dout)
+    dout = _check_upstream("dropout_backward", "dout", dout, keep.shape)
+    return dout * keep
+
+
+def _check_prob(fn, name, p):
+    if isinstance(p, (bool, np.bool_)) or not isinstance(p, (int, float, np.integer, np.floating)) \
+            or not 0.0 <= float(p) <= 1.0:
+        raise ValueError(f"{fn}: {name} must be a drop probability in [0, 1], got {p!r}")
+    return float(p)
+
+
+def _generator(fn, rng):
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None or (isinstance(rng, (int, np.integer)) and not isinstance(rng, (bool, np.bool_))):
+        return np.random.default_rng(rng)
+    raise TypeError(f"{fn}: rng must be a numpy Generator, an int seed or None, got {type(rng).__name__}")
+
+
+def _dropout_multiplier(fn, shape, dtype, p, rng):
+    """An array of ``shape`` holding 0 (probability p) or 1 / (1 - p), of ``dtype``."""
+    gen = _generator(fn, rng)
+    if p == 1.0:
+        return np.zeros(shape, dtype=dtype)
+    # float32 uniforms whatever the dtype: half the cost of float64 ones, and a seed gives the same mask
+    # in float32 and float64.
+    u = gen.random(shape, dtype=np.float32)
+    keep = (u >= np.float32(p)).astype(dtype)
+    keep *= dtype.type(1.0 / (1.0 - p))
+    return keep
+
+
+# ----------------------------------------------------------------------------------------------------
+# Scaled dot-product attention
+# ----------------------------------------------------------------------------------------------------
+
+def scaled_dot_product_attention_forward(q, k, v, mask=None, dropout_p=0.0, rng=None):
+    """Attention of S queries over T keys/values, for every example and head at once.
+
+    ``out = dropout(softmax(q k^T / sqrt(d) + where(mask == 0, -inf, 0))) v``: each query's output is a
+    weighted mean of the values, weighted by how well the query matches each key. Dropout (on the
+    attention weights, as cs231n and ``torch.nn.functional.scaled_dot_product_attention``) is applied
+    only when ``dropout_p > 0``; pass 0 at test time.
+
+    Inputs:
+    - q: queries, of shape (N, h, S, d), floating.
+    - k: keys, of shape (N, h, T, d).
+    - v: values, of shape (N, h, T, dv).
+    - mask: None (attend everywhere) or an array broadcastable to (N, h, S, T), e.g. (S, T) or
+      (N, 1, 1, T); ``mask[..., i, j] == 0`` (False) means query i may not attend key j. Every query
+      must be allowed at least one key (ValueError otherwise).
+    - dropout_p: probability of dropping an attention weight, in [0, 1).
+    - rng: np.random.Generator, int seed or None; used only when dropout_p > 0.
+
+    Returns a tuple of:
+    - out: attended values, of shape (N, h, S, dv).
+    - cache: an AttentionCache (q, k, v, probs, keep, scale); ``cache.probs`` (N, h, S, T) are the
+      attention weights.
+    """
+    fn = "scaled_dot_product_attention_forward"
+    q = float_array(fn, "q", q, 4)
+    k = float_array(fn, "k", k, 4)
+    v = float_array(fn, "v", v, 4)
+    N, h, S, d = q.shape
+    T = k.shape[2]
+    expect_shape(fn, "k", k, (("N", N), ("h", h), ("T", T), ("d", d)), f" (q has shape {q.shape})")
+    expect_shape(fn, "v", v, (("N", N), ("h", h), ("T", T), ("dv", v.shape[3])),
+                 f" (q {q.shape}, k {k.shape})")
+    dropout_p = _check_prob(fn, "dropout_p", dropout_p)
+    if dropout_p == 1.0:
+        raise ValueError(f"{fn}: dropout_p must be < 1 (dropping every attention weight leaves nothing)")
+    bias = _mask_bias(fn, mask, (N, h, S, T), np.result_type(q.dtype, k.dtype, v.dtype))
+    scale = 1.0 / np.sqrt(d)
+    scores = q @ k.swapaxes(-1, -2)                 # (N, h, S, T)
+    scores *= scores.dtype.type(scale)
+    if bias is not None:
+        scores += bias
+    probs = _softmax_inplace(scores)                # (N, h, S, T)
+    keep = None
+    if dropout_p > 0.0:
+        keep = _dropout_multiplier(fn, probs.shape, probs.dtype, dropout_p, rng)
+        out = (probs * keep) @ v                    # (N, h, S, dv)
+    else:
+        out = probs @ v                             # (N, h, S, dv)
+    return out, AttentionCache(q, k, v, probs, keep, scale)
+
+
+def scaled_dot_product_attention_backward(dout, cache):
+    """Backward pass of scaled dot-product attention.
+
+    The softmax is differentiated row by row in O(S*T): with P the weights and dP their gradient,
+    ``dscores = P * (dP - sum(dP * P, axis=-1))`` (no (T, T) Jacobian is formed). Masked weights are 0,
+    so they get no gradient.
+
+    Inputs:
+    - dout: upstream gradient, of shape (N, h, S, dv).
+    - cache: the AttentionCache from scaled_dot_product_attention_forward.
+
+    Returns a tuple of:
+    - dq: gradient of q, of shape (N, h, S, d).
+    - dk: gradient of k, of shape (N, h, T, d).
+    - dv: gradient of v, of shape (N, h, T, dv).
+    """
+    q, k, v, probs, keep, scale = cache
+    N, h, S, _ = q.shape
+    dout = _check_upstream("scaled_dot_product_attention_backward", "dout", dout, (N, h, S, v.shape[3]))
+    weights = probs if keep is None else probs * keep   # what multiplied v, (N, h, S, T)
+    dv = weights.swapaxes(-1, -2) @ dout                # through weights @ v, (N, h, T, dv)
+    dP = dout @ v.swapaxes(-1, -2)                      # (N, h, S, T)
+    if keep is not None:
+        dP *= keep                                      # through the dropout
+    # through the softmax: P * (dP - sum_j dP_j P_j), then through the scale
+    dP -= np.sum(dP * probs, axis=-1, keepdims=True)
+    dP *= probs
+    dP *= dP.dtype.type(scale)
+    dq = dP @ k                                         # (N, h, S, d)
+    dk = dP.swapaxes(-1, -2) @ q                        # (N, h, T, d)
+    return dq, dk, dv
+
+
+def _softmax_inplace(scores):
+    """Softmax over the last axis, overwriting ``scores``; -inf entries become exactly 0."""
+    scores -= scores.max(axis=-1, keepdims=True)
+    np.exp(scores, out=scores)
+    scores /= scores.sum(axis=-1, keepdims=True)
+    return scores
+
+
+def _mask_bias(fn, mask, shape, dtype):
+    """Check an attention mask and return its additive bias (0 allowed, -inf forbidden), or None.
+
+    The bias keeps the mask's own (broadcastable) shape, so an (S, T) mask costs S*T numbers.
+    """
+    if mask is None:
+        return None
+    m = np.asarray(mask)
+    if m.dtype.kind not in "biuf":
+        raise TypeError(f"{fn}: mask must hold booleans or numbers (0 = may not attend), got dtype {m.dtype}")
+    if m.ndim < 2 or m.ndim > 4:
+        raise ValueError(f"{fn}: mask must have 2 to 4 dimensions, broadcastable to (N, h, S, T) = "
+                         f"{shape}, got shape {m.shape}")
+    try:
+        if np.broadcast_shapes(m.shape, shape) != shape:
+            raise ValueError
+    except ValueError:
+        raise ValueError(f"{fn}: mask of shape {m.shape} does not broadcast to the scores' shape "
+                         f"(N, h, S, T) = {shape}; use (S, T), (N, 1, S, T) or (N, 1, 1, T)") from None
+    if m.dtype.kind == "f" and not np.all(np.isfinite(m)):
+        raise ValueError(f"{fn}: mask holds NaN or inf; use 0 (may not attend) and 1 (may attend)")
+    allowed = m != 0
+    if not np.all(np.broadcast_to(allowed.any(axis=-1, keepdims=True), shape[:-1] + (1,))):
+        rows = np.argwhere(~np.broadcast_to(allowed.any(axis=-1), shape[:-1]))
+        raise ValueError(f"{fn}: mask leaves query {tuple(int(i) for i in rows[0])} (index n, h, s) "
+                         f"with no key it may attend to ({len(rows)} such (n, h, s) rows); every query "
+                         f"needs at least one nonzero entry in its mask row")
+    bias = np.zeros(m.shape, dtype=dtype)
+    bias[~allowed] = -np.inf
+    return bias
+
+
+# ----------------------------------------------------------------------------------------------------
+# Multi-head attention
+# ----------------------------------------------------------------------------------------------------
+
+def multihead_attention_forward(query, key, value, Wq, bq, Wk, bk, Wv, bv, Wo, bo, num_heads,
+                                mask=None, dropout_p=0.0, rng=None):
+    """Multi-head attention with query/key/value projections and an output projection, biases included.
+
+    ``Q = query Wq + bq``, ``K = key Wk + bk``, ``V = value Wv + bv`` are split into h heads along their
+    last axis (head i owns columns [i*d:(i+1)*d]); every head attends with
+    scaled_dot_product_attention_forward in one batched product; the head outputs are concatenated
+    (N, S, h*dv) and projected: ``out = concat Wo + bo``. Self-attention passes the same array as
+    query, key and value; cross-attention passes the memory as key and value.
+
+    cs231n's ``MultiHeadAttention(E, h)`` is Wq, Wk, Wv, Wo all (E, E) with d = dv = E / h. The CS7643
+    classifier's heads of sizes dim_q = dim_k = d and dim_v = dv are Wq (E, h*d), Wk (E, h*d),
+    Wv (E, h*dv) and Wo (h*dv, E).
+
+    Inputs:
+    - query: queries, of shape (N, S, E), floating.
+    - key: keys, of shape (N, T, Ek).
+    - value: values, of shape (N, T, Ev).
+    - Wq, bq: query projection, of shapes (E, h*d) and (h*d,).
+    - Wk, bk: key projection, of shapes (Ek, h*d) and (h*d,).
+    - Wv, bv: value projection, of shapes (Ev, h*dv) and (h*dv,).
+    - Wo, bo: output projection, of shapes (h*dv, M) and (M,).
+    - num_heads: h, a positive int dividing the projections' widths.
+    - mask: None or an array broadcastable to (N, h, S, T); ``mask[..., i, j] == 0`` means query i may
+      not attend key j (see scaled_dot_product_attention_forward). (S, T) for a causal mask,
+      (N, 1, 1, T) to hide padded keys.
+    - dropout_p: drop probability of the attention weights (0 at test time).
+    - rng: np.random.Generator, int seed or None; used only when dropout_p > 0.
+
+    Returns a tuple of:
+    - out: output, of shape (N, S, M).
+    - cache: a MultiheadCache; ``cache.attn.probs`` (N, h, S, T) are the attention weights.
+    """
+    fn = "multihead_attention_forward"
+    query = float_array(fn, "query", query, 3)
+    key = float_array(fn, "key", key, 3)
+    value = float_array(fn, "value", value, 3)
+    Wq, bq, Wk, bk, Wv, bv, Wo, bo = (float_array(fn, name, a, nd) for name, a, nd in (
+        ("Wq", Wq, 2), ("bq", bq, 1), ("Wk", Wk, 2), ("bk", bk, 1), ("Wv", Wv, 2), ("bv", bv, 1),
+        ("Wo", Wo, 2), ("bo", bo, 1)))
+    if isinstance(num_heads, (bool, np.bool_)) or not isinstance(num_heads, (int, np.integer)) \
+            or num_heads < 1:
+        raise ValueError(f"{fn}: num_heads must be a positive integer, got {num_heads!r}")
+    h = int(num_heads)
+    N, S, E = query.shape
+    T = key.shape[1]
+    if key.shape[0] != N or value.shape[:2] != (N, T):
+        raise ValueError(f"{fn}: key and value should have shapes (N, T, .) with N = {N} (from query) and "
+                         f"the same T, got query {query.shape}, key {key.shape}, value {value.shape}")
+    hd, hdv = Wq.shape[1], Wv.shape[1]
+    if hd % h or hdv % h:
+        raise ValueError(f"{fn}: num_heads = {h} must divide the projection widths h*d = {hd} (Wq) and "
+                         f"h*dv = {hdv} (Wv)")
+    expect_shape(fn, "Wq", Wq, (("E", E), ("h*d", hd)))
+    expect_shape(fn, "bq", bq, (("h*d", hd),))
+    expect_shape(fn, "Wk", Wk, (("Ek", key.shape[2]), ("h*d", hd)), f" (Wq has shape {Wq.shape})")
+    expect_shape(fn, "bk", bk, (("h*d", hd),))
+    expect_shape(fn, "Wv", Wv, (("Ev", value.shape[2]), ("h*dv", hdv)))
+    expect_shape(fn, "bv", bv, (("h*dv", hdv),))
+    expect_shape(fn, "Wo", Wo, (("h*dv", hdv), ("M", Wo.shape[1])), f" (Wv has shape {Wv.shape})")
+    expect_shape(fn, "bo", bo, (("M", Wo.shape[1]),))
+
+    q = split_heads(_linear(query, Wq, bq), h)                       # (N, h, S, d)
+    k = split_heads(_linear(key, Wk, bk), h)                         # (N, h, T, d)
+    v = split_heads(_linear(value, Wv, bv), h)                       # (N, h, T, dv)
+    a, attn = scaled_dot_product_attention_forward(q, k, v, mask, dropout_p, rng)  # (N, h, S, dv)
+    heads = merge_heads(a)                                           # (N, S, h*dv)
+    out = _linear(heads, Wo, bo)                                     # (N, S, M)
+    return out, MultiheadCache(query, key, value, Wq, Wk, Wv, Wo, heads, attn, h)
+
+
+def multihead_attention_backward(dout, cache):
+    """Backward pass of multi-head attention.
+
+    When the same array was passed as query, key and value (self-attention), the caller adds
+    ``dquery + dkey + dvalue`` to get its gradient.
+
+    Inputs:
+    - dout: upstream gradient, of shape (N, S, M).
+    - cache: the MultiheadCache from multihead_attention_forward.
+
+    Returns a tuple of:
+    - dquery (N, S, E), dkey (N, T, Ek), dvalue (N, T, Ev): gradients of the inputs.
+    - dWq (E, h*d), dbq (h*d,), dWk (Ek, h*d), dbk (h*d,), dWv (Ev, h*dv), dbv (h*dv,), dWo (h*dv, M),
+      dbo (M,): gradients of the projections.
+    """
+    query, key, value, Wq, Wk, Wv, Wo, heads, attn, h = cache
+    N, S, _ = query.shape
+    dout = _check_upstream("multihead_attention_backward", "dout", dout, (N, S, Wo.shape[1]))
+    dheads, dWo, dbo = _linear_backward(dout, heads, Wo)             # through the output projection
+    dq, dk, dv = scaled_dot_product_attention_backward(split_heads(dheads, h), attn)
+    dq, dk, dv = merge_heads(dq), merge_heads(dk), merge_heads(dv)    # (N, S, h*d), (N, T, h*d), ...
+    dquery, dWq, dbq = _linear_backward(dq, query, Wq)
+    dkey, dWk, dbk = _linear_backward(dk, key, Wk)
+    dvalue, dWv, dbv = _linear_backward(dv, value, Wv)
+    return dquery, dkey, dvalue, dWq, dbq, dWk, dbk, dWv, dbv, dWo, dbo
+
+
+def split_heads(x, num_heads):
+    """View (N, L, h*c) as (N, h, L, c): head i gets columns [i*c:(i+1)*c] of the last axis."""
+    N, L, hc = x.shape
+    return x.reshape(N, L, num_heads, hc // num_heads).transpose(0, 2, 1, 3)
+
+
+def merge_heads(x):
+    """The inverse of split_heads: (N, h, L, c) -> (N, L, h*c), heads side by side (a contiguous copy)."""
+    N, h, L, c = x.shape
+    return x.transpose(0, 2, 1, 3).reshape(N, L, h * c)
+
+
+def _linear(x, W, b):
+    """``x @ W + b`` over the last axis of x, for any leading shape: (..., I) -> (..., O)."""
+    out = x.reshape(-1, x.shape[-1]) @ W   # (L, O)
+    out += b
+    return out.reshape(*x.shape[:-1], W.shape[1])
+
+
+def _linear_backward(dout, x, W):
+    """Gradients of ``x @ W + b`` for x (..., I): returns dx (..., I), dW (I, O), db (O,)."""
+    dout2 = dout.reshape(-1, W.shape[1])
+    dx = (dout2 @ W.T).reshape(x.shape)
+    dW = x.reshape(-1, x.shape[-1]).T @ dout2
+    db = dout2.sum(axis=0)
+    return dx, dW, db
+
+
+# ----------------------------------------------------------------------------------------------------
+# Positional encoding
+# ----------------------------------------------------------------------------------------------------
+
+def positional_encoding(T, D, dtype=np.float64):
+    """Sinusoidal position encodings, cs231n's (and "Attention is all you need") formula.
+
+    ``P[t, 2i] = sin(t * 10000**(-2i / D))`` and ``P[t, 2i + 1] = cos(t * 10000**(-2i / D))`` for
+    positions t = 0 .. T-1. The model adds ``P[:T]`` to the word vectors of a sequence of length T; the
+    encoding has no parameters, so its backward is the identity.
+
+    Inputs:
+    - T: number of positions, int >= 1.
+    - D: encoding size, int >= 1 (even in cs231n; an odd D drops the last cosine column).
+    - dtype: floating dtype of the result.
+
+    Returns:
+    - P: array of shape (T, D).
+    """
+    fn = "positional_encoding"
+    for name, val in (("T", T), ("D", D)):
+        if isinstance(val, (bool, np.bool_)) or not isinstance(val, (int, np.integer)) or val < 1:
+            raise ValueError(f"{fn}: {name} must be a positive integer, got {val!r}")
+    t = np.arange(T, dtype=np.float64)[:, None]                      # (T, 1)
+    freq = 10000.0 ** (-np.arange(0, D, 2, dtype=np.float64) / D)    # (ceil(D / 2),)
+    angle = t * freq                                                 # (T, ceil(D / 2))
+    P = np.empty((T, D), dtype=np.float64)
+    P[:, 0::2] = np.sin(angle)
+    P[:, 1::2] = np.cos(angle[:, :D // 2])
+    return P.astype(dtype)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Feed-forward block
+# ----------------------------------------------------------------------------------------------------
+
+_GELU_C = np.sqrt(2.0 / np.pi)
+
+
+def feedforward_forward(x, W1, b1, W2, b2, activation="relu", dropout_p=0.0, rng=None):
+    """Position-wise feed-forward block: ``dropout(act(x W1 + b1)) W2 + b2`` at every position.
+
+    As in cs231n's and PyTorch's Transformer layers, dropout (if any) acts on the hidden activations.
+
+    Inputs:
+    - x: data, of shape (..., D), floating (any leading shape, e.g. (N, T, D)).
+    - W1, b1: first layer, of shapes (D, F) and (F,).
+    - W2, b2: second layer, of shapes (F, M) and (M,).
+    - activation: 'relu' or 'gelu' (the tanh approximation,
+      ``0.5 u (1 + tanh(sqrt(2/pi) (u + 0.044715 u^3)))``, which is
+      ``torch.nn.GELU(approximate='tanh')``).
+    - dropout_p: probability of dropping a hidden unit (0 at test time).
+    - rng: np.random.Generator, int seed or None; used only when dropout_p > 0.
+
+    Returns a tuple of:
+    - out: output, of shape (..., M).
+    - cache: (x, W1, W2, pre, hidden, keep, activation) with pre = x W1 + b1 and hidden the activations
+      after dropout, both (..., F), and keep the dropout multiplier or None.
+    """
+    fn = "feedforward_forward"
+    x = np.asarray(x)
+    if x.ndim < 1:
+        raise ValueError(f"{fn}: x must have at least one dimension, got a scalar")
+    x = float_array(fn, "x", x, x.ndim)
+    W1, b1, W2, b2 = (float_array(fn, name, a, nd) for name, a, nd in (
+        ("W1", W1, 2), ("b1", b1, 1), ("W2", W2, 2), ("b2", b2, 1)))
+    D, F = x.shape[-1], W1.shape[1]
+    expect_shape(fn, "W1", W1, (("D", D), ("F", F)), f" (x has shape {x.shape})")
+    expect_shape(fn, "b1", b1, (("F", F),))
+    expect_shape(fn, "W2", W2, (("F", F), ("M", W2.shape[1])), f" (W1 has shape {W1.shape})")
+    expect_shape(fn, "b2", b2, (("M", W2.shape[1]),))
+    if activation not in ("relu", "gelu"):
+        raise ValueError(f"{fn}: activation must be 'relu' or 'gelu', got {activation!r}")
+    dropout_p = _check_prob(fn, "dropout_p", dropout_p)
+    pre = _linear(x, W1, b1)                                         # (..., F)
+    if activation == "relu":
+        hidden = np.maximum(pre, 0)                                  # (..., F)
+    else:
+        c = pre.dtype.type(_GELU_C)
+        hidden = np.tanh(c * (pre + pre.dtype.type(0.044715) * pre ** 3))
+        hidden += 1
+        hidden *= pre
+        hidden *= pre.dtype.type(0.5)
+    keep = None
+    if dropout_p > 0.0:
+        keep = _dropout_multiplier(fn, hidden.shape, hidden.dtype, dropout_p, rng)
+        hidden *= keep
+    out = _linear(hidden, W2, b2)                                    # (..., M)
+    return out, (x, W1, W2, pre, hidden, keep, activation)
+
+
+def feedforward_backward(dout, cache):
+    """Backward pass of the feed-forward block.
+
+    Inputs:
+    - dout: upstream gradient, of shape (..., M).
+    - cache: the cache from feedforward_forward.
+
+    Returns a tuple of:
+    - dx: gradient of x, of shape (..., D).
+    - dW1 (D, F), db1 (F,), dW2 (F, M), db2 (M,): gradients of the weights.
+    """
+    x, W1, W2, pre, hidden, keep, activation = cache
+    dout = _check_upstream("feedforward_backward", "dout", dout, x.shape[:-1] + (W2.shape[1],))
+    dhidden, dW2, db2 = _linear_backward(dout, hidden, W2)           # through hidden W2 + b2
+    if keep is not None:
+        dhidden *= keep                                              # through the dropout
+    if activation == "relu":
+        dhidden *= pre > 0                                           # through max(pre, 0)
+    else:
+        # d/du [0.5 u (1 + tanh(g))] = 0.5 (1 + tanh(g)) + 0.5 u (1 - tanh(g)^2) g',
+        # with g = c (u + 0.044715 u^3) and g' = c (1 + 3 * 0.044715 u^2).
+        dt = pre.dtype.type
+        c = dt(_GELU_C)
+        th = np.tanh(c * (pre + dt(0.044715) * pre ** 3))
+        grad = dt(0.5) * (1 + th) + dt(0.5) * pre * (1 - th * th) * c * (1 + dt(3 * 0.044715) * pre * pre)
+        dhidden *= grad
+    dx, dW1, db1 = _linear_backward(dhidden, x, W1)                  # through x W1 + b1
+    return dx, dW1, db1, dW2, db2

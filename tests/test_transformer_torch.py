@@ -1,0 +1,207 @@
+"""Cross-check of the Transformer layers against PyTorch (skipped without torch).
+
+Forward values and every gradient (by autograd) are compared in float64 with ``torch.nn.LayerNorm``,
+``torch.nn.functional.scaled_dot_product_attention`` (with boolean and 0/1 masks),
+``torch.nn.MultiheadAttention`` (self- and cross-attention, causal mask) and ``torch.nn.functional.gelu``;
+the CS7643 per-head layout (dim_q = dim_k != E / h) against the same math written in torch.
+
+Layouts: torch's ``nn.Linear.weight`` is (out, in), the transpose of ours. ``nn.MultiheadAttention``
+stacks the q, k, v projections in ``in_proj_weight`` (3E, E) when key and value have size E, and keeps
+them apart (``q_proj_weight``, ...) otherwise. Its ``attn_mask`` is True where attention is NOT allowed
+(the opposite of ours and of ``scaled_dot_product_attention``'s), so we pass it ``mask == 0``.
+"""
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch", reason="torch is not installed: PyTorch cross-checks skipped")
+
+from cs231n.transformer_layers import (  # noqa: E402  (after the importorskip on purpose)
+    feedforward_backward,
+    feedforward_forward,
+    layernorm_backward,
+    layernorm_forward,
+    multihead_attention_backward,
+    multihead_attention_forward,
+    scaled_dot_product_attention_backward,
+    scaled_dot_product_attention_forward,
+)
+
+SEEDS = [0, 1, 2]
+
+
+def tensor(a):
+    return torch.tensor(a, dtype=torch.float64, requires_grad=True)
+
+
+def close(ours, theirs, rtol=1e-9, atol=1e-11):
+    if isinstance(theirs, torch.Tensor):
+        theirs = theirs.detach().numpy()
+    np.testing.assert_allclose(ours, theirs, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_layernorm_matches_torch(seed):
+    rng = np.random.RandomState(seed)
+    shape = [(4, 6), (2, 3, 5), (2, 2, 3, 4)][seed]
+    D = shape[-1]
+    x, gamma, beta, dout = rng.randn(*shape) * 2 + 1, rng.randn(D), rng.randn(D), rng.randn(*shape)
+    out, cache = layernorm_forward(x, gamma, beta, {"eps": 1e-5})
+    dx, dgamma, dbeta = layernorm_backward(dout, cache)
+
+    ln = torch.nn.LayerNorm(D, eps=1e-5).double()
+    with torch.no_grad():
+        ln.weight.copy_(torch.from_numpy(gamma))
+        ln.bias.copy_(torch.from_numpy(beta))
+    tx = tensor(x)
+    tout = ln(tx)
+    tout.backward(torch.from_numpy(dout))
+    close(out, tout)
+    close(dx, tx.grad)
+    close(dgamma, ln.weight.grad)
+    close(dbeta, ln.bias.grad)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("mask_kind", ["none", "causal_bool", "padding_float"])
+def test_attention_matches_torch_sdpa(seed, mask_kind):
+    rng = np.random.RandomState(seed)
+    N, h, S, T, d, dv = 2, 3, 4, 5, 3, 2
+    q, k, v = rng.randn(N, h, S, d), rng.randn(N, h, T, d), rng.randn(N, h, T, dv)
+    dout = rng.randn(N, h, S, dv)
+    if mask_kind == "none":
+        mask = None
+    elif mask_kind == "causal_bool":
+        mask = np.tril(np.ones((S, T), dtype=bool))
+    else:
+        mask = np.ones((N, 1, 1, T))  # 0/1 numbers, hiding the last two keys of example 0
+        mask[0, ..., 3:] = 0
+    out, cache = scaled_dot_product_attention_forward(q, k, v, mask)
+    dq, dk, dv_ = scaled_dot_product_attention_backward(dout, cache)
+
+    tq, tk, tv = tensor(q), tensor(k), tensor(v)
+    tmask = None if mask is None else torch.from_numpy(np.asarray(mask) != 0)  # True = may attend
+    tout = torch.nn.functional.scaled_dot_product_attention(tq, tk, tv, attn_mask=tmask)
+    tout.backward(torch.from_numpy(dout))
+    close(out, tout)
+    close(dq, tq.grad)
+    close(dk, tk.grad)
+    close(dv_, tv.grad)
+
+
+def torch_mha(E, h, Ek, Ev, Wq, bq, Wk, bk, Wv, bv, Wo, bo):
+    """An nn.MultiheadAttention holding our weights (transposed into torch's (out, in) layout)."""
+    mha = torch.nn.MultiheadAttention(E, h, bias=True, batch_first=True, kdim=Ek, vdim=Ev).double()
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+    with torch.no_grad():
+        if mha._qkv_same_embed_dim:
+            mha.in_proj_weight.copy_(torch.cat([t(Wq.T), t(Wk.T), t(Wv.T)]))
+        else:
+            mha.q_proj_weight.copy_(t(Wq.T))
+            mha.k_proj_weight.copy_(t(Wk.T))
+            mha.v_proj_weight.copy_(t(Wv.T))
+        mha.in_proj_bias.copy_(torch.cat([t(bq), t(bk), t(bv)]))
+        mha.out_proj.weight.copy_(t(Wo.T))
+        mha.out_proj.bias.copy_(t(bo))
+    return mha
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+@pytest.mark.parametrize("kind", ["self_causal", "cross"])
+def test_multihead_matches_torch(seed, kind):
+    rng = np.random.RandomState(seed)
+    N, S, E, h = 2, 4, 6, [1, 2, 3][seed]
+    if kind == "self_causal":
+        T, Ek, Ev = S, E, E
+    else:
+        T, Ek, Ev = 3, 5, 4
+    x = rng.randn(N, S, E)
+    key = x if kind == "self_causal" else rng.randn(N, T, Ek)
+    value = x if kind == "self_causal" else rng.randn(N, T, Ev)
+    W = [rng.randn(E, E) * 0.4, rng.randn(E) * 0.1, rng.randn(Ek, E) * 0.4, rng.randn(E) * 0.1,
+         rng.randn(Ev, E) * 0.4, rng.randn(E) * 0.1, rng.randn(E, E) * 0.4, rng.randn(E) * 0.1]
+    mask = np.tril(np.ones((S, T))) if kind == "self_causal" else None
+    dout = rng.randn(N, S, E)
+    out, cache = multihead_attention_forward(x, key, value, *W, h, mask=mask)
+    grads = multihead_attention_backward(dout, cache)
+
+    mha = torch_mha(E, h, Ek, Ev, *W)
+    tx = tensor(x)
+    if kind == "self_causal":
+        tkey = tvalue = tx
+        tmask = torch.from_numpy(mask == 0)  # torch: True = NOT allowed
+    else:
+        tkey, tvalue, tmask = tensor(key), tensor(value), None
+    tout, tweights = mha(tx, tkey, tvalue, attn_mask=tmask, need_weights=True, average_attn_weights=False)
+    tout.backward(torch.from_numpy(dout))
+    close(out, tout)
+    close(cache.attn.probs, tweights)
+    if kind == "self_causal":
+        close(grads[0] + grads[1] + grads[2], tx.grad)
+        dW_in = mha.in_proj_weight.grad.numpy()
+        close(grads[3], dW_in[:E].T)
+        close(grads[5], dW_in[E:2 * E].T)
+        close(grads[7], dW_in[2 * E:].T)
+    else:
+        close(grads[0], tx.grad)
+        close(grads[1], tkey.grad)
+        close(grads[2], tvalue.grad)
+        close(grads[3], mha.q_proj_weight.grad.T)
+        close(grads[5], mha.k_proj_weight.grad.T)
+        close(grads[7], mha.v_proj_weight.grad.T)
+    db_in = mha.in_proj_bias.grad.numpy()
+    close(grads[4], db_in[:E])
+    close(grads[6], db_in[E:2 * E], atol=1e-12)  # 0 in exact arithmetic: a row shift of the scores
+    close(grads[8], db_in[2 * E:])
+    close(grads[9], mha.out_proj.weight.grad.T)
+    close(grads[10], mha.out_proj.bias.grad)
+
+
+def test_cs7643_per_head_layout_matches_torch_per_head_modules():
+    """The CS7643 classifier's heads: dim_q = dim_k = 5, dim_v = 4, 2 heads of E = 6, concat 8 -> 6."""
+    rng = np.random.RandomState(3)
+    N, S, E, h, dk, dv = 2, 5, 6, 2, 5, 4
+    x = rng.randn(N, S, E)
+    pad = np.ones((N, 1, 1, S))
+    pad[1, ..., 3:] = 0
+    W = [rng.randn(E, h * dk) * 0.4, rng.randn(h * dk) * 0.1, rng.randn(E, h * dk) * 0.4,
+         rng.randn(h * dk) * 0.1, rng.randn(E, h * dv) * 0.4, rng.randn(h * dv) * 0.1,
+         rng.randn(h * dv, E) * 0.4, rng.randn(E) * 0.1]
+    dout = rng.randn(N, S, E)
+    out, cache = multihead_attention_forward(x, x, x, *W, h, mask=pad)
+    grads = multihead_attention_backward(dout, cache)
+
+    tx = tensor(x)
+    tW = [tensor(a) for a in W]
+    Wq, bq, Wk, bk, Wv, bv, Wo, bo = tW
+    keep = torch.from_numpy(pad[:, 0] != 0)  # (N, 1, S): keys each example may attend
+    heads = []
+    for i in range(h):  # one module per head, as the CS7643 skeleton writes them
+        q = tx @ Wq[:, i * dk:(i + 1) * dk] + bq[i * dk:(i + 1) * dk]
+        k = tx @ Wk[:, i * dk:(i + 1) * dk] + bk[i * dk:(i + 1) * dk]
+        v = tx @ Wv[:, i * dv:(i + 1) * dv] + bv[i * dv:(i + 1) * dv]
+        scores = (q @ k.transpose(1, 2)) / np.sqrt(dk)
+        scores = scores.masked_fill(~keep, float("-inf"))
+        heads.append(torch.softmax(scores, dim=-1) @ v)
+    tout = torch.cat(heads, dim=-1) @ Wo + bo
+    tout.backward(torch.from_numpy(dout))
+    close(out, tout)
+    close(grads[0] + grads[1] + grads[2], tx.grad)
+    for ours, theirs in zip(grads[3:], tW):
+        close(ours, theirs.grad, atol=1e-11)
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+def test_feedforward_matches_torch(activation):
+    rng = np.random.RandomState(4)
+    x, W1, b1, W2, b2 = rng.randn(2, 3, 4), rng.randn(4, 8), rng.randn(8), rng.randn(8, 5), rng.randn(5)
+    dout = rng.randn(2, 3, 5)
+    out, cache = feedforward_forward(x, W1, b1, W2, b2, activation)
+    grads = feedforward_backward(dout, cache)
+    t = [tensor(a) for a in (x, W1, b1, W2, b2)]
+    u = t[0] @ t[1] + t[2]
+    a = torch.relu(u) if activation == "relu" else torch.nn.functional.gelu(u, approximate="tanh")
+    tout = a @ t[3] + t[4]
+    tout.backward(torch.from_numpy(dout))
+    close(out, tout)
+    for ours, theirs in zip(grads, t):
+        close(ours, theirs.grad)
