@@ -4,10 +4,14 @@ An archive is a ``.npz`` file (a zip of ``.npy`` arrays) with one extra member, 
 UTF-8 JSON as bytes. It is read with ``allow_pickle=False``, so loading a file from an untrusted source
 cannot run code, and written atomically: the data goes to a temporary file in the destination's
 directory, is flushed and fsynced, then renamed over the destination, so a crash at any moment leaves
-either the old file or the new one, never a half-written file.
+either the old file or the new one, never a half-written file. A process killed during a write leaves
+its temporary file behind (``.tmp-<pid>-*``); :func:`remove_stale_temp_files` deletes those of
+processes that no longer run.
 """
 import json
+import math
 import os
+import re
 import tempfile
 import zipfile
 
@@ -53,6 +57,14 @@ def load_archive(path):
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such file: {path}")
+    if os.path.isdir(path):
+        raise ArchiveError(f"{path} is a directory, not an archive file")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic != b"PK\x03\x04":
+        # Checked here so the message is ours: numpy would suggest loading an unknown file with pickle.
+        what = "an empty file" if not magic else "not an .npz archive (it does not start like a zip file)"
+        raise ArchiveError(f"{path} is {what}; expected a model or checkpoint written by this library")
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
@@ -73,6 +85,70 @@ def atomic_write_text(path, text):
     return _atomic_write(os.fspath(path), "w", lambda f: f.write(text))
 
 
+def json_ready(obj):
+    """``obj`` with every NaN or infinite float replaced by None, so that it is valid JSON.
+
+    ``json.dumps`` would write them as ``NaN``/``Infinity``, which JSON does not have (a diverged loss
+    or an overflowing perplexity must not make a results file unreadable). Dicts, lists and tuples are
+    copied recursively; numpy scalars become Python numbers.
+    """
+    if isinstance(obj, dict):
+        return {k: json_ready(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_ready(v) for v in obj]
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    return obj
+
+
+def atomic_write_json(path, obj):
+    """Write ``obj`` as indented JSON atomically; non-finite floats become null (see :func:`json_ready`)."""
+    return atomic_write_text(path, json.dumps(json_ready(obj), indent=2, allow_nan=False) + "\n")
+
+
+_TEMP_NAME = re.compile(r"^\.tmp-(?:(\d+)-)?[A-Za-z0-9_]+(?:\.npz)?$")
+
+
+def remove_stale_temp_files(directory):
+    """Delete the temporary files that killed writers left in ``directory``; return their names.
+
+    A file counts when its name is ``.tmp-<pid>-<random>[.npz]`` and no process ``<pid>`` runs (or it
+    is ``.tmp-<random>[.npz]``, the name older versions used). Files of live processes are kept.
+    """
+    directory = os.fspath(directory)
+    removed = []
+    try:
+        names = os.listdir(directory)
+    except (FileNotFoundError, NotADirectoryError):
+        return removed
+    for name in sorted(names):
+        match = _TEMP_NAME.match(name)
+        if match is None or (match.group(1) is not None and _process_alive(int(match.group(1)))):
+            continue
+        try:
+            os.remove(os.path.join(directory, name))
+        except OSError:
+            continue
+        removed.append(name)
+    return removed
+
+
+def _process_alive(pid):
+    if pid == os.getpid() or os.name == "nt":  # on Windows os.kill would terminate the process
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # exists but belongs to someone else, or we cannot tell: keep the file
+    return True
+
+
 def _atomic_write(path, mode, write, suffix=""):
     """Call ``write(f)`` on a temporary file beside ``path``, fsync it, then rename it over ``path``.
 
@@ -80,7 +156,7 @@ def _atomic_write(path, mode, write, suffix=""):
     """
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = _mkstemp_like_open(directory, prefix=".tmp-", suffix=suffix)
+    fd, tmp = _mkstemp_like_open(directory, prefix=f".tmp-{os.getpid()}-", suffix=suffix)
     try:
         with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as f:
             write(f)

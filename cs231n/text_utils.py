@@ -299,12 +299,19 @@ def default_alice_path():
 
 
 def read_text(path):
-    """Read a UTF-8 text file (a byte-order mark is dropped, line endings normalized to ``\\n``)."""
+    """Read a UTF-8 text file (a byte-order mark is dropped, line endings normalized to ``\\n``).
+
+    Raises FileNotFoundError for a missing file and ValueError naming the file when it is not UTF-8.
+    """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such text file: {path}")
-    with open(path, encoding="utf-8-sig") as f:
-        return f.read()
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            return f.read()
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path} is not UTF-8 text (it holds bytes such as {e.object[e.start]:#04x} "
+                         f"that UTF-8 does not allow); give a plain-text file, or convert it to UTF-8") from None
 
 
 def strip_gutenberg_boilerplate(text):
