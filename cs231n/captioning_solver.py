@@ -158,7 +158,11 @@ class CaptioningSolver(Solver):
     def _extra_meta(self):
         # The dataset's vocabulary, so that a checkpoint can be decoded even without the model's config.
         vocab = self.data.get("word_to_idx")
-        return {} if vocab is None else {"word_to_idx": {str(w): int(i) for w, i in vocab.items()}}
+        meta = {} if vocab is None else {"word_to_idx": {str(w): int(i) for w, i in vocab.items()}}
+        identity = getattr(self.model, "identity", None)  # the training data's record, as model files keep it
+        if identity is not None:
+            meta["identity"] = identity
+        return meta
 
     def _extra_arrays(self):
         return {"val_image_ids": self.val_image_ids}

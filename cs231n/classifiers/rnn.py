@@ -66,13 +66,17 @@ class CaptioningRNN:
 
     Attributes: ``params``, ``word_to_idx``, ``idx_to_word`` (dict int -> str), ``cell_type``, ``dtype``,
     ``vocab_size``, ``input_dim``, ``wordvec_dim``, ``hidden_dim``, and the special indices ``_null``,
-    ``_start``, ``_end`` (the last two None when the vocabulary lacks them).
+    ``_start``, ``_end`` (the last two None when the vocabulary lacks them). ``identity`` (None, or a
+    JSON-ready dict such as :func:`cs231n.runs.dataset_identity` gives) records the data the model was
+    trained on; ``save`` stores it and ``load`` restores it (None for files saved without one, e.g. by
+    older versions, which still load), so a command can refuse a dataset that is not the model's.
     """
 
     def __init__(self, word_to_idx, input_dim=512, wordvec_dim=128, hidden_dim=128, cell_type="rnn",
                  dtype=np.float32):
         self._configure(word_to_idx, input_dim, wordvec_dim, hidden_dim, cell_type, dtype)
         self.params = self._random_params()
+        self.identity = None
 
     # ------------------------------------------------------------------------------------------------
     # Construction, configuration and files
@@ -164,10 +168,11 @@ class CaptioningRNN:
         model = cls.__new__(cls)
         model._configure(**_config_args(config, "CaptioningRNN.from_config"))
         model.params = model._random_params()
+        model.identity = None
         return model
 
     def save(self, path):
-        """Save parameters and configuration to ``path`` (an ``.npz`` archive with JSON metadata).
+        """Save parameters, configuration and ``identity`` to ``path`` (an ``.npz`` archive with JSON metadata).
 
         The file is written atomically and holds only numeric arrays and JSON, so it loads without
         pickle. Parameters must have the shapes and dtype the configuration implies.
@@ -175,7 +180,7 @@ class CaptioningRNN:
         Returns the path written.
         """
         self._check_params(self.params, "CaptioningRNN.save")
-        meta = {"format": ARCHIVE_FORMAT, "version": ARCHIVE_VERSION, "config": self.get_config()}
+        meta = model_archive_meta(ARCHIVE_FORMAT, ARCHIVE_VERSION, self.get_config(), self.identity)
         return save_archive(path, self.params, meta)
 
     @classmethod
@@ -211,6 +216,7 @@ class CaptioningRNN:
                              f"{_vocab_difference(model.word_to_idx, dict(word_to_idx))}")
         model._check_params(arrays, fn, where=f" in {path}")
         model.params = arrays
+        model.identity = meta.get("identity")
         return model
 
     def _check_params(self, params, fn, where=""):
@@ -560,6 +566,18 @@ class CaptioningRNN:
         features = float_array(fn, "features", features, 2)
         expect_shape(fn, "features", features, (("N", features.shape[0]), ("D", self.input_dim)))
         return features.astype(self.dtype, copy=False)
+
+
+def model_archive_meta(archive_format, version, config, identity=None):
+    """The JSON metadata of a saved model: format, version, configuration and the training data's identity.
+
+    Shared by every captioning model's ``save`` so that all model files record where their training
+    data came from in the same place (``meta['identity']``; absent when None).
+    """
+    meta = {"format": archive_format, "version": version, "config": config}
+    if identity is not None:
+        meta["identity"] = identity
+    return meta
 
 
 def _is_int(value):
