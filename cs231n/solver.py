@@ -50,6 +50,12 @@ Options (keyword arguments of the constructor; anything else raises ValueError n
 - ``init_from`` (None): path of a checkpoint (or a params archive) whose parameters initialize the
   model; optimizer, epoch and histories start fresh. It cannot be combined with ``resume_from``.
 
+Ctrl-C (SIGINT, in the main thread) while a solver with ``checkpoint_name`` trains does not stop it in
+the middle of an update: the iteration under way is finished, a checkpoint of it is written, and
+:class:`TrainingInterrupted` (a KeyboardInterrupt) is raised, naming the checkpoint; resuming from it
+continues bit for bit. A second Ctrl-C stops at once (the last checkpoint on disk stays intact).
+Without ``checkpoint_name`` Ctrl-C raises KeyboardInterrupt at once, as in the classic solver.
+
 A loss or gradient that is NaN or infinite stops training with :class:`TrainingDivergedError` naming
 the iteration; the parameters are not updated with it and no checkpoint is written from that state,
 so the last checkpoint stays intact.
@@ -59,7 +65,9 @@ import inspect
 import json
 import math
 import os
+import signal
 import sys
+import threading
 import time
 import warnings
 
@@ -86,6 +94,49 @@ class TrainingDivergedError(FloatingPointError):
         super().__init__(message)
         self.iteration = iteration
         self.checkpoint = checkpoint
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped training after a finished iteration, and a checkpoint of it was written.
+
+    Attributes:
+    - iteration: the number of finished iterations (all of them are in the checkpoint)
+    - checkpoint: path of that checkpoint
+    """
+
+    def __init__(self, message, iteration, checkpoint):
+        super().__init__(message)
+        self.iteration = iteration
+        self.checkpoint = checkpoint
+
+
+class _DeferredInterrupt:
+    """While active, the first SIGINT only sets ``requested``; a second one raises KeyboardInterrupt.
+
+    Takes effect only in the main thread and only when SIGINT has Python's default handler (so a
+    handler someone else installed is left alone); otherwise ``requested`` simply stays False.
+    """
+
+    def __enter__(self):
+        self.requested = False
+        self._previous = None
+        if (threading.current_thread() is threading.main_thread()
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler):
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        # os.write, not print: a signal handler may run in the middle of another print.
+        os.write(2, b"\nCtrl-C: stopping after this iteration and writing a checkpoint "
+                    b"(press Ctrl-C again to stop at once)\n")
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
 
 
 def update_rules():
@@ -479,6 +530,9 @@ class Solver:
                 self._bar = tqdm(total=num_iterations, initial=self.iteration, unit="it",
                                  dynamic_ncols=True)
         start, done = time.perf_counter(), 0
+        interrupt = _DeferredInterrupt() if self.checkpoint_name is not None else None
+        if interrupt is not None:
+            interrupt.__enter__()
         try:
             while self.iteration < num_iterations:
                 t = self.iteration  # 0-based index of this step, as in cs231n's loop
@@ -501,13 +555,25 @@ class Solver:
                         or (self.checkpoint_every is not None
                             and self.iteration % self.checkpoint_every == 0)):
                     self.save_checkpoint()
+                if interrupt is not None and interrupt.requested:
+                    self._interrupted()
                 if stop:
                     self.stopped_early = True
                     break
         finally:
+            if interrupt is not None:
+                interrupt.__exit__(None, None, None)
             if self._bar is not None:
                 self._bar.close()
             self._bar = None
+
+    def _interrupted(self):
+        """Checkpoint the last finished iteration (unless just done) and raise TrainingInterrupted."""
+        if self.last_checkpoint != (self.checkpoint_path, self.iteration):
+            self.save_checkpoint()
+        raise TrainingInterrupted("training interrupted after iteration %d (epoch %d); checkpoint %s"
+                                  % (self.iteration, self.epoch, self.checkpoint_path),
+                                  self.iteration, self.checkpoint_path)
 
     def _report(self, t, num_iterations):
         if not self.verbose:
