@@ -1,5 +1,16 @@
 """The command line: ``python -m cs231n <command>`` (also installed as the ``cs231n`` script).
 
+Shared rules, with the helpers every command uses (see the README's "Rules of the command line"):
+
+- options are checked when they are parsed, before any data is loaded (argparse ``type=`` functions
+  :func:`positive_int`, :func:`nonnegative_int`, :func:`learning_rate`, :func:`existing_file`, ...);
+  a bad one ends with argparse's usage line and exit status 2;
+- a run directory is claimed with :func:`claim_run_dir` (options from :func:`add_run_dir_options`):
+  never overwritten without ``--overwrite``, a fresh ``runs/<command>-N`` without ``--out``;
+- an expected failure (a bad file, a mismatched dataset, a diverged run) prints one ``error:`` line on
+  stderr and exits 1 (:func:`main`); Ctrl-C exits 130 after saying how to resume;
+- subcommands are made with :func:`add_command`, which shows every option's default in ``--help``.
+
 Commands:
   train          train a captioning model (default: LSTM on the synthetic shapes dataset, made on first use)
   evaluate       multi-reference BLEU-1..4 and CIDEr of a saved model on a split (greedy or beam search)
@@ -14,11 +25,147 @@ cs231n.coco_utils, cs231n.data, cs231n.classifiers, cs231n.captioning_solver, cs
 cs231n.vis.
 """
 import argparse
+import contextlib
 import json
+import math
 import os
 import sys
 import time
+import zipfile
 from pathlib import Path
+
+DESCRIPTION = ("Train and use image-captioning models (RNN, LSTM, GRU) on a built-in synthetic dataset or on "
+               "the real COCO captions, score them with BLEU and CIDEr, caption your own images, and train "
+               "word-level language models on a text file.")
+EPILOG = ("Exit status: 0 success, 1 an error (one 'error:' line on stderr says what to do), 2 a bad option, "
+          "130 interrupted with Ctrl-C (a checkpoint is kept; the message says how to resume). "
+          "Run 'python -m cs231n COMMAND --help' for a command's options.")
+
+
+# ----------------------------------------------------------------------------------------------------
+# Shared helpers for every subcommand: help format, option types, run directories
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one ``error:`` line (plus where to find help), exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"error: {message}\n(see: {self.prog} --help)\n")
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each option's default; leaves out '(default: None)' and the defaults of flags."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False or action.default == argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def add_command(sub, name, help, description=None):
+    """A subcommand parser whose ``--help`` shows every option's default; every option needs a help text."""
+    return sub.add_parser(name, help=help, description=description or help[:1].upper() + help[1:] + ".",
+                          formatter_class=_HelpFormatter)
+
+
+def _number(text, kind):
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected {'an integer' if kind is int else 'a number'}, "
+                                         f"got {text!r}") from None
+
+
+def positive_int(text):
+    """argparse type: an integer >= 1."""
+    value = _number(text, int)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value
+
+
+def nonnegative_int(text):
+    """argparse type: an integer >= 0."""
+    value = _number(text, int)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {value}")
+    return value
+
+
+def positive_float(text):
+    """argparse type: a finite number > 0."""
+    value = _number(text, float)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
+    return value
+
+
+def nonnegative_float(text):
+    """argparse type: a finite number >= 0."""
+    value = _number(text, float)
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text}")
+    return value
+
+
+LR_WARN_ABOVE = 0.1  # learning rates above this rarely train anything with Adam or SGD here
+
+
+def learning_rate(text):
+    """argparse type: a finite learning rate > 0; above LR_WARN_ABOVE a warning goes to stderr."""
+    value = positive_float(text)
+    if value > LR_WARN_ABOVE:
+        print(f"warning: learning rate {text} is far above the usual range (1e-4 to 1e-2); training will "
+              f"probably diverge or learn nothing", file=sys.stderr)
+    return value
+
+
+def existing_file(text):
+    """argparse type: the path of a readable regular file."""
+    if not os.path.exists(text):
+        raise argparse.ArgumentTypeError(f"no such file: {text}")
+    if not os.path.isfile(text):
+        raise argparse.ArgumentTypeError(f"{text} is not a file")
+    if not os.access(text, os.R_OK):
+        raise argparse.ArgumentTypeError(f"{text} cannot be read (permission denied)")
+    return text
+
+
+def existing_dir(text):
+    """argparse type: the path of an existing directory."""
+    if not os.path.isdir(text):
+        raise argparse.ArgumentTypeError(f"no such directory: {text}" if not os.path.exists(text)
+                                         else f"{text} is not a directory")
+    return text
+
+
+def add_run_dir_options(p, default, what="run", resume_file="checkpoint.npz"):
+    """``--out``, ``--resume`` and ``--overwrite`` with the run-directory rule (see :func:`claim_run_dir`).
+
+    ``resume_file`` is the checkpoint's name in the run directory (what ``--resume`` continues from).
+    """
+    p.add_argument("--out", help=f"directory for the {what}'s files (default: {default}, or the first free "
+                                 f"{default}-2, {default}-3, ...); an existing non-empty one is refused")
+    p.add_argument("--resume", action="store_true", help=f"continue the interrupted {what} in --out from "
+                                                         f"its checkpoint")
+    p.add_argument("--overwrite", action="store_true", help=f"start a new {what} in an --out that holds an "
+                                                            f"old one, deleting the old one's files")
+    p.set_defaults(run_dir_default=default, run_resume_file=resume_file)
+
+
+def claim_run_dir(a, outputs, what="run"):
+    """The run directory of a command made with :func:`add_run_dir_options`, checked and created.
+
+    Sets ``a.out`` to the directory chosen (so a fresh default is reported and recorded) and returns it
+    as a Path. Raises FileExistsError/FileNotFoundError/ValueError with a message for the user.
+    """
+    from cs231n.runs import prepare_run_dir
+
+    out = prepare_run_dir(a.out, a.run_dir_default, resume=a.resume, overwrite=a.overwrite,
+                          outputs=outputs, resume_file=a.run_resume_file, what=what)
+    a.out = str(out)
+    return out
+
 
 # Defaults of `train`: chosen so the default run finishes in a few minutes on a 2-core laptop
 # (measured by benchmarks/bench_train.py; see the README for the figures).
@@ -34,95 +181,116 @@ TRAIN_DEFAULTS = dict(
     beam_size=1,
     num_val_images=200,
     grad_clip=5.0,
+    checkpoint_every=1000,
 )
 
 
 def _add_train(sub):
     d = TRAIN_DEFAULTS
-    p = sub.add_parser("train", help="train a captioning model",
-                       description="Train a CaptioningRNN and write its checkpoint, config, curves and a "
-                                   "caption grid to --out. Without --data-dir it uses the synthetic shapes "
-                                   "dataset, generated on first use into datasets/shapes.")
-    p.add_argument("--data-dir", help="a dataset in the cs231n COCO format (default: the shapes dataset; "
-                                      "$CS231N_COCO_DIR is not used unless you pass it here)")
-    p.add_argument("--cell-type", choices=["rnn", "lstm", "gru"], default=d["cell_type"])
-    p.add_argument("--wordvec-dim", type=int, default=d["wordvec_dim"])
-    p.add_argument("--hidden-dim", type=int, default=d["hidden_dim"])
-    p.add_argument("--epochs", type=int, default=d["epochs"])
-    p.add_argument("--lr", type=float, default=d["lr"], help="Adam learning rate")
-    p.add_argument("--lr-decay", type=float, default=d["lr_decay"], help="learning-rate factor per epoch")
-    p.add_argument("--batch-size", type=int, default=d["batch_size"])
-    p.add_argument("--grad-clip", type=float, default=d["grad_clip"], help="global gradient-norm limit (0: off)")
-    p.add_argument("--seed", type=int, default=d["seed"])
-    p.add_argument("--beam-size", type=int, default=d["beam_size"], help="for the final evaluation and grid")
-    p.add_argument("--max-train", type=int, help="use this many training captions (drawn with replacement)")
-    p.add_argument("--num-val-images", type=int, default=d["num_val_images"],
+    p = add_command(sub, "train", "train a captioning model",
+                    "Train a CaptioningRNN and write its model, checkpoint, config, curves and a caption grid "
+                    "to a run directory. Without --data-dir it uses the synthetic shapes dataset, generated "
+                    "on first use into datasets/shapes.")
+    p.add_argument("--data-dir", type=existing_dir,
+                   help="a dataset in the cs231n COCO format (default: the shapes dataset; $CS231N_COCO_DIR "
+                        "is not used unless you pass it here)")
+    p.add_argument("--cell-type", choices=["rnn", "lstm", "gru"], default=d["cell_type"],
+                   help="recurrent cell")
+    p.add_argument("--wordvec-dim", type=positive_int, default=d["wordvec_dim"], help="word-vector size")
+    p.add_argument("--hidden-dim", type=positive_int, default=d["hidden_dim"], help="hidden-state size")
+    p.add_argument("--epochs", type=positive_int, default=d["epochs"],
+                   help="passes over the training captions (to score a saved model, use evaluate)")
+    p.add_argument("--lr", type=learning_rate, default=d["lr"], help="Adam learning rate")
+    p.add_argument("--lr-decay", type=positive_float, default=d["lr_decay"],
+                   help="learning-rate factor per epoch")
+    p.add_argument("--batch-size", type=positive_int, default=d["batch_size"], help="captions per update")
+    p.add_argument("--grad-clip", type=nonnegative_float, default=d["grad_clip"],
+                   help="global gradient-norm limit (0: off)")
+    p.add_argument("--seed", type=nonnegative_int, default=d["seed"],
+                   help="seeds the weights, the minibatches and --max-train's draw")
+    p.add_argument("--beam-size", type=positive_int, default=d["beam_size"],
+                   help="beam width of the final evaluation and caption grid (1: greedy)")
+    p.add_argument("--max-train", type=positive_int,
+                   help="use this many training captions (drawn with replacement; default: all)")
+    p.add_argument("--num-val-images", type=nonnegative_int, default=d["num_val_images"],
                    help="val images scored after every epoch (0: no per-epoch validation)")
     p.add_argument("--zero-features", action="store_true",
                    help="replace every image feature by zeros (the image-blind baseline)")
-    p.add_argument("--resume", action="store_true", help="continue from --out/checkpoint.npz")
-    p.add_argument("--out", default="runs/train", help="output directory (default: runs/train)")
+    p.add_argument("--checkpoint-every", type=positive_int, default=d["checkpoint_every"],
+                   help="also write checkpoint.npz every this many iterations (about two minutes of the "
+                        "default model on 2 cores), so a crash loses at most that much")
+    add_run_dir_options(p, "runs/train", "training run")
     p.add_argument("--quiet", action="store_true", help="no per-iteration output")
     p.set_defaults(func=cmd_train)
 
 
 def _add_evaluate(sub):
-    p = sub.add_parser("evaluate", help="score a saved model on a split")
-    p.add_argument("--checkpoint", required=True, help="model.npz from train (or a solver checkpoint.npz)")
-    p.add_argument("--data-dir", help="dataset directory (default: the shapes dataset)")
-    p.add_argument("--split", choices=["train", "val"], default="val")
-    p.add_argument("--beam-size", type=int, default=1)
-    p.add_argument("--length-penalty", type=float, default=0.0)
-    p.add_argument("--max-length", type=int, default=30)
-    p.add_argument("--num-images", type=int, help="score only the first N images of the split")
+    p = add_command(sub, "evaluate", "score a saved model on a split",
+                    "Caption every image of a split with a saved model and print multi-reference BLEU-1..4 "
+                    "and CIDEr. The dataset must be the one the model was trained on (same vocabulary and "
+                    "features); by default it is the one recorded in the model file.")
+    p.add_argument("--checkpoint", required=True, type=existing_file,
+                   help="model.npz from train (or its checkpoint.npz)")
+    p.add_argument("--data-dir", type=existing_dir,
+                   help="dataset directory (default: the one the model was trained on)")
+    p.add_argument("--split", choices=["train", "val"], default="val", help="which split to score")
+    p.add_argument("--beam-size", type=positive_int, default=1, help="beam width (1: greedy)")
+    p.add_argument("--length-penalty", type=nonnegative_float, default=0.0,
+                   help="beam search: divide log-probabilities by length ** this")
+    p.add_argument("--max-length", type=positive_int, default=30, help="longest caption generated")
+    p.add_argument("--num-images", type=positive_int, help="score only the first N images of the split")
     p.add_argument("--json", action="store_true", help="print the scores as JSON")
     p.set_defaults(func=cmd_evaluate)
 
 
 def _add_caption(sub):
-    p = sub.add_parser("caption", help="caption image files (shapes-dataset models)",
-                       description="Featurize the images with the shapes dataset's featurizer, then caption "
-                                   "them. A model trained on COCO needs COCO's VGG16 fc7 + PCA features, "
-                                   "which this command cannot compute.")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--data-dir", help="the shapes dataset the model was trained on (for its featurizer)")
-    p.add_argument("--beam-size", type=int, default=1)
-    p.add_argument("--max-length", type=int, default=30)
+    p = add_command(sub, "caption", "caption image files (shapes-dataset models)",
+                    "Featurize the images with the featurizer of the shapes dataset the model was trained "
+                    "on, then caption them. A model trained on COCO needs COCO's VGG16 fc7 + PCA features, "
+                    "which this command cannot compute.")
+    p.add_argument("--checkpoint", required=True, type=existing_file, help="model.npz from train")
+    p.add_argument("--data-dir", type=existing_dir,
+                   help="the shapes dataset the model was trained on, for its featurizer (default: the "
+                        "one recorded in the model file)")
+    p.add_argument("--beam-size", type=positive_int, default=1, help="beam width (1: greedy)")
+    p.add_argument("--max-length", type=positive_int, default=30, help="longest caption generated")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or URLs")
     p.set_defaults(func=cmd_caption)
 
 
 def _add_download(sub):
-    p = sub.add_parser("download", help="download a dataset (coco, or the full Alice text)")
-    p.add_argument("what", choices=["coco", "alice"])
-    p.add_argument("--url", help="a mirror of the file")
+    p = add_command(sub, "download", "download a dataset (coco, or the full Alice text)")
+    p.add_argument("what", choices=["coco", "alice"], help="which dataset")
+    p.add_argument("--url", help="a mirror of the file (default: the official address)")
     p.add_argument("--dest", help="destination (default: datasets/coco_captioning or $CS231N_COCO_DIR for "
                                   "coco, datasets/alice.txt for alice)")
-    p.add_argument("--force", action="store_true", help="replace an existing dataset")
-    p.add_argument("--retries", type=int, default=5)
-    p.add_argument("--timeout", type=float, default=30.0)
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--force", action="store_true", help="replace an existing destination")
+    p.add_argument("--retries", type=nonnegative_int, default=5, help="retries after a dropped connection")
+    p.add_argument("--timeout", type=positive_float, default=30.0, help="seconds to wait for the server")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or messages")
     p.set_defaults(func=cmd_download)
 
 
 def _add_build(sub):
-    p = sub.add_parser("build-dataset", help="build the COCO format from caption JSON and features")
-    p.add_argument("--train-json", required=True)
-    p.add_argument("--val-json", required=True)
-    p.add_argument("--train-features", required=True, help=".npy or .h5, rows aligned to the JSON's images")
-    p.add_argument("--val-features", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--min-count", type=int, default=5)
-    p.add_argument("--max-length", type=int, default=17)
-    p.add_argument("--pca-dim", type=int, default=512)
-    p.add_argument("--features-key", default="features")
-    p.add_argument("--image-base-url")
-    p.add_argument("--force", action="store_true")
+    p = add_command(sub, "build-dataset", "build the COCO format from caption JSON and features")
+    p.add_argument("--train-json", required=True, type=existing_file, help="COCO-style captions of the "
+                                                                           "training images")
+    p.add_argument("--val-json", required=True, type=existing_file, help="COCO-style captions of the val images")
+    p.add_argument("--train-features", required=True, type=existing_file,
+                   help=".npy or .h5, rows aligned to the JSON's images")
+    p.add_argument("--val-features", required=True, type=existing_file, help="the same for the val images")
+    p.add_argument("--out", required=True, help="directory to write the dataset to")
+    p.add_argument("--min-count", type=positive_int, default=5, help="rarer words become <UNK>")
+    p.add_argument("--max-length", type=positive_int, default=17, help="caption length with <START>/<END>")
+    p.add_argument("--pca-dim", type=positive_int, default=512, help="size of the PCA features")
+    p.add_argument("--features-key", default="features", help="dataset name inside .h5 feature files")
+    p.add_argument("--image-base-url", help="prefix of the image URLs written to the URL lists")
+    p.add_argument("--force", action="store_true", help="replace an existing --out")
     p.set_defaults(func=cmd_build)
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(prog="python -m cs231n", description=__doc__.split("\n\n")[0])
+    parser = _Parser(prog="python -m cs231n", description=DESCRIPTION, epilog=EPILOG)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     _add_train(sub)
@@ -137,6 +305,16 @@ def build_parser():
 # ----------------------------------------------------------------------------------------------------
 
 
+TRAIN_OUTPUTS = ("model.npz", "checkpoint.npz", "config.json", "curves.png", "captions.png", "scores.json")
+
+
+def _featurizer_files():
+    """Names of the files that featurize new images for a dataset (the shapes featurizer)."""
+    from cs231n.data import shapes
+
+    return (shapes.FEATURIZER_FILE,)
+
+
 def _load_data(data_dir, max_train=None):
     from cs231n.coco_utils import load_coco_data
     from cs231n.data.shapes import ensure_shapes_dataset
@@ -145,20 +323,64 @@ def _load_data(data_dir, max_train=None):
     return base, load_coco_data(base_dir=str(base), max_train=max_train)
 
 
+def _identity(base, data):
+    """The identity of a loaded dataset (see cs231n.runs.dataset_identity): what a model records."""
+    from cs231n.coco_utils import SPLITS, features_file
+    from cs231n.runs import dataset_identity
+
+    return dataset_identity(base, data["word_to_idx"], [features_file(s, True) for s in SPLITS],
+                            _featurizer_files())
+
+
 def _load_model(path):
-    """A CaptioningRNN from model.npz (CaptioningRNN.save) or from a solver checkpoint."""
+    """A CaptioningRNN from model.npz (CaptioningRNN.save) or from a solver checkpoint.
+
+    The model's ``identity`` is the record of its training data (None for files of older versions).
+    """
     from cs231n.archive import load_archive
-    from cs231n.classifiers.rnn import CaptioningRNN
-    from cs231n.solver import load_checkpoint
+    from cs231n.classifiers.rnn import ARCHIVE_FORMAT, CaptioningRNN
+    from cs231n.solver import CHECKPOINT_FORMAT, load_checkpoint
 
     _, meta = load_archive(path)
-    if meta.get("format") == "cs231n-captioning-model":
+    if meta.get("format") == ARCHIVE_FORMAT:
         return CaptioningRNN.load(path)
+    if meta.get("kind") == "LanguageModelRNN" or meta.get("solver") == "LanguageModelSolver":
+        raise ValueError(f"{path} is a language-model file (from lm-train); this command needs a captioning "
+                         f"model (model.npz from train). Use lm-sample for language models.")
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is neither a captioning model nor a training checkpoint (format "
+                         f"{meta.get('format')!r}); use the model.npz that train wrote")
     ckpt = load_checkpoint(path)
     model = CaptioningRNN.from_config(ckpt["meta"]["model_config"])
     params = ckpt["best_params"] or ckpt["params"]
     model.params.update({k: v.astype(model.dtype) for k, v in params.items()})
+    model.identity = ckpt["meta"].get("extra", {}).get("identity")
     return model
+
+
+def _data_dir_of(a, model):
+    """--data-dir, else the dataset recorded in the model file, else the default shapes dataset (None)."""
+    if a.data_dir:
+        return a.data_dir
+    recorded = (model.identity or {}).get("dataset")
+    if recorded and os.path.isdir(recorded):
+        return recorded
+    return None
+
+
+def _check_identity(model, checkpoint, base, current, parts):
+    """Refuse a dataset that is not the model's (ValueError); warn when the model has no record of it."""
+    from cs231n.runs import identity_problems
+
+    if model.identity is None:
+        print(f"warning: {checkpoint} was saved by an older version and does not record the data it was "
+              f"trained on; the results assume {base} is that dataset", file=sys.stderr)
+        return
+    problems = identity_problems(model.identity, current, parts)
+    if problems:
+        raise ValueError(f"{base} is not the dataset {checkpoint} was trained on ({model.identity['dataset']}): "
+                         f"{'; '.join(problems)}. Its results would be meaningless; pass the model's own "
+                         f"dataset with --data-dir")
 
 
 def _val_images(data, split, idxs):
@@ -170,35 +392,36 @@ def _val_images(data, split, idxs):
 def cmd_train(a):
     import numpy as np
 
-    from cs231n.archive import atomic_write_text
+    from cs231n.archive import atomic_write_json
     from cs231n.captioning_solver import CaptioningSolver
     from cs231n.classifiers.rnn import CaptioningRNN
     from cs231n.coco_utils import strip_framing
     from cs231n.metrics import references_from_data, score_model
     from cs231n.vis import caption_grid, plot_training_curves
 
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = claim_run_dir(a, TRAIN_OUTPUTS, "training run")
     np.random.seed(a.seed)  # before loading: --max-train draws its captions with np.random (classic API)
     base, data = _load_data(a.data_dir, a.max_train)
+    identity = _identity(base, data)
     if a.zero_features:
         for split in ("train", "val"):
             data[f"{split}_features"] = np.zeros_like(data[f"{split}_features"])
-    config = {k: v for k, v in vars(a).items() if k != "func"}
+    config = {k: v for k, v in vars(a).items() if k != "func" and not k.startswith("run_")}
     config["data_dir"] = str(base)
-    atomic_write_text(out / "config.json", json.dumps(config, indent=2) + "\n")
+    atomic_write_json(out / "config.json", config)
     print(f"data: {base} ({data['train_captions'].shape[0]} train captions, "
           f"{data['train_features'].shape[0]} train images, {data['val_features'].shape[0]} val images, "
-          f"vocabulary {len(data['idx_to_word'])})")
+          f"vocabulary {len(data['idx_to_word'])}); writing to {out}")
 
     model = CaptioningRNN(data["word_to_idx"], input_dim=data["train_features"].shape[1],
                           wordvec_dim=a.wordvec_dim, hidden_dim=a.hidden_dim, cell_type=a.cell_type)
+    model.identity = identity
     ckpt = out / "checkpoint"
     solver = CaptioningSolver(
         model, data, update_rule="adam", optim_config={"learning_rate": a.lr}, lr_decay=a.lr_decay,
         batch_size=a.batch_size, num_epochs=a.epochs, print_every=50,
         verbose=not a.quiet, seed=a.seed, num_val_images=a.num_val_images,
-        grad_clip=a.grad_clip or None, checkpoint_name=str(ckpt),
+        grad_clip=a.grad_clip or None, checkpoint_name=str(ckpt), checkpoint_every=a.checkpoint_every,
         resume_from=str(ckpt) + ".npz" if a.resume else None)
     t0 = time.time()
     solver.train()
@@ -219,12 +442,12 @@ def cmd_train(a):
                            [strip_framing(refs[i][0]) for i in ids], path=out / "captions.png"))
     summary = {"val_scores": scores, "distinct_caption_fraction": distinct, "train_seconds": train_seconds,
                "beam_size": a.beam_size, "epochs_run": solver.epoch}
-    atomic_write_text(out / "scores.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_json(out / "scores.json", summary)
     print(f"\nval ({len(captions)} images, {'greedy' if a.beam_size == 1 else f'beam {a.beam_size}'}): "
           + "  ".join(f"{k} {v:.3f}" for k, v in scores.items())
           + f"  distinct captions {distinct:.0%}")
-    print(f"trained in {train_seconds:.0f} s; wrote {out}/model.npz, checkpoint.npz, config.json, "
-          f"curves.png, captions.png, scores.json")
+    written = [name for name in TRAIN_OUTPUTS if (out / name).is_file()]
+    print(f"trained in {train_seconds:.0f} s; wrote {out}/: {', '.join(written)}")
     return 0
 
 
@@ -232,7 +455,16 @@ def cmd_evaluate(a):
     from cs231n.metrics import score_model
 
     model = _load_model(a.checkpoint)
-    base, data = _load_data(a.data_dir)
+    base, data = _load_data(_data_dir_of(a, model))
+    if data["word_to_idx"] != model.word_to_idx:
+        from cs231n.classifiers.rnn import _vocab_difference
+
+        raise ValueError(f"the vocabulary of {base} differs from the one {a.checkpoint} was trained with "
+                         f"({_vocab_difference(model.word_to_idx, data['word_to_idx'])}); captions would be "
+                         f"decoded into the wrong words. Pass the model's own dataset with --data-dir")
+    _check_identity(model, a.checkpoint, base, _identity(base, data), ("vocabulary", "features"))
+    # Decode with the model's own vocabulary (equal to the dataset's, checked above).
+    data = dict(data, idx_to_word=[model.idx_to_word[i] for i in range(model.vocab_size)])
     scores = score_model(model, data, split=a.split, num_images=a.num_images, beam_size=a.beam_size,
                          length_penalty=a.length_penalty, max_length=a.max_length)
     if a.json:
@@ -248,40 +480,61 @@ def cmd_evaluate(a):
 def cmd_caption(a):
     from cs231n.data.shapes import default_shapes_dir, featurize_for_dataset
     from cs231n.image_utils import image_from_url
+    from cs231n.runs import dataset_identity
 
     model = _load_model(a.checkpoint)
-    base = Path(a.data_dir) if a.data_dir else default_shapes_dir()
-    if not (base / "shapes_featurizer.npz").is_file():
-        print(f"error: {base} has no shapes featurizer (shapes_featurizer.npz). `caption` featurizes images "
+    base = Path(_data_dir_of(a, model) or default_shapes_dir())
+    featurizer = _featurizer_files()[0]
+    if not (base / featurizer).is_file():
+        print(f"error: {base} has no shapes featurizer ({featurizer}). `caption` featurizes images "
               f"with the shapes dataset's featurizer; a model trained on COCO needs COCO's VGG16 fc7 + PCA "
               f"features, which this command cannot compute.", file=sys.stderr)
         return 2
-    images, names = [], []
+    if model.identity is not None and not model.identity.get("featurizer"):
+        raise ValueError(f"{a.checkpoint} was trained on {model.identity['dataset']}, which has no shapes "
+                         f"featurizer: its features come from elsewhere (e.g. COCO's VGG16), so `caption` "
+                         f"cannot make them")
+    current = dataset_identity(base, model.word_to_idx, (), _featurizer_files())
+    _check_identity(model, a.checkpoint, base, current, ("featurizer",))
+    images, names, failed = [], [], []
     for name in a.images:
-        img = image_from_url(name)
+        with contextlib.redirect_stdout(sys.stderr):  # image_from_url prints its reason (classic API)
+            img = image_from_url(name)
         if img is None:
-            print(f"{name}: could not be read (see the reason above)", file=sys.stderr)
+            failed.append(name)
             continue
         images.append(img)
         names.append(name)
-    if not images:
+    if images:
+        try:
+            feats = featurize_for_dataset(images, base)
+        except (zipfile.BadZipFile, EOFError, KeyError, OSError, ValueError) as e:
+            raise ValueError(f"{base / featurizer} is damaged or truncated ({e}); make the dataset again "
+                             f"(delete {base} and run train)") from e
+        if feats.shape[1] != model.params["W_proj"].shape[0]:
+            raise ValueError(f"the model expects {model.params['W_proj'].shape[0]} features per image, the "
+                             f"featurizer of {base} gives {feats.shape[1]}")
+        for name, caption in zip(names, model.caption_features(feats, max_length=a.max_length,
+                                                                beam_size=a.beam_size)):
+            print(f"{name}: {caption}")
+    if failed:
+        print(f"error: {len(failed)} of {len(a.images)} images could not be read ({', '.join(failed)}); "
+              f"see the reasons above", file=sys.stderr)
         return 1
-    feats = featurize_for_dataset(images, base)
-    if feats.shape[1] != model.params["W_proj"].shape[0]:
-        print(f"error: the model expects {model.params['W_proj'].shape[0]} features per image, the featurizer "
-              f"of {base} gives {feats.shape[1]}", file=sys.stderr)
-        return 2
-    for name, caption in zip(names, model.caption_features(feats, max_length=a.max_length,
-                                                            beam_size=a.beam_size)):
-        print(f"{name}: {caption}")
     return 0
 
 
 def cmd_download(a):
     if a.what == "alice":
         from cs231n.text_utils import download_gutenberg_alice
+        dest = a.dest or "datasets/alice.txt"
+        if os.path.exists(dest) and not a.force:
+            raise FileExistsError(f"--dest {dest} already exists; nothing was downloaded. Choose another "
+                                  f"--dest, or pass --force to replace it")
+        if os.path.isdir(dest):
+            raise ValueError(f"--dest {dest} is a directory; alice is one text file")
         kwargs = {"url": a.url} if a.url else {}
-        print(download_gutenberg_alice(a.dest or "datasets/alice.txt", timeout=a.timeout, **kwargs))
+        print(download_gutenberg_alice(dest, timeout=a.timeout, **kwargs))
         return 0
     from cs231n.data.download import DEFAULT_URL, download_coco
 
@@ -306,53 +559,106 @@ def cmd_build(a):
 
 
 def _add_lm(sub):
-    p = sub.add_parser("lm-train", help="train a word-level language model on a text file")
-    p.add_argument("--text", required=True, help="a UTF-8 text file (e.g. ../shared/data/alice.txt)")
-    p.add_argument("--cell-type", choices=["rnn", "lstm", "gru"], default="lstm")
-    p.add_argument("--wordvec-dim", type=int, default=15)
-    p.add_argument("--hidden-dim", type=int, default=100)
-    p.add_argument("--seq-len", type=int, default=50)
-    p.add_argument("--batch-size", type=int, default=30)
-    p.add_argument("--epochs", type=int, default=50)
-    p.add_argument("--lr", type=float, default=5e-4)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--tokenizer", choices=["classic", "words"], default="classic")
-    p.add_argument("--out", default="runs/lm")
-    p.add_argument("--quiet", action="store_true")
+    p = add_command(sub, "lm-train", "train a word-level language model on a text file",
+                    "Train a word-level language model on a UTF-8 text file and write lm_checkpoint.npz "
+                    "(the training state; lm-sample reads it) and lm_history.json (per-epoch metrics) to a "
+                    "run directory.")
+    p.add_argument("--text", required=True, type=existing_file,
+                   help="a UTF-8 text file (e.g. ../shared/data/alice.txt)")
+    p.add_argument("--cell-type", choices=["rnn", "lstm", "gru"], default="lstm", help="recurrent cell")
+    p.add_argument("--wordvec-dim", type=positive_int, default=15, help="word-vector size")
+    p.add_argument("--hidden-dim", type=positive_int, default=100, help="hidden-state size")
+    p.add_argument("--seq-len", type=positive_int, default=50, help="words per training window")
+    p.add_argument("--batch-size", type=positive_int, default=30, help="windows per update")
+    p.add_argument("--epochs", type=positive_int, default=50, help="passes over the training windows")
+    p.add_argument("--lr", type=learning_rate, default=5e-4, help="Adam learning rate")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seeds the weights and the minibatches")
+    p.add_argument("--tokenizer", choices=["classic", "words"], default="classic",
+                   help="classic: lower-case, split on spaces; words: words and punctuation")
+    p.add_argument("--checkpoint-every", type=positive_int, default=1000,
+                   help="also write the checkpoint every this many iterations (it is written every epoch)")
+    add_run_dir_options(p, "runs/lm", "language-model run", resume_file=LM_CHECKPOINT)
+    p.add_argument("--quiet", action="store_true", help="no per-epoch output")
     p.set_defaults(func=cmd_lm_train)
 
-    p = sub.add_parser("lm-sample", help="generate text from a language-model checkpoint")
-    p.add_argument("--checkpoint", required=True)
+    p = add_command(sub, "lm-sample", "generate text from a language-model checkpoint")
+    p.add_argument("--checkpoint", required=True, type=existing_file, help="lm_checkpoint.npz from lm-train")
     p.add_argument("--start", required=True, help="the first word")
-    p.add_argument("--length", type=int, default=40)
-    p.add_argument("--temperature", type=float, default=1.0, help="0 = always the most likely word")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--length", type=positive_int, default=40, help="words generated after --start")
+    p.add_argument("--temperature", type=nonnegative_float, default=1.0,
+                   help="0 = always the most likely word; higher = more varied")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seeds the sampling")
+    p.add_argument("--best", action="store_true",
+                   help="use the weights of the epoch with the best accuracy instead of the last ones")
     p.set_defaults(func=cmd_lm_sample)
+
+
+LM_CHECKPOINT = "lm_checkpoint.npz"
+LM_OUTPUTS = (LM_CHECKPOINT, "lm_history.json")
 
 
 def cmd_lm_train(a):
     from cs231n.lm_solver import train_language_model
 
-    train_language_model(a.text, cell_type=a.cell_type, wordvec_dim=a.wordvec_dim, hidden_dim=a.hidden_dim,
-                         seq_len=a.seq_len, batch_size=a.batch_size, num_epochs=a.epochs,
-                         learning_rate=a.lr, seed=a.seed, out_dir=a.out, tokenizer=a.tokenizer,
-                         verbose=not a.quiet)
+    out = claim_run_dir(a, LM_OUTPUTS, "language-model run")
+    _, history = train_language_model(
+        a.text, cell_type=a.cell_type, wordvec_dim=a.wordvec_dim, hidden_dim=a.hidden_dim,
+        seq_len=a.seq_len, batch_size=a.batch_size, num_epochs=a.epochs, learning_rate=a.lr, seed=a.seed,
+        out_dir=str(out), tokenizer=a.tokenizer, verbose=not a.quiet, resume=a.resume,
+        checkpoint_every=a.checkpoint_every)
+    written = [name for name in LM_OUTPUTS if (out / name).is_file()]
+    print(f"wrote {out}/: {', '.join(written)} ({len(history)} epochs); sample with: python -m cs231n "
+          f"lm-sample --checkpoint {out / LM_CHECKPOINT} --start WORD")
     return 0
 
 
 def cmd_lm_sample(a):
     from cs231n.lm_solver import sample_text
 
-    print(sample_text(a.checkpoint, a.start, length=a.length, temperature=a.temperature, seed=a.seed))
+    print(sample_text(a.checkpoint, a.start, length=a.length, temperature=a.temperature, seed=a.seed,
+                      best=a.best))
     return 0
 
 
+# ----------------------------------------------------------------------------------------------------
+# Running a command: expected failures and interrupts
+
+
+# Failures a user can cause and fix (bad files, mismatched data, divergence): one `error:` line, exit 1.
+EXPECTED_ERRORS = (ValueError, TypeError, OSError, RuntimeError, ArithmeticError, EOFError,
+                   zipfile.BadZipFile)
+
+
+def _interrupted(a, argv, exc):
+    """Say what Ctrl-C left behind and how to continue; the exit status is 130 (128 + SIGINT)."""
+    from cs231n.runs import resume_command
+
+    lines = ["interrupted"]
+    checkpoint = getattr(exc, "checkpoint", None)
+    if checkpoint:
+        lines[0] += (f" after iteration {exc.iteration}; every finished iteration is saved in "
+                     f"{checkpoint}")
+    resume_file = getattr(a, "run_resume_file", None)
+    out = getattr(a, "out", None)
+    if resume_file and out and (Path(out) / resume_file).is_file():
+        lines.append(f"continue with: {resume_command(argv, out)}")
+    print("\n".join(lines), file=sys.stderr)
+    return 130
+
+
 def main(argv=None):
+    """Run one command; returns its exit status (0; 1 an expected failure; 2 a bad option; 130 Ctrl-C)."""
+    argv = sys.argv[1:] if argv is None else [str(x) for x in argv]
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help (0) or a bad option (2): returned, so callers in Python see it too
+        return e.code
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError, RuntimeError) as e:
+    except KeyboardInterrupt as e:
+        return _interrupted(args, argv, e)
+    except EXPECTED_ERRORS as e:
         if os.environ.get("CS231N_DEBUG"):
             raise
         print(f"error: {e}", file=sys.stderr)

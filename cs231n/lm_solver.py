@@ -14,13 +14,12 @@ Two functions give the command line what it needs:
 
 Letters: N windows (minibatch), T timesteps, V vocabulary size, W word-vector size, H hidden size.
 """
-import json
 import os
 
 import numpy as np
 
 from cs231n import text_utils
-from cs231n.archive import atomic_write_text, load_archive
+from cs231n.archive import atomic_write_json, load_archive
 from cs231n.classifiers.language_model import LanguageModelRNN, as_generator
 from cs231n.solver import CHECKPOINT_FORMAT, Solver, load_checkpoint
 
@@ -186,7 +185,7 @@ def train_language_model(text_path, cell_type="lstm", wordvec_dim=15, hidden_dim
                          batch_size=30, num_epochs=50, learning_rate=5e-4, seed=0, out_dir=None,
                          tokenizer="classic", stride=1, val_fraction=0.0, update_rule="adam",
                          lr_decay=1.0, grad_clip=None, stop_at_accuracy=None, resume=False,
-                         verbose=True, print_every=100, progress="lines"):
+                         verbose=True, print_every=100, progress="lines", checkpoint_every=None):
     """Train a word-level language model on a text file; the defaults are the Alice setting.
 
     The text is tokenized, numbered and cut into windows by :func:`cs231n.text_utils.prepare_text_data`
@@ -208,6 +207,7 @@ def train_language_model(text_path, cell_type="lstm", wordvec_dim=15, hidden_dim
     - val_fraction: share of the text, at its end, held out for validation (0 for none).
     - stop_at_accuracy: end training once training accuracy exceeds it (None: run all epochs).
     - resume: continue from ``out_dir``'s checkpoint (same data and options, more epochs allowed).
+    - checkpoint_every: also write the checkpoint every that many iterations (None: every epoch only).
     - verbose, print_every, progress: printing options of the solver.
 
     Returns a tuple of:
@@ -232,13 +232,14 @@ def train_language_model(text_path, cell_type="lstm", wordvec_dim=15, hidden_dim
                                  optim_config={"learning_rate": learning_rate}, lr_decay=lr_decay,
                                  batch_size=batch_size, num_epochs=num_epochs, grad_clip=grad_clip,
                                  seed=seed, checkpoint_name=checkpoint,
+                                 checkpoint_every=None if checkpoint is None else checkpoint_every,
                                  resume_from=checkpoint if resume else None,
                                  stop_at_accuracy=stop_at_accuracy, verbose=verbose,
                                  print_every=print_every, progress=progress)
     solver.train()
     if out_dir is not None:
-        atomic_write_text(os.path.join(os.fspath(out_dir), HISTORY_FILE),
-                          json.dumps(solver.val_history, indent=1) + "\n")
+        # Non-finite values (an overflowing perplexity) become null: the file stays valid JSON.
+        atomic_write_json(os.path.join(os.fspath(out_dir), HISTORY_FILE), solver.val_history)
     return model, solver.val_history
 
 
@@ -270,7 +271,7 @@ def load_language_model(path, best=False):
     return model, tokenizer
 
 
-def sample_text(checkpoint, start_word, length=40, temperature=1.0, seed=None):
+def sample_text(checkpoint, start_word, length=40, temperature=1.0, seed=None, best=False):
     """Sample ``length`` words after ``start_word`` from a trained model and return them as text.
 
     Inputs:
@@ -281,10 +282,11 @@ def sample_text(checkpoint, start_word, length=40, temperature=1.0, seed=None):
     - temperature: >= 0; ``p(w) ∝ exp(score(w) / temperature)``, 0 is greedy (see
       :meth:`LanguageModelRNN.sample`).
     - seed: None, an int or a numpy.random.Generator.
+    - best: from a checkpoint, use the parameters of its best epoch (see :func:`load_language_model`).
 
     Returns a str: the start word followed by the sampled words, joined as the tokenizer joins them.
     """
-    model, tokenizer = load_language_model(checkpoint)
+    model, tokenizer = load_language_model(checkpoint, best=best)
     if model.idx_to_word is None:
         raise ValueError(f"{checkpoint} holds a model without a vocabulary (idx_to_word); cannot map "
                          f"words to indices")

@@ -120,7 +120,8 @@ def test_zero_features_trains_an_image_blind_model(tiny_dir, tmp_path):
 
 def test_train_reports_a_missing_data_dir_cleanly(tmp_path, capsys):
     rc = main(["train", "--data-dir", str(tmp_path / "nothing"), "--out", str(tmp_path / "o")])
-    assert rc == 1
+    assert rc == 2  # checked with the options, before anything is loaded or written
+    assert not (tmp_path / "o").exists()
     err = capsys.readouterr().err
     assert err.startswith("error:") and "nothing" in err
 
