@@ -218,7 +218,7 @@ def _add_train(sub):
                    help="replace every image feature by zeros (the image-blind baseline)")
     p.add_argument("--checkpoint-every", type=positive_int, default=d["checkpoint_every"],
                    help="also write checkpoint.npz every this many iterations (about two minutes of the "
-                        "default model on 2 cores), so a crash loses at most that much")
+                        "default model on 2 cores; besides every epoch end), so a crash loses at most that")
     add_run_dir_options(p, "runs/train", "training run")
     p.add_argument("--quiet", action="store_true", help="no per-iteration output")
     p.set_defaults(func=cmd_train)
@@ -576,7 +576,7 @@ def _add_lm(sub):
     p.add_argument("--tokenizer", choices=["classic", "words"], default="classic",
                    help="classic: lower-case, split on spaces; words: words and punctuation")
     p.add_argument("--checkpoint-every", type=positive_int, default=1000,
-                   help="also write the checkpoint every this many iterations (it is written every epoch)")
+                   help="also write the checkpoint every this many iterations (besides every epoch end)")
     add_run_dir_options(p, "runs/lm", "language-model run", resume_file=LM_CHECKPOINT)
     p.add_argument("--quiet", action="store_true", help="no per-epoch output")
     p.set_defaults(func=cmd_lm_train)

@@ -39,8 +39,9 @@ Options (keyword arguments of the constructor; anything else raises ValueError n
 - ``checkpoint_name`` (None): when set, checkpoints are written to ``checkpoint_name + '.npz'`` (or
   to ``checkpoint_name`` itself if it already ends in ``.npz``), atomically: a crash at any moment
   leaves the previous checkpoint or the new one, never a partial file.
-- ``checkpoint_every`` (None): write a checkpoint every that many iterations; with None, at the end
-  of every epoch. A checkpoint is always written when training finishes.
+- ``checkpoint_every`` (None): also write a checkpoint every that many iterations (mid-epoch ones
+  resume as exactly as the others). Checkpoints are always written at the end of every epoch and
+  when training finishes.
 - ``resume_from`` (None): path of a checkpoint to continue from. Parameters, optimizer state (moving
   averages, step counts, decayed learning rates), epoch, iteration, histories, best parameters and
   the random state are restored, and ``train()`` continues the same run: with the same options a
@@ -550,8 +551,7 @@ class Solver:
                             config["learning_rate"] *= self.lr_decay
                     stop = bool(self._epoch_end())
                 if self.checkpoint_name is not None and (
-                        stop or self.iteration == num_iterations
-                        or (self.checkpoint_every is None and epoch_end)
+                        stop or epoch_end or self.iteration == num_iterations
                         or (self.checkpoint_every is not None
                             and self.iteration % self.checkpoint_every == 0)):
                     self.save_checkpoint()

@@ -405,7 +405,7 @@ def test_failed_save_leaves_the_previous_checkpoint_intact(tmp_path, monkeypatch
     assert os.listdir(tmp_path) == ['run.npz']
 
 
-def test_checkpoint_every_iterations_and_at_the_end(tmp_path):
+def test_checkpoint_every_iterations_at_epoch_ends_and_at_the_end(tmp_path):
     data = make_data()
     name = str(tmp_path / 'run')
     written = []
@@ -414,7 +414,7 @@ def test_checkpoint_every_iterations_and_at_the_end(tmp_path):
     save = solver.save_checkpoint
     solver.save_checkpoint = lambda path=None: written.append(solver.iteration) or save(path)
     solver.train()
-    assert written == [3, 6, 8]
+    assert written == [3, 4, 6, 8]  # every 3 iterations and at every epoch end (4 iterations per epoch)
     assert load_checkpoint(name + '.npz')['meta']['iteration'] == 8
 
 
