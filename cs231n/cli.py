@@ -19,6 +19,7 @@ Commands:
   build-dataset  write the COCO on-disk format from COCO-style caption JSON and your own CNN features
   lm-train       train a word-level language model on a text file
   lm-sample      generate text from a language-model checkpoint
+  classify-train train a sentence classifier (LSTM, bag of words) on CoLA-format data
 
 This module only parses arguments and wires the library's pieces together; the work is done by
 cs231n.coco_utils, cs231n.data, cs231n.classifiers, cs231n.captioning_solver, cs231n.metrics and
@@ -299,6 +300,7 @@ def build_parser():
     _add_download(sub)
     _add_build(sub)
     _add_lm(sub)
+    _add_classify(sub)
     return parser
 
 
@@ -617,6 +619,62 @@ def cmd_lm_sample(a):
 
     print(sample_text(a.checkpoint, a.start, length=a.length, temperature=a.temperature, seed=a.seed,
                       best=a.best))
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------------
+# Sentence classification (CoLA)
+
+
+def _add_classify(sub):
+    p = add_command(sub, "classify-train", "train a sentence classifier on CoLA-format data",
+                    "Train a sentence-acceptability classifier on a folder in the CoLA format (word_to_ix.csv, "
+                    "train/val _inxs.npy and _labels.npy) and write model.npz, checkpoint.npz, history.json, "
+                    "curves.png and scores.json (val accuracy and Matthews correlation) to a run directory.")
+    p.add_argument("--data", required=True, type=existing_dir,
+                   help="the CoLA-format folder, e.g. ../shared/data/cola")
+    p.add_argument("--model", choices=["lstm", "bow"], default="lstm", help="which classifier")
+    p.add_argument("--epochs", type=positive_int, help="passes over the training sentences (default: per model)")
+    p.add_argument("--lr", type=learning_rate, help="Adam learning rate (default: per model)")
+    p.add_argument("--lr-decay", type=positive_float, help="learning-rate factor per epoch (default: per model)")
+    p.add_argument("--batch-size", type=positive_int, help="sentences per update (default: per model)")
+    p.add_argument("--grad-clip", type=positive_float, help="global gradient-norm limit (default: off)")
+    p.add_argument("--class-weight", choices=["balanced"], help="weigh both classes equally in the loss")
+    p.add_argument("--max-train", type=positive_int, help="train on this many sentences only (a seeded subset)")
+    p.add_argument("--seed", type=nonnegative_int, default=0, help="seeds the weights and the minibatch order")
+    p.add_argument("--baselines", action="store_true",
+                   help="also score the majority class and train the bag-of-words and LSTM baselines, "
+                        "and print one table of val accuracy and MCC")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a model constructor option, e.g. readout=mean (repeatable; values are read as JSON "
+                        "when they parse, else as text)")
+    add_run_dir_options(p, "runs/classify", "classification run", resume_file="checkpoint.npz")
+    p.add_argument("--quiet", action="store_true", help="no per-iteration output")
+    p.set_defaults(func=cmd_classify_train)
+
+
+def _model_options(pairs):
+    options = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--option must be KEY=VALUE, got {pair!r}")
+        try:
+            options[key] = json.loads(text)
+        except json.JSONDecodeError:
+            options[key] = text
+    return options
+
+
+def cmd_classify_train(a):
+    from cs231n.classification_solver import OUTPUTS, train_sentence_classifier
+
+    options = _model_options(a.option)
+    out = claim_run_dir(a, OUTPUTS, "classification run")
+    train_sentence_classifier(a.data, out, kind=a.model, lr=a.lr, epochs=a.epochs, batch_size=a.batch_size,
+                              lr_decay=a.lr_decay, seed=a.seed, class_weight=a.class_weight,
+                              grad_clip=a.grad_clip, max_train=a.max_train, baselines=a.baselines,
+                              resume=a.resume, overwrite=True, verbose=not a.quiet, model_options=options)
     return 0
 
 

@@ -59,3 +59,39 @@ def affine_backward(dout, cache):
     dw = x.reshape(N, -1).T @ dout
     db = dout.sum(axis=0)
     return dx, dw, db
+
+
+def sigmoid_cross_entropy_loss(z, y, weights=None):
+    """Binary cross-entropy of sigmoid probabilities, computed from the scores (logits) for stability.
+
+    With ``p = sigmoid(z)``, example i costs ``-(y_i log p_i + (1 - y_i) log(1 - p_i))``, written as
+    ``logaddexp(0, z_i) - y_i z_i`` so that no probability is rounded to 0 or 1 before its log. The loss
+    is the mean over the N examples, each multiplied by its weight when ``weights`` is given (weights
+    that average 1 keep the scale of the unweighted loss).
+
+    Inputs:
+    - z: scores (logits), of shape (N,).
+    - y: labels in {0, 1}, of shape (N,).
+    - weights: optional non-negative per-example weights, of shape (N,).
+
+    Returns a tuple of:
+    - loss: scalar, ``sum(weights * cost) / N``.
+    - dz: gradient of the loss with respect to z, of shape (N,), ``weights * (p - y) / N``.
+    """
+    fn = "sigmoid_cross_entropy_loss"
+    z = float_array(fn, "z", z, 1)
+    y = np.asarray(y)
+    expect_shape(fn, "y", y, (("N", z.shape[0]),))
+    if z.shape[0] == 0:
+        raise ValueError(f"{fn}: z is empty; the loss is a mean over at least one example")
+    N = z.shape[0]
+    yf = y.astype(z.dtype)                                   # (N,)
+    cost = np.logaddexp(0, z) - yf * z                       # (N,)
+    p = 0.5 * (1.0 + np.tanh(0.5 * z))                       # sigmoid(z), no overflow for any z
+    dz = (p - yf) / N                                        # (N,)
+    if weights is not None:
+        w = float_array(fn, "weights", weights, 1)
+        expect_shape(fn, "weights", w, (("N", N),))
+        cost = cost * w
+        dz = dz * w
+    return float(np.sum(cost) / N), dz.astype(z.dtype, copy=False)

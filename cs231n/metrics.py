@@ -45,6 +45,12 @@ Scale: because of the factor 10, values run from 0 to 10, not 0 to 1. The clippe
 so 10 is the ceiling, reached by a candidate of four or more words identical to every reference of its
 image (provided, for each order, one of its n-grams is missing from some other image's references).
 Published COCO captioning models score roughly 0.9 to 1.2 on this scale, often written as 90 to 120.
+
+Binary classification (the CoLA sentence classifiers): ``binary_confusion_matrix``, ``accuracy`` and
+``matthews_corrcoef``. The Matthews correlation coefficient is
+``(TP*TN - FP*FN) / sqrt((TP+FP) (TP+FN) (TN+FP) (TN+FN))``, from -1 (always wrong) through 0 (no better
+than chance, e.g. always predicting the majority class) to 1; when a factor of the denominator is 0
+(only one class predicted, or only one present) it is defined as 0, as scikit-learn does.
 """
 import math
 from collections import Counter
@@ -390,3 +396,63 @@ def _split_arrays(fn, data, split):
         raise ValueError(f"{fn}: {split}_captions should be (N, T) and {split}_image_idxs (N,), "
                          f"got {captions.shape} and {image_idxs.shape}")
     return captions, image_idxs
+
+
+# ----------------------------------------------------------------------------------------------------
+# Binary classification
+
+
+def _binary_pair(fn, y_true, y_pred):
+    """Both label arrays as int64 (N,) arrays of 0/1 of the same length, or raise naming the argument."""
+    arrays = []
+    for name, y in (("y_true", y_true), ("y_pred", y_pred)):
+        y = np.asarray(y)
+        if y.ndim != 1 or (y.size and y.dtype.kind not in "biu"):
+            raise ValueError(f"{fn}: {name} must be a 1-D array of 0/1 labels, got shape {y.shape} "
+                             f"dtype {y.dtype}")
+        if np.any((y != 0) & (y != 1)):
+            raise ValueError(f"{fn}: {name} must hold only 0 and 1, got values {np.unique(y)[:5].tolist()}")
+        arrays.append(y.astype(np.int64))
+    if arrays[0].shape != arrays[1].shape:
+        raise ValueError(f"{fn}: y_true has {arrays[0].shape[0]} labels but y_pred has {arrays[1].shape[0]}")
+    if arrays[0].size == 0:
+        raise ValueError(f"{fn}: no labels given (empty arrays)")
+    return arrays
+
+
+def binary_confusion_matrix(y_true, y_pred):
+    """Counts of true/predicted label pairs.
+
+    Inputs:
+    - y_true: (N,) true labels in {0, 1}.
+    - y_pred: (N,) predicted labels in {0, 1}.
+
+    Returns:
+    - counts: (2, 2) int64 array, ``counts[t, p]`` = number of examples with true label t predicted
+      as p: ``[[TN, FP], [FN, TP]]``.
+    """
+    y_true, y_pred = _binary_pair("binary_confusion_matrix", y_true, y_pred)
+    return np.bincount(2 * y_true + y_pred, minlength=4).reshape(2, 2)
+
+
+def accuracy(y_true, y_pred):
+    """Fraction of the N predictions that equal the true labels (0/1 arrays of shape (N,))."""
+    y_true, y_pred = _binary_pair("accuracy", y_true, y_pred)
+    return float(np.mean(y_true == y_pred))
+
+
+def matthews_corrcoef(y_true, y_pred):
+    """The Matthews correlation coefficient of binary predictions (see the module docstring).
+
+    Inputs:
+    - y_true: (N,) true labels in {0, 1}.
+    - y_pred: (N,) predicted labels in {0, 1}.
+
+    Returns a float in [-1, 1]; 0 when only one class is predicted or present.
+    """
+    y_true, y_pred = _binary_pair("matthews_corrcoef", y_true, y_pred)
+    (tn, fp), (fn, tp) = binary_confusion_matrix(y_true, y_pred).astype(np.float64)
+    denominator = (tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)
+    if denominator == 0:
+        return 0.0
+    return float((tp * tn - fp * fn) / math.sqrt(denominator))

@@ -21,7 +21,8 @@ def plot_training_curves(loss_history, val_history=(), path=None, title=None):
     Inputs:
     - loss_history: sequence of floats, one per iteration.
     - val_history: sequence of dicts with an ``epoch`` key and any of ``val_loss``, ``Bleu_1``,
-      ``Bleu_4``, ``CIDEr`` (as the captioning solver records them).
+      ``Bleu_4``, ``CIDEr`` (as the captioning solver records them), ``val_accuracy``, ``val_mcc``,
+      ``train_eval_accuracy`` (as the classification solver records them).
     - path: if given, the PNG file to write.
     - title: optional figure title.
 
@@ -43,7 +44,7 @@ def plot_training_curves(loss_history, val_history=(), path=None, title=None):
     if val_history:
         ax = axes[0, 1]
         epochs = [v["epoch"] for v in val_history]
-        for key in ("Bleu_1", "Bleu_4", "CIDEr"):
+        for key in ("Bleu_1", "Bleu_4", "CIDEr", "train_eval_accuracy", "val_accuracy", "val_mcc"):
             if all(key in v for v in val_history):
                 ax.plot(epochs, [v[key] for v in val_history], "o-", label=key)
         ax.set_xlabel("epoch")

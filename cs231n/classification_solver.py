@@ -1,0 +1,379 @@
+"""Training of sentence classifiers on the generic :class:`cs231n.solver.Solver`, and the CoLA entry points.
+
+:class:`ClassificationSolver` supplies the Solver's hooks for labelled sentences: every epoch visits
+the training sentences in a fresh random order (drawn from the solver's own ``np.random.Generator``,
+whose state goes into checkpoints), and ends with the val loss, accuracy and Matthews correlation
+coefficient (MCC); the parameters of the best val MCC are kept. Update rules, learning-rate decay,
+gradient clipping, the stop on NaN, atomic checkpoints and bit-exact resume come from the Solver.
+
+For the command line:
+
+- :func:`train_sentence_classifier` loads a CoLA-format folder, trains one model (Transformer, LSTM or
+  bag of words) and writes its files;
+- :func:`baseline_table` scores the majority class and trains the bag-of-words and LSTM baselines, for
+  one table measured in one run.
+
+Letters: N sentences, T positions, V vocabulary size.
+"""
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from cs231n import metrics
+from cs231n.archive import atomic_write_text
+from cs231n.cola_utils import check_binary_labels
+from cs231n.solver import Solver
+
+_CLASS_WEIGHTS = (None, "balanced")
+
+
+def _split(data, split):
+    """``data[split + '_inxs']`` (N, T) and ``data[split + '_labels']`` (N,), checked."""
+    inputs = np.asarray(data[f"{split}_inxs"])
+    if inputs.ndim != 2 or (inputs.size and inputs.dtype.kind not in "iu"):
+        raise ValueError(f"data['{split}_inxs'] must be an (N, T) integer array, got shape {inputs.shape} "
+                         f"dtype {inputs.dtype}")
+    labels = check_binary_labels(data[f"{split}_labels"], inputs.shape[0], f"data['{split}_labels']",
+                                 f"data['{split}_inxs']")
+    return inputs, labels
+
+
+class ClassificationSolver(Solver):
+    """Trains a sentence classifier (``loss(inputs, labels[, weights])``, ``evaluate``).
+
+    Options: everything of :class:`cs231n.solver.Solver` (``update_rule``, ``optim_config``,
+    ``lr_decay``, ``batch_size``, ``num_epochs``, ``grad_clip``, ``seed``, ``checkpoint_name``,
+    ``resume_from``, ``init_from``, ``progress``, ...), and:
+
+    - ``class_weight`` (None): ``'balanced'`` weighs each training example by
+      ``N / (2 * count of its class)`` in the loss, so both classes weigh the same in total (the
+      weights average 1); None weighs every example 1.
+    - ``eval_batch_size`` (500): sentences per forward pass in the end-of-epoch evaluation.
+    - ``num_train_eval`` (1000): training sentences scored after every epoch (a fixed subset drawn
+      with ``np.random.default_rng(seed)``; 0 for none), to compare training and val accuracy.
+
+    An epoch is ``max(N // batch_size, 1)`` iterations; each visits ``batch_size`` sentences of a random
+    permutation of the N training sentences made at the start of the epoch (the last N mod batch_size
+    sentences of the permutation are skipped in that epoch).
+
+    Attributes (besides those of Solver):
+    - val_history: list of dict, one per epoch: 'epoch', 'iteration', 'train_loss' (mean of the
+      epoch's iteration losses), 'val_loss', 'val_accuracy', 'val_mcc', 'val_confusion',
+      'val_positive_rate' (when there is a val split) and 'train_eval_accuracy', 'train_eval_mcc'
+      (when ``num_train_eval`` > 0).
+    - best_params / best_val_score: the parameters of the best val MCC and that MCC (the first epoch
+      wins ties).
+    """
+
+    def __init__(self, model, data, **kwargs):
+        """Construct a ClassificationSolver.
+
+        Inputs:
+        - model: a sentence classifier with ``params``, ``loss(inputs, labels, weights)`` and
+          ``evaluate(inputs, labels, batch_size)``, e.g. from :mod:`cs231n.classifiers.sentence`.
+        - data: dict with 'train_inxs' (N, T) int and 'train_labels' (N,) in {0, 1}; optionally
+          'val_inxs' and 'val_labels' (as :func:`cs231n.cola_utils.load_cola_data` returns).
+        - kwargs: options, see the class docstring.
+        """
+        if not isinstance(data, dict):
+            raise TypeError(f"data must be a dict (as load_cola_data returns), got {type(data).__name__}")
+        missing = [k for k in ("train_inxs", "train_labels") if k not in data]
+        if missing:
+            raise ValueError(f"data has no key(s) {missing}; it needs 'train_inxs' and 'train_labels'")
+        if not callable(getattr(model, "evaluate", None)):
+            raise TypeError(f"model must have a method evaluate(inputs, labels, batch_size), "
+                            f"{type(model).__name__} has none")
+        self.data = data
+        self.train_inputs, self.train_labels = _split(data, "train")
+        self.val_inputs = self.val_labels = None
+        if "val_inxs" in data:
+            self.val_inputs, self.val_labels = _split(data, "val")
+            if self.val_inputs.shape[0] == 0:
+                raise ValueError("data['val_inxs'] is empty; leave the val keys out to train without "
+                                 "validation")
+        self.class_weight = kwargs.pop("class_weight", None)
+        if self.class_weight not in _CLASS_WEIGHTS:
+            raise ValueError(f"class_weight must be one of {_CLASS_WEIGHTS}, got {self.class_weight!r}")
+        self.eval_batch_size = kwargs.pop("eval_batch_size", 500)
+        self.num_train_eval = kwargs.pop("num_train_eval", 1000)
+        for name in ("eval_batch_size", "num_train_eval"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (name == "eval_batch_size"):
+                raise ValueError(f"{name} must be an int >= {int(name == 'eval_batch_size')}, got {value!r}")
+        self.example_weights = None
+        if self.class_weight == "balanced":
+            counts = np.bincount(self.train_labels, minlength=2)         # (2,)
+            if np.any(counts == 0):
+                raise ValueError(f"class_weight='balanced' needs both classes in the training labels, "
+                                 f"got counts {counts.tolist()}")
+            per_class = self.train_labels.shape[0] / (2.0 * counts)
+            self.example_weights = per_class[self.train_labels]          # (N,)
+        super().__init__(model, **kwargs)
+
+    @property
+    def best_val_mcc(self):
+        """The best val MCC so far (None before the first validation)."""
+        return self.best_val_score
+
+    # ------------------------------------------------------------------ Solver hooks
+
+    def _num_train(self):
+        return int(self.train_inputs.shape[0])
+
+    def _setup(self):
+        self.rng = np.random.default_rng(self.seed)
+        self._order = np.zeros(0, dtype=np.int64)
+        num = min(int(self.num_train_eval), self._num_train())
+        # A separate generator, so the subset is the same in every run and self.rng is untouched.
+        pick = np.random.default_rng(0 if self.seed is None else self.seed)
+        self.train_eval_ids = np.sort(pick.choice(self._num_train(), size=num, replace=False))
+
+    def _sample_batch(self):
+        k = self.iteration % self.iterations_per_epoch
+        if k == 0 or self._order.size == 0:
+            self._order = self.rng.permutation(self._num_train())        # (N,)
+        idx = self._order[k * self.batch_size:(k + 1) * self.batch_size]
+        if idx.size == 0:  # batch_size > N: one iteration per epoch over everything
+            idx = self._order
+        args = (self.train_inputs[idx], self.train_labels[idx])
+        if self.example_weights is not None:
+            args += (self.example_weights[idx],)
+        return args
+
+    def _extra_arrays(self):
+        return {"order": self._order}
+
+    def _restore_extra(self, arrays, meta):
+        if "order" in arrays:
+            self._order = arrays["order"].astype(np.int64)
+
+    def _config(self):
+        config = super()._config()
+        config.update(class_weight=self.class_weight, eval_batch_size=int(self.eval_batch_size),
+                      num_train_eval=int(self.num_train_eval))
+        return config
+
+    def _epoch_end(self):
+        recent = self.loss_history[-self.iterations_per_epoch:]
+        entry = {"epoch": self.epoch, "iteration": self.iteration, "train_loss": float(np.mean(recent))}
+        entry.update(self.evaluate())
+        self.val_history.append(entry)
+        line = "(Epoch %d / %d) train loss: %.4f" % (self.epoch, self.num_epochs, entry["train_loss"])
+        if "train_eval_accuracy" in entry:
+            line += ", train acc %.1f%% MCC %.3f" % (100 * entry["train_eval_accuracy"], entry["train_eval_mcc"])
+        if "val_mcc" in entry:
+            best = self._track_best(entry["val_mcc"])
+            line += ", val loss %.4f acc %.1f%% MCC %.3f (%.0f%% predicted acceptable)%s" % (
+                entry["val_loss"], 100 * entry["val_accuracy"], entry["val_mcc"],
+                100 * entry["val_positive_rate"], "  *best" if best else "")
+        self._log(line)
+        return False
+
+    # ------------------------------------------------------------------ evaluation
+
+    def evaluate(self):
+        """Scores of the current model: val loss/accuracy/MCC and the training-subset accuracy/MCC."""
+        result = {}
+        if self.val_inputs is not None:
+            scores = self.model.evaluate(self.val_inputs, self.val_labels, batch_size=self.eval_batch_size)
+            result.update({"val_" + k: scores[k] for k in ("loss", "accuracy", "mcc", "confusion",
+                                                          "positive_rate")})
+        if self.train_eval_ids.size:
+            ids = self.train_eval_ids
+            scores = self.model.evaluate(self.train_inputs[ids], self.train_labels[ids],
+                                         batch_size=self.eval_batch_size)
+            result.update(train_eval_accuracy=scores["accuracy"], train_eval_mcc=scores["mcc"])
+        return result
+
+
+# ----------------------------------------------------------------------------------------------------
+# Entry points for the command line
+# ----------------------------------------------------------------------------------------------------
+
+MODEL_FILE = "model.npz"
+CHECKPOINT_FILE = "checkpoint.npz"
+HISTORY_FILE = "history.json"
+SCORES_FILE = "scores.json"
+CURVES_FILE = "curves.png"
+OUTPUTS = (MODEL_FILE, CHECKPOINT_FILE, HISTORY_FILE, SCORES_FILE, CURVES_FILE)  # what a run writes
+
+# Defaults per model kind: constructor options and solver options (measured on CoLA; see the README).
+MODEL_DEFAULTS = {
+    "transformer": dict(model={}, lr=1e-4, epochs=8, batch_size=32, lr_decay=0.9),
+    "lstm": dict(model=dict(wordvec_dim=64, hidden_dim=128), lr=2e-3, epochs=8, batch_size=50, lr_decay=0.9),
+    "bow": dict(model=dict(reg=1e-3), lr=1e-2, epochs=10, batch_size=100, lr_decay=0.9),
+}
+
+
+def build_classifier(kind, data, seed=0, **options):
+    """A fresh sentence classifier of ``kind`` ('transformer', 'lstm', 'bow') for a CoLA data dict."""
+    from cs231n.classifiers.sentence import BagOfWordsClassifier, LSTMClassifier
+
+    if kind not in MODEL_DEFAULTS:
+        raise ValueError(f"model kind must be one of {sorted(MODEL_DEFAULTS)}, got {kind!r}")
+    kwargs = dict(MODEL_DEFAULTS[kind]["model"])
+    kwargs.update(options)
+    common = dict(max_length=data["max_length"], seed=seed)
+    if kind == "bow":
+        return BagOfWordsClassifier(data["word_to_ix"], **common, **kwargs)
+    if kind == "lstm":
+        return LSTMClassifier(data["word_to_ix"], **common, **kwargs)
+    from cs231n.classifiers.classification_transformer import ClassificationTransformer
+    return ClassificationTransformer(data["word_to_ix"], **common, **kwargs)
+
+
+def fit_classifier(model, data, lr, epochs, batch_size, lr_decay=1.0, seed=0, class_weight=None,
+                   grad_clip=None, checkpoint=None, resume=False, verbose=True, print_every=50,
+                   progress="lines"):
+    """Train ``model`` with Adam on ``data``; return the solver (its ``best_params`` not yet applied)."""
+    solver = ClassificationSolver(model, data, update_rule="adam", optim_config={"learning_rate": lr},
+                                  lr_decay=lr_decay, batch_size=batch_size, num_epochs=epochs, seed=seed,
+                                  class_weight=class_weight, grad_clip=grad_clip,
+                                  checkpoint_name=checkpoint, resume_from=checkpoint if resume else None,
+                                  verbose=verbose, print_every=print_every, progress=progress)
+    solver.train()
+    return solver
+
+
+def majority_scores(data):
+    """Val scores of always predicting the training split's majority label."""
+    majority = int(np.mean(data["train_labels"]) >= 0.5)
+    labels = data["val_labels"]
+    pred = np.full(labels.shape, majority, dtype=np.int64)
+    return {"accuracy": metrics.accuracy(labels, pred), "mcc": metrics.matthews_corrcoef(labels, pred),
+            "positive_rate": float(pred.mean())}
+
+
+def baseline_table(data, kinds=("majority", "bow", "lstm"), seed=0, verbose=False, class_weight=None):
+    """Val accuracy and MCC of the baselines, each trained with its defaults in this call.
+
+    Inputs:
+    - data: a CoLA data dict (:func:`cs231n.cola_utils.load_cola_data`).
+    - kinds: which rows: 'majority' (the training majority label for every sentence), 'bow', 'lstm'
+      (or 'transformer'), trained with :data:`MODEL_DEFAULTS`, scored with their best-val-MCC epoch.
+    - seed: initialization and minibatch seed.
+
+    Returns a list of dict rows: 'model', 'val_accuracy', 'val_mcc', 'val_positive_rate',
+    'train_seconds', 'epochs'.
+    """
+    rows = []
+    for kind in kinds:
+        t0 = time.perf_counter()
+        if kind == "majority":
+            s = majority_scores(data)
+            rows.append({"model": "majority class", "val_accuracy": s["accuracy"], "val_mcc": s["mcc"],
+                         "val_positive_rate": s["positive_rate"], "train_seconds": 0.0, "epochs": 0})
+            continue
+        d = MODEL_DEFAULTS[kind]
+        model = build_classifier(kind, data, seed=seed)
+        solver = fit_classifier(model, data, d["lr"], d["epochs"], d["batch_size"], d["lr_decay"], seed=seed,
+                                class_weight=class_weight, verbose=verbose)
+        seconds = time.perf_counter() - t0
+        if solver.best_params:
+            model.params.update(solver.best_params)
+        s = model.evaluate(data["val_inxs"], data["val_labels"])
+        rows.append({"model": kind, "val_accuracy": s["accuracy"], "val_mcc": s["mcc"],
+                     "val_positive_rate": s["positive_rate"], "train_seconds": seconds, "epochs": solver.epoch})
+    return rows
+
+
+def format_table(rows):
+    """The rows of :func:`baseline_table` as a Markdown table."""
+    lines = ["| model | val accuracy | val MCC | predicted acceptable | train s |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append("| %s | %.3f | %.3f | %.0f%% | %.0f |" % (r["model"], r["val_accuracy"], r["val_mcc"],
+                                                            100 * r["val_positive_rate"], r["train_seconds"]))
+    return "\n".join(lines)
+
+
+def train_sentence_classifier(data_dir, out_dir, kind="transformer", lr=None, epochs=None, batch_size=None,
+                              lr_decay=None, seed=0, class_weight=None, grad_clip=None, max_train=None,
+                              baselines=False, resume=False, overwrite=False, verbose=True, model_options=None):
+    """Train a sentence classifier on a CoLA-format folder and write its files to ``out_dir``.
+
+    Writes ``model.npz`` (the parameters of the best val MCC), ``checkpoint.npz`` (the solver state,
+    for ``resume``), ``history.json`` (per-epoch scores), ``curves.png`` and ``scores.json`` (final val
+    scores, the data folder, the options, and the baseline table when ``baselines``).
+
+    Inputs:
+    - data_dir: the CoLA-format folder.
+    - out_dir: output directory.
+    - kind: 'transformer', 'lstm' or 'bow'.
+    - lr, epochs, batch_size, lr_decay: solver options (None: the kind's defaults in MODEL_DEFAULTS).
+    - seed, class_weight, grad_clip: see :class:`ClassificationSolver`.
+    - max_train: train on this many training sentences only (a seeded subset; for quick runs).
+    - baselines: also train and score the majority, bag-of-words and LSTM baselines.
+    - resume: continue from ``out_dir``'s checkpoint.
+    - overwrite: replace the files of an earlier run in ``out_dir`` (without it, and without
+      ``resume``, an ``out_dir`` holding any of them is refused with FileExistsError).
+    - model_options: extra constructor options of the model (e.g. dropout, readout).
+
+    Returns the summary dict written to ``scores.json``.
+    """
+    from cs231n.cola_utils import load_cola_data
+    from cs231n.vis import plot_training_curves
+
+    data = load_cola_data(data_dir, max_train=max_train, seed=seed)
+    d = MODEL_DEFAULTS.get(kind)
+    if d is None:
+        raise ValueError(f"kind must be one of {sorted(MODEL_DEFAULTS)}, got {kind!r}")
+    lr = d["lr"] if lr is None else lr
+    epochs = d["epochs"] if epochs is None else epochs
+    batch_size = d["batch_size"] if batch_size is None else batch_size
+    lr_decay = d["lr_decay"] if lr_decay is None else lr_decay
+    model = build_classifier(kind, data, seed=seed, **(model_options or {}))
+    out = Path(out_dir)
+    checkpoint = str(out / CHECKPOINT_FILE)
+    if resume and not os.path.exists(checkpoint):
+        raise FileNotFoundError(f"resume: there is no checkpoint at {checkpoint}")
+    existing = [name for name in OUTPUTS if (out / name).exists()]
+    if existing and not (resume or overwrite):
+        raise FileExistsError(f"{out} already holds {', '.join(existing)} of an earlier run; choose another "
+                              f"output directory, or resume it (--resume) or replace it (--overwrite)")
+    out.mkdir(parents=True, exist_ok=True)
+    if verbose:
+        print("data: %s (%d train, %d val sentences, %.1f%% / %.1f%% acceptable, vocabulary %d, T = %d)"
+              % (data["base_dir"], len(data["train_labels"]), len(data["val_labels"]),
+                 100 * data["train_labels"].mean(), 100 * data["val_labels"].mean(), len(data["word_to_ix"]),
+                 data["max_length"]))
+        print("model: %s %s, %d parameters" % (kind, json.dumps(model_options or {}),
+                                               sum(p.size for p in model.params.values())))
+    t0 = time.perf_counter()
+    solver = fit_classifier(model, data, lr, epochs, batch_size, lr_decay, seed=seed, class_weight=class_weight,
+                            grad_clip=grad_clip, checkpoint=checkpoint, resume=resume, verbose=verbose)
+    seconds = time.perf_counter() - t0
+    if solver.best_params:
+        model.params.update(solver.best_params)
+    model.save(out / MODEL_FILE)
+    atomic_write_text(out / HISTORY_FILE, json.dumps(solver.val_history, indent=1) + "\n")
+    import matplotlib.pyplot as plt
+    plt.close(plot_training_curves(solver.loss_history, solver.val_history, path=out / CURVES_FILE,
+                                         title=f"{kind} on {Path(data['base_dir']).name}"))
+    val = model.evaluate(data["val_inxs"], data["val_labels"])
+    best_epoch = None
+    if solver.val_history:
+        best_epoch = int(max(solver.val_history, key=lambda e: e["val_mcc"])["epoch"])
+    summary = {"model": kind, "model_config": {k: v for k, v in model.get_config().items() if k != "word_to_ix"},
+               "data_dir": data["base_dir"], "num_train": int(len(data["train_labels"])),
+               "options": {"lr": lr, "epochs": epochs, "batch_size": batch_size, "lr_decay": lr_decay,
+                           "seed": seed, "class_weight": class_weight, "grad_clip": grad_clip,
+                           "max_train": max_train},
+               "best_epoch": best_epoch, "val": val, "train_seconds": seconds}
+    if baselines:
+        rows = baseline_table(data, kinds=[k for k in ("majority", "bow", "lstm") if k != kind], seed=seed)
+        rows.append({"model": kind + " (this run)", "val_accuracy": val["accuracy"], "val_mcc": val["mcc"],
+                     "val_positive_rate": val["positive_rate"], "train_seconds": seconds, "epochs": solver.epoch})
+        summary["table"] = rows
+    atomic_write_text(out / SCORES_FILE, json.dumps(summary, indent=2) + "\n")
+    if verbose:
+        print("\nval (%d sentences, epoch %s of %d): accuracy %.3f, MCC %.3f, %.0f%% predicted acceptable"
+              % (val["num"], best_epoch, solver.epoch, val["accuracy"], val["mcc"], 100 * val["positive_rate"]))
+        if baselines:
+            print(format_table(summary["table"]))
+        print(f"trained in {seconds:.0f} s; wrote {out}/{MODEL_FILE}, {CHECKPOINT_FILE}, {HISTORY_FILE}, "
+              f"{CURVES_FILE}, {SCORES_FILE}")
+    return summary
