@@ -8,8 +8,8 @@ gradient clipping, the stop on NaN, atomic checkpoints and bit-exact resume come
 
 For the command line:
 
-- :func:`train_sentence_classifier` loads a CoLA-format folder, trains one model (Transformer, LSTM or
-  bag of words) and writes its files;
+- :func:`train_sentence_classifier` loads a CoLA-format folder, trains one model (LSTM or bag of
+  words) and writes its files;
 - :func:`baseline_table` scores the majority class and trains the bag-of-words and LSTM baselines, for
   one table measured in one run.
 
@@ -54,6 +54,9 @@ class ClassificationSolver(Solver):
     - ``eval_batch_size`` (500): sentences per forward pass in the end-of-epoch evaluation.
     - ``num_train_eval`` (1000): training sentences scored after every epoch (a fixed subset drawn
       with ``np.random.default_rng(seed)``; 0 for none), to compare training and val accuracy.
+
+    A model with a ``np.random.Generator`` in ``model.rng`` (for dropout masks) has its state saved in
+    checkpoints and restored on resume, so resumed runs with dropout are bit-exact too.
 
     An epoch is ``max(N // batch_size, 1)`` iterations; each visits ``batch_size`` sentences of a random
     permutation of the N training sentences made at the start of the epoch (the last N mod batch_size
@@ -146,9 +149,22 @@ class ClassificationSolver(Solver):
     def _extra_arrays(self):
         return {"order": self._order}
 
+    def _model_rng(self):
+        rng = getattr(self.model, "rng", None)
+        return rng if isinstance(rng, np.random.Generator) else None
+
+    def _extra_meta(self):
+        # A model that draws dropout masks keeps its generator in ``model.rng``; resuming must continue
+        # its stream, or the masks (and so the run) would differ from an uninterrupted one.
+        rng = self._model_rng()
+        return {} if rng is None else {"model_rng": rng.bit_generator.state}
+
     def _restore_extra(self, arrays, meta):
         if "order" in arrays:
             self._order = arrays["order"].astype(np.int64)
+        rng = self._model_rng()
+        if "model_rng" in meta and rng is not None:
+            rng.bit_generator.state = meta["model_rng"]
 
     def _config(self):
         config = super()._config()
@@ -202,14 +218,13 @@ OUTPUTS = (MODEL_FILE, CHECKPOINT_FILE, HISTORY_FILE, SCORES_FILE, CURVES_FILE) 
 
 # Defaults per model kind: constructor options and solver options (measured on CoLA; see the README).
 MODEL_DEFAULTS = {
-    "transformer": dict(model={}, lr=1e-4, epochs=8, batch_size=32, lr_decay=0.9),
     "lstm": dict(model=dict(wordvec_dim=64, hidden_dim=128), lr=2e-3, epochs=8, batch_size=50, lr_decay=0.9),
     "bow": dict(model=dict(reg=1e-3), lr=1e-2, epochs=10, batch_size=100, lr_decay=0.9),
 }
 
 
 def build_classifier(kind, data, seed=0, **options):
-    """A fresh sentence classifier of ``kind`` ('transformer', 'lstm', 'bow') for a CoLA data dict."""
+    """A fresh sentence classifier of ``kind`` ('lstm', 'bow') for a CoLA data dict."""
     from cs231n.classifiers.sentence import BagOfWordsClassifier, LSTMClassifier
 
     if kind not in MODEL_DEFAULTS:
@@ -219,10 +234,7 @@ def build_classifier(kind, data, seed=0, **options):
     common = dict(max_length=data["max_length"], seed=seed)
     if kind == "bow":
         return BagOfWordsClassifier(data["word_to_ix"], **common, **kwargs)
-    if kind == "lstm":
-        return LSTMClassifier(data["word_to_ix"], **common, **kwargs)
-    from cs231n.classifiers.classification_transformer import ClassificationTransformer
-    return ClassificationTransformer(data["word_to_ix"], **common, **kwargs)
+    return LSTMClassifier(data["word_to_ix"], **common, **kwargs)
 
 
 def fit_classifier(model, data, lr, epochs, batch_size, lr_decay=1.0, seed=0, class_weight=None,
@@ -253,7 +265,7 @@ def baseline_table(data, kinds=("majority", "bow", "lstm"), seed=0, verbose=Fals
     Inputs:
     - data: a CoLA data dict (:func:`cs231n.cola_utils.load_cola_data`).
     - kinds: which rows: 'majority' (the training majority label for every sentence), 'bow', 'lstm'
-      (or 'transformer'), trained with :data:`MODEL_DEFAULTS`, scored with their best-val-MCC epoch.
+      trained with :data:`MODEL_DEFAULTS`, scored with their best-val-MCC epoch.
     - seed: initialization and minibatch seed.
 
     Returns a list of dict rows: 'model', 'val_accuracy', 'val_mcc', 'val_positive_rate',
@@ -290,7 +302,7 @@ def format_table(rows):
     return "\n".join(lines)
 
 
-def train_sentence_classifier(data_dir, out_dir, kind="transformer", lr=None, epochs=None, batch_size=None,
+def train_sentence_classifier(data_dir, out_dir, kind="lstm", lr=None, epochs=None, batch_size=None,
                               lr_decay=None, seed=0, class_weight=None, grad_clip=None, max_train=None,
                               baselines=False, resume=False, overwrite=False, verbose=True, model_options=None):
     """Train a sentence classifier on a CoLA-format folder and write its files to ``out_dir``.
@@ -302,7 +314,7 @@ def train_sentence_classifier(data_dir, out_dir, kind="transformer", lr=None, ep
     Inputs:
     - data_dir: the CoLA-format folder.
     - out_dir: output directory.
-    - kind: 'transformer', 'lstm' or 'bow'.
+    - kind: 'lstm' or 'bow'.
     - lr, epochs, batch_size, lr_decay: solver options (None: the kind's defaults in MODEL_DEFAULTS).
     - seed, class_weight, grad_clip: see :class:`ClassificationSolver`.
     - max_train: train on this many training sentences only (a seeded subset; for quick runs).
