@@ -267,6 +267,7 @@ def baseline_table(data, kinds=("majority", "bow", "lstm"), seed=0, verbose=Fals
     - kinds: which rows: 'majority' (the training majority label for every sentence), 'bow', 'lstm'
       trained with :data:`MODEL_DEFAULTS`, scored with their best-val-MCC epoch.
     - seed: initialization and minibatch seed.
+    - class_weight: None or 'balanced' (see :class:`ClassificationSolver`).
 
     Returns a list of dict rows: 'model', 'val_accuracy', 'val_mcc', 'val_positive_rate',
     'train_seconds', 'epochs'.
@@ -318,7 +319,8 @@ def train_sentence_classifier(data_dir, out_dir, kind="lstm", lr=None, epochs=No
     - lr, epochs, batch_size, lr_decay: solver options (None: the kind's defaults in MODEL_DEFAULTS).
     - seed, class_weight, grad_clip: see :class:`ClassificationSolver`.
     - max_train: train on this many training sentences only (a seeded subset; for quick runs).
-    - baselines: also train and score the majority, bag-of-words and LSTM baselines.
+    - baselines: also train and score the majority, bag-of-words and LSTM baselines (those not being
+      trained here, with their defaults and this run's seed and class weighting).
     - resume: continue from ``out_dir``'s checkpoint.
     - overwrite: replace the files of an earlier run in ``out_dir`` (without it, and without
       ``resume``, an ``out_dir`` holding any of them is refused with FileExistsError).
@@ -376,7 +378,8 @@ def train_sentence_classifier(data_dir, out_dir, kind="lstm", lr=None, epochs=No
                            "max_train": max_train},
                "best_epoch": best_epoch, "val": val, "train_seconds": seconds}
     if baselines:
-        rows = baseline_table(data, kinds=[k for k in ("majority", "bow", "lstm") if k != kind], seed=seed)
+        rows = baseline_table(data, kinds=[k for k in ("majority", "bow", "lstm") if k != kind], seed=seed,
+                              class_weight=class_weight)
         rows.append({"model": kind + " (this run)", "val_accuracy": val["accuracy"], "val_mcc": val["mcc"],
                      "val_positive_rate": val["positive_rate"], "train_seconds": seconds, "epochs": solver.epoch})
         summary["table"] = rows
