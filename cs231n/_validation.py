@@ -84,3 +84,23 @@ def check_recurrent_args(fn, x, h, Wx, Wh, b, gates, step):
     expect_shape(fn, "Wx", Wx, (("D", D), (f"{g}H", gH)), gate_hint(Wx, H, gates))
     expect_shape(fn, "b", b, ((f"{g}H", gH),), gate_hint(b, H, gates))
     return x, h, Wx, Wh, b
+
+
+def copy_params(fn, current, params, dtype, where=""):
+    """New arrays for a model's parameters: ``params`` checked against ``current`` and cast to ``dtype``.
+
+    ``params`` must have exactly the names of ``current`` (a model's ``params`` dict) and the same
+    shapes; otherwise ValueError names the missing, unexpected or misshapen parameters (``where`` is
+    added to the message, e.g. ``' in model.npz'``). Returns a dict name -> copied array.
+    """
+    missing = sorted(set(current) - set(params))
+    extra = sorted(set(params) - set(current))
+    if missing or extra:
+        raise ValueError(f"{fn}: parameter names{where} do not match: missing {missing}, unexpected {extra}")
+    copied = {}
+    for name, w in current.items():
+        a = np.asarray(params[name])
+        if a.shape != w.shape:
+            raise ValueError(f"{fn}: {name}{where} should have shape {w.shape}, got {a.shape}")
+        copied[name] = a.astype(dtype, copy=True)
+    return copied

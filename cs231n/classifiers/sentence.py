@@ -22,6 +22,7 @@ Letters: N sentences, T positions, V vocabulary size, W word-vector size, H hidd
 import numpy as np
 
 from cs231n import metrics
+from cs231n._validation import copy_params
 from cs231n.archive import load_archive, save_archive
 from cs231n.classifiers.recurrent import init_recurrent_params, recurrent_backward, recurrent_forward
 from cs231n.cola_utils import CLS, PAD, check_binary_labels
@@ -226,16 +227,7 @@ class SentenceClassifier:
 
     def set_params(self, params, fn="set_params", where=""):
         """Copy ``params`` (the model's names and shapes) into the model, cast to its dtype."""
-        missing = sorted(set(self.params) - set(params))
-        extra = sorted(set(params) - set(self.params))
-        if missing or extra:
-            raise ValueError(f"{fn}: parameters{where} do not match this {type(self).__name__}: missing "
-                             f"{missing}, unexpected {extra}")
-        for name, w in self.params.items():
-            a = np.asarray(params[name])
-            if a.shape != w.shape:
-                raise ValueError(f"{fn}: parameter {name}{where} should have shape {w.shape}, got {a.shape}")
-            self.params[name] = a.astype(self.dtype, copy=True)
+        self.params = copy_params(fn, self.params, params, self.dtype, where)
 
     def save(self, path):
         """Write configuration and weights to ``path`` atomically (npz + JSON, no pickle); return it."""

@@ -15,7 +15,7 @@ Letters: N minibatch, T timesteps, D input size, H hidden size, M output size.
 import numpy as np
 
 from cs231n import layers, rnn_layers
-from cs231n._validation import expect_shape, float_array
+from cs231n._validation import copy_params, expect_shape, float_array
 from cs231n.archive import load_archive, save_archive
 from cs231n.classifiers.recurrent import (init_recurrent_params, initial_state, recurrent_backward,
                                          recurrent_forward, recurrent_step)
@@ -96,16 +96,7 @@ class SequenceRegressor:
             raise TypeError(f"from_config: config must be a dict, got {type(config).__name__}")
         model = cls(**config, seed=0)
         if params is not None:
-            missing = sorted(set(model.params) - set(params))
-            extra = sorted(set(params) - set(model.params))
-            if missing or extra:
-                raise ValueError(f"from_config: parameter names do not match: missing {missing}, "
-                                 f"unexpected {extra}")
-            for name, w in model.params.items():
-                a = np.asarray(params[name])
-                if a.shape != w.shape:
-                    raise ValueError(f"from_config: {name} should have shape {w.shape}, got {a.shape}")
-                model.params[name] = a.astype(model.dtype, copy=True)
+            model.params = copy_params("from_config", model.params, params, model.dtype)
         return model
 
     def save(self, path):
