@@ -310,7 +310,8 @@ def train_sentence_classifier(data_dir, out_dir, kind="lstm", lr=None, epochs=No
 
     Writes ``model.npz`` (the parameters of the best val MCC), ``checkpoint.npz`` (the solver state,
     for ``resume``), ``history.json`` (per-epoch scores), ``curves.png`` and ``scores.json`` (final val
-    scores, the data folder, the options, and the baseline table when ``baselines``).
+    scores, the data folder and the fingerprints of its files (:func:`cs231n.runs.dataset_identity`),
+    the options, and the baseline table when ``baselines``).
 
     Inputs:
     - data_dir: the CoLA-format folder.
@@ -328,7 +329,8 @@ def train_sentence_classifier(data_dir, out_dir, kind="lstm", lr=None, epochs=No
 
     Returns the summary dict written to ``scores.json``.
     """
-    from cs231n.cola_utils import load_cola_data
+    from cs231n.cola_utils import inputs_file, labels_file, load_cola_data
+    from cs231n.runs import dataset_identity
     from cs231n.vis import plot_training_curves
 
     data = load_cola_data(data_dir, max_train=max_train, seed=seed)
@@ -376,6 +378,8 @@ def train_sentence_classifier(data_dir, out_dir, kind="lstm", lr=None, epochs=No
                "options": {"lr": lr, "epochs": epochs, "batch_size": batch_size, "lr_decay": lr_decay,
                            "seed": seed, "class_weight": class_weight, "grad_clip": grad_clip,
                            "max_train": max_train},
+               "data_identity": dataset_identity(data["base_dir"], data["word_to_ix"],
+                                                 [f(sp) for sp in ("train", "val") for f in (inputs_file, labels_file)]),
                "best_epoch": best_epoch, "val": val, "train_seconds": seconds}
     if baselines:
         rows = baseline_table(data, kinds=[k for k in ("majority", "bow", "lstm") if k != kind], seed=seed,
