@@ -110,27 +110,35 @@ def atomic_write_json(path, obj):
     return atomic_write_text(path, json.dumps(json_ready(obj), indent=2, allow_nan=False) + "\n")
 
 
-_TEMP_NAME = re.compile(r"^\.tmp-(?:(\d+)-)?[A-Za-z0-9_]+(?:\.npz)?$")
+def remove_stale_temp_files(directory, prefix=".tmp-"):
+    """Delete the temporary files (or folders) that killed writers left in ``directory``; return their names.
 
+    An entry counts when its name is ``<prefix><pid>-<random>[.npz]`` and no process ``<pid>`` runs,
+    or ``<prefix><random>[.npz]`` (the name older versions used). Entries of live processes are kept.
 
-def remove_stale_temp_files(directory):
-    """Delete the temporary files that killed writers left in ``directory``; return their names.
-
-    A file counts when its name is ``.tmp-<pid>-<random>[.npz]`` and no process ``<pid>`` runs (or it
-    is ``.tmp-<random>[.npz]``, the name older versions used). Files of live processes are kept.
+    Inputs:
+    - directory: str or os.PathLike (a missing directory has nothing to remove).
+    - prefix: the temporary names' prefix, ``.tmp-`` for :func:`save_archive`'s files.
     """
+    import shutil
+
     directory = os.fspath(directory)
+    pattern = re.compile(r"^" + re.escape(prefix) + r"(?:(\d+)-)?[A-Za-z0-9_]+(?:\.npz)?$")
     removed = []
     try:
         names = os.listdir(directory)
     except (FileNotFoundError, NotADirectoryError):
         return removed
     for name in sorted(names):
-        match = _TEMP_NAME.match(name)
+        match = pattern.match(name)
         if match is None or (match.group(1) is not None and _process_alive(int(match.group(1)))):
             continue
+        path = os.path.join(directory, name)
         try:
-            os.remove(os.path.join(directory, name))
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
         except OSError:
             continue
         removed.append(name)

@@ -334,3 +334,17 @@ def test_shell_wrapper_passes_arguments_on(tmp_path):
                          env=env, capture_output=True, text=True, check=True).stdout.splitlines()
     assert out == [str(REPO_ROOT), "-m", "cs231n", "download", "coco",
                    "--url", "http://mirror/x.zip", "--dest", "a b", "--force"]
+
+
+def test_leftovers_of_a_killed_extraction_are_removed_by_the_next_download(server, release, tmp_path):
+    """A kill during extraction leaves a .NAME-extract-* folder; the next download removes it."""
+    dest = tmp_path / "coco"
+    dead = tmp_path / ".coco-extract-999999999-abcd1234"  # pid of no running process
+    old_style = tmp_path / ".coco-extract-k2j4h5g6"  # the name before pids were added
+    live = tmp_path / f".coco-extract-{os.getppid()}-zzzz"  # a running process may still be extracting
+    for folder in (dead, old_style, live):
+        (folder / "coco_captioning").mkdir(parents=True)
+        (folder / "coco_captioning" / "big.h5").write_bytes(b"x" * 1000)
+    fetch(server, dest)
+    assert_same_files(dest, release[0])
+    assert not dead.exists() and not old_style.exists() and live.exists()

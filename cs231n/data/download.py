@@ -29,6 +29,7 @@ import numpy as np
 import requests
 from tqdm import tqdm
 
+from cs231n.archive import remove_stale_temp_files
 from cs231n.coco_utils import (
     CAPTION_LENGTH,
     CAPTIONS_FILE,
@@ -273,6 +274,8 @@ def download_coco(dest=None, url=DEFAULT_URL, *, force=False, retries=5, timeout
         _say(quiet, f"{dest} already exists; left as it is (pass force=True / --force to download again)")
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
+    # Folders that an earlier, killed download left while extracting (the .zip.part is kept: it resumes).
+    remove_stale_temp_files(dest.parent, prefix=f".{dest.name}-extract-")
     part = dest.parent / f"{dest.name}.zip.part"
 
     _fetch(url, part, retries=retries, timeout=timeout, backoff=backoff, quiet=quiet)
@@ -390,7 +393,7 @@ def _test_zip(part, url):
 
 def _install_zip(part, dest, url, force):
     """Extract the archive beside `dest`, check it with verify_coco_dir, and move it into place."""
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}-extract-", dir=dest.parent))
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}-extract-{os.getpid()}-", dir=dest.parent))
     try:
         with zipfile.ZipFile(part) as archive:
             archive.extractall(staging)
@@ -430,7 +433,7 @@ def move_into_place(src, dest, force=False):
         return
     if not force:
         raise FileExistsError(f"{dest} already exists; pass force=True (--force) to replace it")
-    aside = Path(tempfile.mkdtemp(prefix=f".{dest.name}-old-", dir=dest.parent))
+    aside = Path(tempfile.mkdtemp(prefix=f".{dest.name}-old-{os.getpid()}-", dir=dest.parent))
     try:
         os.replace(dest, aside / dest.name)
         try:
