@@ -15,41 +15,85 @@ def _pyplot():
     return plt
 
 
-def plot_training_curves(loss_history, val_history=(), path=None, title=None):
+def _log_axis(axis):
+    """A log scale labelled in plain numbers at 1, 2, 3 and 5 times powers of ten (5, 10, 20, 30, 50)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
+
+    axis.axes.set_yscale("log")
+    plain = FuncFormatter(lambda y, _: f"{y:g}")
+    axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 3.0, 5.0)))
+    axis.set_major_formatter(plain)
+    axis.set_minor_locator(NullLocator())
+
+
+def plot_training_curves(loss_history, val_history=(), path=None, title=None, best_epoch="auto"):
     """Plot the training loss per iteration and, when present, validation loss and scores per epoch.
+
+    One panel for the losses, on a log axis when they span more than a factor of 3 (so the first
+    iterations' large values do not flatten the rest), then one per kind of score against whole
+    epochs, each on its own axis: BLEU (0 to 1), CIDEr (0 to 10), accuracy and MCC (-1 to 1). The
+    epoch whose weights were kept is marked in every panel.
 
     Inputs:
     - loss_history: sequence of floats, one per iteration.
-    - val_history: sequence of dicts with an ``epoch`` key and any of ``val_loss``, ``Bleu_1``,
-      ``Bleu_4``, ``CIDEr`` (as the captioning solver records them), ``val_accuracy``, ``val_mcc``,
-      ``train_eval_accuracy`` (as the classification solver records them).
+    - val_history: sequence of dicts with an ``epoch`` key and any of ``iteration``, ``val_loss``,
+      ``Bleu_1``, ``Bleu_4``, ``CIDEr`` (as the captioning solver records them), ``val_accuracy``,
+      ``val_mcc``, ``train_eval_accuracy`` (as the classification solver records them).
     - path: if given, the PNG file to write.
     - title: optional figure title.
+    - best_epoch: the epoch whose weights were kept, to mark; 'auto' (default) takes the first epoch
+      with the highest CIDEr, else the highest ``val_mcc`` (what the captioning and classification
+      solvers keep); None marks nothing.
 
     Returns the matplotlib Figure.
     """
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     val_history = list(val_history)
-    ncols = 2 if val_history else 1
-    fig, axes = plt.subplots(1, ncols, figsize=(6 * ncols, 4), squeeze=False)
+    if best_epoch == "auto":
+        best_epoch = None
+        for key in ("CIDEr", "val_mcc"):
+            scored = [v for v in val_history if key in v and np.isfinite(v[key])]
+            if scored:
+                best_epoch = max(scored, key=lambda v: v[key])["epoch"]  # the first of equal maxima
+                break
+    best = next((v for v in val_history if v["epoch"] == best_epoch), None)
+    groups = ((("Bleu_1", "Bleu_4"), "val BLEU", (0, 1)), (("CIDEr",), "val CIDEr", (0, None)),
+              (("train_eval_accuracy", "val_accuracy", "val_mcc"), "accuracy / MCC", (None, 1)))
+    score_keys = [(keys, label, ylim) for keys, label, ylim in groups
+                  if val_history and any(all(k in v for v in val_history) for k in keys)]
+    ncols = 1 + len(score_keys)
+    fig, axes = plt.subplots(1, ncols, figsize=(5 * ncols, 4), squeeze=False)
     ax = axes[0, 0]
-    ax.plot(np.arange(1, len(loss_history) + 1), loss_history, lw=0.8, label="training loss")
-    if val_history and any("val_loss" in v for v in val_history):
-        its = [v.get("iteration", v["epoch"]) for v in val_history if "val_loss" in v]
-        ax.plot(its, [v["val_loss"] for v in val_history if "val_loss" in v], "o-", label="val loss")
+    losses = np.asarray(loss_history, dtype=np.float64)  # (num_iterations,)
+    ax.plot(np.arange(1, losses.size + 1), losses, lw=0.8, label="training loss")
+    with_val_loss = [v for v in val_history if "val_loss" in v]
+    if with_val_loss:
+        its = [v.get("iteration", v["epoch"]) for v in with_val_loss]
+        ax.plot(its, [v["val_loss"] for v in with_val_loss], "o-", label="val loss (end of epoch)")
+    values = np.concatenate([losses, [v["val_loss"] for v in with_val_loss]])
+    values = values[np.isfinite(values)]
+    if values.size and values.min() > 0 and values.max() >= 3 * values.min():
+        _log_axis(ax.yaxis)
+    if best is not None and "iteration" in best:
+        ax.axvline(best["iteration"], color="tab:green", ls="--", lw=1, label=f"kept: epoch {best_epoch}")
     ax.set_xlabel("iteration")
-    ax.set_ylabel("loss")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    if val_history:
-        ax = axes[0, 1]
-        epochs = [v["epoch"] for v in val_history]
-        for key in ("Bleu_1", "Bleu_4", "CIDEr", "train_eval_accuracy", "val_accuracy", "val_mcc"):
+    ax.set_ylabel("loss (log scale)" if ax.get_yscale() == "log" else "loss")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, which="both")
+    for col, (keys, label, ylim) in enumerate(score_keys, start=1):
+        ax = axes[0, col]
+        for key in keys:
             if all(key in v for v in val_history):
-                ax.plot(epochs, [v[key] for v in val_history], "o-", label=key)
+                ax.plot([v["epoch"] for v in val_history], [v[key] for v in val_history], "o-", label=key)
+        if best is not None:
+            ax.axvline(best_epoch, color="tab:green", ls="--", lw=1, label=f"kept: epoch {best_epoch}")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("epoch")
-        ax.set_ylabel("validation score")
-        ax.legend()
+        ax.set_ylabel(label)
+        ax.set_ylim(*ylim)
+        ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     if title:
         fig.suptitle(title)
