@@ -404,3 +404,88 @@ def test_lm_train_resume_and_lm_sample_best(tmp_path, capsys):
                  "--length", "6", "--best"]) == 0
     assert capsys.readouterr().out.strip() == sample_text(checkpoint, "cat", length=6, temperature=0,
                                                           seed=0, best=True)
+
+
+def test_kill_9_at_random_moments_then_resume_is_bit_exact(tiny_dir, tmp_path):
+    """kill -9 a training process a few times right after (mid-epoch) checkpoints; resume each time.
+
+    The final weights, histories and scores equal those of an uninterrupted run, bit for bit, and no
+    temporary file of a killed write is left behind.
+    """
+    import subprocess
+    import sys
+    import time
+
+    from cs231n.solver import load_checkpoint
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=repo, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    # 20 iterations per epoch, a checkpoint every 3: most checkpoints are in the middle of an epoch.
+    args = ["--data-dir", str(tiny_dir), "--epochs", "2", "--max-train", "2000", "--batch-size", "100",
+            "--wordvec-dim", "64", "--hidden-dim", "160", "--checkpoint-every", "3", "--num-val-images", "4",
+            "--seed", "5", "--quiet"]
+
+    def start(out, *extra):
+        return subprocess.Popen([sys.executable, "-m", "cs231n", "train", "--out", str(out)] + args
+                                + list(extra), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    # The uninterrupted run, in this process (BLAS is single-threaded here too, see conftest.py).
+    assert main(["train", "--out", str(tmp_path / "straight")] + args) == 0
+
+    out = tmp_path / "killed"
+    ckpt = out / "checkpoint.npz"
+    rng = np.random.default_rng(0)
+    killed_at = []
+    proc = start(out)
+    while len(killed_at) < 3:
+        # Wait for a new checkpoint, then kill at a random moment of the iterations after it.
+        seen = ckpt.stat().st_ino if ckpt.exists() else None
+        while proc.poll() is None and (not ckpt.exists() or ckpt.stat().st_ino == seen):
+            time.sleep(0.002)
+        if proc.poll() is not None:
+            break
+        time.sleep(rng.uniform(0, 0.08))
+        proc.kill()  # SIGKILL: no handler runs
+        proc.wait()
+        killed_at.append(load_checkpoint(ckpt)["meta"]["iteration"])
+        proc = start(out, "--resume")
+    assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()
+    assert len(killed_at) >= 2 and any(0 < i < 40 and i % 20 for i in killed_at), killed_at
+
+    straight, resumed = load_checkpoint(tmp_path / "straight" / "checkpoint.npz"), load_checkpoint(ckpt)
+    assert resumed["meta"]["loss_history"] == straight["meta"]["loss_history"]
+    assert resumed["meta"]["val_history"] == straight["meta"]["val_history"]
+    a, b = _model_arrays(tmp_path / "straight" / "model.npz"), _model_arrays(out / "model.npz")
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name])
+    assert json.loads((out / "scores.json").read_text())["val_scores"] == json.loads(
+        (tmp_path / "straight" / "scores.json").read_text())["val_scores"]
+    assert not [name for name in os.listdir(out) if name.startswith(".tmp-")]
+
+
+# ------------------------------------------------------------------ 7. curves.png
+
+
+def test_curves_log_loss_separate_score_axes_integer_epochs_kept_epoch_marked(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from cs231n.vis import plot_training_curves
+
+    loss = [53.0] + list(np.linspace(10, 5, 29))  # the first iteration dwarfs the rest on a linear axis
+    history = [{"epoch": e, "iteration": 10 * e, "val_loss": 9.0 - e, "Bleu_1": 0.5 + 0.1 * e,
+                "Bleu_4": 0.1 * e, "CIDEr": c} for e, c in ((1, 1.5), (2, 3.2), (3, 2.9))]
+    fig = plot_training_curves(loss, history, path=tmp_path / "curves.png")
+    loss_ax, bleu_ax, cider_ax = fig.axes
+    assert loss_ax.get_yscale() == "log"
+    assert {line.get_label() for line in bleu_ax.lines} >= {"Bleu_1", "Bleu_4"}
+    assert "CIDEr" not in {line.get_label() for line in bleu_ax.lines}
+    assert "CIDEr" in {line.get_label() for line in cider_ax.lines}
+    assert bleu_ax.get_ylim() == (0, 1)
+    for ax in (bleu_ax, cider_ax):
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks)
+        # The epoch with the best CIDEr (whose weights train keeps) is marked.
+        assert "kept: epoch 2" in {line.get_label() for line in ax.lines}
+    assert "kept: epoch 2" in {line.get_label() for line in loss_ax.lines}
+    plt.close(fig)
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
