@@ -34,14 +34,44 @@ _FINITE_CHECK_ROWS = 8192  # rows checked at a time, so the 4096-wide features n
 
 
 def default_coco_dir():
-    """The default dataset directory: ``$CS231N_COCO_DIR``, else ``datasets/coco_captioning`` in the repo.
+    """Where ``python -m cs231n download coco`` puts the data: ``$CS231N_COCO_DIR``, else the repo's ``datasets/``.
 
-    Read at call time, so setting the environment variable after import works.
+    That is ``datasets/coco_captioning`` at the repository root. Read at call time, so setting the
+    environment variable after import works.
     """
     override = os.environ.get("CS231N_COCO_DIR")
     if override:
         return Path(override).expanduser()
     return Path(__file__).resolve().parent.parent / "datasets" / "coco_captioning"
+
+
+def coco_dir_candidates():
+    """The directories ``load_coco_data()`` looks in when given no ``base_dir``, in order.
+
+    Returns a list of (path, where) pairs, ``where`` saying in words why the path is looked at:
+    ``$CS231N_COCO_DIR`` alone when it is set; otherwise ``cs231n/datasets/coco_captioning`` under the
+    working directory (the 2017-2019 assignments' place, beside the notebook), then
+    ``datasets/coco_captioning`` inside the imported ``cs231n`` package (the 2021+ assignments' place),
+    then ``datasets/coco_captioning`` at the repository root (where ``python -m cs231n download coco``
+    puts it). A path reached twice is listed once.
+    """
+    override = os.environ.get("CS231N_COCO_DIR")
+    if override:
+        return [(Path(override).expanduser(), "$CS231N_COCO_DIR")]
+    package = Path(__file__).resolve().parent
+    candidates = [
+        (Path.cwd() / "cs231n" / "datasets" / "coco_captioning",
+         "cs231n/datasets/coco_captioning under the working directory"),
+        (package / "datasets" / "coco_captioning", "datasets/coco_captioning in the cs231n package"),
+        (default_coco_dir(), "where python -m cs231n download coco puts it"),
+    ]
+    unique, seen = [], set()
+    for path, where in candidates:
+        key = os.path.normcase(os.path.realpath(path))
+        if key not in seen:
+            seen.add(key)
+            unique.append((path, where))
+    return unique
 
 
 def features_file(split, pca_features):
@@ -59,25 +89,70 @@ def _required_files(pca_features):
         urls_file(s) for s in SPLITS]
 
 
-def _missing_files_error(base_dir, missing, pca_features):
-    """The one error raised for a missing or partial dataset directory."""
+_HOW_TO_GET_DATA = (
+    "Get the real COCO data (about 1 GB, needs the internet) with:  python -m cs231n download coco\n"
+    "or make the synthetic shapes dataset in the same format (no internet) with:  python -m cs231n "
+    "train  (or from Python: cs231n.data.shapes.ensure_shapes_dataset()), then pass its directory as "
+    "base_dir or set CS231N_COCO_DIR to it.")
+
+
+def _missing_files(base_dir, pca_features):
+    """The names of the dataset files not in `base_dir` (empty when it holds a whole dataset)."""
+    return [name for name in _required_files(pca_features) if not (base_dir / name).is_file()]
+
+
+def _describe_missing(base_dir, missing):
+    """`base_dir` does not exist / is incomplete, with the missing file names."""
     where = f"{base_dir} does not exist" if not base_dir.exists() else f"{base_dir} is incomplete"
+    return f"{where}; missing {len(missing)} file(s): {', '.join(missing)}"
+
+
+def _missing_files_error(base_dir, missing, pca_features):
+    """The error raised for a missing or partial dataset directory that was named explicitly."""
     kind = "PCA (512)" if pca_features else "raw fc7 (4096)"
     return FileNotFoundError(
-        f"load_coco_data: {where}; missing {len(missing)} file(s) of the COCO captioning dataset "
-        f"(with {kind} features): {', '.join(missing)}.\n"
-        f"Get the real COCO data (about 1 GB, needs the internet) with:  python -m cs231n download coco\n"
-        f"or make the synthetic shapes dataset in the same format (no internet) with:  python -m cs231n "
-        f"train  (or from Python: cs231n.data.shapes.ensure_shapes_dataset()), then pass its directory as "
-        f"base_dir or set CS231N_COCO_DIR to it.")
+        f"load_coco_data: {_describe_missing(base_dir, missing)} "
+        f"(files of the COCO captioning dataset with {kind} features).\n" + _HOW_TO_GET_DATA)
+
+
+def find_coco_dir(pca_features=True, verbose=True):
+    """The dataset directory ``load_coco_data()`` uses when given no ``base_dir``.
+
+    Looks in the directories of :func:`coco_dir_candidates`, in order, and returns the first that holds
+    every file of the dataset (with PCA features if `pca_features`, else raw ones) as a Path, printing
+    ``base dir <path>`` (as the 2021+ assignments' ``load_coco_data`` does) if `verbose`. Raises
+    FileNotFoundError naming every directory looked at and what it lacks, and the two ways to get data.
+    """
+    candidates = coco_dir_candidates()
+    found = []
+    for path, _ in candidates:
+        missing = _missing_files(path, pca_features)
+        if not missing:
+            if verbose:
+                print("base dir ", path)
+            return path
+        found.append(missing)
+    kind = "PCA (512)" if pca_features else "raw fc7 (4096)"
+    looked = "\n".join(
+        f"  {k + 1}. {where}: {path} " + ("does not exist" if not path.exists() else
+                                          f"is incomplete (missing {', '.join(missing)})")
+        for k, ((path, where), missing) in enumerate(zip(candidates, found)))
+    hint = "" if len(candidates) == 1 else " (or set CS231N_COCO_DIR to a dataset directory)"
+    raise FileNotFoundError(
+        f"load_coco_data: no COCO captioning dataset (with {kind} features) found; looked in:\n{looked}\n"
+        f"Pass base_dir=<dataset directory>{hint}.\n" + _HOW_TO_GET_DATA)
 
 
 def load_coco_data(base_dir=None, max_train=None, pca_features=True):
     """Load the captioning dataset into a dict of arrays.
 
     Inputs:
-    - base_dir: dataset directory (str or os.PathLike); default ``$CS231N_COCO_DIR`` or
-      ``datasets/coco_captioning`` at the repository root.
+    - base_dir: dataset directory (str or os.PathLike). If None (the classic call), the first of these
+      that holds the whole dataset, printing ``base dir <path>`` (see :func:`find_coco_dir`):
+      ``$CS231N_COCO_DIR`` if set (then only it); else ``cs231n/datasets/coco_captioning`` under the
+      working directory (the 2017-2019 assignments' place), ``datasets/coco_captioning`` in the
+      ``cs231n`` package (the 2021+ place), ``datasets/coco_captioning`` at the repository root (where
+      ``python -m cs231n download coco`` puts it).
     - max_train: if not None, keep that many training captions drawn with replacement by
       ``np.random.randint`` (seed ``np.random`` for reproducibility); the images are untouched.
     - pca_features: load the 512 PCA features (``*_vgg16_fc7_pca.h5``) if True, else the raw 4096
@@ -89,19 +164,19 @@ def load_coco_data(base_dir=None, max_train=None, pca_features=True):
     - idx_to_word: list of V words; word_to_idx: dict word -> index
     - train_urls, val_urls: numpy arrays of str, one per image
 
-    Raises FileNotFoundError (listing every missing file and the commands that make them) when the
-    directory is missing or partial, and ValueError when what is loaded is inconsistent: caption values
+    Raises FileNotFoundError (listing every missing file, every directory looked at and the commands that
+    make a dataset) when the directory is missing or partial or none is found, and ValueError when what is loaded is inconsistent: caption values
     outside the vocabulary, image indices outside the features, non-finite features, bad vocabulary.
     """
     if base_dir is None:
-        base_dir = default_coco_dir()
+        base_dir = find_coco_dir(pca_features)
     if not isinstance(base_dir, (str, os.PathLike)):
         raise TypeError(f"load_coco_data: base_dir must be a str or os.PathLike, got {type(base_dir).__name__}")
     if max_train is not None and (not isinstance(max_train, (int, np.integer)) or isinstance(max_train, bool)
                                   or max_train < 0):
         raise ValueError(f"load_coco_data: max_train must be None or an integer >= 0, got {max_train!r}")
     base = Path(base_dir).expanduser()
-    missing = [name for name in _required_files(pca_features) if not (base / name).is_file()]
+    missing = _missing_files(base, pca_features)
     if missing:
         raise _missing_files_error(base, missing, pca_features)
 

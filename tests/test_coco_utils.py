@@ -2,7 +2,11 @@
 in a temporary directory), the errors for missing or inconsistent files, minibatches and decoding.
 """
 import json
+import os
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -161,7 +165,98 @@ def test_environment_variable_sets_the_default_directory(tiny, monkeypatch, tmp_
     assert data["train_captions"].shape == (150, 17)
     monkeypatch.setenv("CS231N_COCO_DIR", str(tmp_path / "empty"))
     with pytest.raises(FileNotFoundError, match="empty"):
-        load_coco_data()
+        load_coco_data()  # an explicit setting is used alone, never passed over for another place
+
+
+# The classic notebooks' data cell, unchanged in substance: no base_dir, then a look at what came back.
+CLASSIC_DATA_CELL = """
+import cs231n
+import numpy as np
+from cs231n.coco_utils import load_coco_data
+
+data = load_coco_data(pca_features=True)
+for k, v in data.items():
+    if type(v) == np.ndarray:
+        print(k, type(v), v.shape, v.dtype)
+    else:
+        print(k, type(v), len(v))
+print("imported", cs231n.__file__)
+"""
+PACKAGE_DIR = Path(__file__).resolve().parents[1] / "cs231n"
+
+
+def _run_classic_cell(cwd, package_parent):
+    """Run CLASSIC_DATA_CELL in a fresh interpreter in `cwd`, importing the cs231n package in `package_parent`."""
+    env = {k: v for k, v in os.environ.items() if k not in ("CS231N_COCO_DIR", "PYTHONPATH")}
+    env["PYTHONPATH"] = str(package_parent)
+    return subprocess.run([sys.executable, "-c", CLASSIC_DATA_CELL], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def _installed_copy(tmp_path):
+    """A copy of the cs231n package in tmp_path/site, as an installed one: no repository around it."""
+    site = tmp_path / "site"
+    shutil.copytree(PACKAGE_DIR, site / "cs231n", ignore=shutil.ignore_patterns("__pycache__", "datasets"))
+    return site
+
+
+def _copy_dataset(src, dest, only=None):
+    dest.mkdir(parents=True)
+    for p in src.iterdir():
+        if p.is_file() and (only is None or p.name in only):
+            shutil.copy(p, dest / p.name)
+    return dest
+
+
+def test_classic_data_cell_finds_the_data_beside_the_notebook(tiny, tmp_path):
+    # 2017-2019: the notebook's folder holds cs231n/datasets/coco_captioning (no cs231n/__init__.py: the
+    # assignment's own code removed), and the installed library is imported.
+    notebook_dir = tmp_path / "assignment3"
+    data_dir = _copy_dataset(tiny, notebook_dir / "cs231n" / "datasets" / "coco_captioning")
+    site = _installed_copy(tmp_path)
+    result = _run_classic_cell(notebook_dir, site)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"base dir  {data_dir}"
+    assert "train_captions <class 'numpy.ndarray'> (150, 17) int32" in lines
+    assert "idx_to_word <class 'list'> %d" % len(load_coco_data(base_dir=tiny)["idx_to_word"]) in lines
+    assert lines[-1] == f"imported {site / 'cs231n' / '__init__.py'}"
+
+
+def test_classic_data_cell_finds_the_data_in_the_package(tiny, tmp_path):
+    # 2021+: the data lives inside the cs231n package. A partial copy under the working directory
+    # (only the captions) is passed over for the whole one.
+    site = _installed_copy(tmp_path)
+    data_dir = _copy_dataset(tiny, site / "cs231n" / "datasets" / "coco_captioning")
+    notebook_dir = tmp_path / "notebooks"
+    _copy_dataset(tiny, notebook_dir / "cs231n" / "datasets" / "coco_captioning", only={"coco2014_captions.h5"})
+    result = _run_classic_cell(notebook_dir, site)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == f"base dir  {data_dir}"
+    assert "val_features <class 'numpy.ndarray'> (10, 512) float32" in result.stdout.splitlines()
+
+
+def test_classic_data_cell_without_data_says_where_it_looked_and_how_to_get_data(tiny, tmp_path):
+    site = _installed_copy(tmp_path)
+    notebook_dir = tmp_path / "notebooks"
+    partial = _copy_dataset(tiny, notebook_dir / "cs231n" / "datasets" / "coco_captioning",
+                            only={"coco2014_captions.h5", "coco2014_vocab.json"})
+    result = _run_classic_cell(notebook_dir, site)
+    assert result.returncode != 0
+    message = result.stderr.strip().splitlines()
+    first = next(k for k, line in enumerate(message) if line.startswith("FileNotFoundError: "))
+    assert message[first] == ("FileNotFoundError: load_coco_data: no COCO captioning dataset (with PCA (512) "
+                              "features) found; looked in:")
+    assert message[first + 1] == (f"  1. cs231n/datasets/coco_captioning under the working directory: {partial} "
+                                  "is incomplete (missing train2014_vgg16_fc7_pca.h5, val2014_vgg16_fc7_pca.h5, "
+                                  "train2014_urls.txt, val2014_urls.txt)")
+    assert message[first + 2] == ("  2. datasets/coco_captioning in the cs231n package: "
+                                  f"{site / 'cs231n' / 'datasets' / 'coco_captioning'} does not exist")
+    assert message[first + 3] == ("  3. where python -m cs231n download coco puts it: "
+                                  f"{site / 'datasets' / 'coco_captioning'} does not exist")
+    assert "python -m cs231n download coco" in result.stderr
+    assert "ensure_shapes_dataset()" in result.stderr
+    assert "base dir" not in result.stdout
 
 
 def test_sample_coco_minibatch_matches_np_random_choice(tiny):
