@@ -9,8 +9,28 @@ arrays are never modified: each rule returns a new ``next_w``. State arrays are 
 - rmsprop: ``learning_rate`` (1e-2), ``decay_rate`` (0.99), ``epsilon`` (1e-8), state ``cache``.
 - adam: ``learning_rate`` (1e-3), ``beta1`` (0.9), ``beta2`` (0.999), ``epsilon`` (1e-8), state ``m``,
   ``v`` and the step count ``t``, with bias correction (``t`` is incremented before it is used).
+
+``rmsprop`` and ``adam`` were ``rmsprop(x, dx, config=None)`` and ``adam(x, dx, config=None)`` in the
+classic cs231n code (and ``(w, dw, config=None)`` in later editions): both accept either pair of
+keyword names, so ``adam(x=w, dx=dw, config=c)`` and ``adam(w=w, dw=dw, config=c)`` both work.
 """
+import functools
+
 import numpy as np
+
+
+def _classic_keywords(rule):
+    """Let `rule(w, dw, config)` also be called with the classic keyword names ``x`` and ``dx``."""
+    @functools.wraps(rule)
+    def call(*args, **kwargs):
+        for classic, name in (("x", "w"), ("dx", "dw")):
+            if classic in kwargs:
+                if name in kwargs:
+                    raise TypeError(f"{rule.__name__}() got both {classic!r} and {name!r}; they are the same "
+                                    f"argument (its classic and its current name)")
+                kwargs[name] = kwargs.pop(classic)
+        return rule(*args, **kwargs)
+    return call
 
 
 def _start(w, dw, config, **defaults):
@@ -62,6 +82,7 @@ def sgd_momentum(w, dw, config=None):
     return next_w, config
 
 
+@_classic_keywords
 def rmsprop(w, dw, config=None):
     """RMSProp: a moving average of squared gradients scales each weight's step.
 
@@ -69,7 +90,7 @@ def rmsprop(w, dw, config=None):
     ``w - learning_rate * dw / (sqrt(cache) + epsilon)``.
 
     Inputs:
-    - w, dw: weights and their gradient, same shape.
+    - w, dw: weights and their gradient, same shape (classic keyword names: x, dx).
     - config: dict with ``learning_rate`` (1e-2), ``decay_rate`` (0.99), ``epsilon`` (1e-8) and the
       state ``cache`` (zeros like w on the first call), or None.
 
@@ -86,6 +107,7 @@ def rmsprop(w, dw, config=None):
     return next_w.astype(w.dtype, copy=False), config
 
 
+@_classic_keywords
 def adam(w, dw, config=None):
     """Adam with bias correction (Kingma and Ba, 2015).
 
@@ -93,7 +115,7 @@ def adam(w, dw, config=None):
     ``w - learning_rate * (m / (1 - beta1**t)) / (sqrt(v / (1 - beta2**t)) + epsilon)``.
 
     Inputs:
-    - w, dw: weights and their gradient, same shape.
+    - w, dw: weights and their gradient, same shape (classic keyword names: x, dx).
     - config: dict with ``learning_rate`` (1e-3), ``beta1`` (0.9), ``beta2`` (0.999), ``epsilon``
       (1e-8) and the state ``m``, ``v`` (zeros like w) and ``t`` (0) before the first call, or None.
 

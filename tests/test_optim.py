@@ -200,3 +200,23 @@ def test_zero_gradient_with_fresh_state_leaves_weights(rule):
     w = np.linspace(-1.0, 1.0, 6)
     next_w, _ = rule(w, np.zeros_like(w), None)
     np.testing.assert_array_equal(next_w, w)
+
+
+@pytest.mark.parametrize("rule, names", [
+    (sgd, ("w", "dw")), (sgd_momentum, ("w", "dw")),  # classic: sgd(w, dw), sgd_momentum(w, dw)
+    (rmsprop, ("x", "dx")), (adam, ("x", "dx")),      # classic: rmsprop(x, dx), adam(x, dx)
+    (rmsprop, ("w", "dw")), (adam, ("w", "dw")),      # later editions' names
+])
+def test_classic_keyword_names(rule, names):
+    w, dw, _ = notebook_arrays()
+    expected, expected_config = rule(w, dw, {"learning_rate": 1e-2})
+    got, config = rule(**{names[0]: w, names[1]: dw, "config": {"learning_rate": 1e-2}})
+    np.testing.assert_array_equal(got, expected)
+    assert config.keys() == expected_config.keys()
+
+
+@pytest.mark.parametrize("rule", [rmsprop, adam])
+def test_both_names_of_one_argument_is_an_error(rule):
+    w, dw, _ = notebook_arrays()
+    with pytest.raises(TypeError, match="'x' and 'w'"):
+        rule(x=w, w=w, dw=dw)
