@@ -7,25 +7,36 @@ Classic use (cs231n scripts and notebooks run unchanged)::
     solver.train()
     plt.plot(solver.loss_history)
 
+prints exactly the classic lines, ``(Iteration 1 / 100) loss: 76.913486`` every ``print_every``
+iterations, and nothing else; it validates nothing and writes nothing, so it runs as fast as the
+classic solver.
+
 ``model`` has ``params``, ``loss(features, captions) -> (loss, grads)`` and ``sample(features)``
 (e.g. :class:`cs231n.classifiers.rnn.CaptioningRNN`); ``data`` is the dict of
 :func:`cs231n.coco_utils.load_coco_data`. Every iteration draws a minibatch with
 ``sample_coco_minibatch(data, batch_size=batch_size, split='train')``, which uses the global
 ``np.random`` as in cs231n.
 
-Beyond cs231n, all the options of :class:`cs231n.solver.Solver` (``grad_clip``, ``seed``,
-``checkpoint_name``, ``checkpoint_every``, ``resume_from``, ``init_from``, ``progress``) and:
+Beyond cs231n, each switched on by its own option (``python -m cs231n train`` switches them on): all
+the options of :class:`cs231n.solver.Solver` (``progress='eta'`` or ``'bar'``, ``checkpoint_name``,
+``checkpoint_every``, ``resume_from``, ``init_from``, ``grad_clip``, ``seed``) and:
 
-- ``num_val_images`` (200): at the end of every epoch, a fixed subset of that many val images is
+- ``num_val_images`` (0: off): at the end of every epoch, a fixed subset of that many val images is
   used to compute the val loss over all their captions, greedy captions from ``model.sample``, and
   multi-reference BLEU-1..4 and CIDEr-D (:func:`cs231n.metrics.score_captions`) against all their
-  captions. The subset is chosen once with ``np.random.default_rng(seed)`` (``default_rng(0)`` when
+  captions, and a line ``(Epoch e / E) train loss: .., val loss: .., BLEU-4: .., CIDEr: ..`` is
+  printed. The subset is chosen once with ``np.random.default_rng(seed)`` (``default_rng(0)`` when
   ``seed`` is None), so it is the same in every run and the global generator is left alone. Results
   go to ``val_history``; the parameters with the best CIDEr are kept in ``best_params``
-  (``best_val_cider``). 0 turns validation off; it is also off when ``data`` has no
-  val split, unless ``num_val_images`` was given explicitly, which is then an error. When more than
-  half of the sampled captions are one and the same sentence, a warning says so: a model that
-  ignores the image and emits one caption is a common silent failure.
+  (``best_val_cider``). Data without a val split is then an error. When more than half of the
+  sampled captions are one and the same sentence, a warning says so: a model that ignores the image
+  and emits one caption is a common silent failure.
+
+The classic class's accuracy attributes are there too, with what they mean for captioning:
+``check_accuracy(features, captions)`` measures the teacher-forced next-word accuracy (for models
+with a ``scores`` method, as CaptioningRNN); ``train_acc_history`` and ``val_acc_history`` stay empty
+lists and ``best_val_acc`` stays 0, as in the classic CaptioningSolver, whose ``train()`` never
+measured an accuracy either; the per-epoch scores are in ``val_history``.
 """
 from collections import Counter
 from collections.abc import Mapping
@@ -37,7 +48,6 @@ from cs231n.coco_utils import decode_captions, sample_coco_minibatch, strip_fram
 from cs231n.metrics import score_captions
 from cs231n.solver import Solver
 
-_DEFAULT_NUM_VAL_IMAGES = 200
 _TRAIN_KEYS = ("train_captions", "train_image_idxs", "train_features")
 _VAL_KEYS = ("val_captions", "val_image_idxs", "val_features", "idx_to_word")
 
@@ -58,6 +68,8 @@ class CaptioningSolver(Solver):
       the epoch's iterations), 'val_loss', 'Bleu_1'..'Bleu_4', 'CIDEr', 'num_val_images',
       'most_common_caption' and 'most_common_fraction' (share of images given that caption)
     - best_val_cider: float or None, the best CIDEr so far; ``best_params`` holds those parameters
+    - train_acc_history, val_acc_history: empty lists; best_val_acc: 0 (the classic class's
+      attributes, which its ``train()`` never filled either; see the module docstring)
     """
 
     def __init__(self, model, data, **kwargs):
@@ -79,8 +91,7 @@ class CaptioningSolver(Solver):
         if captions.ndim != 2:
             raise ValueError(f"data['train_captions'] should have shape (N, T), got {captions.shape}")
         self.data = data
-        self._val_explicit = "num_val_images" in kwargs
-        self.num_val_images = kwargs.pop("num_val_images", _DEFAULT_NUM_VAL_IMAGES)
+        self.num_val_images = kwargs.pop("num_val_images", 0)
         if isinstance(self.num_val_images, bool) or not isinstance(self.num_val_images, (int, np.integer)):
             raise TypeError(f"num_val_images must be an int, got {type(self.num_val_images).__name__}")
         if self.num_val_images < 0:
@@ -89,6 +100,57 @@ class CaptioningSolver(Solver):
         self.num_val_images = int(self.num_val_images)
         self._warned_repeated = False
         super().__init__(model, **kwargs)
+
+    def _reset(self):
+        super()._reset()
+        # The classic class's attributes, for code that reads them. Captioning has no accuracy measured
+        # during training (the classic train() never filled them either); scores go to val_history.
+        self.train_acc_history = []
+        self.val_acc_history = []
+        self.best_val_acc = 0
+
+    def check_accuracy(self, X, y, num_samples=None, batch_size=100):
+        """Teacher-forced next-word accuracy of the model on captions `y` of images with features `X`.
+
+        Each caption's words are fed in (as in training) and the model's highest-scoring next word is
+        compared with the caption's next word at every step whose target is not ``<NULL>``; the classic
+        CaptioningSolver's method of this name returned 0.0 without measuring anything.
+
+        Inputs:
+        - X: image features, of shape (N, D), one row per caption (e.g.
+          ``data['val_features'][data['val_image_idxs']]``).
+        - y: captions, integer word indices of shape (N, T).
+        - num_samples: if not None and less than N, score that many captions drawn with
+          ``np.random.choice(N, num_samples)`` (the global generator, as in cs231n's Solver).
+        - batch_size: captions per forward pass.
+
+        Returns a float in [0, 1]: correctly predicted words / counted words (0.0 when no word counts).
+        """
+        scores_fn = getattr(self.model, "scores", None)
+        if not callable(scores_fn):
+            raise TypeError(f"check_accuracy needs model.scores(features, captions) -> (N, T - 1, V) word "
+                            f"scores; {type(self.model).__name__} has none")
+        X, y = np.asarray(X), np.asarray(y)
+        if y.ndim != 2 or X.ndim != 2 or X.shape[0] != y.shape[0]:
+            raise ValueError(f"check_accuracy: X should be (N, D) and y (N, T) with the same N, got "
+                             f"X {X.shape} and y {y.shape}")
+        batch_size = int(batch_size)
+        if batch_size < 1:
+            raise ValueError(f"check_accuracy: batch_size must be >= 1, got {batch_size}")
+        N = y.shape[0]
+        if num_samples is not None and N > num_samples:
+            mask = np.random.choice(N, num_samples)
+            X, y, N = X[mask], y[mask], num_samples
+        null = self.data.get("word_to_idx", {}).get("<NULL>", 0)
+        correct = counted = 0
+        for start in range(0, N, batch_size):
+            captions = y[start:start + batch_size]                                # (n, T)
+            scores = scores_fn(X[start:start + batch_size], captions)           # (n, T - 1, V)
+            targets = captions[:, 1:]                                             # (n, T - 1)
+            counts = targets != null                                              # (n, T - 1)
+            correct += int(np.sum((np.argmax(scores, axis=-1) == targets) & counts))
+            counted += int(np.sum(counts))
+        return correct / counted if counted else 0.0
 
     @property
     def best_val_cider(self):
@@ -111,11 +173,9 @@ class CaptioningSolver(Solver):
             return
         missing = [k for k in _VAL_KEYS if k not in self.data]
         if missing or len(self.data["val_captions"]) == 0:
-            if self._val_explicit:
-                what = "no key(s) %s" % missing if missing else "an empty val split"
-                raise ValueError(f"num_val_images={self.num_val_images} asks for validation, but data "
-                                 f"has {what}; pass num_val_images=0 to train without it")
-            return
+            what = "no key(s) %s" % missing if missing else "an empty val split"
+            raise ValueError(f"num_val_images={self.num_val_images} asks for validation, but data "
+                             f"has {what}; pass num_val_images=0 to train without it")
         if not callable(getattr(self.model, "sample", None)):
             raise TypeError(f"validation needs model.sample(features); {type(self.model).__name__} has "
                             f"none (pass num_val_images=0 to train without validation)")

@@ -422,7 +422,7 @@ def cmd_train(a):
     solver = CaptioningSolver(
         model, data, update_rule="adam", optim_config={"learning_rate": a.lr}, lr_decay=a.lr_decay,
         batch_size=a.batch_size, num_epochs=a.epochs, print_every=50,
-        verbose=not a.quiet, seed=a.seed, num_val_images=a.num_val_images,
+        verbose=not a.quiet, progress="eta", seed=a.seed, num_val_images=a.num_val_images,
         grad_clip=a.grad_clip or None, checkpoint_name=str(ckpt), checkpoint_every=a.checkpoint_every,
         resume_from=str(ckpt) + ".npz" if a.resume else None)
     t0 = time.time()

@@ -185,7 +185,7 @@ def train_language_model(text_path, cell_type="lstm", wordvec_dim=15, hidden_dim
                          batch_size=30, num_epochs=50, learning_rate=5e-4, seed=0, out_dir=None,
                          tokenizer="classic", stride=1, val_fraction=0.0, update_rule="adam",
                          lr_decay=1.0, grad_clip=None, stop_at_accuracy=None, resume=False,
-                         verbose=True, print_every=100, progress="lines", checkpoint_every=None):
+                         verbose=True, print_every=100, progress="eta", checkpoint_every=None):
     """Train a word-level language model on a text file; the defaults are the Alice setting.
 
     The text is tokenized, numbered and cut into windows by :func:`cs231n.text_utils.prepare_text_data`
@@ -208,7 +208,8 @@ def train_language_model(text_path, cell_type="lstm", wordvec_dim=15, hidden_dim
     - stop_at_accuracy: end training once training accuracy exceeds it (None: run all epochs).
     - resume: continue from ``out_dir``'s checkpoint (same data and options, more epochs allowed).
     - checkpoint_every: also write the checkpoint every that many iterations (None: every epoch only).
-    - verbose, print_every, progress: printing options of the solver.
+    - verbose, print_every, progress: printing options of the solver (here the iteration lines end
+      with s/it and the ETA by default, ``progress='eta'``; ``'lines'`` gives the classic lines alone).
 
     Returns a tuple of:
     - model: the trained LanguageModelRNN (its ``idx_to_word`` holds the vocabulary).

@@ -26,10 +26,11 @@ Options (keyword arguments of the constructor; anything else raises ValueError n
   parameter gets its own deep copy, which then also holds that parameter's optimizer state.
 - ``lr_decay`` (1.0): every learning rate is multiplied by it at the end of each epoch.
 - ``batch_size`` (100), ``num_epochs`` (10).
-- ``print_every`` (10), ``verbose`` (True), ``progress`` ('lines'): with ``'lines'`` the classic
-  ``(Iteration i / n) loss: x`` line is printed every ``print_every`` iterations, followed by the
-  seconds per iteration and the estimated time left, ``  (0.12 s/it, ETA 0:01:23)``; with ``'bar'``
-  a tqdm progress bar (which shows s/it and the ETA itself) replaces the lines.
+- ``print_every`` (10), ``verbose`` (True), ``progress`` ('lines'): with ``'lines'`` exactly the
+  classic ``(Iteration i / n) loss: x`` line is printed every ``print_every`` iterations; with
+  ``'eta'`` each of those lines ends with the seconds per iteration and the estimated time left,
+  ``  (0.12 s/it, ETA 0:01:23)``; with ``'bar'`` a tqdm progress bar (which shows s/it and the ETA
+  itself) replaces the lines.
 - ``grad_clip`` (None): when set, gradients whose global L2 norm (over all parameters together)
   exceeds it are scaled down to that norm before the update (see :func:`clip_grad_norm`).
 - ``seed`` (None): with an int, ``train()`` calls ``np.random.seed(seed)`` before the first
@@ -57,6 +58,11 @@ the middle of an update: the iteration under way is finished, a checkpoint of it
 continues bit for bit. A second Ctrl-C stops at once (the last checkpoint on disk stays intact).
 Without ``checkpoint_name`` Ctrl-C raises KeyboardInterrupt at once, as in the classic solver.
 
+With only the classic options a solver prints the classic lines and nothing else, and writes nothing:
+the extras (the ETA, the progress bar, checkpoints, and a subclass's per-epoch validation) are each
+switched on by their own option. ``loss_history`` holds Python floats (the classic solver kept the
+numpy scalars the model returned; floats print, plot and compare the same, and go into JSON).
+
 A loss or gradient that is NaN or infinite stops training with :class:`TrainingDivergedError` naming
 the iteration; the parameters are not updated with it and no checkpoint is written from that state,
 so the last checkpoint stays intact.
@@ -80,7 +86,7 @@ from cs231n.archive import load_archive, save_archive
 CHECKPOINT_FORMAT = "cs231n-solver-checkpoint"
 CHECKPOINT_VERSION = 1
 
-_PROGRESS_MODES = ("lines", "bar")
+_PROGRESS_MODES = ("lines", "eta", "bar")
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -583,9 +589,11 @@ class Solver:
             self._bar.set_postfix(loss="%.4f" % loss, refresh=False)
             self._bar.update(1)
         elif t % self.print_every == 0:
-            eta = self.seconds_per_iteration * (num_iterations - self.iteration)
-            print("(Iteration %d / %d) loss: %f  (%.3g s/it, ETA %s)"
-                  % (t + 1, num_iterations, loss, self.seconds_per_iteration, _format_duration(eta)))
+            line = "(Iteration %d / %d) loss: %f" % (t + 1, num_iterations, loss)
+            if self.progress == "eta":
+                eta = self.seconds_per_iteration * (num_iterations - self.iteration)
+                line += "  (%.3g s/it, ETA %s)" % (self.seconds_per_iteration, _format_duration(eta))
+            print(line)
             sys.stdout.flush()
 
     # ------------------------------------------------------------------ checkpoints

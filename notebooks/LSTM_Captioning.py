@@ -309,8 +309,9 @@ for name in sorted(model.params):
 #
 # With only 50 training captions a model this size should drive the training loss from about 50
 # (`log V` for each of the 10 to 15 words of a caption) to near zero in 100 iterations: a quick
-# test that the model, the solver and the optimizer work together. (`num_val_images=0` skips the
-# per-epoch validation the solver would otherwise run.)
+# test that the model, the solver and the optimizer work together. This is the classic call: it
+# prints the classic iteration lines and nothing else (validation, the ETA and checkpoints are each
+# switched on by their own option, as in the next section's `num_val_images`).
 
 # %%
 np.random.seed(231)
@@ -332,7 +333,6 @@ small_lstm_solver = CaptioningSolver(
     lr_decay=0.95,
     verbose=True,
     print_every=10,
-    num_val_images=0,
 )
 small_lstm_solver.train()
 
@@ -421,9 +421,11 @@ assert np.all(beam_logp >= greedy_logp - 1e-6), "beam search found a less likely
 # %% [markdown]
 # ## Train a good model
 #
-# Now the whole training set, with a validation pass after every epoch: the solver captions a
-# fixed set of 200 val images, scores them with BLEU and CIDEr-D against all their references, and
-# keeps the parameters of the epoch with the best CIDEr (`solver.best_params`). Adam with learning
+# Now the whole training set, with the solver's extras switched on. `num_val_images=200` validates
+# after every epoch: the solver captions a fixed set of 200 val images, scores them with BLEU and
+# CIDEr-D against all their references, prints an `(Epoch e / E)` line and keeps the parameters of
+# the epoch with the best CIDEr (`solver.best_params`); `progress="eta"` ends each iteration line with
+# the seconds per iteration and the time left. Adam with learning
 # rate decay and gradient-norm clipping. On two CPU cores this takes a few minutes on the default
 # shapes dataset; on COCO it trains on a 100,000-caption subset and takes longer.
 
@@ -455,6 +457,7 @@ lstm_solver = CaptioningSolver(
     num_epochs=sizes["num_epochs"],
     grad_clip=5.0,
     num_val_images=200,
+    progress="eta",
     seed=0,
     print_every=100,
 )

@@ -189,12 +189,41 @@ def test_lr_decay_per_epoch_gives_the_hand_computed_sgd_trajectory():
     assert solver.optim_configs['w']['learning_rate'] == pytest.approx(lr * decay ** epochs, rel=1e-12)
 
 
-def test_classic_progress_lines(capsys):
+CLASSIC_LINE = re.compile(r'^\(Iteration (\d+) / (\d+)\) loss: (\d+\.\d{6})$')  # '%f' of the loss
+
+
+def test_classic_overfit_call_prints_the_classic_lines_and_nothing_else(capsys, tmp_path, monkeypatch):
+    # The classic overfit cell's call, argument for argument (a smaller model, so that it runs fast), on
+    # data with a val split: nothing but the iteration lines, no validation, no files.
+    monkeypatch.chdir(tmp_path)
+    data = make_data(num_train=50)
+    np.random.seed(231)
+    model = CaptioningRNN(cell_type='rnn', word_to_idx=data['word_to_idx'], input_dim=D, hidden_dim=16,
+                          wordvec_dim=8)
+    solver = CaptioningSolver(model, data, update_rule='adam', num_epochs=50, batch_size=25,
+                              optim_config={'learning_rate': 5e-3}, lr_decay=0.95, verbose=True,
+                              print_every=10)
+    solver.train()
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert len(lines) == 10, captured.out
+    for k, line in enumerate(lines):
+        m = CLASSIC_LINE.match(line)
+        assert m, line
+        assert int(m.group(1)) == 10 * k + 1 and int(m.group(2)) == 100
+        assert m.group(3) == '%f' % solver.loss_history[10 * k]
+    assert captured.err == ''
+    assert solver.val_history == [] and solver.val_image_ids.size == 0 and solver.best_params == {}
+    assert list(tmp_path.iterdir()) == []
+    assert len(solver.loss_history) == 100 and all(type(x) is float for x in solver.loss_history)
+
+
+def test_progress_eta_adds_seconds_per_iteration_and_eta(capsys):
     data = make_data(num_train=40)
     solver = CaptioningSolver(make_model(data), data, batch_size=10, num_epochs=2, print_every=3,
-                              verbose=True, num_val_images=0)
+                              verbose=True, progress='eta')
     solver.train()
-    lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith('(Iteration')]
+    lines = capsys.readouterr().out.splitlines()
     pattern = re.compile(r'^\(Iteration (\d+) / 8\) loss: (\S+)  \((\S+) s/it, ETA (\d+:\d\d:\d\d)\)$')
     matches = [pattern.match(l) for l in lines]
     assert all(matches), lines
@@ -202,6 +231,20 @@ def test_classic_progress_lines(capsys):
     for m in matches:
         assert m.group(2) == '%f' % solver.loss_history[int(m.group(1)) - 1]
         assert float(m.group(3)) >= 0
+
+
+def test_validation_lines_and_checkpoints_when_switched_on(capsys, tmp_path):
+    data = make_data(num_train=40)
+    solver = CaptioningSolver(make_model(data), data, batch_size=10, num_epochs=2, print_every=100,
+                              num_val_images=3, checkpoint_name=str(tmp_path / 'run'))
+    solver.train()
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == '(Iteration 1 / 8) loss: %f' % solver.loss_history[0]
+    epoch_lines = [l for l in lines if l.startswith('(Epoch ')]
+    assert [l.split(')')[0] for l in epoch_lines] == ['(Epoch 1 / 2', '(Epoch 2 / 2']
+    assert all('val loss' in l and 'CIDEr' in l for l in epoch_lines)
+    assert len(solver.val_history) == 2 and solver.val_image_ids.size == 3
+    assert (tmp_path / 'run.npz').is_file()
 
 
 def test_verbose_false_prints_nothing(capsys):
@@ -272,7 +315,7 @@ def test_bad_data():
     with pytest.raises(ValueError, match='train_features'):
         CaptioningSolver(make_model(data), incomplete)
     no_val = {k: v for k, v in data.items() if not k.startswith('val_')}
-    CaptioningSolver(make_model(data), no_val, verbose=False)  # default: validation quietly off
+    CaptioningSolver(make_model(data), no_val, verbose=False)  # default: no validation, so no val split needed
     with pytest.raises(ValueError, match='val_captions'):
         CaptioningSolver(make_model(data), no_val, num_val_images=5)
 
@@ -737,3 +780,82 @@ def test_generic_solver_subclass_trains_and_resumes_its_own_generator(tmp_path):
 def test_bare_solver_needs_the_hooks():
     with pytest.raises(NotImplementedError, match='_num_train'):
         Solver(LeastSquares(2))
+
+
+# ---------------------------------------------------------------------------------------- classic surface
+
+class EchoScoresModel:
+    """Scores each step's input word highest: it predicts that every word repeats."""
+
+    def __init__(self, V):
+        self.params = {'w': np.zeros(1)}
+        self.V = V
+
+    def loss(self, features, captions):
+        return 0.0, {'w': np.zeros(1)}
+
+    def scores(self, features, captions):
+        inputs = captions[:, :-1]                                      # (N, T - 1)
+        return np.eye(self.V)[inputs] + 0.01 * features[:, :1, None]   # (N, T - 1, V)
+
+
+def test_classic_accuracy_attributes():
+    data = make_data()
+    solver = CaptioningSolver(make_model(data), data, **quiet(num_epochs=1, batch_size=10))
+    solver.train()
+    assert solver.train_acc_history == [] and solver.val_acc_history == [] and solver.best_val_acc == 0
+
+
+def test_check_accuracy_counts_correct_next_words():
+    data = make_data()
+    # Some captions repeat a word, so the echo model gets a known share of the words right.
+    captions = data['val_captions'].copy()
+    captions[::2, 2] = captions[::2, 1]
+    features = data['val_features'][data['val_image_idxs']]
+    solver = CaptioningSolver(EchoScoresModel(len(WORDS)), data, **quiet())
+    targets, inputs = captions[:, 1:], captions[:, :-1]
+    counted = targets != 0
+    expected = np.sum((targets == inputs) & counted) / np.sum(counted)
+    assert expected > 0
+    for batch_size in (1, 4, 100):
+        assert solver.check_accuracy(features, captions, batch_size=batch_size) == pytest.approx(expected)
+    np.random.seed(3)
+    mask = np.random.choice(len(captions), 5)
+    np.random.seed(3)
+    sub = solver.check_accuracy(features, captions, num_samples=5)
+    t, i = captions[mask, 1:], captions[mask, :-1]
+    assert sub == pytest.approx(np.sum((t == i) & (t != 0)) / np.sum(t != 0))
+
+
+def test_check_accuracy_of_a_captioning_rnn_uses_the_scores_of_its_loss():
+    data = make_data()
+    model = make_model(data)
+    captions = data['train_captions']
+    features = data['train_features'][data['train_image_idxs']]
+    scores = model.scores(features, captions).astype(np.float64)   # (N, T - 1, V)
+    targets = captions[:, 1:]
+    counted = targets != 0
+    shifted = scores - scores.max(axis=-1, keepdims=True)
+    log_p = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    picked = np.take_along_axis(log_p, targets[..., None], axis=-1)[..., 0]
+    assert -np.sum(picked * counted) / len(captions) == pytest.approx(model.loss(features, captions)[0], rel=1e-5)
+    solver = CaptioningSolver(model, data, **quiet())
+    expected = np.sum((scores.argmax(axis=-1) == targets) & counted) / np.sum(counted)
+    assert solver.check_accuracy(features, captions) == pytest.approx(expected)
+
+
+def test_check_accuracy_errors():
+    data = make_data()
+
+    class NoScores:
+        params = {'w': np.zeros(1)}
+
+        def loss(self, features, captions):
+            return 0.0, {'w': np.zeros(1)}
+
+    solver = CaptioningSolver(NoScores(), data, **quiet())
+    with pytest.raises(TypeError, match='scores'):
+        solver.check_accuracy(data['val_features'], data['val_captions'][:6])
+    solver = CaptioningSolver(make_model(data), data, **quiet())
+    with pytest.raises(ValueError, match='X'):
+        solver.check_accuracy(data['val_features'], data['val_captions'])  # 6 images, 18 captions

@@ -261,23 +261,9 @@ class CaptioningRNN:
         if unknown:
             raise TypeError(f"{fn}: unexpected keyword arguments {unknown}")
         verbose = kwargs.get("verbose", False)
-        features = self._check_features(fn, features)
-        N = features.shape[0]
-        if N == 0:
-            raise ValueError(f"{fn}: features is an empty minibatch (shape {features.shape})")
-        captions = index_array(fn, "captions", captions, 2, self.vocab_size)
-        if captions.shape[0] != N or captions.shape[1] < 2:
-            raise ValueError(f"{fn}: captions should have shape (N, T) with N = {N} (the rows of features)"
-                             f" and T >= 2, got {captions.shape}")
-        p = self.params
-        captions_in = captions[:, :-1]            # (N, T - 1)
+        scores, captions, (cache_proj, cache_embed, cache_rnn, cache_vocab) = self._forward(fn, features, captions)
         captions_out = captions[:, 1:]            # (N, T - 1)
         mask = captions_out != self._null         # (N, T - 1)
-
-        h0, cache_proj = affine_forward(features, p["W_proj"], p["b_proj"])  # (N, H)
-        x, cache_embed = word_embedding_forward(captions_in, p["W_embed"])   # (N, T - 1, W)
-        h, cache_rnn = recurrent_forward(self.cell_type, x, h0, p)           # (N, T - 1, H)
-        scores, cache_vocab = temporal_affine_forward(h, p["W_vocab"], p["b_vocab"])  # (N, T - 1, V)
         loss, dscores = temporal_softmax_loss(scores, captions_out, mask, verbose=verbose)
 
         grads = {}
@@ -287,6 +273,35 @@ class CaptioningRNN:
         grads["W_embed"] = word_embedding_backward(dx, cache_embed)
         _, grads["W_proj"], grads["b_proj"] = affine_backward(dh0, cache_proj)
         return loss, grads
+
+    def scores(self, features, captions):
+        """Word scores at every step of teacher-forced captions (the forward pass of ``loss``).
+
+        Inputs:
+        - features: image features, of shape (N, D).
+        - captions: integer word indices in [0, V), of shape (N, T) with T >= 2; the first T - 1
+          words are fed in.
+
+        Returns scores of shape (N, T - 1, V): row t scores the word after ``captions[:, t]``.
+        """
+        return self._forward("CaptioningRNN.scores", features, captions)[0]
+
+    def _forward(self, fn, features, captions):
+        """Check the inputs and run the forward pass; returns (scores (N, T - 1, V), captions, caches)."""
+        features = self._check_features(fn, features)
+        N = features.shape[0]
+        if N == 0:
+            raise ValueError(f"{fn}: features is an empty minibatch (shape {features.shape})")
+        captions = index_array(fn, "captions", captions, 2, self.vocab_size)
+        if captions.shape[0] != N or captions.shape[1] < 2:
+            raise ValueError(f"{fn}: captions should have shape (N, T) with N = {N} (the rows of features)"
+                             f" and T >= 2, got {captions.shape}")
+        p = self.params
+        h0, cache_proj = affine_forward(features, p["W_proj"], p["b_proj"])    # (N, H)
+        x, cache_embed = word_embedding_forward(captions[:, :-1], p["W_embed"])  # (N, T - 1, W)
+        h, cache_rnn = recurrent_forward(self.cell_type, x, h0, p)             # (N, T - 1, H)
+        scores, cache_vocab = temporal_affine_forward(h, p["W_vocab"], p["b_vocab"])  # (N, T - 1, V)
+        return scores, captions, (cache_proj, cache_embed, cache_rnn, cache_vocab)
 
     # ------------------------------------------------------------------------------------------------
     # Decoding
