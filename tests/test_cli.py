@@ -199,3 +199,18 @@ def test_max_train_subsample_follows_the_seed(tiny_dir, tmp_path):
     b, _ = load_archive(tmp_path / "b" / "model.npz")
     for k in a:
         np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_train_and_lm_train_switch_on_the_solver_extras(tiny_dir, tmp_path, capsys):
+    """The library's classic call prints only the iteration lines; the commands ask for ETA and validation."""
+    assert main(["train", "--data-dir", str(tiny_dir), "--epochs", "1", "--num-val-images", "5",
+                 "--out", str(tmp_path / "run")] + SMALL) == 0
+    out = capsys.readouterr().out
+    assert "(Iteration 1 / " in out and " s/it, ETA " in out
+    assert "(Epoch 1 / 1) train loss: " in out and "CIDEr" in out
+    text = tmp_path / "t.txt"
+    text.write_text("the cat sat on the mat\n" * 10)
+    assert main(["lm-train", "--text", str(text), "--hidden-dim", "8", "--wordvec-dim", "4", "--seq-len", "4",
+                 "--batch-size", "10", "--epochs", "1", "--out", str(tmp_path / "lm")]) == 0
+    out = capsys.readouterr().out
+    assert "(Iteration 1 / " in out and " s/it, ETA " in out
