@@ -239,7 +239,7 @@ def build_classifier(kind, data, seed=0, **options):
 
 def fit_classifier(model, data, lr, epochs, batch_size, lr_decay=1.0, seed=0, class_weight=None,
                    grad_clip=None, checkpoint=None, resume=False, verbose=True, print_every=50,
-                   progress="lines"):
+                   progress="eta"):
     """Train ``model`` with Adam on ``data``; return the solver (its ``best_params`` not yet applied)."""
     solver = ClassificationSolver(model, data, update_rule="adam", optim_config={"learning_rate": lr},
                                   lr_decay=lr_decay, batch_size=batch_size, num_epochs=epochs, seed=seed,
