@@ -29,6 +29,8 @@ setup(
         ],
         # Optional cross-checks; .ci/run installs them (torch from the local CPU wheel).
         "crosscheck": ["torch>=2.0", "pycocoevalcap>=1.2"],
+        # Hyperparameter sweeps (cs231n.sweep, `python -m cs231n sweep`); .ci/run installs it.
+        "sweep": ["ray[tune]>=2.40"],
     },
     entry_points={"console_scripts": ["cs231n=cs231n.cli:main"]},
 )

@@ -140,3 +140,70 @@ def caption_grid(images, generated, references=None, path=None, ncols=4, width=4
     if path is not None:
         fig.savefig(path, dpi=100)
     return fig
+
+
+def plot_sweep(rows, metric, path=None, title=None):
+    """Plot each trial's best score against its learning rate and its hidden size.
+
+    Inputs:
+    - rows: sequence of dicts, one per trial (as :func:`cs231n.sweep.write_report` makes them), with
+      'config' (a dict with 'lr', 'hidden_dim' and 'model' when they were searched), 'score' (float or
+      None) and 'status' ('finished', 'stopped early', 'diverged' or 'failed'). The first row with a
+      score is marked as the best.
+    - metric: the score's name, for the axis label.
+    - path: if given, the PNG file to write.
+    - title: optional figure title.
+
+    Finished trials are dots, early-stopped ones crosses, one color per model kind; trials without a
+    score (diverged or failed before their first epoch) are counted in the legend.
+
+    Returns the matplotlib Figure.
+    """
+    plt = _pyplot()
+    rows = list(rows)
+    scored = [r for r in rows if r.get("score") is not None]
+    kinds = sorted({str(r["config"].get("model", "?")) for r in scored})
+    colors = {k: plt.get_cmap("tab10")(i % 10) for i, k in enumerate(kinds)}
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), squeeze=False)
+    for ax, key, label in ((axes[0, 0], "lr", "learning rate (log scale)"),
+                           (axes[0, 1], "hidden_dim", "hidden size H")):
+        sizes = sorted({r["config"].get(key) for r in scored if r["config"].get(key) is not None})
+        for r in scored:
+            x = r["config"].get(key)
+            if x is None:
+                continue
+            if key != "lr":  # categorical: evenly spaced, nudged apart by model kind
+                x = sizes.index(x) + 0.12 * (kinds.index(str(r["config"].get("model", "?"))) - (len(kinds) - 1) / 2)
+            early = r["status"] != "finished"
+            ax.scatter([x], [r["score"]], marker="x" if early else "o", s=50 if early else 40,
+                       color=colors[str(r["config"].get("model", "?"))], alpha=0.9, linewidths=1.8)
+        if scored and scored[0]["config"].get(key) is not None:
+            best = scored[0]
+            x = best["config"][key]
+            if key != "lr":
+                x = sizes.index(x) + 0.12 * (kinds.index(str(best["config"].get("model", "?"))) - (len(kinds) - 1) / 2)
+            ax.scatter([x], [best["score"]], marker="o", s=260, facecolors="none", edgecolors="black",
+                       linewidths=1.2)
+        if key == "lr":
+            ax.set_xscale("log")
+        else:
+            ax.set_xticks(range(len(sizes)))
+            ax.set_xticklabels([str(s) for s in sizes])
+            ax.set_xlim(-0.6, len(sizes) - 0.4)
+        ax.set_xlabel(label)
+        ax.set_ylabel(f"best val {metric}")
+        ax.grid(alpha=0.3)
+    handles = [plt.Line2D([], [], marker="o", ls="", color=colors[k], label=k) for k in kinds]
+    handles.append(plt.Line2D([], [], marker="o", ls="", color="gray", label="ran all epochs"))
+    handles.append(plt.Line2D([], [], marker="x", ls="", color="gray", mew=1.8, label="stopped early"))
+    handles.append(plt.Line2D([], [], marker="o", ls="", ms=12, mfc="none", mec="black", label="best"))
+    unscored = len(rows) - len(scored)
+    if unscored:
+        handles.append(plt.Line2D([], [], ls="", label=f"{unscored} without a score (not shown)"))
+    axes[0, 1].legend(handles=handles, loc="best", fontsize=8, framealpha=0.8)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110)
+    return fig
