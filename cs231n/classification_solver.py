@@ -8,8 +8,8 @@ gradient clipping, the stop on NaN, atomic checkpoints and bit-exact resume come
 
 For the command line:
 
-- :func:`train_sentence_classifier` loads a CoLA-format folder, trains one model (LSTM or bag of
-  words) and writes its files;
+- :func:`train_sentence_classifier` loads a CoLA-format folder, trains one model (Transformer, LSTM or
+  bag of words) and writes its files;
 - :func:`baseline_table` scores the majority class and trains the bag-of-words and LSTM baselines, for
   one table measured in one run.
 
@@ -218,13 +218,15 @@ OUTPUTS = (MODEL_FILE, CHECKPOINT_FILE, HISTORY_FILE, SCORES_FILE, CURVES_FILE) 
 
 # Defaults per model kind: constructor options and solver options (measured on CoLA; see the README).
 MODEL_DEFAULTS = {
+    "transformer": dict(model=dict(pad_mask=True, readout="cls", dropout=0.1), lr=1e-4, epochs=6,
+                        batch_size=32, lr_decay=1.0),
     "lstm": dict(model=dict(wordvec_dim=64, hidden_dim=128), lr=2e-3, epochs=8, batch_size=50, lr_decay=0.9),
     "bow": dict(model=dict(reg=1e-3), lr=1e-2, epochs=10, batch_size=100, lr_decay=0.9),
 }
 
 
 def build_classifier(kind, data, seed=0, **options):
-    """A fresh sentence classifier of ``kind`` ('lstm', 'bow') for a CoLA data dict."""
+    """A fresh sentence classifier of ``kind`` ('transformer', 'lstm', 'bow') for a CoLA data dict."""
     from cs231n.classifiers.sentence import BagOfWordsClassifier, LSTMClassifier
 
     if kind not in MODEL_DEFAULTS:
@@ -234,7 +236,10 @@ def build_classifier(kind, data, seed=0, **options):
     common = dict(max_length=data["max_length"], seed=seed)
     if kind == "bow":
         return BagOfWordsClassifier(data["word_to_ix"], **common, **kwargs)
-    return LSTMClassifier(data["word_to_ix"], **common, **kwargs)
+    if kind == "lstm":
+        return LSTMClassifier(data["word_to_ix"], **common, **kwargs)
+    from cs231n.classifiers.classification_transformer import ClassificationTransformer
+    return ClassificationTransformer(data["word_to_ix"], **common, **kwargs)
 
 
 def fit_classifier(model, data, lr, epochs, batch_size, lr_decay=1.0, seed=0, class_weight=None,
@@ -303,7 +308,7 @@ def format_table(rows):
     return "\n".join(lines)
 
 
-def train_sentence_classifier(data_dir, out_dir, kind="lstm", lr=None, epochs=None, batch_size=None,
+def train_sentence_classifier(data_dir, out_dir, kind="transformer", lr=None, epochs=None, batch_size=None,
                               lr_decay=None, seed=0, class_weight=None, grad_clip=None, max_train=None,
                               baselines=False, resume=False, overwrite=False, verbose=True, model_options=None):
     """Train a sentence classifier on a CoLA-format folder and write its files to ``out_dir``.
@@ -316,7 +321,7 @@ def train_sentence_classifier(data_dir, out_dir, kind="lstm", lr=None, epochs=No
     Inputs:
     - data_dir: the CoLA-format folder.
     - out_dir: output directory.
-    - kind: 'lstm' or 'bow'.
+    - kind: 'transformer', 'lstm' or 'bow'.
     - lr, epochs, batch_size, lr_decay: solver options (None: the kind's defaults in MODEL_DEFAULTS).
     - seed, class_weight, grad_clip: see :class:`ClassificationSolver`.
     - max_train: train on this many training sentences only (a seeded subset; for quick runs).

@@ -19,7 +19,7 @@ Commands:
   build-dataset  write the COCO on-disk format from COCO-style caption JSON and your own CNN features
   lm-train       train a word-level language model on a text file
   lm-sample      generate text from a language-model checkpoint
-  classify-train train a sentence classifier (LSTM, bag of words) on CoLA-format data
+  classify-train train a sentence classifier (Transformer, LSTM, bag of words) on CoLA-format data
   sweep          search hyperparameters with Ray Tune (the optional extra: pip install -e '.[sweep]')
 
 This module only parses arguments and wires the library's pieces together; the work is done by
@@ -635,7 +635,8 @@ def _add_classify(sub):
                     "curves.png and scores.json (val accuracy and Matthews correlation) to a run directory.")
     p.add_argument("--data", required=True, type=existing_dir,
                    help="the CoLA-format folder, e.g. ../shared/data/cola")
-    p.add_argument("--model", choices=["lstm", "bow"], default="lstm", help="which classifier")
+    p.add_argument("--model", choices=["transformer", "lstm", "bow"], default="transformer",
+                   help="which classifier (the Transformer's defaults: padding mask, CLS readout, dropout 0.1)")
     p.add_argument("--epochs", type=positive_int, help="passes over the training sentences (default: per model)")
     p.add_argument("--lr", type=learning_rate, help="Adam learning rate (default: per model)")
     p.add_argument("--lr-decay", type=positive_float, help="learning-rate factor per epoch (default: per model)")
@@ -648,8 +649,8 @@ def _add_classify(sub):
                    help="also score the majority class and train the bag-of-words and LSTM baselines, "
                         "and print one table of val accuracy and MCC")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
-                   help="a model constructor option, e.g. readout=mean (repeatable; values are read as JSON "
-                        "when they parse, else as text)")
+                   help="a model constructor option, e.g. readout=mean or dropout=0.2 (repeatable; values are "
+                        "read as JSON when they parse, else as text)")
     add_run_dir_options(p, "runs/classify", "classification run", resume_file="checkpoint.npz")
     p.add_argument("--quiet", action="store_true", help="no per-iteration output")
     p.set_defaults(func=cmd_classify_train)

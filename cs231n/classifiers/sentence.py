@@ -17,6 +17,9 @@ Baselines:
 - :class:`LSTMClassifier`: word embedding, an LSTM of :mod:`cs231n.rnn_layers`, and an affine readout of
   the hidden state at the CLS position (the end of the sentence) or of the mean over the sentence.
 
+The Transformer (:class:`cs231n.classifiers.classification_transformer.ClassificationTransformer`) is
+built on the same base.
+
 Letters: N sentences, T positions, V vocabulary size, W word-vector size, H hidden size.
 """
 import numpy as np
@@ -257,10 +260,7 @@ def load_sentence_classifier(path):
                          f"version {ARCHIVE_VERSION}")
     kind = meta.get("kind")
     if kind == "ClassificationTransformer":
-        try:
-            import cs231n.classifiers.classification_transformer  # noqa: F401  (registers the class)
-        except ImportError:
-            pass
+        import cs231n.classifiers.classification_transformer  # noqa: F401  (registers the class)
     if kind not in _KINDS:
         raise ValueError(f"{fn}: {path} holds an unknown kind of model {kind!r}; known: {sorted(_KINDS)}")
     config = meta.get("config")

@@ -1,0 +1,350 @@
+"""The CS 4803/7643 sentence-classification Transformer, with backward passes, trainable in numpy.
+
+Classic model (Georgia Tech CS 4803/7643, Fall 2019; forward only, never trained there): a one-layer
+Transformer encoder over word indices, built here from :mod:`cs231n.transformer_layers`:
+
+1. ``embed``: token embedding plus a learned position embedding, ``x = W_embed[w_t] + W_pos[t]``
+   (N, T, H);
+2. ``multi_head_attention``: h heads of sizes dim_q = dim_k and dim_v, concatenated (N, T, h*dim_v),
+   projected back to H, then residual and LayerNorm: ``LN(x + MHA(x))``;
+3. ``feedforward_layer``: ``LN(x + W2 relu(W1 x + b1) + b2)`` with hidden size F (2048);
+4. ``final_layer``: ``sigmoid(x[:, 0] W_final + b_final)``, the probability that the sentence is
+   acceptable, read at position 0. In the CoLA data the CLS token is appended at the END of each
+   sentence, so position 0 is the first word, not CLS; the classic model reads there anyway (and,
+   without a padding mask, every position attends to the PAD tokens too).
+
+Beyond the classic model, options whose defaults give the classic behaviour:
+
+- ``pad_mask`` (False): PAD keys are hidden from every query (``mask[n, t] == 0`` where the token is
+  PAD); the positions after the batch's last non-PAD token are then dropped before the forward pass,
+  which changes nothing (no query may look at them and no readout reads them) and saves time.
+- ``readout`` ('first'): 'first' (position 0, classic), 'cls' (the CLS position of each row) or 'mean'
+  (the mean over the non-PAD positions).
+- ``dropout`` (0.0): probability of DROPPING (PyTorch's convention), applied in training to the
+  embeddings, the attention weights, the attention block's output before its residual, the
+  feed-forward hidden units and the feed-forward output before its residual. Masks come from
+  ``self.rng`` (seeded by ``seed``), whose state the classification solver keeps in checkpoints.
+- ``num_layers`` (1): encoder layers (attention + feed-forward), each with its own weights.
+- ``activation`` ('relu'): or 'gelu'.
+
+Parameters (``self.params``; weights multiply from the right, ``x @ W``): ``W_embed`` (V, H),
+``W_pos`` (max_length, H); per layer i, with the prefix ``l{i}_``: ``Wq`` (H, h*dim_q), ``bq``,
+``Wk`` (H, h*dim_k), ``bk``, ``Wv`` (H, h*dim_v), ``bv``, ``Wo`` (h*dim_v, H), ``bo``, ``ln1_gamma``,
+``ln1_beta`` (H,), ``W1`` (H, F), ``b1``, ``W2`` (F, H), ``b2``, ``ln2_gamma``, ``ln2_beta``; then
+``W_final`` (H, 1), ``b_final`` (1,). Head i of the classic model's ``q{i+1}`` is columns
+``[i*dim_q:(i+1)*dim_q]`` of ``Wq``. Initialization follows PyTorch's defaults (embeddings N(0, 1),
+linear layers uniform(+-1/sqrt(fan in)), LayerNorm ones and zeros), drawn from
+``np.random.default_rng(seed)``.
+
+Letters: N sentences, T positions, V vocabulary size, H hidden size, F feed-forward size.
+"""
+import numpy as np
+
+from cs231n import transformer_layers as tl
+from cs231n.classifiers.sentence import SentenceClassifier, _choice, _positive_int
+from cs231n.layers import affine_backward, affine_forward
+from cs231n.rnn_layers import sigmoid, word_embedding_backward, word_embedding_forward
+
+_LAYER_PARAMS = ("Wq", "bq", "Wk", "bk", "Wv", "bv", "Wo", "bo", "ln1_gamma", "ln1_beta",
+                 "W1", "b1", "W2", "b2", "ln2_gamma", "ln2_beta")
+
+
+class ClassificationTransformer(SentenceClassifier):
+    """A Transformer encoder that scores sentences (see the module docstring for the architecture).
+
+    Classic use (the CS7643 notebook)::
+
+        model = ClassificationTransformer(word_to_ix, hidden_dim=128, num_heads=2, dim_feedforward=2048,
+                                          dim_k=96, dim_v=96, dim_q=96, max_length=43)
+        probs = model.forward(train_inxs[0:2])          # (2, 1)
+
+    and, beyond it, ``loss(inputs, labels) -> (loss, grads)`` for training with
+    :class:`cs231n.classification_solver.ClassificationSolver`.
+    """
+
+    READOUTS = ("first", "cls", "mean")
+
+    def __init__(self, word_to_ix, hidden_dim=128, num_heads=2, dim_feedforward=2048, dim_k=96, dim_v=96,
+                 dim_q=96, max_length=43, num_layers=1, pad_mask=False, readout="first", dropout=0.0,
+                 activation="relu", dtype=np.float32, seed=None):
+        """Create a model with freshly initialized weights.
+
+        Inputs:
+        - word_to_ix: dict word -> index 0..V-1 (int, or its string as the classic CSV loader gives).
+        - hidden_dim: H. num_heads: h. dim_feedforward: F. dim_k, dim_v, dim_q: per-head sizes
+          (dim_q must equal dim_k: queries and keys meet in a dot product).
+        - max_length: the longest row accepted (the number of learned positions).
+        - num_layers, pad_mask, readout, dropout, activation: see the module docstring.
+        - dtype: float32, or float64 for gradient checks.
+        - seed: None, an int or a np.random.Generator, for the weights and the dropout masks.
+        """
+        fn = "ClassificationTransformer"
+        self._init_common(fn, word_to_ix, max_length, dtype)
+        self.hidden_dim = _positive_int(fn, "hidden_dim", hidden_dim)
+        self.num_heads = _positive_int(fn, "num_heads", num_heads)
+        self.dim_feedforward = _positive_int(fn, "dim_feedforward", dim_feedforward)
+        self.dim_k = _positive_int(fn, "dim_k", dim_k)
+        self.dim_v = _positive_int(fn, "dim_v", dim_v)
+        self.dim_q = _positive_int(fn, "dim_q", dim_q)
+        if self.dim_q != self.dim_k:
+            raise ValueError(f"{fn}: dim_q must equal dim_k (queries and keys are multiplied), got dim_q "
+                             f"{dim_q} and dim_k {dim_k}")
+        self.num_layers = _positive_int(fn, "num_layers", num_layers)
+        if not isinstance(pad_mask, (bool, np.bool_)):
+            raise TypeError(f"{fn}: pad_mask must be True or False, got {pad_mask!r}")
+        self.pad_mask = bool(pad_mask)
+        if self.pad_mask and self.pad_index is None:
+            raise ValueError(f"{fn}: pad_mask=True needs a 'PAD' token in word_to_ix")
+        self.readout = _choice(fn, "readout", readout, self.READOUTS)
+        if readout == "cls" and self.cls_index is None:
+            raise ValueError(f"{fn}: readout='cls' needs a 'CLS' token in word_to_ix")
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+            raise ValueError(f"{fn}: dropout must be a drop probability in [0, 1), got {dropout!r}")
+        self.dropout = float(dropout)
+        self.activation = _choice(fn, "activation", activation, ("relu", "gelu"))
+        if seed is not None and not isinstance(seed, (int, np.integer, np.random.Generator)) \
+                or isinstance(seed, bool):
+            raise TypeError(f"{fn}: seed must be None, an int or a numpy.random.Generator, "
+                            f"got {type(seed).__name__}")
+        self.rng = np.random.default_rng(seed)
+        self.params = self._init_params(self.rng)
+
+    def _init_params(self, rng):
+        V, H, F, h = self.vocab_size, self.hidden_dim, self.dim_feedforward, self.num_heads
+
+        def linear(fan_in, fan_out):
+            bound = 1.0 / np.sqrt(fan_in)
+            return rng.uniform(-bound, bound, (fan_in, fan_out)), rng.uniform(-bound, bound, fan_out)
+
+        p = {"W_embed": rng.standard_normal((V, H)), "W_pos": rng.standard_normal((self.max_length, H))}
+        for i in range(self.num_layers):
+            layer = {}
+            layer["Wq"], layer["bq"] = linear(H, h * self.dim_q)
+            layer["Wk"], layer["bk"] = linear(H, h * self.dim_k)
+            layer["Wv"], layer["bv"] = linear(H, h * self.dim_v)
+            layer["Wo"], layer["bo"] = linear(h * self.dim_v, H)
+            layer["ln1_gamma"], layer["ln1_beta"] = np.ones(H), np.zeros(H)
+            layer["W1"], layer["b1"] = linear(H, F)
+            layer["W2"], layer["b2"] = linear(F, H)
+            layer["ln2_gamma"], layer["ln2_beta"] = np.ones(H), np.zeros(H)
+            p.update({f"l{i}_{k}": v for k, v in layer.items()})
+        p["W_final"], p["b_final"] = linear(H, 1)
+        return {k: np.asarray(v).astype(self.dtype) for k, v in p.items()}
+
+    def _own_config(self):
+        return {"hidden_dim": self.hidden_dim, "num_heads": self.num_heads,
+                "dim_feedforward": self.dim_feedforward, "dim_k": self.dim_k, "dim_v": self.dim_v,
+                "dim_q": self.dim_q, "num_layers": self.num_layers, "pad_mask": self.pad_mask,
+                "readout": self.readout, "dropout": self.dropout, "activation": self.activation}
+
+    def _layer(self, i):
+        return {k: self.params[f"l{i}_{k}"] for k in _LAYER_PARAMS}
+
+    # ------------------------------------------------------------------ the classic methods (test mode)
+
+    def embed(self, inputs):
+        """Token plus learned position embeddings of (N, T) int word indices: (N, T, H)."""
+        inputs = self.check_inputs("ClassificationTransformer.embed", inputs)
+        return self._embed(inputs, training=False)[0]
+
+    def multi_head_attention(self, inputs):
+        """The first layer's attention block on (N, T, H) embeddings: ``LN(x + MHA(x))``, (N, T, H).
+
+        No padding mask here (the block sees only vectors, not which positions are PAD): this is the
+        classic method; the model's own forward pass applies ``pad_mask`` when it is set.
+        """
+        x = self._check_hidden("multi_head_attention", inputs)
+        return self._attention_block(x, self._layer(0), None, False)[0]
+
+    def feedforward_layer(self, inputs):
+        """The first layer's feed-forward block on (N, T, H): ``LN(x + FFN(x))``, (N, T, H)."""
+        x = self._check_hidden("feedforward_layer", inputs)
+        return self._feedforward_block(x, self._layer(0), False)[0]
+
+    def final_layer(self, inputs):
+        """Probabilities (N, 1) from (N, T, H) encoder outputs, read at position 0 (the classic readout)."""
+        x = self._check_hidden("final_layer", inputs)
+        z, _ = affine_forward(x[:, 0, :], self.params["W_final"], self.params["b_final"])  # (N, 1)
+        return sigmoid(z)
+
+    def forward(self, inputs):
+        """Probabilities (N, 1) that each sentence of (N, T) word indices is acceptable (test mode)."""
+        return self.predict_proba(inputs)[:, None]
+
+    def _check_hidden(self, name, x):
+        fn = f"ClassificationTransformer.{name}"
+        x = np.asarray(x)
+        if x.ndim != 3 or x.shape[2] != self.hidden_dim or x.dtype.kind != "f":
+            raise ValueError(f"{fn}: inputs should be a float array of shape (N, T, H) with H = "
+                             f"{self.hidden_dim}, got shape {x.shape} dtype {x.dtype}")
+        if x.shape[1] == 0:
+            raise ValueError(f"{fn}: inputs has no positions (shape {x.shape})")
+        return x.astype(self.dtype, copy=False)
+
+    # ------------------------------------------------------------------ blocks
+
+    def _drop(self, x, training):
+        return tl.dropout_forward(x, self.dropout, train=training and self.dropout > 0, rng=self.rng)
+
+    def _embed(self, inputs, training):
+        T = inputs.shape[1]
+        words, cache_words = word_embedding_forward(inputs, self.params["W_embed"])  # (N, T, H)
+        x = words + self.params["W_pos"][:T]                                        # (N, T, H)
+        x, keep = self._drop(x, training)
+        return x, (cache_words, keep)
+
+    def _attention_block(self, x, w, mask, training):
+        p = self.dropout if training else 0.0
+        a, cache_mha = tl.multihead_attention_forward(x, x, x, w["Wq"], w["bq"], w["Wk"], w["bk"], w["Wv"],
+                                                      w["bv"], w["Wo"], w["bo"], self.num_heads, mask=mask,
+                                                      dropout_p=p, rng=self.rng)  # (N, T, H)
+        a, keep = self._drop(a, training)
+        out, cache_ln = tl.layernorm_forward(x + a, w["ln1_gamma"], w["ln1_beta"])   # (N, T, H)
+        return out, (cache_mha, keep, cache_ln)
+
+    def _attention_backward(self, dout, cache):
+        cache_mha, keep, cache_ln = cache
+        ds, dgamma, dbeta = tl.layernorm_backward(dout, cache_ln)                   # ds (N, T, H)
+        da = tl.dropout_backward(ds, keep)
+        dq, dk, dv, *dw = tl.multihead_attention_backward(da, cache_mha)
+        grads = dict(zip(("Wq", "bq", "Wk", "bk", "Wv", "bv", "Wo", "bo"), dw))
+        grads["ln1_gamma"], grads["ln1_beta"] = dgamma, dbeta
+        return ds + dq + dk + dv, grads            # the residual, and x as query, key and value
+
+    def _feedforward_block(self, x, w, training):
+        p = self.dropout if training else 0.0
+        f, cache_ffn = tl.feedforward_forward(x, w["W1"], w["b1"], w["W2"], w["b2"], self.activation,
+                                              dropout_p=p, rng=self.rng)       # (N, T, H)
+        f, keep = self._drop(f, training)
+        out, cache_ln = tl.layernorm_forward(x + f, w["ln2_gamma"], w["ln2_beta"])  # (N, T, H)
+        return out, (cache_ffn, keep, cache_ln)
+
+    def _feedforward_backward(self, dout, cache):
+        cache_ffn, keep, cache_ln = cache
+        ds, dgamma, dbeta = tl.layernorm_backward(dout, cache_ln)
+        df = tl.dropout_backward(ds, keep)
+        dx, dW1, db1, dW2, db2 = tl.feedforward_backward(df, cache_ffn)
+        grads = {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2, "ln2_gamma": dgamma, "ln2_beta": dbeta}
+        return ds + dx, grads
+
+    # ------------------------------------------------------------------ whole model
+
+    def _forward(self, inputs, training):
+        fn = "ClassificationTransformer"
+        N = inputs.shape[0]
+        mask = None
+        if self.pad_mask:
+            keep_cols = np.flatnonzero(self.not_padding(inputs).any(axis=0))
+            if keep_cols.size == 0:
+                raise ValueError(f"{fn}: every token of the batch is PAD; with pad_mask=True a row needs at "
+                                 f"least one other token")
+            inputs = inputs[:, :int(keep_cols.max()) + 1]  # nothing may attend or read beyond this
+            not_pad = self.not_padding(inputs)                                       # (N, T')
+            empty = ~not_pad.any(axis=1)
+            if empty.any():
+                raise ValueError(f"{fn}: inputs row {int(np.flatnonzero(empty)[0])} is all PAD; with "
+                                 f"pad_mask=True a row needs at least one other token")
+            mask = not_pad[:, None, None, :]                                         # (N, 1, 1, T')
+        x, cache_embed = self._embed(inputs, training)
+        layer_caches = []
+        for i in range(self.num_layers):
+            w = self._layer(i)
+            x, cache_a = self._attention_block(x, w, mask, training)
+            x, cache_f = self._feedforward_block(x, w, training)
+            layer_caches.append((cache_a, cache_f))
+        T = x.shape[1]
+        if self.readout == "first":
+            weights = np.zeros((N, T), dtype=self.dtype)
+            weights[:, 0] = 1
+        elif self.readout == "cls":
+            weights = np.zeros((N, T), dtype=self.dtype)
+            weights[np.arange(N), self.cls_positions(fn, inputs)] = 1
+        else:
+            weights = self.not_padding(inputs).astype(self.dtype)                    # (N, T)
+            weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1)
+        v = np.einsum("nt,nth->nh", weights, x)                                      # (N, H)
+        z, cache_out = affine_forward(v, self.params["W_final"], self.params["b_final"])  # (N, 1)
+        return z[:, 0], (cache_embed, layer_caches, weights, cache_out)
+
+    def _backward(self, dz, cache):
+        cache_embed, layer_caches, weights, cache_out = cache
+        grads = {}
+        dv, grads["W_final"], grads["b_final"] = affine_backward(dz[:, None], cache_out)  # dv (N, H)
+        dx = weights[:, :, None] * dv[:, None, :]                                    # (N, T, H)
+        for i in reversed(range(self.num_layers)):
+            cache_a, cache_f = layer_caches[i]
+            dx, g_f = self._feedforward_backward(dx, cache_f)
+            dx, g_a = self._attention_backward(dx, cache_a)
+            grads.update({f"l{i}_{k}": g for k, g in {**g_a, **g_f}.items()})
+        cache_words, keep = cache_embed
+        dx = tl.dropout_backward(dx, keep)
+        grads["W_embed"] = word_embedding_backward(dx, cache_words)
+        dpos = np.zeros_like(self.params["W_pos"])                                   # (max_length, H)
+        dpos[:dx.shape[1]] = dx.sum(axis=0)
+        grads["W_pos"] = dpos
+        return grads
+
+
+# ----------------------------------------------------------------------------------------------------
+# The classic PyTorch model (for reproducing the reference outputs d1..d4)
+# ----------------------------------------------------------------------------------------------------
+
+def classic_torch_model(vocab_size, hidden_dim=128, num_heads=2, dim_feedforward=2048, dim_k=96, dim_v=96,
+                        dim_q=96, max_length=43):
+    """The classic model's PyTorch layers, initialized exactly as the CS7643 reference outputs were.
+
+    Seeds ``random``, ``np.random`` and ``torch`` with 0, then constructs, in this order: the token
+    embedding (V, H), the position embedding (max_length, H), ``k{i}``, ``v{i}``, ``q{i}`` for each head
+    i = 1..h (Linear H -> dim), ``attention_head_projection`` (Linear h*dim_v -> H), ``norm_mh``,
+    ``W1`` (H -> F), ``W2`` (F -> H), ``norm_ffn`` and ``final_dense`` (H -> 1), as attributes of an
+    ``nn.Module`` (the assignment's attribute names). PyTorch's initializers then draw the same numbers
+    as the assignment's did. Needs torch; only the weights are used (see :func:`copy_torch_weights`).
+    """
+    import random
+
+    import torch
+    from torch import nn
+
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    m = nn.Module()
+    m.embeddingL = nn.Embedding(vocab_size, hidden_dim)
+    m.posembeddingL = nn.Embedding(max_length, hidden_dim)
+    for i in range(1, num_heads + 1):
+        setattr(m, f"k{i}", nn.Linear(hidden_dim, dim_k))
+        setattr(m, f"v{i}", nn.Linear(hidden_dim, dim_v))
+        setattr(m, f"q{i}", nn.Linear(hidden_dim, dim_q))
+    m.attention_head_projection = nn.Linear(dim_v * num_heads, hidden_dim)
+    m.norm_mh = nn.LayerNorm(hidden_dim)
+    m.W1 = nn.Linear(hidden_dim, dim_feedforward)
+    m.W2 = nn.Linear(dim_feedforward, hidden_dim)
+    m.norm_ffn = nn.LayerNorm(hidden_dim)
+    m.final_dense = nn.Linear(hidden_dim, 1)
+    return m
+
+
+def torch_weights_as_params(module, num_heads):
+    """The classic PyTorch module's weights under ClassificationTransformer's names (one layer).
+
+    PyTorch's ``Linear.weight`` is (out, in); ours multiply from the right, so each is transposed. The
+    heads' ``q{i}``/``k{i}``/``v{i}`` are placed side by side: head i owns columns
+    ``[(i-1)*dim:i*dim]`` of ``l0_Wq``/``l0_Wk``/``l0_Wv``. Returns a dict name -> float64 array, for
+    :meth:`ClassificationTransformer.set_params`.
+    """
+    def t(x):
+        return x.detach().cpu().double().numpy()
+
+    p = {"W_embed": t(module.embeddingL.weight), "W_pos": t(module.posembeddingL.weight)}
+    for name in ("q", "k", "v"):
+        heads = [getattr(module, f"{name}{i}") for i in range(1, num_heads + 1)]
+        p[f"l0_W{name}"] = np.concatenate([t(layer.weight).T for layer in heads], axis=1)
+        p[f"l0_b{name}"] = np.concatenate([t(layer.bias) for layer in heads])
+    for ours, theirs in (("l0_Wo", "attention_head_projection"), ("l0_W1", "W1"), ("l0_W2", "W2"),
+                         ("W_final", "final_dense")):
+        layer = getattr(module, theirs)
+        p[ours], p[ours.replace("W", "b", 1)] = t(layer.weight).T, t(layer.bias)
+    for ours, theirs in (("l0_ln1", "norm_mh"), ("l0_ln2", "norm_ffn")):
+        norm = getattr(module, theirs)
+        p[ours + "_gamma"], p[ours + "_beta"] = t(norm.weight), t(norm.bias)
+    return p
