@@ -218,8 +218,11 @@ OUTPUTS = (MODEL_FILE, CHECKPOINT_FILE, HISTORY_FILE, SCORES_FILE, CURVES_FILE) 
 
 # Defaults per model kind: constructor options and solver options (measured on CoLA; see the README).
 MODEL_DEFAULTS = {
-    "transformer": dict(model=dict(pad_mask=True, readout="cls", dropout=0.1), lr=1e-4, epochs=6,
-                        batch_size=32, lr_decay=1.0),
+    # Smaller than the classic sizes (H 128, F 2048, heads of 96): on CoLA it scored val MCC 0.083 against
+    # 0.045 for the classic sizes (padding mask, CLS readout, dropout 0.1, lr 1e-4), in 1/8 of the time.
+    "transformer": dict(model=dict(hidden_dim=64, dim_feedforward=256, dim_k=32, dim_v=32, dim_q=32,
+                                   pad_mask=True, readout="mean", dropout=0.2),
+                        lr=5e-4, epochs=8, batch_size=32, lr_decay=0.9),
     "lstm": dict(model=dict(wordvec_dim=64, hidden_dim=128), lr=2e-3, epochs=8, batch_size=50, lr_decay=0.9),
     "bow": dict(model=dict(reg=1e-3), lr=1e-2, epochs=10, batch_size=100, lr_decay=0.9),
 }
@@ -361,8 +364,8 @@ def train_sentence_classifier(data_dir, out_dir, kind="transformer", lr=None, ep
               % (data["base_dir"], len(data["train_labels"]), len(data["val_labels"]),
                  100 * data["train_labels"].mean(), 100 * data["val_labels"].mean(), len(data["word_to_ix"]),
                  data["max_length"]))
-        print("model: %s %s, %d parameters" % (kind, json.dumps(model_options or {}),
-                                               sum(p.size for p in model.params.values())))
+        config = {k: v for k, v in model.get_config().items() if k not in ("word_to_ix", "max_length", "dtype")}
+        print("model: %s %s, %d parameters" % (kind, json.dumps(config), sum(p.size for p in model.params.values())))
     t0 = time.perf_counter()
     solver = fit_classifier(model, data, lr, epochs, batch_size, lr_decay, seed=seed, class_weight=class_weight,
                             grad_clip=grad_clip, checkpoint=checkpoint, resume=resume, verbose=verbose)

@@ -27,7 +27,13 @@ UNK, CLS, PAD = "UNK", "CLS", "PAD"
 
 
 def default_cola_dir():
-    """The CoLA folder of this project's shared data: ``../shared/data/cola`` beside the repository."""
+    """The default CoLA folder: ``$CS231N_COLA_DIR``, else ``../shared/data/cola`` beside the repository.
+
+    Read at call time, so setting the environment variable after import works.
+    """
+    override = os.environ.get("CS231N_COLA_DIR")
+    if override:
+        return Path(override).expanduser()
     return Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "cola"
 
 

@@ -8,6 +8,7 @@
 - Gradients of the whole classifier are checked in float64 against central differences (conftest's
   ``num_grad``) for the option combinations, and against PyTorch autograd for the classic model.
 """
+import json
 from pathlib import Path
 
 import numpy as np
@@ -233,9 +234,11 @@ def test_classify_train_transformer_command(tmp_path):
 
     folder = write_cola_dir(tmp_path / "cola", num_train=60, num_val=30)
     out = tmp_path / "run"
-    options = ["hidden_dim=8", "dim_feedforward=16", "dim_k=4", "dim_v=4", "dim_q=4", "readout=mean"]
+    options = ["hidden_dim=8", "dim_feedforward=16", "dim_k=4", "dim_v=4", "dim_q=4"]
     argv = ["classify-train", "--data", str(folder), "--epochs", "2", "--out", str(out), "--quiet"]
     assert main(argv + [x for o in options for x in ("--option", o)]) == 0
     model = load_sentence_classifier(out / "model.npz")
     assert isinstance(model, ClassificationTransformer)
-    assert (model.hidden_dim, model.readout, model.pad_mask, model.dropout) == (8, "mean", True, 0.1)
+    assert (model.hidden_dim, model.readout, model.pad_mask, model.dropout) == (8, "mean", True, 0.2)
+    scores = json.loads((out / "scores.json").read_text())
+    assert scores["options"]["class_weight"] == "balanced"

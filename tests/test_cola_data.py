@@ -35,6 +35,14 @@ def test_loads_synthetic_folder(folder):
     np.testing.assert_array_equal(data["train_cls_positions"], expected)
 
 
+def test_default_folder_follows_the_environment(folder, monkeypatch):
+    from cs231n.cola_utils import default_cola_dir
+
+    monkeypatch.setenv("CS231N_COLA_DIR", str(folder))
+    assert default_cola_dir() == folder
+    assert load_cola_data()["train_inxs"].shape == (60, 10)
+
+
 def test_max_train_is_a_seeded_subset(folder):
     full = load_cola_data(folder)
     a = load_cola_data(folder, max_train=20, seed=3)
