@@ -38,7 +38,8 @@ def plot_training_curves(loss_history, val_history=(), path=None, title=None, be
     - loss_history: sequence of floats, one per iteration.
     - val_history: sequence of dicts with an ``epoch`` key and any of ``iteration``, ``val_loss``,
       ``Bleu_1``, ``Bleu_4``, ``CIDEr`` (as the captioning solver records them), ``val_accuracy``,
-      ``val_mcc``, ``train_eval_accuracy`` (as the classification solver records them).
+      ``val_mcc``, ``train_eval_accuracy``, ``train_eval_mcc`` (as the classification solver records
+      them).
     - path: if given, the PNG file to write.
     - title: optional figure title.
     - best_epoch: the epoch whose weights were kept, to mark; 'auto' (default) takes the first epoch
@@ -60,7 +61,8 @@ def plot_training_curves(loss_history, val_history=(), path=None, title=None, be
                 break
     best = next((v for v in val_history if v["epoch"] == best_epoch), None)
     groups = ((("Bleu_1", "Bleu_4"), "val BLEU", (0, 1)), (("CIDEr",), "val CIDEr", (0, None)),
-              (("train_eval_accuracy", "val_accuracy", "val_mcc"), "accuracy / MCC", (None, 1)))
+              (("train_eval_accuracy", "val_accuracy", "train_eval_mcc", "val_mcc"), "accuracy / MCC",
+               (None, 1)))
     score_keys = [(keys, label, ylim) for keys, label, ylim in groups
                   if val_history and any(all(k in v for v in val_history) for k in keys)]
     ncols = 1 + len(score_keys)
