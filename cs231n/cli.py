@@ -408,6 +408,7 @@ def cmd_train(a):
     base, data = _load_data(a.data_dir, a.max_train)
     identity = _identity(base, data)
     if a.zero_features:
+        identity["zero_features"] = True  # evaluate/caption must feed this model zeros too
         for split in ("train", "val"):
             data[f"{split}_features"] = np.zeros_like(data[f"{split}_features"])
     config = {k: v for k, v in vars(a).items() if k != "func" and not k.startswith("run_")}
@@ -456,6 +457,8 @@ def cmd_train(a):
 
 
 def cmd_evaluate(a):
+    import numpy as np
+
     from cs231n.metrics import score_model
 
     model = _load_model(a.checkpoint)
@@ -469,6 +472,10 @@ def cmd_evaluate(a):
     _check_identity(model, a.checkpoint, base, _identity(base, data), ("vocabulary", "features"))
     # Decode with the model's own vocabulary (equal to the dataset's, checked above).
     data = dict(data, idx_to_word=[model.idx_to_word[i] for i in range(model.vocab_size)])
+    if (model.identity or {}).get("zero_features"):
+        print("note: this model was trained with --zero-features (image-blind); it is scored on zero "
+              "features as well", file=sys.stderr)
+        data[f"{a.split}_features"] = np.zeros_like(data[f"{a.split}_features"])
     scores = score_model(model, data, split=a.split, num_images=a.num_images, beam_size=a.beam_size,
                          length_penalty=a.length_penalty, max_length=a.max_length)
     if a.json:
@@ -482,6 +489,8 @@ def cmd_evaluate(a):
 
 
 def cmd_caption(a):
+    import numpy as np
+
     from cs231n.data.shapes import default_shapes_dir, featurize_for_dataset
     from cs231n.image_utils import image_from_url
     from cs231n.runs import dataset_identity
@@ -515,6 +524,10 @@ def cmd_caption(a):
         except (zipfile.BadZipFile, EOFError, KeyError, OSError, ValueError) as e:
             raise ValueError(f"{base / featurizer} is damaged or truncated ({e}); make the dataset again "
                              f"(delete {base} and run train)") from e
+        if (model.identity or {}).get("zero_features"):
+            print("note: this model was trained with --zero-features (image-blind); its captions do not "
+                  "depend on the image", file=sys.stderr)
+            feats = np.zeros_like(feats)
         if feats.shape[1] != model.params["W_proj"].shape[0]:
             raise ValueError(f"the model expects {model.params['W_proj'].shape[0]} features per image, the "
                              f"featurizer of {base} gives {feats.shape[1]}")

@@ -79,7 +79,7 @@ def prepare_run_dir(out, default, *, resume=False, overwrite=False, outputs=(), 
         if resume:
             raise ValueError(f"--resume needs --out, the directory of the {what} to continue "
                              f"(e.g. --out {default})")
-        out = fresh_run_dir(default)
+        return _claim_fresh(default)
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is an existing file; --out names a directory for the {what}'s "
@@ -109,6 +109,20 @@ def prepare_run_dir(out, default, *, resume=False, overwrite=False, outputs=(), 
                 shutil.rmtree(path)
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+def _claim_fresh(default):
+    """Create and return the first free ``default[-k]``; ``mkdir`` itself decides between racing runs."""
+    while True:
+        candidate = fresh_run_dir(default)
+        if candidate.is_dir():  # empty: nothing to lose
+            return candidate
+        try:
+            candidate.parent.mkdir(parents=True, exist_ok=True)
+            candidate.mkdir()
+        except FileExistsError:
+            continue  # another run took it a moment ago: look again
+        return candidate
 
 
 def resume_command(argv, out, prog="python -m cs231n"):

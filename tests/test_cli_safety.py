@@ -191,6 +191,18 @@ def test_caption_refuses_a_featurizer_that_is_not_the_models(run, other_dir, cap
     assert "shapes_featurizer.npz" in err and out == ""
 
 
+@pytest.mark.filterwarnings("ignore:.*same caption")  # an image-blind model gives every image one caption
+def test_image_blind_model_is_scored_on_zero_features_as_it_was_trained(tiny_dir, tmp_path, capsys):
+    out = tmp_path / "blind"
+    assert _train(tiny_dir, out, "--zero-features") == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(out / "model.npz"), "--json"]) == 0
+    printed, err = capsys.readouterr()
+    assert "--zero-features" in err
+    assert json.loads(printed.strip().splitlines()[-1]) == json.loads((out / "scores.json").read_text())[
+        "val_scores"]
+
+
 # ------------------------------------------------------------------ 3. options checked before work
 
 
@@ -342,6 +354,55 @@ def test_ctrl_c_writes_a_checkpoint_says_how_to_resume_and_resume_is_exact(tiny_
         tmp_path / "cut" / "model.npz")
     for name in straight:
         np.testing.assert_array_equal(straight[name], resumed[name])
+
+
+def _interrupting_model(data, at):
+    """A small CaptioningRNN whose loss sends this process SIGINT during call number ``at``."""
+    from cs231n.classifiers.rnn import CaptioningRNN
+
+    np.random.seed(0)
+    model = CaptioningRNN(data["word_to_idx"], input_dim=data["train_features"].shape[1], wordvec_dim=8,
+                          hidden_dim=8, cell_type="rnn")
+    loss, calls = model.loss, []
+
+    def interrupted_loss(features, captions):
+        calls.append(1)
+        if len(calls) == at:
+            os.kill(os.getpid(), signal.SIGINT)
+        return loss(features, captions)
+
+    model.loss = interrupted_loss
+    return model
+
+
+def test_solver_finishes_the_iteration_checkpoints_and_raises_training_interrupted(tiny_dir, tmp_path):
+    from cs231n.captioning_solver import CaptioningSolver
+    from cs231n.coco_utils import load_coco_data
+    from cs231n.solver import TrainingInterrupted, load_checkpoint
+
+    data = load_coco_data(base_dir=str(tiny_dir))
+    name = str(tmp_path / "ckpt")
+    solver = CaptioningSolver(_interrupting_model(data, at=3), data, batch_size=50, num_epochs=2,
+                              num_val_images=0, verbose=False, checkpoint_name=name)
+    with pytest.raises(TrainingInterrupted) as info:
+        solver.train()
+    assert info.value.iteration == 3 and solver.iteration == 3 and info.value.checkpoint == name + ".npz"
+    assert load_checkpoint(name + ".npz")["meta"]["iteration"] == 3
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler restored
+
+
+def test_without_a_checkpoint_ctrl_c_stops_at_once_as_in_the_classic_solver(tiny_dir):
+    from cs231n.captioning_solver import CaptioningSolver
+    from cs231n.coco_utils import load_coco_data
+    from cs231n.solver import TrainingInterrupted
+
+    data = load_coco_data(base_dir=str(tiny_dir))
+    solver = CaptioningSolver(_interrupting_model(data, at=3), data, batch_size=50, num_epochs=2,
+                              num_val_images=0, verbose=False)
+    with pytest.raises(KeyboardInterrupt) as info:
+        solver.train()
+    assert not isinstance(info.value, TrainingInterrupted)
+    assert solver.iteration == 2  # the interrupted update was not applied
 
 
 def test_orphan_temporary_files_are_removed_on_the_next_run(run, tiny_dir, tmp_path):
