@@ -367,9 +367,10 @@ def _data_dir_of(a, model):
     if a.data_dir:
         return a.data_dir
     recorded = (model.identity or {}).get("dataset")
-    if recorded and os.path.isdir(recorded):
-        return recorded
-    return None
+    if recorded and not os.path.isdir(recorded):
+        raise FileNotFoundError(f"{a.checkpoint} was trained on {recorded}, which is not there any more; pass "
+                                f"that dataset's new location with --data-dir")
+    return recorded
 
 
 def _check_identity(model, checkpoint, base, current, parts):

@@ -96,10 +96,10 @@ def prepare_run_dir(out, default, *, resume=False, overwrite=False, outputs=(), 
     existing = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
     if existing and not overwrite:
         shown = ", ".join(existing[:6]) + (", ..." if len(existing) > 6 else "")
-        hint = (f"continue it with --resume, " if resume_file in existing else "")
-        raise FileExistsError(f"--out {out} already holds files ({shown}); nothing was changed. To keep "
-                              f"them, {hint}choose another --out (or leave --out out for a fresh "
-                              f"directory); to replace this {what}, add --overwrite")
+        hint = ("continue that run with --resume, " if resume_file in existing else "")
+        raise FileExistsError(f"--out {out} already holds files ({shown}); nothing was changed. Either "
+                              f"{hint}choose another --out (or leave --out out for a fresh directory), or "
+                              f"add --overwrite to replace this {what}")
     if overwrite:
         for name in outputs:
             path = out / name
@@ -205,7 +205,7 @@ def dataset_identity(base_dir, word_to_idx, feature_files, featurizer_files=()):
     Returns a JSON-ready dict with 'dataset' (the directory, for messages), 'vocabulary' (see
     :func:`vocabulary_fingerprint`), 'features' and 'featurizer' (name -> :func:`file_fingerprint`).
     """
-    base = Path(base_dir)
+    base = Path(base_dir).absolute()  # so that commands run from elsewhere find it again
     return {
         "dataset": str(base),
         "vocabulary": vocabulary_fingerprint(word_to_idx),

@@ -74,13 +74,16 @@ def test_overwrite_replaces_the_old_run_without_leaving_its_checkpoint(tiny_dir,
 
 def test_default_out_picks_a_fresh_directory(tiny_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    common = ["train", "--data-dir", str(tiny_dir), "--epochs", "1"] + TINY
+    common = ["train", "--data-dir", os.path.relpath(tiny_dir), "--epochs", "1"] + TINY
     assert main(common) == 0
     first = _files(tmp_path / "runs" / "train")
     assert main(common) == 0
     assert _files(tmp_path / "runs" / "train") == first
     assert (tmp_path / "runs" / "train-2" / "model.npz").is_file()
     assert "runs/train-2" in capsys.readouterr().out
+    # The model records its dataset's absolute path: evaluate finds it from any directory.
+    monkeypatch.chdir(tiny_dir)
+    assert main(["evaluate", "--checkpoint", str(tmp_path / "runs" / "train" / "model.npz"), "--json"]) == 0
 
 
 def test_out_that_is_a_file_is_refused_clearly(tiny_dir, tmp_path, capsys):
