@@ -32,6 +32,7 @@ NOTEBOOKS = {
     "RNN_Captioning": 27,
     "LSTM_Captioning": 38,
     "Language_Model": 22,
+    "Transformer_Classification": 61,
 }
 
 

@@ -5,8 +5,9 @@ small mode (``CS231N_NOTEBOOK_SMALL=1``) on the tiny shapes dataset generated in
 directory. It fails on any cell error (the notebooks ``assert`` every numerical check) and, as a second
 line of defence, on any printed ``relative error`` above the loosest threshold the notebooks use. Its
 runtime is printed (run with ``-s`` to see it) and recorded as the test property ``runtime_s``.
-Two more runs cover the other paths: ``RNN_Captioning`` with ``CS231N_COCO_DIR`` set (a COCO-format
-dataset whose image URLs all answer 404 from a local server) and ``Language_Model`` without its text.
+Three more runs cover the other paths: ``RNN_Captioning`` with ``CS231N_COCO_DIR`` set (a COCO-format
+dataset whose image URLs all answer 404 from a local server), ``Language_Model`` without its text and
+``Transformer_Classification`` without the CoLA data.
 
 The other tests read the committed ``.ipynb`` files: their cells must be those of their jupytext
 source ``notebooks/NAME.py`` (built by ``notebooks/build.py``), they must carry the outputs of a run
@@ -202,3 +203,12 @@ def test_committed_notebook_has_outputs_of_a_clean_run(name):
     assert len(errors) >= MIN_CHECKS[name]
     assert max(errors, default=0.0) < LOOSEST_TOL
     assert "small mode: False" in _stream_text(nb), f"{path.name} carries the outputs of a small-mode run"
+
+
+def test_transformer_classification_notebook_without_the_data(builder, small_mode_dirs, tmp_path, monkeypatch):
+    missing = tmp_path / "no_cola"
+    nb, _ = _run_small("Transformer_Classification", builder, small_mode_dirs, monkeypatch,
+                       CS231N_COLA_DIR=str(missing))
+    text = _stream_text(nb)
+    assert "No CoLA data" in text and "Skipped: no CoLA data to train on." in text
+    assert len(_relative_errors(nb)) >= MIN_CHECKS["Transformer_Classification"]
