@@ -39,6 +39,7 @@ lists and ``best_val_acc`` stays 0, as in the classic CaptioningSolver, whose ``
 measured an accuracy either; the per-epoch scores are in ``val_history``.
 """
 from collections import Counter
+import contextlib
 from collections.abc import Mapping
 import warnings
 
@@ -50,6 +51,19 @@ from cs231n.solver import Solver
 
 _TRAIN_KEYS = ("train_captions", "train_image_idxs", "train_features")
 _VAL_KEYS = ("val_captions", "val_image_idxs", "val_features", "idx_to_word")
+
+
+@contextlib.contextmanager
+def _evaluation_mode(model):
+    """Switch off a model's dropout (``model.training``, as the Transformer has) for the block."""
+    training = getattr(model, "training", None)
+    if training:
+        model.training = False
+    try:
+        yield
+    finally:
+        if training:
+            model.training = training
 
 
 def _decode_rows(captions, idx_to_word):
@@ -257,10 +271,11 @@ class CaptioningSolver(Solver):
         step = self.batch_size
 
         total = 0.0
-        for start in range(0, rows.size, step):
-            chunk = rows[start:start + step]
-            loss, _ = self.model.loss(features[image_idxs[chunk]], captions[chunk])
-            total += float(loss) * chunk.size  # the model's loss is a mean over the chunk
+        with _evaluation_mode(self.model):
+            for start in range(0, rows.size, step):
+                chunk = rows[start:start + step]
+                loss, _ = self.model.loss(features[image_idxs[chunk]], captions[chunk])
+                total += float(loss) * chunk.size  # the model's loss is a mean over the chunk
         val_loss = total / rows.size
 
         references = {}

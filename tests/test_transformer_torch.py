@@ -205,3 +205,100 @@ def test_feedforward_matches_torch(activation):
     close(out, tout)
     for ours, theirs in zip(grads, t):
         close(ours, theirs.grad)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The whole captioning model against torch.nn.TransformerDecoderLayer
+# ----------------------------------------------------------------------------------------------------
+
+def torch_decoder_layers(model):
+    """``num_layers`` torch.nn.TransformerDecoderLayer modules (post-norm, ReLU) holding model's weights."""
+    W, h, F = model.wordvec_dim, model.num_heads, model.dim_feedforward
+    t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+    layers = []
+    for l in range(model.num_layers):
+        p = {k[len(f"layer{l}_"):]: v for k, v in model.params.items() if k.startswith(f"layer{l}_")}
+        layer = torch.nn.TransformerDecoderLayer(W, h, dim_feedforward=F, dropout=0.0, activation="relu",
+                                                 batch_first=True, norm_first=False).double()
+        with torch.no_grad():
+            for block, mha in (("self", layer.self_attn), ("cross", layer.multihead_attn)):
+                mha.in_proj_weight.copy_(torch.cat([t(p[f"{block}_W{c}"].T) for c in "qkv"]))
+                mha.in_proj_bias.copy_(torch.cat([t(p[f"{block}_b{c}"]) for c in "qkv"]))
+                mha.out_proj.weight.copy_(t(p[f"{block}_Wo"].T))
+                mha.out_proj.bias.copy_(t(p[f"{block}_bo"]))
+            layer.linear1.weight.copy_(t(p["ffn_W1"].T))
+            layer.linear1.bias.copy_(t(p["ffn_b1"]))
+            layer.linear2.weight.copy_(t(p["ffn_W2"].T))
+            layer.linear2.bias.copy_(t(p["ffn_b2"]))
+            for k, norm in ((1, layer.norm1), (2, layer.norm2), (3, layer.norm3)):
+                norm.weight.copy_(t(p[f"ln{k}_gamma"]))
+                norm.bias.copy_(t(p[f"ln{k}_beta"]))
+        layers.append(layer)
+    return layers
+
+
+def torch_layer_grads(layer, l, W):
+    """The gradients of one torch decoder layer under our parameter names."""
+    g = {}
+    for block, mha in (("self", layer.self_attn), ("cross", layer.multihead_attn)):
+        w, b = mha.in_proj_weight.grad.numpy(), mha.in_proj_bias.grad.numpy()
+        for i, c in enumerate("qkv"):
+            g[f"layer{l}_{block}_W{c}"] = w[i * W:(i + 1) * W].T
+            g[f"layer{l}_{block}_b{c}"] = b[i * W:(i + 1) * W]
+        g[f"layer{l}_{block}_Wo"] = mha.out_proj.weight.grad.numpy().T
+        g[f"layer{l}_{block}_bo"] = mha.out_proj.bias.grad.numpy()
+    g[f"layer{l}_ffn_W1"] = layer.linear1.weight.grad.numpy().T
+    g[f"layer{l}_ffn_b1"] = layer.linear1.bias.grad.numpy()
+    g[f"layer{l}_ffn_W2"] = layer.linear2.weight.grad.numpy().T
+    g[f"layer{l}_ffn_b2"] = layer.linear2.bias.grad.numpy()
+    for k, norm in ((1, layer.norm1), (2, layer.norm2), (3, layer.norm3)):
+        g[f"layer{l}_ln{k}_gamma"] = norm.weight.grad.numpy()
+        g[f"layer{l}_ln{k}_beta"] = norm.bias.grad.numpy()
+    return g
+
+
+@pytest.mark.parametrize("heads, layers", [(2, 2), (3, 1)])
+def test_captioning_transformer_matches_torch_decoder(heads, layers):
+    from cs231n.classifiers.transformer import CaptioningTransformer
+
+    rng = np.random.RandomState(heads)
+    V, D, W, F, N, T = 11, 5, 6, 10, 4, 7
+    vocab = {w: i for i, w in enumerate(["<NULL>", "<START>", "<END>"] + [f"w{i}" for i in range(V - 3)])}
+    np.random.seed(heads)
+    model = CaptioningTransformer(vocab, D, W, num_heads=heads, num_layers=layers, max_length=10,
+                                  dim_feedforward=F, dtype=np.float64)
+    for k in model.params:  # weights large enough that every path matters
+        model.params[k] = model.params[k] + 0.3 * rng.randn(*model.params[k].shape)
+    model.training = False
+    features = rng.randn(N, D)
+    captions = rng.randint(3, V, size=(N, T))
+    captions[:, 0] = 1
+    captions[1, 4:] = 0  # padding: masked targets
+    captions[2, 3], captions[2, 4:] = 2, 0
+    loss, grads = model.loss(features, captions)
+
+    p = {k: tensor(model.params[k]) for k in ("W_proj", "b_proj", "W_embed", "W_vocab", "b_vocab")}
+    decoder = torch_decoder_layers(model)
+    cin, cout = torch.from_numpy(captions[:, :-1]), torch.from_numpy(captions[:, 1:])
+    S = T - 1
+    pos = torch.arange(S, dtype=torch.float64)[:, None]
+    freq = 10000.0 ** (-torch.arange(0, W, 2, dtype=torch.float64) / W)
+    pe = torch.zeros(S, W, dtype=torch.float64)
+    pe[:, 0::2], pe[:, 1::2] = torch.sin(pos * freq), torch.cos(pos * freq)
+    x = torch.nn.functional.embedding(cin, p["W_embed"]) + pe
+    memory = (torch.from_numpy(features) @ p["W_proj"] + p["b_proj"])[:, None, :]
+    causal = torch.nn.Transformer.generate_square_subsequent_mask(S, dtype=torch.float64)
+    for layer in decoder:
+        x = layer(x, memory, tgt_mask=causal)
+    scores = x @ p["W_vocab"] + p["b_vocab"]
+    per_word = torch.nn.functional.cross_entropy(scores.reshape(-1, V), cout.reshape(-1), reduction="none")
+    tloss = (per_word * (cout.reshape(-1) != 0)).sum() / N
+    tloss.backward()
+
+    close(loss, tloss.item(), rtol=1e-10)
+    theirs = {k: v.grad.numpy() for k, v in p.items()}
+    for l, layer in enumerate(decoder):
+        theirs.update(torch_layer_grads(layer, l, W))
+    assert set(theirs) == set(grads)
+    for k in grads:
+        close(grads[k], theirs[k], rtol=1e-8, atol=1e-10)

@@ -1,0 +1,528 @@
+"""What every captioning model shares: its vocabulary, its files, and decoding (greedy, beam, sampling).
+
+``CaptioningModel`` is the base of :class:`cs231n.classifiers.rnn.CaptioningRNN` and
+:class:`cs231n.classifiers.transformer.CaptioningTransformer`. A model is a flat ``params`` dict plus
+``loss(features, captions)`` and ``sample(features, ...)``. Letters: N minibatch, D feature size,
+V vocabulary size, T caption length.
+
+A subclass provides:
+- ``ARCHIVE_FORMAT`` (the format name written in its files), ``ARCHIVE_VERSION`` and ``CONFIG_KEYS``
+  (the keys of ``get_config()``, which are its constructor's arguments);
+- ``_configure(**config)`` (validates and sets attributes, calling ``_configure_vocabulary``),
+  ``_param_shapes()``, ``_random_params()``, ``get_config()``, ``_describe()`` (e.g. 'an lstm model');
+- decoding hooks: ``_initial_state(h0)`` returns a tuple of arrays whose first axis runs over the
+  captions being decoded (rows are selected and regrouped along it), and ``_step(words, state,
+  normalize)`` advances every caption by one word; ``h0 = features W_proj + b_proj`` is given to
+  ``_initial_state``, so every model has ``W_proj`` (D, .) and ``b_proj``.
+
+Models are saved as an ``.npz`` archive with JSON metadata (see :mod:`cs231n.archive`), never pickled;
+``CaptioningModel.load(path)`` reads a file of any registered kind, picked by its format name.
+"""
+import numpy as np
+
+from cs231n._validation import expect_shape, float_array, index_array
+from cs231n.archive import load_archive, save_archive
+from cs231n.layers import affine_forward
+
+_DTYPES = ("float16", "float32", "float64")
+_FORMATS = {}  # format name -> subclass, filled by __init_subclass__
+
+
+class CaptioningModel:
+    """Base class of the captioning models: vocabulary, files, input checks and decoding.
+
+    Attributes set by ``_configure_vocabulary``: ``word_to_idx``, ``idx_to_word`` (dict int -> str),
+    ``vocab_size`` V, ``dtype``, and the special indices ``_null``, ``_start``, ``_end`` (the last two
+    None when the vocabulary lacks them). Subclasses also set ``input_dim`` D and ``params``.
+    """
+
+    ARCHIVE_FORMAT = None
+    ARCHIVE_VERSION = 1
+    CONFIG_KEYS = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if cls.ARCHIVE_FORMAT is not None:
+            _FORMATS[cls.ARCHIVE_FORMAT] = cls
+
+    # ------------------------------------------------------------------------------------------------
+    # Construction, configuration and files
+    # ------------------------------------------------------------------------------------------------
+
+    def _configure_vocabulary(self, fn, word_to_idx, dtype):
+        """Validate the vocabulary and dtype; set ``word_to_idx``, ``idx_to_word``, ``vocab_size``,
+        ``dtype``, ``_null``, ``_start``, ``_end``."""
+        try:
+            dt = np.dtype(dtype)
+        except TypeError as e:
+            raise TypeError(f"{fn}: dtype must be a numpy floating type, got {dtype!r}") from e
+        if dt.name not in _DTYPES:
+            raise TypeError(f"{fn}: dtype must be one of {', '.join(_DTYPES)}, got {dt}")
+        if not isinstance(word_to_idx, dict):
+            raise TypeError(f"{fn}: word_to_idx must be a dict of str -> int, "
+                            f"got {type(word_to_idx).__name__}")
+        vocab = {}
+        for word, idx in word_to_idx.items():
+            if not isinstance(word, str) or not _is_int(idx) or idx < 0:
+                raise TypeError(f"{fn}: word_to_idx must map str to non-negative int, got {word!r}: {idx!r}")
+            vocab[word] = int(idx)
+        V = len(vocab)
+        if "<NULL>" not in vocab:
+            raise ValueError(f"{fn}: word_to_idx has no '<NULL>' entry (the padding token)")
+        if len(set(vocab.values())) != V:
+            raise ValueError(f"{fn}: word_to_idx maps two words to the same index")
+        if vocab["<NULL>"] >= V:
+            raise ValueError(f"{fn}: '<NULL>' has index {vocab['<NULL>']}, outside [0, V) = [0, {V})")
+        self.word_to_idx = vocab
+        self.idx_to_word = {i: w for w, i in vocab.items()}
+        self.vocab_size = V
+        self.dtype = dt
+        self._null = vocab["<NULL>"]
+        self._start = vocab.get("<START>")
+        self._end = vocab.get("<END>")
+
+    @classmethod
+    def from_config(cls, config):
+        """Build an untrained model (fresh random parameters) from a dict made by ``get_config``.
+
+        Called on ``CaptioningModel`` itself, the configuration's keys pick the class (a solver
+        checkpoint keeps the model's ``get_config()`` but not its class).
+        """
+        if cls.ARCHIVE_FORMAT is None:
+            _register_models()
+            keys = set(config) if isinstance(config, dict) else None
+            kinds = [c for c in _FORMATS.values() if set(c.CONFIG_KEYS) == keys]
+            if not kinds:
+                raise ValueError(f"CaptioningModel.from_config: the configuration's keys "
+                                 f"{sorted(keys or ())} are those of no captioning model")
+            cls = kinds[0]
+        model = cls.__new__(cls)
+        model._configure(**_config_args(config, f"{cls.__name__}.from_config", cls.CONFIG_KEYS))
+        model.params = model._random_params()
+        model.identity = None
+        return model
+
+    def save(self, path):
+        """Save parameters and configuration to ``path`` (an ``.npz`` archive with JSON metadata).
+
+        The file is written atomically and holds only numeric arrays and JSON, so it loads without
+        pickle. Parameters must have the shapes and dtype the configuration implies.
+
+        Returns the path written.
+        """
+        self._check_params(self.params, f"{type(self).__name__}.save")
+        meta = model_archive_meta(self.ARCHIVE_FORMAT, self.ARCHIVE_VERSION, self.get_config(),
+                                  getattr(self, "identity", None))
+        return save_archive(path, self.params, meta)
+
+    @classmethod
+    def load(cls, path, word_to_idx=None):
+        """Load a model written by ``save``.
+
+        Inputs:
+        - path: the archive's file name.
+        - word_to_idx: optional vocabulary the caller expects (e.g. the dataset's); when given it must
+          equal the saved one.
+
+        Called on a subclass, the file must be of that kind; called on ``CaptioningModel`` itself, the
+        file's format name picks the class (a CaptioningRNN or a CaptioningTransformer).
+
+        Returns the model. Raises FileNotFoundError for a missing file, ``ArchiveError`` (a
+        ValueError) for a truncated or unreadable one, and ValueError for a file of another kind, with
+        missing or extra parameters, shapes or dtypes that disagree with its configuration, or a
+        vocabulary other than ``word_to_idx``.
+        """
+        fn = f"{cls.__name__}.load"
+        arrays, meta = load_archive(path)
+        _register_models()
+        got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        if cls.ARCHIVE_FORMAT is None:
+            if got not in _FORMATS:
+                raise ValueError(f"{fn}: {path} is not a captioning model (format {got!r}, expected one "
+                                 f"of {sorted(_FORMATS)})")
+            cls = _FORMATS[got]
+        elif got in _FORMATS and got != cls.ARCHIVE_FORMAT:
+            raise ValueError(f"{fn}: {path} holds a {_FORMATS[got].__name__} (format {got!r}), not a "
+                             f"{cls.__name__}; CaptioningModel.load reads either kind")
+        elif got != cls.ARCHIVE_FORMAT:
+            raise ValueError(f"{fn}: {path} is not a captioning model (format {got!r}, "
+                             f"expected {cls.ARCHIVE_FORMAT!r})")
+        if meta.get("version") != cls.ARCHIVE_VERSION:
+            raise ValueError(f"{fn}: {path} has format version {meta.get('version')!r}; this library "
+                             f"reads version {cls.ARCHIVE_VERSION}")
+        model = cls.__new__(cls)
+        try:
+            model._configure(**_config_args(meta.get("config"), fn, cls.CONFIG_KEYS))
+        except (TypeError, ValueError) as e:
+            raise ValueError(f"{fn}: {path} has an invalid configuration: {e}") from e
+        if word_to_idx is not None and dict(word_to_idx) != model.word_to_idx:
+            raise ValueError(f"{fn}: the vocabulary saved in {path} differs from the word_to_idx given: "
+                             f"{_vocab_difference(model.word_to_idx, dict(word_to_idx))}")
+        model._check_params(arrays, fn, where=f" in {path}")
+        model.params = arrays
+        model.identity = meta.get("identity")
+        return model
+
+    def _check_params(self, params, fn, where=""):
+        """Raise ValueError unless ``params`` has exactly the expected names, shapes and dtype."""
+        shapes = self._param_shapes()
+        missing = sorted(set(shapes) - set(params))
+        extra = sorted(set(params) - set(shapes))
+        if missing or extra:
+            raise ValueError(f"{fn}: parameters{where} do not match {self._describe()}: "
+                             f"missing {missing}, unexpected {extra}")
+        for name, shape in shapes.items():
+            a = np.asarray(params[name])
+            if a.shape != shape:
+                raise ValueError(f"{fn}: parameter {name}{where} should have shape {shape} for this "
+                                 f"configuration, got {a.shape}")
+            if a.dtype != self.dtype:
+                raise ValueError(f"{fn}: parameter {name}{where} has dtype {a.dtype}, the model's dtype "
+                                 f"is {self.dtype}")
+
+    # ------------------------------------------------------------------------------------------------
+    # Decoding
+    # ------------------------------------------------------------------------------------------------
+
+    def sample(self, features, max_length=30, beam_size=1, length_penalty=0.0, n_best=1,
+               return_log_probs=False, temperature=None, rng=None):
+        """Generate captions for image features, greedily (the default), by beam search or by sampling.
+
+        Every caption starts after ``<START>``; column 0 holds the first generated word. A caption ends
+        when it emits ``<END>`` (kept in the row) or after ``max_length`` words; the rest of its row is
+        ``<NULL>``. ``<NULL>`` and ``<START>`` are never generated. The log-probability of a caption is
+        the sum over its words (``<END>`` included when emitted) of the log-softmax of the scores over
+        the whole vocabulary, which is exactly what ``loss`` charges for it.
+
+        Modes:
+        - greedy (``beam_size=1``, ``temperature`` None or 0): the most likely word at every step.
+        - beam search (``beam_size=k > 1``): keeps the k best partial captions of each image, all
+          N * k of them advanced by one batched step per timestep. A caption that emitted ``<END>`` is
+          finished and keeps its score. Hypotheses are ranked by ``log_prob / length**length_penalty``
+          (length in words, ``<END>`` included; 0 ranks by the raw log-probability). The greedy caption
+          is always among the final candidates, so with ``length_penalty=0`` the result never scores
+          below greedy decoding. Duplicates are removed from the n-best list.
+        - sampling (``temperature > 0``): each word is drawn from softmax(scores / temperature) over the
+          words that may be generated, with ``rng``.
+
+        Inputs:
+        - features: image features, of shape (N, D), floating.
+        - max_length: maximum number of generated words T, int >= 1.
+        - beam_size: int >= 1.
+        - length_penalty: alpha >= 0 of the length normalization (beam search only).
+        - n_best: number of distinct captions returned per image, 1 <= n_best <= beam_size.
+        - return_log_probs: also return the log-probabilities of the returned captions.
+        - temperature: None (deterministic), 0 (greedy) or > 0 (sampling; beam_size must be 1).
+        - rng: np.random.Generator or int seed for sampling; None draws a fresh unseeded generator.
+
+        Returns, by case:
+        - n_best == 1: captions, an int32 array of shape (N, max_length).
+        - n_best == 1 and return_log_probs: the tuple (captions, log_probs (N,) float64).
+        - n_best > 1: the tuple (captions (N, n_best, max_length) int32, log_probs (N, n_best) float64),
+          best first. Rows beyond the distinct captions that exist (tiny vocabularies, short
+          max_length) are all ``<NULL>`` with log-prob -inf.
+        """
+        fn = f"{type(self).__name__}.sample"
+        features = self._check_features(fn, features)
+        max_length = _positive_int(fn, "max_length", max_length)
+        self._check_sample_length(fn, max_length)
+        beam_size = _positive_int(fn, "beam_size", beam_size)
+        n_best = _positive_int(fn, "n_best", n_best)
+        if n_best > beam_size:
+            raise ValueError(f"{fn}: n_best ({n_best}) cannot exceed beam_size ({beam_size})")
+        if isinstance(length_penalty, bool) or not isinstance(length_penalty, (int, float, np.number)) \
+                or not np.isfinite(length_penalty) or length_penalty < 0:
+            raise ValueError(f"{fn}: length_penalty must be a finite number >= 0, got {length_penalty!r}")
+        if temperature is not None:
+            if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.number)) \
+                    or not np.isfinite(temperature) or temperature < 0:
+                raise ValueError(f"{fn}: temperature must be None or a finite number >= 0, "
+                                 f"got {temperature!r}")
+            if temperature > 0 and beam_size > 1:
+                raise ValueError(f"{fn}: temperature sampling (temperature={temperature}) and beam search "
+                                 f"(beam_size={beam_size}) cannot be combined")
+        if rng is not None and not isinstance(rng, np.random.Generator) and not _is_int(rng):
+            raise TypeError(f"{fn}: rng must be a numpy Generator, an int seed or None, "
+                            f"got {type(rng).__name__}")
+        self._check_decodable(fn)
+
+        h0, _ = affine_forward(features, self.params["W_proj"], self.params["b_proj"])  # (N, H)
+        if beam_size == 1:
+            if temperature:
+                gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+                captions, log_probs, _ = self._decode_one(h0, max_length, float(temperature), gen)
+            else:  # greedy: the argmax needs no normalization unless log-probs are asked for
+                captions, log_probs, _ = self._decode_one(h0, max_length, None, None,
+                                                          with_log_probs=return_log_probs)
+            return (captions, log_probs) if return_log_probs else captions
+        captions, log_probs = self._beam_search(h0, max_length, beam_size, float(length_penalty), n_best)
+        if n_best > 1:
+            return captions, log_probs
+        captions, log_probs = captions[:, 0], log_probs[:, 0]
+        return (captions, log_probs) if return_log_probs else captions
+
+    def caption_features(self, features, max_length=30, beam_size=1, length_penalty=0.0, temperature=None,
+                         rng=None):
+        """Caption image features a user brings and return readable strings.
+
+        The features must come from the same extractor (and PCA, if any) the model was trained on,
+        e.g. 512-d PCA-reduced VGG-16 fc7 features for the cs231n COCO models.
+
+        Inputs:
+        - features: one feature vector of shape (D,), or a batch of shape (N, D).
+        - max_length, beam_size, length_penalty, temperature, rng: as for ``sample``.
+
+        Returns one string for a (D,) input, otherwise a list of N strings: the generated words joined
+        by spaces, without ``<START>``, ``<END>`` or ``<NULL>``. Indices without a word read ``<UNK>``.
+
+        Example::
+
+            model = CaptioningModel.load('model.npz')
+            model.caption_features(feats, beam_size=3)   # ['a man riding a horse', ...]
+        """
+        fn = f"{type(self).__name__}.caption_features"
+        a = np.asarray(features)
+        single = a.ndim == 1
+        if single:
+            a = a[None, :]
+        elif a.ndim != 2:
+            raise ValueError(f"{fn}: features should have shape (D,) or (N, D) with D = {self.input_dim}, "
+                             f"got {a.shape}")
+        captions = self.sample(a, max_length=max_length, beam_size=beam_size, length_penalty=length_penalty,
+                               temperature=temperature, rng=rng)
+        texts = [self._decode_row(row) for row in captions]
+        return texts[0] if single else texts
+
+    def _decode_row(self, row):
+        words = []
+        for idx in row:
+            idx = int(idx)
+            if idx == self._end:
+                break
+            if idx == self._null or idx == self._start:
+                continue
+            words.append(self.idx_to_word.get(idx, "<UNK>"))
+        return " ".join(words)
+
+    def _check_decodable(self, fn):
+        V = self.vocab_size
+        if self._start is None or self._start >= V:
+            raise ValueError(f"{fn}: sampling needs a '<START>' word with index < V = {V}; "
+                             f"the vocabulary has {self._start!r}")
+        if V <= len({self._null, self._start}):
+            raise ValueError(f"{fn}: the vocabulary has no word to generate besides <NULL> and <START>")
+
+    def _generation_mask(self):
+        """(V,) additive mask: 0 for words that may be generated, -inf for <NULL> and <START>."""
+        mask = np.zeros(self.vocab_size)
+        mask[self._null] = -np.inf
+        mask[self._start] = -np.inf
+        return mask
+
+    def _check_sample_length(self, fn, max_length):
+        """Raise if a model cannot decode ``max_length`` words (a Transformer's position table is finite)."""
+
+    def _decode_one(self, h0, max_length, temperature, gen, with_log_probs=True):
+        """Greedy decoding (temperature None) or sampling, one caption per row of h0.
+
+        Only unfinished captions are advanced: finished rows drop out of the batch. Without
+        ``with_log_probs`` the scores are not normalized (argmax and softmax don't need it) and the
+        returned log_probs are zeros.
+
+        Returns (captions (N, T) int32, log_probs (N,) float64, lengths (N,) int64).
+        """
+        N = h0.shape[0]
+        captions = np.full((N, max_length), self._null, dtype=np.int32)
+        log_probs = np.zeros(N)
+        lengths = np.full(N, max_length, dtype=np.int64)
+        ban = self._generation_mask()                      # (V,)
+        rows = np.arange(N)                                # captions still running
+        words = np.full(N, self._start, dtype=np.int64)
+        state = self._initial_state(h0)
+        for t in range(max_length):
+            if rows.size == 0:
+                break
+            state, logp = self._step(words, state, normalize=with_log_probs)  # (M, V)
+            logits = logp + ban.astype(logp.dtype)
+            if temperature is None:
+                words = np.argmax(logits, axis=1)
+            else:
+                z = logits / temperature
+                z -= z.max(axis=1, keepdims=True)
+                cdf = np.cumsum(np.exp(z), axis=1)        # (M, V), unnormalized
+                u = (1.0 - gen.random(rows.size)) * cdf[:, -1]  # uniform in (0, total]
+                words = np.minimum((cdf < u[:, None]).sum(axis=1), self.vocab_size - 1)
+            captions[rows, t] = words
+            if with_log_probs:
+                log_probs[rows] += logp[np.arange(rows.size), words]
+            if self._end is not None:
+                going = words != self._end
+                lengths[rows[~going]] = t + 1
+                if not going.all():
+                    rows, words = rows[going], words[going]
+                    state = tuple(s[going] for s in state)
+        return captions, log_probs, lengths
+
+    def _beam_search(self, h0, max_length, k, alpha, n_best):
+        """Beam search over all N * k hypotheses at once; returns the n_best distinct captions per image.
+
+        Returns (captions (N, n_best, T) int32, log_probs (N, n_best) float64), best first.
+        """
+        N = h0.shape[0]
+        V = self.vocab_size
+        T = max_length
+        ban = self._generation_mask()                        # (V,)
+        n_idx = np.arange(N)[:, None]                         # (N, 1) for gathers along the beams
+        state = tuple(np.repeat(s, k, axis=0) for s in self._initial_state(h0))  # each (N * k, H)
+        words = np.full(N * k, self._start, dtype=np.int64)
+        score = np.full((N, k), -np.inf)                      # log-probs; one live beam to begin with
+        score[:, 0] = 0.0
+        length = np.zeros((N, k), dtype=np.int64)
+        finished = np.zeros((N, k), dtype=bool)
+        seqs = np.full((N, k, T), self._null, dtype=np.int32)
+        for t in range(T):
+            state, logp = self._step(words, state)            # (N * k, V)
+            cand = logp.reshape(N, k, V)
+            cand += ban
+            cand += score[:, :, None]                         # (N, k, V) scores of every extension
+            if finished.any():
+                # A finished caption has exactly one continuation: itself (padded with <NULL>).
+                cand[finished] = -np.inf
+                cand[finished, self._null] = score[finished]
+            new_len = np.where(finished, length, t + 1)       # (N, k)
+            rank = cand / (new_len[:, :, None] ** alpha) if alpha else cand
+            flat = rank.reshape(N, k * V)
+            top = np.argpartition(-flat, k - 1, axis=1)[:, :k]                     # (N, k), unordered
+            order = np.argsort(-np.take_along_axis(flat, top, axis=1), axis=1, kind="stable")
+            top = np.take_along_axis(top, order, axis=1)                           # best first
+            beam, tok = np.divmod(top, V)                                          # (N, k) each
+            score = np.take_along_axis(cand.reshape(N, k * V), top, axis=1)
+            length = np.take_along_axis(new_len, beam, axis=1)
+            finished = np.take_along_axis(finished, beam, axis=1)
+            if self._end is not None:
+                finished |= tok == self._end
+            seqs = seqs[n_idx, beam]                          # (N, k, T)
+            seqs[:, :, t] = tok
+            state = tuple(s.reshape(N, k, *s.shape[1:])[n_idx, beam].reshape(s.shape) for s in state)
+            words = tok.reshape(N * k)
+            if not (np.isfinite(score) & ~finished).any():
+                break
+
+        # Final pool: the k beams plus the greedy caption; rank, drop duplicates, keep n_best.
+        g_caps, g_logp, g_len = self._decode_one(h0, T, None, None)
+        seqs = np.concatenate([seqs, g_caps[:, None, :]], axis=1)     # (N, k + 1, T)
+        score = np.concatenate([score, g_logp[:, None]], axis=1)      # (N, k + 1)
+        length = np.concatenate([length, g_len[:, None]], axis=1)
+        rank = np.where(np.isfinite(score), score / np.maximum(length, 1) ** alpha, -np.inf)
+        order = np.argsort(-rank, axis=1, kind="stable")
+        seqs = seqs[n_idx, order]
+        score = np.take_along_axis(score, order, axis=1)
+        rank = np.take_along_axis(rank, order, axis=1)
+        same = (seqs[:, :, None, :] == seqs[:, None, :, :]).all(axis=3)   # (N, k + 1, k + 1)
+        earlier = np.tril(np.ones((k + 1, k + 1), dtype=bool), -1)        # [i, j] true for j < i
+        dup = (same & earlier).any(axis=2)                                # (N, k + 1)
+        rank[dup] = -np.inf
+        order = np.argsort(-rank, axis=1, kind="stable")[:, :n_best]
+        seqs = seqs[n_idx, order]
+        score = np.take_along_axis(score, order, axis=1)
+        valid = np.isfinite(np.take_along_axis(rank, order, axis=1))
+        seqs[~valid] = self._null
+        score[~valid] = -np.inf
+        return seqs, score
+
+    def _check_loss_inputs(self, fn, features, captions, kwargs):
+        """Check ``loss``'s arguments; return (features in the model's dtype, captions, verbose)."""
+        verbose = self._check_loss_kwargs(fn, kwargs)
+        features, captions = self._check_caption_inputs(fn, features, captions)
+        return features, captions, verbose
+
+    def _check_loss_kwargs(self, fn, kwargs):
+        """``loss``'s keyword arguments: only ``verbose`` (returned, default False)."""
+        unknown = sorted(set(kwargs) - {"verbose"})
+        if unknown:
+            raise TypeError(f"{fn}: unexpected keyword arguments {unknown}")
+        return kwargs.get("verbose", False)
+
+    def _check_caption_inputs(self, fn, features, captions):
+        """Check features (N, D) and captions (N, T >= 2); return them (features in the model's dtype)."""
+        features = self._check_features(fn, features)
+        N = features.shape[0]
+        if N == 0:
+            raise ValueError(f"{fn}: features is an empty minibatch (shape {features.shape})")
+        captions = index_array(fn, "captions", captions, 2, self.vocab_size)
+        if captions.shape[0] != N or captions.shape[1] < 2:
+            raise ValueError(f"{fn}: captions should have shape (N, T) with N = {N} (the rows of features)"
+                             f" and T >= 2, got {captions.shape}")
+        return features, captions
+
+    def _check_features(self, fn, features):
+        features = float_array(fn, "features", features, 2)
+        expect_shape(fn, "features", features, (("N", features.shape[0]), ("D", self.input_dim)))
+        return features.astype(self.dtype, copy=False)
+
+
+def model_archive_meta(archive_format, version, config, identity=None):
+    """The JSON metadata of a saved model: format, version, configuration and the training data's identity.
+
+    Shared by every captioning model's ``save`` so that all model files record where their training
+    data came from in the same place (``meta['identity']``; absent when None).
+    """
+    meta = {"format": archive_format, "version": version, "config": config}
+    if identity is not None:
+        meta["identity"] = identity
+    return meta
+
+
+def log_softmax_rows(scores):
+    """Log-softmax of each row of (M, V) scores, in float64 (a new array)."""
+    scores = scores.astype(np.float64)
+    scores -= scores.max(axis=1, keepdims=True)
+    scores -= np.log(np.exp(scores).sum(axis=1, keepdims=True))
+    return scores
+
+
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _positive_int(fn, name, value):
+    if not _is_int(value) or value < 1:
+        raise ValueError(f"{fn}: {name} must be an integer >= 1, got {value!r}")
+    return int(value)
+
+
+def _config_args(config, fn, keys):
+    """Check a ``get_config`` dict and return it as constructor keyword arguments."""
+    if not isinstance(config, dict):
+        raise ValueError(f"{fn}: the configuration must be a dict, got {type(config).__name__}")
+    missing = sorted(set(keys) - set(config))
+    extra = sorted(set(config) - set(keys))
+    if missing or extra:
+        raise ValueError(f"{fn}: the configuration has missing keys {missing} and unexpected keys {extra}")
+    dtype = config["dtype"]
+    if not isinstance(dtype, str) or dtype not in _DTYPES:
+        raise ValueError(f"{fn}: the configuration's dtype must be one of {_DTYPES}, got {dtype!r}")
+    args = {k: config[k] for k in keys}
+    args["dtype"] = np.dtype(dtype)
+    return args
+
+
+def _vocab_difference(saved, given):
+    """A short description of how two vocabularies differ, for error messages."""
+    only_saved = sorted(set(saved) - set(given))
+    only_given = sorted(set(given) - set(saved))
+    moved = sorted(w for w in set(saved) & set(given) if saved[w] != given[w])
+    parts = [f"saved has {len(saved)} words, given has {len(given)}"]
+    if only_saved:
+        parts.append(f"only in the saved one: {only_saved[:5]}")
+    if only_given:
+        parts.append(f"only in the given one: {only_given[:5]}")
+    if moved:
+        parts.append(f"different indices for: {moved[:5]}")
+    return "; ".join(parts)
+
+
+def _register_models():
+    """Import the model modules so that every file format has its class in ``_FORMATS``."""
+    import cs231n.classifiers.rnn  # noqa: F401
+    import cs231n.classifiers.transformer  # noqa: F401
