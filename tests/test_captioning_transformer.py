@@ -223,9 +223,14 @@ def test_float32_model_and_inputs_untouched():
 
 def test_save_load_round_trip_and_dispatch(tmp_path):
     model = small_model(seed=11, V=9)
+    assert model.identity is None
+    model.identity = {"dataset": "shapes", "fingerprint": "abc"}
     path = model.save(tmp_path / "t.npz")
     loaded = CaptioningModel.load(path)
     assert type(loaded) is CaptioningTransformer
+    assert loaded.identity == model.identity
+    fresh = CaptioningModel.from_config(model.get_config())        # the keys pick the class
+    assert type(fresh) is CaptioningTransformer and fresh.identity is None
     assert loaded.get_config() == model.get_config()
     for k in model.params:
         np.testing.assert_array_equal(loaded.params[k], model.params[k])
