@@ -172,11 +172,15 @@ def claim_run_dir(a, outputs, what="run"):
 # Defaults of `train`: chosen so the default run finishes in a few minutes on a 2-core laptop
 # (measured by benchmarks/bench_train.py; see the README for the figures).
 TRAIN_DEFAULTS = dict(
+    model="rnn",
     cell_type="lstm",
+    num_heads=4,
+    num_layers=2,
     wordvec_dim=256,
     hidden_dim=512,
     epochs=5,
     lr=5e-3,
+    transformer_lr=1e-3,  # --lr of --model transformer (Adam at 5e-3 is too fast for it)
     lr_decay=0.7,
     batch_size=100,
     seed=0,
@@ -190,19 +194,28 @@ TRAIN_DEFAULTS = dict(
 def _add_train(sub):
     d = TRAIN_DEFAULTS
     p = add_command(sub, "train", "train a captioning model",
-                    "Train a CaptioningRNN and write its model, checkpoint, config, curves and a caption grid "
+                    "Train a CaptioningRNN (or, with --model transformer, a CaptioningTransformer) and write its model, checkpoint, config, curves and a caption grid "
                     "to a run directory. Without --data-dir it uses the synthetic shapes dataset, generated "
                     "on first use into datasets/shapes.")
     p.add_argument("--data-dir", type=existing_dir,
                    help="a dataset in the cs231n COCO format (default: the shapes dataset; $CS231N_COCO_DIR "
                         "is not used unless you pass it here)")
+    p.add_argument("--model", choices=["rnn", "transformer"], default=d["model"],
+                   help="rnn: the recurrent model of --cell-type; transformer: cs231n's Transformer decoder "
+                        "(--num-heads, --num-layers; --wordvec-dim is its model size)")
     p.add_argument("--cell-type", choices=["rnn", "lstm", "gru"], default=d["cell_type"],
-                   help="recurrent cell")
+                   help="recurrent cell (--model rnn)")
+    p.add_argument("--num-heads", type=positive_int, default=d["num_heads"],
+                   help="attention heads (--model transformer; must divide --wordvec-dim)")
+    p.add_argument("--num-layers", type=positive_int, default=d["num_layers"],
+                   help="decoder layers (--model transformer)")
     p.add_argument("--wordvec-dim", type=positive_int, default=d["wordvec_dim"], help="word-vector size")
-    p.add_argument("--hidden-dim", type=positive_int, default=d["hidden_dim"], help="hidden-state size")
+    p.add_argument("--hidden-dim", type=positive_int, default=d["hidden_dim"],
+                   help="hidden-state size (--model rnn)")
     p.add_argument("--epochs", type=positive_int, default=d["epochs"],
                    help="passes over the training captions (to score a saved model, use evaluate)")
-    p.add_argument("--lr", type=learning_rate, default=d["lr"], help="Adam learning rate")
+    p.add_argument("--lr", type=learning_rate,
+                   help=f"Adam learning rate (default: {d['lr']} for rnn, {d['transformer_lr']} for transformer)")
     p.add_argument("--lr-decay", type=positive_float, default=d["lr_decay"],
                    help="learning-rate factor per epoch")
     p.add_argument("--batch-size", type=positive_int, default=d["batch_size"], help="captions per update")
@@ -337,17 +350,17 @@ def _identity(base, data):
 
 
 def _load_model(path):
-    """A CaptioningRNN from model.npz (CaptioningRNN.save) or from a solver checkpoint.
+    """A CaptioningRNN or CaptioningTransformer from model.npz (its ``save``) or from a solver checkpoint.
 
     The model's ``identity`` is the record of its training data (None for files of older versions).
     """
     from cs231n.archive import load_archive
-    from cs231n.classifiers.rnn import ARCHIVE_FORMAT, CaptioningRNN
+    from cs231n.classifiers.captioning import CaptioningModel, model_formats
     from cs231n.solver import CHECKPOINT_FORMAT, load_checkpoint
 
     _, meta = load_archive(path)
-    if meta.get("format") == ARCHIVE_FORMAT:
-        return CaptioningRNN.load(path)
+    if meta.get("format") in model_formats():
+        return CaptioningModel.load(path)
     if meta.get("kind") == "LanguageModelRNN" or meta.get("solver") == "LanguageModelSolver":
         raise ValueError(f"{path} is a language-model file (from lm-train); this command needs a captioning "
                          f"model (model.npz from train). Use lm-sample for language models.")
@@ -355,7 +368,7 @@ def _load_model(path):
         raise ValueError(f"{path} is neither a captioning model nor a training checkpoint (format "
                          f"{meta.get('format')!r}); use the model.npz that train wrote")
     ckpt = load_checkpoint(path)
-    model = CaptioningRNN.from_config(ckpt["meta"]["model_config"])
+    model = CaptioningModel.from_config(ckpt["meta"]["model_config"])
     params = ckpt["best_params"] or ckpt["params"]
     model.params.update({k: v.astype(model.dtype) for k, v in params.items()})
     model.identity = ckpt["meta"].get("extra", {}).get("identity")
@@ -394,12 +407,33 @@ def _val_images(data, split, idxs):
     return [image_from_url(data[f"{split}_urls"][i], placeholder=True) for i in idxs]
 
 
+def _model_name(a):
+    return a.cell_type if a.model == "rnn" else f"transformer ({a.num_layers} layers, {a.num_heads} heads)"
+
+
+def _new_model(a, data):
+    """The model that train's options describe, for the dataset's vocabulary and feature size."""
+    D = data["train_features"].shape[1]
+    if a.model == "transformer":
+        from cs231n.classifiers.transformer import CaptioningTransformer
+        return CaptioningTransformer(data["word_to_idx"], D, a.wordvec_dim, num_heads=a.num_heads,
+                                     num_layers=a.num_layers)
+    from cs231n.classifiers.rnn import CaptioningRNN
+    return CaptioningRNN(data["word_to_idx"], input_dim=D, wordvec_dim=a.wordvec_dim, hidden_dim=a.hidden_dim,
+                         cell_type=a.cell_type)
+
+
 def cmd_train(a):
     import numpy as np
 
+    if a.lr is None:
+        a.lr = TRAIN_DEFAULTS["transformer_lr" if a.model == "transformer" else "lr"]
+    if a.model == "transformer" and a.wordvec_dim % a.num_heads:
+        raise ValueError(f"--num-heads {a.num_heads} must divide --wordvec-dim {a.wordvec_dim} (the Transformer's "
+                         f"model size, shared by its heads)")
+
     from cs231n.archive import atomic_write_json
     from cs231n.captioning_solver import CaptioningSolver
-    from cs231n.classifiers.rnn import CaptioningRNN
     from cs231n.coco_utils import strip_framing
     from cs231n.metrics import references_from_data, score_model
     from cs231n.vis import caption_grid, plot_training_curves
@@ -419,8 +453,7 @@ def cmd_train(a):
           f"{data['train_features'].shape[0]} train images, {data['val_features'].shape[0]} val images, "
           f"vocabulary {len(data['idx_to_word'])}); writing to {out}")
 
-    model = CaptioningRNN(data["word_to_idx"], input_dim=data["train_features"].shape[1],
-                          wordvec_dim=a.wordvec_dim, hidden_dim=a.hidden_dim, cell_type=a.cell_type)
+    model = _new_model(a, data)
     model.identity = identity
     ckpt = out / "checkpoint"
     solver = CaptioningSolver(
@@ -438,7 +471,7 @@ def cmd_train(a):
 
     import matplotlib.pyplot as plt
     plt.close(plot_training_curves(solver.loss_history, solver.val_history, path=out / "curves.png",
-                                   title=f"{a.cell_type} on {base.name}"))
+                                   title=f"{_model_name(a)} on {base.name}"))
 
     scores, captions = score_model(model, data, split="val", beam_size=a.beam_size, return_captions=True)
     distinct = len(set(captions.values())) / max(1, len(captions))
@@ -465,7 +498,7 @@ def cmd_evaluate(a):
     model = _load_model(a.checkpoint)
     base, data = _load_data(_data_dir_of(a, model))
     if data["word_to_idx"] != model.word_to_idx:
-        from cs231n.classifiers.rnn import _vocab_difference
+        from cs231n.classifiers.captioning import _vocab_difference
 
         raise ValueError(f"the vocabulary of {base} differs from the one {a.checkpoint} was trained with "
                          f"({_vocab_difference(model.word_to_idx, data['word_to_idx'])}); captions would be "

@@ -522,6 +522,12 @@ def _vocab_difference(saved, given):
     return "; ".join(parts)
 
 
+def model_formats():
+    """The format names of every captioning model's files (what ``CaptioningModel.load`` reads)."""
+    _register_models()
+    return set(_FORMATS)
+
+
 def _register_models():
     """Import the model modules so that every file format has its class in ``_FORMATS``."""
     import cs231n.classifiers.rnn  # noqa: F401
