@@ -1,0 +1,224 @@
+"""Training-step throughput of CaptioningTransformer against the same model in PyTorch on the CPU.
+
+    python benchmarks/bench_transformer.py            # the table and where the time goes (~2 minutes)
+    python benchmarks/bench_transformer.py --quick    # fewer repetitions, a smoke run
+
+Measures, in one process on one machine:
+  a. a CaptioningTransformer training step (loss and every gradient, float32, dropout 0.1 on) at
+     N=128, T=16 (captions of 17 tokens), V=1004, W=256, 2 layers, 4 heads, feed-forward 2048,
+     input 512: captions/s;
+  b. the same model in PyTorch (nn.Embedding, the sinusoidal table, nn.Linear projection,
+     2 x nn.TransformerDecoderLayer(post-norm, ReLU, dropout 0.1, batch_first), nn.Linear output,
+     cross-entropy summed over unmasked tokens and divided by N, backward), interleaved repetition by
+     repetition with (a) so both see the same machine state;
+  c. the fraction of this machine's float32 GEMM rate the numpy step reaches, counting the FLOPs of
+     every matrix product it performs;
+  d. where the numpy step's time goes: each layer function's forward + backward timed alone at the
+     step's shapes, times the number of uses per step;
+  e. greedy sampling of 1,000 captions of length 30 with cached keys/values.
+Figures are medians after a warm-up. OpenBLAS's OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE overrides are
+unset in this process (see _common.py), as on users' machines.
+"""
+import argparse
+import os
+import platform
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks._common import blas_description, median_time, reexec_without_openblas_overrides  # noqa: E402
+
+unset = reexec_without_openblas_overrides()
+
+import numpy as np  # noqa: E402
+
+from cs231n.classifiers.transformer import CaptioningTransformer  # noqa: E402
+from cs231n import transformer_layers as tl  # noqa: E402
+from cs231n.rnn_layers import temporal_affine_backward, temporal_affine_forward, temporal_softmax_loss  # noqa: E402
+
+N, T, V, W, D, HEADS, LAYERS, F, P = 128, 16, 1004, 256, 512, 4, 2, 2048, 0.1
+
+
+def make_vocab(V):
+    words = ["<NULL>", "<START>", "<END>", "<UNK>"] + [f"w{i}" for i in range(V - 4)]
+    return {w: i for i, w in enumerate(words)}
+
+
+def make_batch(rng):
+    """Captions of 17 tokens: <START>, 8-15 words, <END>, <NULL> padding, like COCO's."""
+    captions = np.zeros((N, T + 1), dtype=np.int32)
+    for n in range(N):
+        k = rng.integers(8, 16)
+        captions[n, 0] = 1
+        captions[n, 1:k + 1] = rng.integers(4, V, size=k)
+        captions[n, k + 1] = 2
+    features = rng.standard_normal((N, D)).astype(np.float32)
+    return features, captions
+
+
+def step_flops():
+    """FLOPs (2 per multiply-add) of every matrix product in one numpy training step."""
+    NT = N * T
+    per_layer = (4 * NT * W * W          # self-attention q, k, v, out projections
+                 + 2 * NT * T * W        # scores q k^T and weights @ v, all heads
+                 + 2 * NT * W * W        # cross-attention q and out projections
+                 + 2 * N * W * W         # cross-attention k, v of the one memory token
+                 + 2 * NT * W             # cross-attention scores and weights @ v (one key)
+                 + 2 * NT * W * F)       # feed-forward
+    fwd = N * D * W + LAYERS * per_layer + NT * W * V
+    return 2 * 3 * fwd  # backward: two products per forward product, each as large
+
+
+def matmul_gflops(rng, repeats):
+    best = 0.0
+    for m, k, n in [(2048, 2048, 2048), (N * T, W, F), (N * T, F, W), (N * T, W, V)]:
+        a = rng.standard_normal((m, k)).astype(np.float32)
+        b = rng.standard_normal((k, n)).astype(np.float32)
+        t = median_time(lambda: a @ b, repeats=max(3, repeats), warmup=2)
+        best = max(best, 2 * m * k * n / t / 1e9)
+    return best
+
+
+def torch_step_fn(features, captions, seed=0):
+    """The same model in PyTorch (cs231n's CaptioningTransformer built from torch.nn modules)."""
+    import torch
+    import torch.nn.functional as Fn
+
+    torch.manual_seed(seed)
+    torch.set_num_threads(os.cpu_count())
+    embed = torch.nn.Embedding(V, W)
+    proj = torch.nn.Linear(D, W)
+    layers = torch.nn.ModuleList([
+        torch.nn.TransformerDecoderLayer(W, HEADS, dim_feedforward=F, dropout=P, activation="relu",
+                                         batch_first=True, norm_first=False) for _ in range(LAYERS)])
+    out = torch.nn.Linear(W, V)
+    modules = torch.nn.ModuleList([embed, proj, layers, out]).train()
+    pe = torch.from_numpy(tl.positional_encoding(T, W, np.float32))
+    feats = torch.from_numpy(features)
+    cap = torch.from_numpy(captions.astype(np.int64))
+    cin, cout = cap[:, :-1], cap[:, 1:]
+    mask = (cout != 0).float().reshape(-1)
+    causal = torch.nn.Transformer.generate_square_subsequent_mask(T)
+
+    def step():
+        modules.zero_grad(set_to_none=True)
+        x = Fn.dropout(embed(cin) + pe, P, training=True)
+        memory = proj(feats).unsqueeze(1)
+        for layer in layers:
+            x = layer(x, memory, tgt_mask=causal)
+        scores = out(x)
+        ce = Fn.cross_entropy(scores.reshape(-1, V), cout.reshape(-1), reduction="none")
+        loss = (ce * mask).sum() / N
+        loss.backward()
+        return float(loss.detach())
+
+    return step
+
+
+def breakdown(rng, repeats):
+    """Seconds per step spent in each layer function (forward + backward, timed alone) at the step's shapes."""
+    f32 = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
+    x, mem = f32(N, T, W), f32(N, 1, W)
+    attn_w = [f32(W, W) * 0.05, f32(W), f32(W, W) * 0.05, f32(W), f32(W, W) * 0.05, f32(W), f32(W, W) * 0.05,
+              f32(W)]
+    causal = np.tril(np.ones((T, T), dtype=bool))
+    gen = np.random.default_rng(0)
+    dx = f32(N, T, W)
+
+    def fb(fwd, bwd):
+        out, cache = fwd()
+        bwd(dx if out.shape == dx.shape else np.ones_like(out), cache)
+
+    parts = {
+        "self-attention": (LAYERS, lambda: fb(lambda: tl.multihead_attention_forward(
+            x, x, x, *attn_w, HEADS, mask=causal, dropout_p=P, rng=gen), tl.multihead_attention_backward)),
+        "cross-attention": (LAYERS, lambda: fb(lambda: tl.multihead_attention_forward(
+            x, mem, mem, *attn_w, HEADS, dropout_p=P, rng=gen), tl.multihead_attention_backward)),
+        "feed-forward": (LAYERS, lambda: fb(lambda: tl.feedforward_forward(
+            x, f32(W, F) * 0.05, f32(F), f32(F, W) * 0.05, f32(W), "relu", P, gen), tl.feedforward_backward)),
+        "layer norm": (3 * LAYERS, lambda: fb(lambda: tl.layernorm_forward(x, f32(W), f32(W)),
+                                              tl.layernorm_backward)),
+        "dropout (residual)": (3 * LAYERS + 1, lambda: fb(lambda: tl.dropout_forward(x, P, True, gen),
+                                                          tl.dropout_backward)),
+    }
+    Wv, bv = f32(W, V) * 0.05, f32(V)
+    y = rng.integers(0, V, size=(N, T))
+    m = np.ones((N, T), dtype=bool)
+
+    def vocab():
+        s, c = temporal_affine_forward(x, Wv, bv)
+        _, ds = temporal_softmax_loss(s, y, m)
+        temporal_affine_backward(ds, c)
+    parts["output layer + softmax loss"] = (1, vocab)
+    return {name: uses * median_time(fn, repeats=repeats) for name, (uses, fn) in parts.items()}
+
+
+def main():
+    p = argparse.ArgumentParser(description="CaptioningTransformer vs PyTorch CPU throughput")
+    p.add_argument("--quick", action="store_true", help="3 repetitions and 200 sampled captions")
+    p.add_argument("--repeats", type=int, default=7)
+    a = p.parse_args()
+    repeats = 3 if a.quick else a.repeats
+    num_sample = 200 if a.quick else 1000
+    rng = np.random.default_rng(0)
+    features, captions = make_batch(rng)
+    try:
+        import torch
+        have_torch = True
+    except ImportError:
+        have_torch = False
+
+    print(f"machine: {platform.machine()} {platform.processor() or ''} cores={os.cpu_count()}, "
+          f"python {platform.python_version()}, numpy {np.__version__}"
+          + (f", torch {torch.__version__} ({torch.get_num_threads()} threads)" if have_torch else ", torch absent"))
+    print(blas_description())
+    print(f"OpenBLAS overrides: {'unset ' + ', '.join(unset) if unset else 'none were set'}")
+    print(f"shapes: N={N} T={T} V={V} W={W} layers={LAYERS} heads={HEADS} feed-forward={F} input={D}, "
+          f"dropout {P}, float32; medians of {repeats} after warm-up")
+    gflops = matmul_gflops(rng, repeats)
+    print(f"\nmatmul limit (best float32 GEMM): {gflops:.1f} GFLOP/s\n")
+
+    np.random.seed(0)
+    model = CaptioningTransformer(make_vocab(V), D, W, num_heads=HEADS, num_layers=LAYERS,
+                                  dim_feedforward=F, dropout=P)
+    ours = lambda: model.loss(features, captions)  # noqa: E731
+    theirs = torch_step_fn(features, captions) if have_torch else None
+    ours()
+    if theirs:
+        theirs()
+    t_ours, t_theirs = [], []
+    for _ in range(repeats):  # interleaved so both see the same machine state
+        t0 = time.perf_counter()
+        ours()
+        t_ours.append(time.perf_counter() - t0)
+        if theirs:
+            t0 = time.perf_counter()
+            theirs()
+            t_theirs.append(time.perf_counter() - t0)
+    mo = float(np.median(t_ours))
+    mt = float(np.median(t_theirs)) if theirs else float("nan")
+    achieved = step_flops() / mo / 1e9
+    header = f"{'':12} {'step ms':>8} {'cap/s':>8} {'GFLOP/s':>8} {'% of GEMM':>9}"
+    print(header)
+    print("-" * len(header))
+    print(f"{'numpy':12} {1e3 * mo:8.1f} {N / mo:8.0f} {achieved:8.1f} {100 * achieved / gflops:8.0f}%")
+    print(f"{'torch':12} {1e3 * mt:8.1f} {N / mt:8.0f} {step_flops() / mt / 1e9:8.1f} "
+          f"{100 * step_flops() / mt / 1e9 / gflops:8.0f}%")
+    print(f"numpy / torch throughput: {mt / mo:.2f}x")
+
+    parts = breakdown(rng, repeats)
+    total = sum(parts.values())
+    print(f"\nwhere the numpy step's time goes (each part's forward + backward timed alone, x its uses; "
+          f"sum {1e3 * total:.0f} ms of the {1e3 * mo:.0f} ms step):")
+    for name, sec in sorted(parts.items(), key=lambda kv: -kv[1]):
+        print(f"  {name:28} {1e3 * sec:7.1f} ms  {100 * sec / mo:5.1f}%")
+
+    model.training = False
+    feats = rng.standard_normal((num_sample, D)).astype(np.float32)
+    t_greedy = median_time(lambda: model.sample(feats, max_length=30), repeats=max(1, repeats // 2))
+    print(f"\ngreedy sampling of {num_sample} captions of length 30 (untrained: no early <END>), "
+          f"scaled to 1,000: {t_greedy * 1000 / num_sample:.2f} s")
+
+
+if __name__ == "__main__":
+    main()
