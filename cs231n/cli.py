@@ -342,11 +342,9 @@ def _load_data(data_dir, max_train=None):
 
 def _identity(base, data):
     """The identity of a loaded dataset (see cs231n.runs.dataset_identity): what a model records."""
-    from cs231n.coco_utils import SPLITS, features_file
-    from cs231n.runs import dataset_identity
+    from cs231n.runs import captioning_data_identity
 
-    return dataset_identity(base, data["word_to_idx"], [features_file(s, True) for s in SPLITS],
-                            _featurizer_files())
+    return captioning_data_identity(base, data["word_to_idx"])
 
 
 def _load_model(path):

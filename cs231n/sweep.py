@@ -39,7 +39,6 @@ Numpy trains one model per process; a sweep runs many such processes side by sid
 """
 import contextlib
 import ctypes
-import hashlib
 import json
 import logging
 import math
@@ -52,6 +51,7 @@ from pathlib import Path
 import numpy as np
 
 from cs231n.captioning_solver import CaptioningSolver
+from cs231n.runs import captioning_data_identity, identity_problems
 
 INSTALL_HINT = "install the sweep extra: pip install -e '.[sweep]'"
 CHECKPOINT_FILE = "checkpoint.npz"
@@ -543,17 +543,6 @@ def _load_data(data_dir, max_train, seed):
     return base.resolve(), load_coco_data(base_dir=str(base), max_train=max_train)
 
 
-def _fingerprint(data):
-    """A hash of the arrays a trial trains and validates on, to refuse resuming on other data."""
-    h = hashlib.sha256()
-    for key in ("train_captions", "train_image_idxs", "train_features", "val_captions", "val_image_idxs",
-                "val_features"):
-        a = np.ascontiguousarray(data[key])
-        h.update(key.encode() + str(a.shape).encode() + a.dtype.str.encode() + a.tobytes())
-    h.update(json.dumps(data["idx_to_word"]).encode())
-    return h.hexdigest()
-
-
 def _validation_keys(data, num_val_images):
     """The numeric scores of a validation entry, from a throw-away solver on a tiny model (fast)."""
     from cs231n.classifiers.rnn import CaptioningRNN
@@ -582,8 +571,9 @@ def run_sweep(out_dir="runs/sweep", space=None, num_samples=8, num_epochs=5, dat
     """Search hyperparameters of the captioning model with Ray Tune; write the report to ``out_dir``.
 
     Inputs:
-    - out_dir: a new directory (an existing one is refused; continue an interrupted sweep with
-      :func:`resume_sweep`); it receives Tune's trial directories and the report.
+    - out_dir: the sweep's directory, new or without a sweep in it (see :func:`sweep_outputs`; continue
+      an interrupted sweep with :func:`resume_sweep`); it receives Tune's trial directories and the
+      report.
     - space: search space for :func:`make_space` (None: ``DEFAULT_SPACE``).
     - num_samples: trials drawn from the space (with ``grid`` entries: draws per grid point).
     - num_epochs: epochs of a trial that is not stopped early.
@@ -609,8 +599,8 @@ def run_sweep(out_dir="runs/sweep", space=None, num_samples=8, num_epochs=5, dat
     """
     tune = require_ray()
     out = Path(out_dir).resolve()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise FileExistsError(f"{out} exists and is not an empty directory; continue a sweep there with "
+    if out.exists() and (not out.is_dir() or sweep_outputs(out)):
+        raise FileExistsError(f"{out} holds a sweep already (or is a file); continue that sweep with "
                               f"resume_sweep (sweep --resume --out {out_dir}) or choose another directory")
     space = make_space(space)
     for name, value in (("num_samples", num_samples), ("num_epochs", num_epochs),
@@ -638,7 +628,7 @@ def run_sweep(out_dir="runs/sweep", space=None, num_samples=8, num_epochs=5, dat
     settings = {"format": SETTINGS_FORMAT, "task": "captioning", "space": space, "num_samples": num_samples,
                 "num_trials": num_samples * grid_points,
                 "num_epochs": num_epochs, "data_dir": str(base), "max_train": max_train, "data_seed": data_seed,
-                "data_fingerprint": _fingerprint(data), "num_val_images": num_val_images, "metric": metric,
+                "data_identity": captioning_data_identity(base, data["word_to_idx"]), "num_val_images": num_val_images, "metric": metric,
                 "mode": mode, "early_stop": bool(early_stop), "grace_period": grace_period,
                 "reduction_factor": reduction_factor, "max_concurrent": max_concurrent,
                 "cpus_per_trial": cpus_per_trial, "max_failures": max_failures,
@@ -720,8 +710,10 @@ def resume_sweep(out_dir, address=None, num_cpus=None, verbose=True):
     if not (out / "tuner.pkl").is_file():
         raise FileNotFoundError(f"{out} has no Tune state (tuner.pkl); the sweep did not get to start")
     base, data = _load_data(settings["data_dir"], settings["max_train"], settings["data_seed"])
-    if _fingerprint(data) != settings["data_fingerprint"]:
-        raise ValueError(f"the dataset in {base} is not the one this sweep started with (its arrays differ); "
+    problems = identity_problems(settings["data_identity"], captioning_data_identity(base, data["word_to_idx"]),
+                                 ("vocabulary", "features"))
+    if problems:
+        raise ValueError(f"{base} is not the dataset this sweep started with ({'; '.join(problems)}); "
                          f"resuming would mix results of different data")
     started = start_ray(address, num_cpus, settings["cpus_per_trial"])
     try:
@@ -793,6 +785,7 @@ def _export_best(result, row, out, settings):
                            f"model; not exporting it")
     model = MODEL_KINDS[row["config"]["model"]][1](meta["model_config"])
     model.params.update(saved["params"])
+    model.identity = settings["data_identity"]  # the project's rule: a model file records its data
     return model.save(out / "model.npz")
 
 

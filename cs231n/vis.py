@@ -187,13 +187,17 @@ def plot_sweep(rows, metric, path=None, title=None):
             ax.scatter([x], [best["score"]], marker="o", s=260, facecolors="none", edgecolors="black",
                        linewidths=1.2)
         if key == "lr":
+            from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
             ax.set_xscale("log")
+            ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: "%g" % v))
+            ax.xaxis.set_minor_formatter(NullFormatter())
         else:
             ax.set_xticks(range(len(sizes)))
             ax.set_xticklabels([str(s) for s in sizes])
             ax.set_xlim(-0.6, len(sizes) - 0.4)
         ax.set_xlabel(label)
-        ax.set_ylabel(f"best val {metric}")
+        ax.set_ylabel(f"best val {metric} over its epochs")
         ax.grid(alpha=0.3)
     handles = [plt.Line2D([], [], marker="o", ls="", color=colors[k], label=k) for k in kinds]
     handles.append(plt.Line2D([], [], marker="o", ls="", color="gray", label="ran all epochs"))
@@ -202,10 +206,10 @@ def plot_sweep(rows, metric, path=None, title=None):
     unscored = len(rows) - len(scored)
     if unscored:
         handles.append(plt.Line2D([], [], ls="", label=f"{unscored} without a score (not shown)"))
-    axes[0, 1].legend(handles=handles, loc="best", fontsize=8, framealpha=0.8)
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     if path is not None:
         fig.savefig(path, dpi=110)
     return fig

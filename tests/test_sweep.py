@@ -116,11 +116,11 @@ def test_a_bad_metric_is_refused_before_anything_runs(tiny_dir, tmp_path):
         sweep.run_sweep(tmp_path / "s", space=SMALL, data_dir=tiny_dir, num_val_images=20, metric="accuracy")
     assert not (tmp_path / "s").exists()
     (tmp_path / "s").mkdir()
-    (tmp_path / "s" / "notes.txt").write_text("mine")
+    (tmp_path / "s" / "sweep.json").write_text("{}")
     with pytest.raises(FileExistsError, match="--resume"):
         sweep.run_sweep(tmp_path / "s", space=SMALL, data_dir=tiny_dir)
     assert main(["sweep", "--out", str(tmp_path / "s"), "--data-dir", str(tiny_dir)]) == 1
-    assert (tmp_path / "s" / "notes.txt").read_text() == "mine"
+    assert (tmp_path / "s" / "sweep.json").read_text() == "{}"
 
 
 @needs_ray
@@ -146,6 +146,7 @@ def test_asha_stops_weak_trials_and_the_best_model_loads(ray_session, tiny_dir, 
     # The exported model is a normal model file holding the best epoch: scoring it again gives that score.
     data = load_coco_data(base_dir=str(tiny_dir))
     model = CaptioningRNN.load(out / "model.npz", word_to_idx=data["word_to_idx"])
+    assert model.identity["dataset"] == str(Path(tiny_dir).resolve())  # it records its training data
     again = CaptioningSolver(model, data, num_val_images=20, seed=0, verbose=False).validate()
     assert again["CIDEr"] == pytest.approx(best["CIDEr"], abs=1e-12)
     assert again["Bleu_4"] == pytest.approx(best["Bleu_4"], abs=1e-12)
@@ -155,7 +156,9 @@ def test_asha_stops_weak_trials_and_the_best_model_loads(ray_session, tiny_dir, 
     assert "stopped early by ASHA after 1 of 4 epochs" in printed and "| best CIDEr" in printed
     assert main(["evaluate", "--checkpoint", str(out / "model.npz"), "--data-dir", str(tiny_dir),
                  "--json"]) == 0
-    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["CIDEr"] >= 0
+    printed = capsys.readouterr()
+    assert json.loads(printed.out.strip().splitlines()[-1])["CIDEr"] >= 0
+    assert "does not record the data" not in printed.err
 
 
 @needs_ray
