@@ -433,6 +433,7 @@ def cmd_train(a):
     from cs231n.archive import atomic_write_json
     from cs231n.captioning_solver import CaptioningSolver
     from cs231n.coco_utils import strip_framing
+    from cs231n.data.shapes.accuracy import format_scene_accuracy, judge_dataset_captions
     from cs231n.metrics import references_from_data, score_model
     from cs231n.vis import caption_grid, plot_training_curves
 
@@ -473,16 +474,22 @@ def cmd_train(a):
 
     scores, captions = score_model(model, data, split="val", beam_size=a.beam_size, return_captions=True)
     distinct = len(set(captions.values())) / max(1, len(captions))
+    scene, verdicts = judge_dataset_captions(base, "val", captions)  # (None, None) unless a shapes dataset
     refs = references_from_data(data, "val")
     ids = list(captions)[:12]
     plt.close(caption_grid(_val_images(data, "val", ids), [strip_framing(captions[i]) for i in ids],
-                           [strip_framing(refs[i][0]) for i in ids], path=out / "captions.png"))
+                           [strip_framing(refs[i][0]) for i in ids], path=out / "captions.png",
+                           wrong_words=[verdicts[i]["wrong_words"] for i in ids] if verdicts else None))
     summary = {"val_scores": scores, "distinct_caption_fraction": distinct, "train_seconds": train_seconds,
                "beam_size": a.beam_size, "epochs_run": solver.epoch}
+    if scene is not None:
+        summary["val_scene_accuracy"] = scene
     atomic_write_json(out / "scores.json", summary)
     print(f"\nval ({len(captions)} images, {'greedy' if a.beam_size == 1 else f'beam {a.beam_size}'}): "
           + "  ".join(f"{k} {v:.3f}" for k, v in scores.items())
           + f"  distinct captions {distinct:.0%}")
+    if scene is not None:
+        print(format_scene_accuracy(scene))
     written = [name for name in TRAIN_OUTPUTS if (out / name).is_file()]
     print(f"trained in {train_seconds:.0f} s; wrote {out}/: {', '.join(written)}")
     return 0
@@ -491,6 +498,7 @@ def cmd_train(a):
 def cmd_evaluate(a):
     import numpy as np
 
+    from cs231n.data.shapes.accuracy import format_scene_accuracy, judge_dataset_captions
     from cs231n.metrics import score_model
 
     model = _load_model(a.checkpoint)
@@ -508,15 +516,18 @@ def cmd_evaluate(a):
         print("note: this model was trained with --zero-features (image-blind); it is scored on zero "
               "features as well", file=sys.stderr)
         data[f"{a.split}_features"] = np.zeros_like(data[f"{a.split}_features"])
-    scores = score_model(model, data, split=a.split, num_images=a.num_images, beam_size=a.beam_size,
-                         length_penalty=a.length_penalty, max_length=a.max_length)
+    scores, captions = score_model(model, data, split=a.split, num_images=a.num_images, beam_size=a.beam_size,
+                                   length_penalty=a.length_penalty, max_length=a.max_length, return_captions=True)
+    scene, _ = judge_dataset_captions(base, a.split, captions)  # None unless a shapes dataset
     if a.json:
-        print(json.dumps(scores))
+        print(json.dumps({**scores, **(scene or {})}))
     else:
         mode = "greedy" if a.beam_size == 1 else f"beam {a.beam_size}"
         print(f"{a.split} of {base} ({mode}):")
         for k, v in scores.items():
             print(f"  {k:7} {v:.4f}")
+        if scene is not None:
+            print("  " + format_scene_accuracy(scene))
     return 0
 
 

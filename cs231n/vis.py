@@ -105,7 +105,7 @@ def plot_training_curves(loss_history, val_history=(), path=None, title=None, be
     return fig
 
 
-def caption_grid(images, generated, references=None, path=None, ncols=4, width=40):
+def caption_grid(images, generated, references=None, path=None, ncols=4, width=40, wrong_words=None):
     """Show images in a grid with their generated (and optionally reference) captions underneath.
 
     Inputs:
@@ -115,6 +115,9 @@ def caption_grid(images, generated, references=None, path=None, ncols=4, width=4
     - path: if given, the PNG file to write.
     - ncols: images per row.
     - width: characters per caption line.
+    - wrong_words: optional list of lists of bools, one per word of each generated caption; the words
+      marked True are drawn in red (e.g. ``judge_caption``'s verdict on a shapes caption), and the
+      caption gets a green check or a red cross.
 
     Returns the matplotlib Figure.
     """
@@ -123,6 +126,10 @@ def caption_grid(images, generated, references=None, path=None, ncols=4, width=4
     if len(generated) != n or (references is not None and len(references) != n):
         raise ValueError(f"caption_grid: got {n} images, {len(generated)} generated captions and "
                          f"{'no' if references is None else len(references)} references; they must match")
+    if wrong_words is not None:
+        if len(wrong_words) != n or any(len(m) != len(g.split()) for m, g in zip(wrong_words, generated)):
+            raise ValueError("caption_grid: wrong_words must hold one list per image with one bool per word "
+                             "of its generated caption")
     ncols = max(1, min(ncols, n))
     nrows = max(1, -(-n // ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.2 * ncols, 4.1 * nrows), squeeze=False)
@@ -132,12 +139,14 @@ def caption_grid(images, generated, references=None, path=None, ncols=4, width=4
             continue
         img = images[k]
         ax.imshow(img if img is not None else np.full((64, 64, 3), 200, np.uint8))
-        lines = ["gen: " + generated[k]]
+        lines = [] if wrong_words is not None else ["gen: " + generated[k]]
         if references is not None:
             ref = references[k]
             lines.append("ref: " + (ref[0] if isinstance(ref, (list, tuple)) else ref))
         text = "\n".join(textwrap.fill(line, width) for line in lines)
         ax.set_title(text, fontsize=7, loc="left")
+        if wrong_words is not None:
+            _marked_caption(ax, generated[k].split(), wrong_words[k], width)
     fig.tight_layout()
     if path is not None:
         fig.savefig(path, dpi=100)
@@ -213,3 +222,23 @@ def plot_sweep(rows, metric, path=None, title=None):
     if path is not None:
         fig.savefig(path, dpi=110)
     return fig
+
+
+def _marked_caption(ax, words, wrong, width):
+    """Write ``gen: <words>`` under an image, wrapped at `width` characters, wrong words in red."""
+    mark = ("\u2717 ", "red") if any(wrong) or not words else ("\u2713 ", "green")
+    lines, line = [[(mark[0] + "gen:", mark[1])]], len(mark[0]) + 4
+    for word, bad in zip(words, wrong):
+        if line + 1 + len(word) > width:
+            lines.append([])
+            line = 0
+        lines[-1].append((word, "red" if bad else "black"))
+        line += 1 + len(word)
+    for row, pieces in enumerate(lines):
+        anchor, xy = ax.transAxes, (0.0, -0.03 - 0.075 * row)
+        for text, color in pieces:
+            # Each word is placed right after the previous one (annotations chained by their boxes).
+            anchor = ax.annotate(text + " ", xy=xy, xycoords=anchor, va="top", ha="left", fontsize=7,
+                                 color=color, fontweight="bold" if color == "red" else "normal",
+                                 annotation_clip=False)
+            xy = (1.0, 1.0)

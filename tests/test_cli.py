@@ -39,6 +39,8 @@ def test_train_writes_every_output(trained, tiny_dir):
     assert set(summary["val_scores"]) == {"Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "CIDEr"}
     assert 0 < summary["distinct_caption_fraction"] <= 1
     assert summary["epochs_run"] == 2
+    assert set(summary["val_scene_accuracy"]) == {"scene_right", "scene_count", "scene_color", "scene_shape",
+                                                  "scene_size", "scene_arrangement", "scene_unparsed"}
     # PNG files start with the PNG signature.
     assert (trained / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -54,9 +56,11 @@ def test_evaluate_prints_the_scores_of_the_saved_model(trained, tiny_dir, capsys
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     model = CaptioningRNN.load(trained / "model.npz")
     expected = score_model(model, load_coco_data(base_dir=str(tiny_dir)), split="val")
-    assert printed == pytest.approx(expected)
-    # The final scores written by train are the same evaluation.
-    assert json.loads((trained / "scores.json").read_text())["val_scores"] == pytest.approx(expected)
+    assert {k: printed[k] for k in expected} == pytest.approx(expected)
+    # The final scores written by train are the same evaluation, scene accuracy included.
+    summary = json.loads((trained / "scores.json").read_text())
+    assert summary["val_scores"] == pytest.approx(expected)
+    assert {k: v for k, v in printed.items() if k.startswith("scene_")} == summary["val_scene_accuracy"]
 
 
 def test_evaluate_accepts_the_solver_checkpoint_and_beam_search(trained, tiny_dir, capsys):

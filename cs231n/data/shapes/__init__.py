@@ -44,19 +44,22 @@ The package holds one job per module; every name above is importable from the pa
 
 - ``scenes``: the facts (colors, shapes, sizes), Scene and ShapeObject, :func:`sample_scene`.
 - ``rendering``: :func:`render_scene`.
-- ``grammar``: the caption grammar, :func:`describe_scene`.
+- ``grammar``: the caption grammar, :func:`describe_scene`, and its reader :func:`parse_caption`.
+- ``accuracy``: scene accuracy of generated captions, :func:`scene_accuracy`, :func:`judge_caption`.
 - ``featurizer``: :func:`featurize_images`, :func:`featurize_for_dataset`.
 - ``pca``: :func:`fit_pca`, :func:`apply_pca`.
 - ``dataset``: the vocabulary, :func:`make_shapes_dataset`, :func:`ensure_shapes_dataset`.
 """
 
+from cs231n.data.shapes.accuracy import (SCENE_METRICS, format_scene_accuracy, judge_caption, load_scenes,
+                                         scene_accuracy)
 from cs231n.data.shapes.dataset import (FORMAT_NAME, FORMAT_VERSION, META_FILE, README_FILE, SCENES_FILE, SIZES,
                                         build_vocab, default_shapes_dir, encode_captions, ensure_shapes_dataset,
                                         make_shapes_dataset)
 from cs231n.data.shapes.featurizer import (FEATURE_INPUT_SIZE, FEATURIZER_FILE, FEATURIZER_SEED, featurize_for_dataset,
                                            featurize_images, featurizer_weights)
 from cs231n.data.shapes.grammar import (_COLOR_WORDS, _RELATIONS, _SHAPE_WORDS, _SIZE_WORDS, _TEMPLATES, MAX_WORDS,
-                                        describe_scene)
+                                        ParsedCaption, describe_scene, parse_caption)
 from cs231n.data.shapes.pca import apply_pca, fit_pca
 from cs231n.data.shapes.rendering import render_scene
 from cs231n.data.shapes.scenes import COLORS, OBJECT_SIZES, SHAPES, Scene, ShapeObject, sample_scene
@@ -65,6 +68,7 @@ __all__ = [
     "FORMAT_NAME", "FORMAT_VERSION", "META_FILE", "README_FILE", "SCENES_FILE", "SIZES", "build_vocab",
     "default_shapes_dir", "encode_captions", "ensure_shapes_dataset", "make_shapes_dataset",
     "FEATURE_INPUT_SIZE", "FEATURIZER_FILE", "FEATURIZER_SEED", "featurize_for_dataset", "featurize_images",
-    "featurizer_weights", "MAX_WORDS", "describe_scene", "apply_pca", "fit_pca", "render_scene", "COLORS",
+    "featurizer_weights", "MAX_WORDS", "describe_scene", "ParsedCaption", "parse_caption", "SCENE_METRICS",
+    "format_scene_accuracy", "judge_caption", "load_scenes", "scene_accuracy", "apply_pca", "fit_pca", "render_scene", "COLORS",
     "OBJECT_SIZES", "SHAPES", "Scene", "ShapeObject", "sample_scene",
 ]

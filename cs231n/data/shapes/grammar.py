@@ -1,8 +1,13 @@
-"""The caption grammar of the shapes dataset: how a scene is described in words.
+"""The caption grammar of the shapes dataset: how a scene is described in words, and reading it back.
 
 :func:`describe_scene` writes captions of a scene from the tables below (templates per layout and number
 of objects, relation phrases, synonyms of sizes, colors and shapes, each with its probability).
+:func:`parse_caption` reads a caption with the same tables (every template, synonym and ordering, size
+words optional) back into the layout and the objects in reading order; it is how generated captions are
+checked against the scenes (see ``cs231n.data.shapes.accuracy``).
 """
+import re
+from dataclasses import dataclass
 from types import MappingProxyType
 
 from cs231n.coco_utils import CAPTION_LENGTH
@@ -127,3 +132,93 @@ def describe_scene(scene, rng, num_captions=5):
     while len(captions) < num_captions:
         captions.append(_one_caption(scene, rng))
     return captions
+
+
+# ----------------------------------------------------------------------------------------------------
+# Reading captions back
+
+
+@dataclass(frozen=True)
+class ParsedCaption:
+    """What a caption says, as read by :func:`parse_caption`.
+
+    - layout: ``'single'``, ``'row'`` or ``'column'``.
+    - objects: tuple of (size or None when no size word is given, color, shape) in reading order (left to
+      right, or top to bottom), whatever order the caption names them in.
+    - roles: one entry per word of the caption: ``(part, k)`` where part is ``'size'``, ``'color'``,
+      ``'shape'`` or ``'article'`` of object k (reading order), or ``('arrangement', None)`` for the words
+      of the template and the relation phrase.
+    """
+    layout: str
+    objects: tuple
+    roles: tuple
+
+
+def _alternatives(words):
+    """A regex group matching any of the given words or phrases (longest first)."""
+    return "(?:" + "|".join(re.escape(w) for w in sorted(set(words), key=len, reverse=True)) + ")"
+
+
+def _word_tables():
+    """Word -> fact maps for sizes, colors and shapes, from the generator's tables."""
+    sizes = {w: size for size, choices in _SIZE_WORDS.items() for w, _ in choices}
+    colors = {color: color for color in COLORS}
+    colors.update({w: color for color, choices in _COLOR_WORDS.items() for w, _ in choices})
+    shapes = {shape: shape for shape in SHAPES}
+    shapes.update({w: shape for shape, choices in _SHAPE_WORDS.items() for w, _ in choices})
+    return sizes, colors, shapes
+
+
+_WORD_TO_SIZE, _WORD_TO_COLOR, _WORD_TO_SHAPE = _word_tables()
+
+
+def _template_pattern(template):
+    """Compile one template into a regex with named groups ``size<k>``, ``color<k>``, ``shape<k>``.
+
+    The template's noun phrases may be written in any order (``{1} ... {0}``); k is the reading position.
+    """
+    pattern = re.escape(template)
+    for k in range(3):
+        noun = (rf"(?P<article{k}>a|an) (?:(?P<size{k}>{_alternatives(_WORD_TO_SIZE)}) )?"
+                rf"(?P<color{k}>{_alternatives(_WORD_TO_COLOR)}) (?P<shape{k}>{_alternatives(_WORD_TO_SHAPE)})")
+        pattern = pattern.replace(re.escape("{%d}" % k), noun)
+    for name, choices in _RELATIONS.items():
+        pattern = pattern.replace(re.escape("{%s}" % name), _alternatives(w for w, _ in choices))
+    return re.compile(pattern + "$")
+
+
+# (layout, number of objects, compiled template), in the order of _TEMPLATES.
+_PATTERNS = tuple((layout, count, _template_pattern(template))
+                  for (layout, count), choices in _TEMPLATES.items() for template, _ in choices)
+
+
+def parse_caption(caption):
+    """Read a caption of the grammar back into its layout and objects.
+
+    Every template, relation phrase and synonym of the grammar is understood, in either ordering; size
+    words are optional for each object; ``a`` and ``an`` are both accepted. Anything else (an unknown or
+    misspelled word, ``<UNK>``, a missing word) makes the caption unreadable.
+
+    Inputs:
+    - caption: str, words separated by spaces (``<START>``/``<END>`` already stripped).
+
+    Returns a ParsedCaption, or None when the caption is not a sentence of the grammar.
+    """
+    if not isinstance(caption, str):
+        raise TypeError(f"parse_caption: caption must be a str, got {type(caption).__name__}")
+    text = " ".join(caption.split())
+    for layout, count, pattern in _PATTERNS:
+        match = pattern.match(text)
+        if match is None:
+            continue
+        roles = [("arrangement", None)] * len(text.split())
+        objects = []
+        for k in range(count):
+            size = match.group(f"size{k}")
+            objects.append((_WORD_TO_SIZE[size] if size else None, _WORD_TO_COLOR[match.group(f"color{k}")],
+                            _WORD_TO_SHAPE[match.group(f"shape{k}")]))
+            for part in ("article", "size", "color", "shape"):
+                if match.group(f"{part}{k}") is not None:
+                    roles[text.count(" ", 0, match.start(f"{part}{k}"))] = (part, k)
+        return ParsedCaption(layout=layout, objects=tuple(objects), roles=tuple(roles))
+    return None
