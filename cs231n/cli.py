@@ -563,7 +563,7 @@ def cmd_caption(a):
         names.append(name)
     if images:
         try:
-            feats = featurize_for_dataset(images, base)
+            feats, distances, limit = featurize_for_dataset(images, base, return_distance=True)
         except (zipfile.BadZipFile, EOFError, KeyError, OSError, ValueError) as e:
             raise ValueError(f"{base / featurizer} is damaged or truncated ({e}); make the dataset again "
                              f"(delete {base} and run train)") from e
@@ -574,9 +574,12 @@ def cmd_caption(a):
         if feats.shape[1] != model.params["W_proj"].shape[0]:
             raise ValueError(f"the model expects {model.params['W_proj'].shape[0]} features per image, the "
                              f"featurizer of {base} gives {feats.shape[1]}")
-        for name, caption in zip(names, model.caption_features(feats, max_length=a.max_length,
-                                                                beam_size=a.beam_size)):
+        for name, caption, distance in zip(names, model.caption_features(feats, max_length=a.max_length,
+                                                                          beam_size=a.beam_size), distances):
             print(f"{name}: {caption}")
+            if distance > limit:
+                print(f"  warning: this image is unlike the training images (feature distance {distance:.1f} > "
+                      f"{limit:.1f}, the limit calibrated on the val images); do not trust this caption")
     if failed:
         print(f"error: {len(failed)} of {len(a.images)} images could not be read ({', '.join(failed)}); "
               f"see the reasons above", file=sys.stderr)

@@ -85,6 +85,20 @@ def test_caption_featurizes_and_captions_png_files(trained, tiny_dir, capsys):
     assert line == f"{png}: {expected}"
 
 
+def test_caption_warns_on_an_image_unlike_the_training_images(trained, tiny_dir, tmp_path, capsys):
+    from PIL import Image
+
+    noise = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (80, 120, 3), dtype=np.uint8)).save(noise)
+    png = tiny_dir / "images" / "val2014" / "000001.png"
+    capsys.readouterr()
+    assert main(["caption", "--checkpoint", str(trained / "model.npz"), "--data-dir", str(tiny_dir),
+                 str(png), str(noise)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-3].startswith(f"{png}: ") and lines[-2].startswith(f"{noise}: ")
+    assert lines[-1].startswith("  warning: this image is unlike the training images (feature distance")
+
+
 def test_caption_refuses_a_directory_without_the_shapes_featurizer(trained, tmp_path, capsys):
     rc = main(["caption", "--checkpoint", str(trained / "model.npz"), "--data-dir", str(tmp_path), "x.png"])
     assert rc == 2

@@ -163,41 +163,56 @@ def test_grammar_probabilities_sum_to_one():
 # Featurizer and PCA
 
 
-def _reference_features(image, weights):
-    """The featurizer written out directly: loops over output pixels and kernel offsets."""
-    x = image.astype(np.float64) / 255.0 - 0.5  # (96, 96, 3)
-    x = (x[0::2, 0::2] + x[1::2, 0::2] + x[0::2, 1::2] + x[1::2, 1::2]) / 4  # (48, 48, 3)
-
-    def conv(inp, w, k):
-        H, W, C = inp.shape
-        w = w.astype(np.float64).reshape(k, k, C, -1)
-        pad = np.zeros((H + k - 1, W + k - 1, C))
-        pad[k // 2:k // 2 + H, k // 2:k // 2 + W] = inp
-        out = np.zeros((H, W, w.shape[-1]))
-        for dy in range(k):
-            for dx in range(k):
-                out += np.tensordot(pad[dy:dy + H, dx:dx + W], w[dy, dx], axes=([2], [0]))
-        return np.maximum(out, 0)
-
-    h = conv(x, weights["conv1"], 5)  # (48, 48, 32)
-    h = np.maximum.reduce([h[0::2, 0::2], h[1::2, 0::2], h[0::2, 1::2], h[1::2, 1::2]])  # (24, 24, 32)
-    h = conv(h, weights["conv2"], 3)  # (24, 24, 256)
-    regions = [h]
-    regions += [h[8 * i:8 * i + 8] for i in range(3)]  # horizontal bands, top to bottom
-    regions += [h[:, 8 * j:8 * j + 8] for j in range(3)]  # vertical bands, left to right
-    regions += [h[8 * i:8 * i + 8, 8 * j:8 * j + 8] for i in range(3) for j in range(3)]
-    return np.concatenate([r.max(axis=(0, 1)) for r in regions])  # (4096,)
+def _slots(features):
+    """Features (N, 4096) as (N, view, channel, 16, 16): view 0 the image, views 1-3 the objects."""
+    return features.reshape(-1, 4, 4, 16, 16)
 
 
-def test_featurizer_matches_direct_computation():
+def test_featurizer_puts_each_object_in_its_slot_in_reading_order():
     rng = np.random.default_rng(6)
-    images = np.stack([shapes.render_scene(shapes.sample_scene(rng)) for _ in range(3)])
-    weights = shapes.featurizer_weights()
-    assert weights["conv1"].shape == (75, 32) and weights["conv2"].shape == (288, 256)
-    feats = shapes.featurize_images(images, weights)
-    assert feats.shape == (3, 4096) and feats.dtype == np.float32
-    for i in range(3):
-        np.testing.assert_allclose(feats[i], _reference_features(images[i], weights), rtol=1e-4, atol=1e-4)
+    scenes = [shapes.sample_scene(rng) for _ in range(60)]
+    images = np.stack([shapes.render_scene(s) for s in scenes])
+    feats = shapes.featurize_images(images)
+    assert feats.shape == (60, 4096) and feats.dtype == np.float32
+    assert feats.min() >= 0 and feats.max() <= 1
+    views = _slots(feats).astype(np.float64)
+    for scene, image, v in zip(scenes, images, views):
+        # where the image differs from its background, counted directly on the pixels
+        differs = np.abs(image.astype(int) - np.array(scene.background)).max(axis=-1) > 64
+        assert v[0, 0].sum() == pytest.approx(differs.sum() / 36, rel=0.25)  # 6x6-pixel cells
+        for k in range(3):
+            mass = v[1 + k, 0].sum()
+            if k >= len(scene.objects):
+                assert mass == 0  # no object: an empty slot
+                continue
+            obj = scene.objects[k]
+            color = v[1 + k, 1:] * 255  # (3, 16, 16): the object's mean color in every cell
+            assert np.ptp(color, axis=(1, 2)).max() < 1e-3
+            assert np.abs(color[:, 0, 0] - np.array(obj.rgb)).max() < 12, (k, color[:, 0, 0], obj)
+            # its mass (2x2-pixel cells) is the object's area, counted on the pixels near its center
+            r = int(obj.radius * 96) + 3
+            cy, cx = int(obj.y * 96), int(obj.x * 96)
+            area = differs[max(cy - r, 0):cy + r, max(cx - r, 0):cx + r].sum()
+            assert mass == pytest.approx(area / 4, rel=0.25)
+
+
+def test_featurizer_keeps_sizes_and_shapes_apart():
+    """Same place and color, other size or shape: the object slot changes, the other slots do not."""
+    def scene(shape, size):
+        obj = shapes.ShapeObject(shape=shape, color="red", size=size, x=0.5, y=0.5,
+                                 radius=0.14 if size == "large" else 0.095, rgb=(215, 40, 40))
+        return shapes.Scene(layout="single", objects=(obj,), background=(230, 230, 230))
+
+    names = [(shape, size) for shape in shapes.SHAPES for size in shapes.OBJECT_SIZES]
+    feats = _slots(shapes.featurize_images(np.stack([shapes.render_scene(scene(*n)) for n in names])))
+    masks = feats[:, 1, 0].reshape(len(names), -1)  # the object's silhouette
+    for a in range(len(names)):
+        for b in range(a + 1, len(names)):
+            assert np.abs(masks[a] - masks[b]).sum() > 3, (names[a], names[b])
+    large = [i for i, n in enumerate(names) if n[1] == "large"]
+    small = [i for i, n in enumerate(names) if n[1] == "small"]
+    assert masks[large].sum(axis=1).min() > masks[small].sum(axis=1).max() * 0.9
+    assert not feats[:, 2:].any()
 
 
 def test_featurizer_inputs():

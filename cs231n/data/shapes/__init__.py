@@ -17,15 +17,18 @@ What it is, plainly:
   (used in 45% to 80% of captions), so a model that says it matches several of an image's captions.
   About 2% of captions carry a typo; the vocabulary's minimum count turns the rare ones into
   ``<UNK>``, as rare words are in COCO.
-- Features: NOT a trained network. A fixed random-weight convolutional featurizer written in numpy
-  (:func:`featurize_images`): the image is resized to 96x96, scaled to [-0.5, 0.5] and averaged down
-  to 48x48; a 5x5 convolution to 32 channels, ReLU and 2x2 max pooling give 24x24x32; a 3x3
-  convolution to 256 channels and ReLU give 24x24x256; each channel is max-pooled over 16 regions
-  (the whole image, its 3 horizontal bands, its 3 vertical bands and its 3x3 cells) to give
-  16 x 256 = 4096 values, stored as ``*_vgg16_fc7.h5`` because that is the format's file name. A PCA
-  fitted on the training features (mean, then the top 512 principal axes, then one global scale)
-  gives the 512 values of ``*_vgg16_fc7_pca.h5``. The filters and the PCA are saved in
-  ``shapes_featurizer.npz`` so that :func:`featurize_for_dataset` can featurize new images later.
+- Features: NOT a trained network. A fixed featurizer written in numpy (:func:`featurize_images`,
+  module ``featurizer``): the image is resized to 96x96; the pixels that differ from the background
+  (the median border color) form a mask; the objects are found as the runs of occupied columns (side
+  by side) or rows (one above the other), at most 3, in reading order. Four views of 16x16 cells x 4
+  channels (mask, and mask times R, G, B) follow: the whole image, then a 32x32-pixel window around
+  each object (zeros for absent objects), so each object's shape, color and size sit in its own
+  slot. That gives 4 x 1024 = 4096 values, stored as ``*_vgg16_fc7.h5`` because that is the format's
+  file name. A PCA fitted on the training features (mean, then the top 512 principal axes, then one
+  global scale) gives the 512 values of ``*_vgg16_fc7_pca.h5``. The PCA is saved in
+  ``shapes_featurizer.npz`` so that :func:`featurize_for_dataset` can featurize new images later,
+  with the statistics that tell how far a new image is from the training images
+  (:func:`feature_distance`, calibrated on the val images).
 - URLs: ``file://`` URLs of the rendered PNGs (``images/train2014/000000.png``, ...).
 - Also written: ``shapes_meta.json`` (every generation parameter; written last, so it marks a
   complete dataset), ``shapes_scenes.json`` (each image's objects, positions and captions) and a
@@ -56,8 +59,8 @@ from cs231n.data.shapes.accuracy import (SCENE_METRICS, format_scene_accuracy, j
 from cs231n.data.shapes.dataset import (FORMAT_NAME, FORMAT_VERSION, META_FILE, README_FILE, SCENES_FILE, SIZES,
                                         build_vocab, default_shapes_dir, encode_captions, ensure_shapes_dataset,
                                         make_shapes_dataset)
-from cs231n.data.shapes.featurizer import (FEATURE_INPUT_SIZE, FEATURIZER_FILE, FEATURIZER_SEED, featurize_for_dataset,
-                                           featurize_images, featurizer_weights)
+from cs231n.data.shapes.featurizer import (FEATURE_INPUT_SIZE, FEATURIZER_FILE, FEATURIZER_NAME, MAX_OBJECTS,
+                                           feature_distance, featurize_for_dataset, featurize_images)
 from cs231n.data.shapes.grammar import (_COLOR_WORDS, _RELATIONS, _SHAPE_WORDS, _SIZE_WORDS, _TEMPLATES, MAX_WORDS,
                                         ParsedCaption, describe_scene, parse_caption)
 from cs231n.data.shapes.pca import apply_pca, fit_pca
@@ -67,8 +70,8 @@ from cs231n.data.shapes.scenes import COLORS, OBJECT_SIZES, SHAPES, Scene, Shape
 __all__ = [
     "FORMAT_NAME", "FORMAT_VERSION", "META_FILE", "README_FILE", "SCENES_FILE", "SIZES", "build_vocab",
     "default_shapes_dir", "encode_captions", "ensure_shapes_dataset", "make_shapes_dataset",
-    "FEATURE_INPUT_SIZE", "FEATURIZER_FILE", "FEATURIZER_SEED", "featurize_for_dataset", "featurize_images",
-    "featurizer_weights", "MAX_WORDS", "describe_scene", "ParsedCaption", "parse_caption", "SCENE_METRICS",
+    "FEATURE_INPUT_SIZE", "FEATURIZER_FILE", "FEATURIZER_NAME", "MAX_OBJECTS", "feature_distance",
+    "featurize_for_dataset", "featurize_images", "MAX_WORDS", "describe_scene", "ParsedCaption", "parse_caption", "SCENE_METRICS",
     "format_scene_accuracy", "judge_caption", "load_scenes", "scene_accuracy", "apply_pca", "fit_pca", "render_scene", "COLORS",
     "OBJECT_SIZES", "SHAPES", "Scene", "ShapeObject", "sample_scene",
 ]

@@ -19,14 +19,15 @@ import numpy as np
 from PIL import Image
 
 from cs231n.coco_utils import CAPTION_LENGTH, CAPTIONS_FILE, PCA_FEATURE_DIM, SPECIAL_TOKENS, VOCAB_FILE
-from cs231n.data.shapes.featurizer import FEATURIZE_BATCH, FEATURIZER_FILE, FEATURIZER_SEED, featurize_images, featurizer_weights
+from cs231n.data.shapes.featurizer import (FEATURIZE_BATCH, FEATURIZER_FILE, FEATURIZER_NAME, distance_limit,
+                                           feature_distance, featurize_images)
 from cs231n.data.shapes.grammar import describe_scene
 from cs231n.data.shapes.pca import apply_pca, fit_pca
 from cs231n.data.shapes.rendering import render_scene
 from cs231n.data.shapes.scenes import sample_scene
 
 FORMAT_NAME = "cs231n-shapes"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: object-slot features (1: random convolutions over fixed regions)
 
 # Names of the files of the cs231n COCO captioning format (SPEC section 5) and of this dataset's extras.
 META_FILE = "shapes_meta.json"  # written last: its presence marks a complete dataset
@@ -101,7 +102,7 @@ def _parameters(size, num_train_images, num_val_images, seed, image_size, captio
         "image_size": image_size,
         "captions_per_image": captions_per_image,
         "min_word_count": preset_min if min_word_count is None else min_word_count,
-        "featurizer_seed": FEATURIZER_SEED,
+        "featurizer": FEATURIZER_NAME,
     }
     for name in ("num_train_images", "num_val_images", "captions_per_image", "min_word_count", "seed"):
         value = params[name]
@@ -140,10 +141,11 @@ def _readme(params, stats):
         f"- {params['captions_per_image']} captions per image from a grammar; vocabulary of "
         f"{stats['vocab_size']} words (words seen fewer than {params['min_word_count']} times in the "
         "training captions are `<UNK>`).\n"
-        "- `*_vgg16_fc7.h5` are NOT VGG-16 features: they are 4096 values from a fixed random-weight\n"
-        "  convolutional featurizer written in numpy (two convolutions, ReLU, max pooling over 16 image\n"
-        "  regions); `*_vgg16_fc7_pca.h5` are their projection on 512 principal axes fitted on the\n"
-        "  training features. The filters and the PCA are in `shapes_featurizer.npz`.\n"
+        "- `*_vgg16_fc7.h5` are NOT VGG-16 features: they are 4096 values from a fixed featurizer written\n"
+        "  in numpy (the whole image and each of up to 3 objects, in reading order, as 16x16 cells of mask\n"
+        "  and color); `*_vgg16_fc7_pca.h5` are their projection on 512 principal axes fitted on the\n"
+        "  training features. The PCA and the distance statistics of `caption` are in\n"
+        "  `shapes_featurizer.npz`.\n"
         f"- Generated with seed {params['seed']}; `shapes_meta.json` records every parameter.\n"
     )
 
@@ -184,7 +186,6 @@ def make_shapes_dataset(out_dir, size="default", *, num_train_images=None, num_v
     # Images are featurized chunk by chunk in a worker thread while the next chunk is drawn; numpy
     # releases the GIL in the heavy operations, so the two overlap on two cores. Chunks are whole
     # multiples of the featurizer's batch, so the features equal those of one featurize_images call.
-    weights = featurizer_weights(params["featurizer_seed"])
     chunk = 5 * FEATURIZE_BATCH
     scenes, captions, pending = {}, {}, {}
     with ThreadPoolExecutor(max_workers=1) as worker:
@@ -202,7 +203,7 @@ def make_shapes_dataset(out_dir, size="default", *, num_train_images=None, num_v
                     Image.fromarray(batch[j]).save(image_dir / f"{lo + j:06d}.png", compress_level=1)
                     scenes[split].append(scene)
                     captions[split].append(describe_scene(scene, rng, params["captions_per_image"]))
-                pending[split].append(worker.submit(featurize_images, batch, weights))
+                pending[split].append(worker.submit(featurize_images, batch))
         timings["render"] = time.perf_counter() - t0
         raw = {split: np.concatenate([job.result() for job in pending[split]]) for split in splits}  # (M, 4096)
     timings["featurize"] = time.perf_counter() - t0 - timings["render"]  # what was left after drawing
@@ -226,8 +227,10 @@ def make_shapes_dataset(out_dir, size="default", *, num_train_images=None, num_v
         _write_features(out / f"{split}2014_vgg16_fc7.h5", raw[split])
         _write_features(out / f"{split}2014_vgg16_fc7_pca.h5", projected[split])
         _write_urls(out, final, split, splits[split])
-    np.savez(out / FEATURIZER_FILE, conv1=weights["conv1"], conv2=weights["conv2"], pca_mean=pca["mean"],
-             pca_components=pca["components"], pca_scale=pca["scale"])
+    train_std = raw["train"].std(axis=0)  # (4096,) the scales of feature_distance (its center: pca["mean"])
+    limit = distance_limit(feature_distance(raw["val"], pca["mean"], train_std))
+    np.savez(out / FEATURIZER_FILE, pca_mean=pca["mean"], pca_components=pca["components"],
+             pca_scale=pca["scale"], train_std=train_std, distance_limit=np.float64(limit))
     (out / SCENES_FILE).write_text(json.dumps(
         {split: [{"captions": caps, **asdict(scene)} for scene, caps in zip(scenes[split], captions[split])]
          for split in splits}), encoding="utf-8")

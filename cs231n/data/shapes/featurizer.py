@@ -1,85 +1,52 @@
-"""The shapes dataset's featurizer: a fixed random-weight convolutional network written in numpy.
+"""The shapes dataset's featurizer: each object cut out and described in its own slot, in numpy.
 
-See the package docstring for the architecture. :func:`featurize_images` gives the 4096 raw values of
-each image; :func:`featurize_for_dataset` applies a dataset's saved filters and PCA to new images.
+What it computes, plainly (images are first resized to 96x96):
+
+1. Background and mask. The background color is the median of the image's border pixels; a pixel's
+   difference from it is the largest of its three channel differences (0 to 255), and the mask rises
+   linearly from 0 at a difference of 24 to 1 at 64 (so the anti-aliased edges are partly in).
+2. Objects. The columns that hold mask pixels (mask > 0.5) form runs separated by empty columns, and so
+   do the rows. If there are at least as many column runs as row runs, the objects stand side by side
+   and each column run is one object; otherwise each row run is one. At most 3 runs are kept (the
+   heaviest), in reading order (left to right, or top to bottom).
+3. Four views of 16x16 cells x 4 channels each (colors in [0, 1]):
+   - view 0, the whole image: the mask and the mask times each of R, G, B, averaged over 6x6-pixel
+     cells (where there is something, and which color it has);
+   - views 1 to 3, object k: its mask in a 32x32-pixel window centered on its bounding box, averaged
+     over 2x2-pixel cells, with everything outside the object's run masked out; and its mean color
+     (over its pixels that differ from the background by at least 80% of its largest difference, i.e.
+     away from the anti-aliased edge) in every cell of the R, G, B channels. The window has the same size for every object, so a large object fills more of it than
+     a small one; an absent object is zeros.
+4. The 4 x 4 x 16 x 16 = 4096 values (view, channel, row, column) are the raw features; the PCA of
+   ``cs231n.data.shapes.pca`` gives the 512 stored beside them.
+
+Why: a model reads an image's features through one linear map. With one slot per object in reading
+order, "which object has which shape, color and size" is in fixed places, and a linear map can read it
+(benchmarks/probe_shapes_features.py measures this). The previous featurizer (version 1 of the dataset:
+random convolution filters max-pooled over 16 fixed image regions) mixed the objects' features
+together; linear probes told the first object's shape only 90% of the time from it.
+
+:func:`featurize_images` gives the 4096 raw values; :func:`featurize_for_dataset` applies a dataset's
+saved PCA to new images; :func:`feature_distance` says how far features are from the training images'.
 """
 from pathlib import Path
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 from PIL import Image
 
 from cs231n.coco_utils import RAW_FEATURE_DIM
 from cs231n.data.shapes.pca import apply_pca
 
 FEATURIZER_FILE = "shapes_featurizer.npz"
+FEATURIZER_NAME = "object-slots-1"  # recorded in shapes_meta.json; changes whenever the features do
 
-# Featurizer constants (see the module docstring).
 FEATURE_INPUT_SIZE = 96
-FEATURIZER_SEED = 231
-_CONV1 = (5, 3, 32)  # kernel size, input channels, output channels
-_CONV2 = (3, 32, 256)
-FEATURIZE_BATCH = 100  # images per convolution pass (bounds the memory)
-
-
-def featurizer_weights(seed=FEATURIZER_SEED):
-    """The fixed random convolution filters of the featurizer.
-
-    Inputs:
-    - seed: int seed of np.random.default_rng.
-
-    Returns a dict with ``conv1`` of shape (5*5*3, 32) and ``conv2`` of shape (3*3*32, 256), float32,
-    each drawn from a standard normal and divided by sqrt(fan_in). Rows are ordered (dy, dx, channel).
-    """
-    rng = np.random.default_rng(seed)
-    weights = {}
-    for name, (k, c_in, c_out) in (("conv1", _CONV1), ("conv2", _CONV2)):
-        fan_in = k * k * c_in
-        weights[name] = (rng.standard_normal((fan_in, c_out)) / np.sqrt(fan_in)).astype(np.float32)
-    return weights
-
-
-def _conv_relu(x, w, k):
-    """Same-padded kxk convolution followed by ReLU.
-
-    x is (N, H, W, C), w is (k*k*C, F) with rows ordered (dy, dx, c); returns (N, H, W, F) float32.
-    With few input channels the k*k shifted products are summed; otherwise the image patches are
-    gathered once (channel-major) and multiplied in one matrix product. Both give the same numbers
-    up to float32 rounding.
-    """
-    N, H, W, C = x.shape
-    p = k // 2
-    xp = np.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))  # (N, H+2p, W+2p, C)
-    if C < 8:
-        wk = w.reshape(k, k, C, -1)
-        out = np.zeros((N, H, W, wk.shape[-1]), dtype=np.float32)  # (N, H, W, F)
-        for dy in range(k):
-            for dx in range(k):
-                out += xp[:, dy:dy + H, dx:dx + W, :] @ wk[dy, dx]
-    else:
-        patches = sliding_window_view(xp, (k, k), axis=(1, 2)).reshape(N * H * W, C * k * k)  # (c, dy, dx)
-        w_cmajor = w.reshape(k, k, C, -1).transpose(2, 0, 1, 3).reshape(C * k * k, -1)
-        out = (patches @ w_cmajor).reshape(N, H, W, -1)  # (N, H, W, F)
-    np.maximum(out, 0, out=out)
-    return out
-
-
-def _pool2(h):
-    """2x2 max pooling with stride 2 of (N, H, W, F)."""
-    return np.maximum(np.maximum(h[:, 0::2, 0::2], h[:, 1::2, 0::2]), np.maximum(h[:, 0::2, 1::2], h[:, 1::2, 1::2]))
-
-
-def _region_max(h):
-    """Max of each channel over the 16 regions: whole image, 3 row bands, 3 column bands, 3x3 cells.
-
-    h is (N, S, S, F) with S divisible by 3; returns (N, 16 * F), region-major.
-    """
-    N, S, _, F = h.shape
-    cells = h.reshape(N, 3, S // 3, 3, S // 3, F).max(axis=(2, 4))  # (N, 3, 3, F)
-    whole = cells.max(axis=(1, 2))[:, None]  # (N, 1, F)
-    rows = cells.max(axis=2)  # (N, 3, F) top, middle, bottom bands
-    cols = cells.max(axis=1)  # (N, 3, F) left, middle, right bands
-    return np.concatenate([whole, rows, cols, cells.reshape(N, 9, F)], axis=1).reshape(N, 16 * F)
+MAX_OBJECTS = 3
+_CELLS = 16  # each view is _CELLS x _CELLS cells
+_WINDOW = 32  # side in pixels of the window cut around each object
+_MASK_LOW, _MASK_HIGH = 24.0, 64.0  # difference from the background where the mask goes from 0 to 1
+FEATURIZE_BATCH = 100  # images per vectorized pass (bounds the memory)
+assert (1 + MAX_OBJECTS) * 4 * _CELLS * _CELLS == RAW_FEATURE_DIM
 
 
 def _as_image_batch(images):
@@ -113,57 +80,136 @@ def _as_image_batch(images):
     return out
 
 
-def featurize_images(images, weights=None):
-    """Raw 4096-value features of images from the fixed random convolutional featurizer.
+def _runs(profile):
+    """(start, stop) of each run of True in a 1-D bool array."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[False], profile, [False]]).astype(np.int8)))
+    return list(zip(edges[0::2].tolist(), edges[1::2].tolist()))
 
-    See the module docstring for the architecture. Images of another size are resized to 96x96 first;
-    grayscale (H, W) images are repeated to 3 channels and an alpha channel is dropped.
+
+def _object_runs(on):
+    """The objects of one (S, S) bool mask: (axis, runs), axis 1 if side by side (column runs) else 0."""
+    cols, rows = _runs(on.any(axis=0)), _runs(on.any(axis=1))
+    axis, runs = (1, cols) if len(cols) >= len(rows) else (0, rows)
+    if len(runs) > MAX_OBJECTS:
+        mass = [int(on[:, a:b].sum() if axis == 1 else on[a:b].sum()) for a, b in runs]
+        heaviest = sorted(np.argsort(mass, kind="stable")[::-1][:MAX_OBJECTS])
+        runs = [runs[k] for k in heaviest]
+    return axis, runs
+
+
+def featurize_images(images):
+    """Raw 4096-value features of images: the whole image and up to 3 objects, one slot each.
+
+    See the module docstring for what the values are. Images of another size are resized to 96x96
+    first; grayscale (H, W) images are repeated to 3 channels and an alpha channel is dropped.
 
     Inputs:
     - images: uint8 array of shape (N, H, W, 3), or a list of N (H, W, 3) arrays (float arrays with
       values in [0, 1] or [0, 255] are accepted too).
-    - weights: dict from :func:`featurizer_weights` (the default seed when None).
 
-    Returns features, of shape (N, 4096), float32 (non-negative).
+    Returns features, of shape (N, 4096), float32, in [0, 1].
     """
     batch = _as_image_batch(images)  # (N, 96, 96, 3)
-    if weights is None:
-        weights = featurizer_weights()
-    w1 = np.asarray(weights["conv1"], dtype=np.float32)
-    w2 = np.asarray(weights["conv2"], dtype=np.float32)
-    if w1.shape != (_CONV1[0] ** 2 * _CONV1[1], _CONV1[2]) or w2.shape != (_CONV2[0] ** 2 * _CONV2[1], _CONV2[2]):
-        raise ValueError(f"featurize_images: weights must have conv1 {(_CONV1[0] ** 2 * _CONV1[1], _CONV1[2])} "
-                         f"and conv2 {(_CONV2[0] ** 2 * _CONV2[1], _CONV2[2])}, got {w1.shape} and {w2.shape}")
-    N = batch.shape[0]
-    features = np.empty((N, RAW_FEATURE_DIM), dtype=np.float32)  # (N, 4096)
+    N, S = batch.shape[0], FEATURE_INPUT_SIZE
+    C, half = _CELLS, _WINDOW // 2
+    features = np.zeros((N, 1 + MAX_OBJECTS, C, C, 4), dtype=np.float32)  # (N, view, y, x, channel)
     for lo in range(0, N, FEATURIZE_BATCH):
-        x = batch[lo:lo + FEATURIZE_BATCH].astype(np.float32)  # (n, 96, 96, 3)
+        x = batch[lo:lo + FEATURIZE_BATCH].astype(np.float32) / np.float32(255.0)  # (n, S, S, 3)
         n = x.shape[0]
-        x = x[:, 0::2, 0::2] + x[:, 1::2, 0::2] + x[:, 0::2, 1::2] + x[:, 1::2, 1::2]  # (n, 48, 48, 3)
-        x *= np.float32(1.0 / (4 * 255.0))  # 2x2 average, scaled to [0, 1]
-        x -= np.float32(0.5)
-        h = _pool2(_conv_relu(x, w1, _CONV1[0]))  # (n, 24, 24, 32)
-        h = _conv_relu(h, w2, _CONV2[0])  # (n, 24, 24, 256)
-        features[lo:lo + n] = _region_max(h)  # (n, 4096)
-    return features
+        border = np.concatenate([x[:, 0], x[:, -1], x[:, :, 0], x[:, :, -1]], axis=1)  # (n, 4S, 3)
+        background = np.median(border.transpose(0, 2, 1), axis=2)  # (n, 3)
+        d = np.abs(x - background[:, None, None])  # (n, S, S, 3)
+        diff = np.maximum(np.maximum(d[..., 0], d[..., 1]), d[..., 2]) * np.float32(255.0)  # (n, S, S)
+        mask = np.clip((diff - _MASK_LOW) / (_MASK_HIGH - _MASK_LOW), 0.0, 1.0)  # (n, S, S)
+        planes = np.concatenate([mask[..., None], mask[..., None] * x], axis=-1)  # (n, S, S, 4)
+        f = S // C
+        features[lo:lo + n, 0] = planes.reshape(n, C, f, C, f, 4).mean(axis=(2, 4))
+        padded = np.pad(np.concatenate([diff[..., None], x], axis=-1),
+                        ((0, 0), (half, half), (half, half), (0, 0)))  # (n, S+W, S+W, 4) diff, R, G, B
+        for i in range(n):
+            on = mask[i] > 0.5
+            axis, runs = _object_runs(on)
+            for k, (a, b) in enumerate(runs):
+                inside = np.zeros((S + _WINDOW, S + _WINDOW), dtype=np.float32)  # this object's run
+                if axis == 1:
+                    inside[:, half + a:half + b] = 1
+                    ys = np.flatnonzero(on[:, a:b].any(axis=1))
+                    y0, y1, x0, x1 = ys[0], ys[-1] + 1, a, b
+                else:
+                    inside[half + a:half + b] = 1
+                    xs = np.flatnonzero(on[a:b].any(axis=0))
+                    y0, y1, x0, x1 = a, b, xs[0], xs[-1] + 1
+                cy, cx = (y0 + y1) // 2, (x0 + x1) // 2  # window [c - W/2, c + W/2) in image pixels
+                window = padded[i, cy:cy + _WINDOW, cx:cx + _WINDOW]  # (W, W, 4)
+                own = window[..., 0] * inside[cy:cy + _WINDOW, cx:cx + _WINDOW]  # (W, W) this object's diff
+                own_mask = np.clip((own - _MASK_LOW) / (_MASK_HIGH - _MASK_LOW), 0.0, 1.0)
+                features[lo + i, 1 + k, :, :, 0] = own_mask.reshape(C, 2, C, 2).mean(axis=(1, 3))
+                solid = own >= 0.8 * own.max()  # its pixels least blended with the background
+                color = window[..., 1:][solid].mean(axis=0)  # (3,)
+                features[lo + i, 1 + k, :, :, 1:] = color  # the mean color, in every cell
+    return features.transpose(0, 1, 4, 2, 3).reshape(N, RAW_FEATURE_DIM)  # (N, 4096) view, channel, y, x
 
 
-def featurize_for_dataset(images, base_dir):
-    """The 512 PCA features a shapes dataset would hold for new images (e.g. a PNG to caption).
-
-    Uses the filters and the PCA saved in ``base_dir/shapes_featurizer.npz``.
-
-    Inputs:
-    - images: as for :func:`featurize_images`.
-    - base_dir: directory of a dataset made by :func:`make_shapes_dataset`.
-
-    Returns features, of shape (N, 512), float32.
-    """
+def _load_featurizer(base_dir):
+    """The PCA and the distance statistics saved in a dataset's ``shapes_featurizer.npz``."""
     path = Path(base_dir) / FEATURIZER_FILE
     if not path.is_file():
         raise FileNotFoundError(f"featurize_for_dataset: {path} not found; {base_dir} is not a shapes "
                                 f"dataset made by cs231n.data.shapes (real COCO features come from VGG-16)")
     with np.load(path) as saved:
-        weights = {"conv1": saved["conv1"], "conv2": saved["conv2"]}
-        pca = {"mean": saved["pca_mean"], "components": saved["pca_components"], "scale": saved["pca_scale"]}
-    return apply_pca(featurize_images(images, weights), pca)
+        contents = {k: saved[k] for k in saved.files}
+    if "train_std" not in contents:
+        raise ValueError(f"featurize_for_dataset: {base_dir} was made by an older version of the shapes dataset "
+                         f"(random-convolution features); its featurizer no longer exists. Regenerate it "
+                         f"(cs231n.data.shapes.ensure_shapes_dataset, or `python -m cs231n train`) and retrain")
+    return contents
+
+
+def featurize_for_dataset(images, base_dir, return_distance=False):
+    """The 512 PCA features a shapes dataset would hold for new images (e.g. a PNG to caption).
+
+    Uses the PCA saved in ``base_dir/shapes_featurizer.npz``.
+
+    Inputs:
+    - images: as for :func:`featurize_images`.
+    - base_dir: directory of a dataset made by :func:`make_shapes_dataset`.
+    - return_distance: also return each image's :func:`feature_distance` from the training images and
+      the dataset's calibrated limit for it.
+
+    Returns features, of shape (N, 512), float32; with return_distance, (features, distances (N,),
+    limit) where a distance above limit means the image is unlike the images the dataset was made of.
+    """
+    saved = _load_featurizer(base_dir)
+    pca = {"mean": saved["pca_mean"], "components": saved["pca_components"], "scale": saved["pca_scale"]}
+    raw = featurize_images(images)  # (N, 4096)
+    features = apply_pca(raw, pca)  # (N, 512)
+    if not return_distance:
+        return features
+    return features, feature_distance(raw, saved["pca_mean"], saved["train_std"]), float(saved["distance_limit"])
+
+
+_DISTANCE_FLOOR = 0.05  # added to every deviation, so values that never vary in training do not divide by 0
+
+
+def feature_distance(raw_features, train_mean, train_std):
+    """How far raw features are from the training images': the RMS of their z-scores.
+
+    ``sqrt(mean_d ((x_d - mean_d) / (std_d + 0.05))^2)`` over the 4096 raw values d, with the mean and
+    deviation of each value over the training images (values lie in [0, 1]; the 0.05 keeps values that
+    never vary in training from dominating). Images like the training images score about 1; noise and
+    photos light up cells that are always empty in the training images and score far higher.
+
+    Inputs:
+    - raw_features: array of shape (N, D) from :func:`featurize_images`.
+    - train_mean, train_std: arrays of shape (D,) over the training images.
+
+    Returns an array of shape (N,), float64.
+    """
+    x = np.asarray(raw_features, dtype=np.float64)
+    z = (x - np.asarray(train_mean, dtype=np.float64)) / (np.asarray(train_std, dtype=np.float64) + _DISTANCE_FLOOR)
+    return np.sqrt(np.mean(z * z, axis=1))
+
+
+def distance_limit(val_distances):
+    """The distance above which an image counts as unlike the dataset: 1.5 x the largest val distance."""
+    return 1.5 * float(np.max(val_distances))
