@@ -33,6 +33,7 @@ NOTEBOOKS = {
     "LSTM_Captioning": 38,
     "Language_Model": 22,
     "Transformer_Classification": 61,
+    "Transformer_Captioning": 27,
 }
 
 
