@@ -785,10 +785,12 @@ def _add_sweep(sub):
     p.add_argument("--space", type=existing_file,
                    help='JSON file of the search space, e.g. {"lr": {"loguniform": [1e-3, 2e-2]}, '
                         '"model": {"choice": ["lstm", "gru"]}}')
-    for key, help_text in (("model", "model kinds, e.g. rnn,lstm,gru"), ("lr", "Adam learning rate, e.g. 1e-3:2e-2"),
+    for key, help_text in (("model", "model kinds, e.g. rnn,lstm,gru,transformer"), ("lr", "Adam learning rate, e.g. 1e-3:2e-2"),
                            ("hidden-dim", "e.g. 128,256,512"), ("wordvec-dim", "e.g. 128,256"),
                            ("batch-size", "e.g. 50,100"), ("lr-decay", "per epoch, e.g. 0.7,1.0 or 0.6:1.0"),
-                           ("grad-clip", "global norm limit, 0 = off, e.g. 0,5"), ("seed", "e.g. 0 or 0,1,2")):
+                           ("grad-clip", "global norm limit, 0 = off, e.g. 0,5"), ("seed", "e.g. 0 or 0,1,2"),
+                           ("num-heads", "the Transformer's attention heads, e.g. 2,4"),
+                           ("num-layers", "the Transformer's decoder layers, e.g. 1,2")):
         p.add_argument("--" + key, dest="space_" + key.replace("-", "_"), type=_space_option(key),
                        metavar="SPEC", help=help_text)
     p.add_argument("--num-samples", type=positive_int, default=8, help="trials drawn from the space")

@@ -69,6 +69,8 @@ DEFAULT_SPACE = {
     "lr_decay": {"choice": [0.7, 0.85, 1.0]},
     "grad_clip": {"choice": [0, 5.0]},
     "seed": 0,
+    "num_heads": 4,  # the Transformer's; it must divide wordvec_dim
+    "num_layers": 2,
 }
 
 _DISTRIBUTIONS = ("choice", "grid", "loguniform", "uniform")
@@ -114,12 +116,27 @@ def _recurrent_from_checkpoint(model_config):
     return CaptioningRNN.from_config(model_config)
 
 
+def _transformer_model(config, data):
+    from cs231n.classifiers.transformer import CaptioningTransformer
+
+    return CaptioningTransformer(data["word_to_idx"], int(np.asarray(data["train_features"]).shape[1]),
+                                 config["wordvec_dim"], num_heads=config["num_heads"],
+                                 num_layers=config["num_layers"])
+
+
+def _transformer_from_checkpoint(model_config):
+    from cs231n.classifiers.transformer import CaptioningTransformer
+
+    return CaptioningTransformer.from_config(model_config)
+
+
 # kind -> (build(config, data) -> model, from_checkpoint(model_config) -> untrained model of that config).
 # A new captioning model joins sweeps by adding its kind here.
 MODEL_KINDS = {
     "rnn": (_recurrent_model, _recurrent_from_checkpoint),
     "lstm": (_recurrent_model, _recurrent_from_checkpoint),
     "gru": (_recurrent_model, _recurrent_from_checkpoint),
+    "transformer": (_transformer_model, _transformer_from_checkpoint),  # uses wordvec_dim, num_heads, num_layers
 }
 
 
@@ -146,6 +163,8 @@ _KEYS = {
     "lr_decay": ("a number in (0, 1]", lambda v: _is_number(v) and 0 < v <= 1, float),
     "grad_clip": ("a number >= 0 (0: no clipping)", lambda v: _is_number(v) and v >= 0, float),
     "seed": ("an int >= 0", lambda v: _is_int(v) and v >= 0, int),
+    "num_heads": ("a positive int", lambda v: _is_int(v) and v > 0, int),
+    "num_layers": ("a positive int", lambda v: _is_int(v) and v > 0, int),
 }
 
 
@@ -190,9 +209,11 @@ def make_space(space=None, **options):
     Each value is a constant (every trial uses it) or a dict with one key:
     ``{"choice": [...]}`` (drawn uniformly), ``{"grid": [...]}`` (every value, times ``num_samples``),
     ``{"loguniform": [low, high]}`` (``lr`` only) or ``{"uniform": [low, high]}`` (``lr_decay`` only).
-    Keys: ``model`` (rnn, lstm, gru), ``lr`` (Adam's learning rate), ``hidden_dim``, ``wordvec_dim``,
+    Keys: ``model`` (rnn, lstm, gru, transformer), ``lr`` (Adam's learning rate), ``hidden_dim``, ``wordvec_dim``,
     ``batch_size``, ``lr_decay`` (per epoch), ``grad_clip`` (global norm; 0 = off), ``seed`` (for the
-    weights and the minibatches; the same for all trials unless you make it a choice or grid).
+    weights and the minibatches; the same for all trials unless you make it a choice or grid), and
+    the Transformer's ``num_heads`` (it must divide ``wordvec_dim``) and ``num_layers``; ``hidden_dim``
+    is the recurrent models' only.
     Keys left out keep the default space's entries.
 
     Inputs:
@@ -213,7 +234,18 @@ def make_space(space=None, **options):
             raise TypeError(f"space must be a dict or a JSON file path, got {type(space).__name__}")
         merged.update(space)
     merged.update({k: v for k, v in options.items() if v is not None})
-    return {key: _normalize_entry(key, spec) for key, spec in merged.items()}
+    space = {key: _normalize_entry(key, spec) for key, spec in merged.items()}
+    if "transformer" in _values(space["model"]):
+        bad = [(w, h) for w in _values(space["wordvec_dim"]) for h in _values(space["num_heads"]) if w % h]
+        if bad:
+            raise ValueError(f"search space: the Transformer needs num_heads to divide wordvec_dim; "
+                             f"wordvec_dim {bad[0][0]} with num_heads {bad[0][1]} does not")
+    return space
+
+
+def _values(spec):
+    """The values a constant, choice or grid entry can take."""
+    return next(iter(spec.values())) if isinstance(spec, dict) else [spec]
 
 
 def parse_option(key, text):
@@ -265,7 +297,9 @@ def _tune_space(space):
 def describe_config(config):
     """A short one-line description of a trial's configuration, e.g. ``lstm lr=3.2e-03 H=256 ...``."""
     parts = [str(config.get("model", "?")), "lr=%.2e" % config["lr"] if "lr" in config else ""]
-    for key, label in (("hidden_dim", "H"), ("wordvec_dim", "W"), ("batch_size", "batch"),
+    kind_keys = ((("num_heads", "heads"), ("num_layers", "layers")) if config.get("model") == "transformer"
+                 else (("hidden_dim", "H"),))
+    for key, label in kind_keys + (("wordvec_dim", "W"), ("batch_size", "batch"),
                        ("lr_decay", "decay"), ("grad_clip", "clip")):
         if key in config:
             parts.append("%s=%s" % (label, _fmt(config[key])))
@@ -273,6 +307,8 @@ def describe_config(config):
 
 
 def _fmt(v):
+    if v is None:
+        return "-"
     if isinstance(v, float):
         return "%.3g" % v
     return str(v)
@@ -740,7 +776,8 @@ def _trial_row(result, settings, trial_status):
     df = result.metrics_dataframe
     last = result.metrics or {}
     row = {"trial": last.get("trial_id") or Path(result.path).name,
-           "config": {k: result.config[k] for k in settings["space"] if k in result.config},
+           "config": {k: result.config[k] for k in settings["space"] if k in result.config
+                      and not (k == "hidden_dim" and result.config.get("model") == "transformer")},
            "epochs": 0, "best_epoch": None, "score": None, "CIDEr": None, "Bleu_4": None,
            "resumed_at": [], "path": result.path}
     if df is not None and metric in df.columns:

@@ -66,6 +66,22 @@ def test_make_space_names_the_bad_entry(entry, words):
         assert w in str(e.value)
 
 
+def test_the_transformer_is_a_model_kind_of_the_space(tmp_path):
+    from cs231n.classifiers.transformer import CaptioningTransformer
+
+    space = sweep.make_space({"model": {"choice": ["lstm", "transformer"]}, "wordvec_dim": {"choice": [32, 64]},
+                              "num_heads": {"choice": [2, 4]}, "num_layers": 1})
+    assert space["num_layers"] == 1
+    with pytest.raises(ValueError, match="num_heads to divide wordvec_dim; wordvec_dim 30 with num_heads 4"):
+        sweep.make_space({"model": "transformer", "wordvec_dim": 30, "num_heads": 4})
+    sweep.make_space({"model": "lstm", "wordvec_dim": 30, "num_heads": 4})  # heads matter to the Transformer only
+    data = {"word_to_idx": {"<NULL>": 0, "<START>": 1, "<END>": 2, "a": 3}, "train_features": np.zeros((5, 6))}
+    build, from_config, = sweep.MODEL_KINDS["transformer"]
+    model = build(dict(wordvec_dim=8, num_heads=2, num_layers=1), data)
+    assert isinstance(model, CaptioningTransformer) and (model.num_heads, model.num_layers) == (2, 1)
+    assert from_config(model.get_config()).get_config() == model.get_config()
+
+
 def test_parse_option_reads_values_lists_and_ranges():
     assert sweep.parse_option("lr", "1e-3:2e-2") == {"loguniform": [1e-3, 2e-2]}
     assert sweep.parse_option("lr_decay", "0.6:1") == {"uniform": [0.6, 1.0]}
