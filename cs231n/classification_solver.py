@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from cs231n import metrics
-from cs231n.archive import atomic_write_text
+from cs231n.archive import atomic_write_json
 from cs231n.cola_utils import check_binary_labels
 from cs231n.solver import Solver
 
@@ -373,7 +373,7 @@ def train_sentence_classifier(data_dir, out_dir, kind="transformer", lr=None, ep
     if solver.best_params:
         model.params.update(solver.best_params)
     model.save(out / MODEL_FILE)
-    atomic_write_text(out / HISTORY_FILE, json.dumps(solver.val_history, indent=1) + "\n")
+    atomic_write_json(out / HISTORY_FILE, solver.val_history)
     import matplotlib.pyplot as plt
     plt.close(plot_training_curves(solver.loss_history, solver.val_history, path=out / CURVES_FILE,
                                          title=f"{kind} on {Path(data['base_dir']).name}"))
@@ -395,7 +395,7 @@ def train_sentence_classifier(data_dir, out_dir, kind="transformer", lr=None, ep
         rows.append({"model": kind + " (this run)", "val_accuracy": val["accuracy"], "val_mcc": val["mcc"],
                      "val_positive_rate": val["positive_rate"], "train_seconds": seconds, "epochs": solver.epoch})
         summary["table"] = rows
-    atomic_write_text(out / SCORES_FILE, json.dumps(summary, indent=2) + "\n")
+    atomic_write_json(out / SCORES_FILE, summary)
     if verbose:
         print("\nval (%d sentences, epoch %s of %d): accuracy %.3f, MCC %.3f, %.0f%% predicted acceptable"
               % (val["num"], best_epoch, solver.epoch, val["accuracy"], val["mcc"], 100 * val["positive_rate"]))

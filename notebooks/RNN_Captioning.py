@@ -77,8 +77,8 @@ print(f"small mode: {SMALL}")
 #
 # `load_coco_data` returns a dict: captions as word indices (`<START> ... <END>` padded with
 # `<NULL>`), the index of each caption's image, one feature vector per image (512 PCA components
-# of VGG-16 fc7 for COCO; for the shapes dataset, the same format from a fixed random-weight
-# convolutional featurizer), the vocabulary and the image URLs.
+# of VGG-16 fc7 for COCO; for the shapes dataset, the same format from a fixed, hand-written numpy
+# featurizer that describes each object in its own slot), the vocabulary and the image URLs.
 
 # %%
 USING_COCO = bool(os.environ.get("CS231N_COCO_DIR"))
