@@ -36,9 +36,10 @@ import time
 import zipfile
 from pathlib import Path
 
-DESCRIPTION = ("Train and use image-captioning models (RNN, LSTM, GRU) on a built-in synthetic dataset or on "
-               "the real COCO captions, score them with BLEU and CIDEr, caption your own images, and train "
-               "word-level language models on a text file.")
+DESCRIPTION = ("Train and use image-captioning models (RNN, LSTM, GRU, Transformer) on a built-in synthetic "
+               "dataset or on the real COCO captions, score them with BLEU and CIDEr, caption your own images, "
+               "train word-level language models on a text file and sentence classifiers on CoLA, and search "
+               "hyperparameters with Ray Tune.")
 EPILOG = ("Exit status: 0 success, 1 an error (one 'error:' line on stderr says what to do), 2 a bad option, "
           "130 interrupted with Ctrl-C (a checkpoint is kept; the message says how to resume). "
           "Run 'python -m cs231n COMMAND --help' for a command's options.")
