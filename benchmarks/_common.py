@@ -6,6 +6,7 @@ them, so a benchmark re-executes itself once with both unset (together, in its o
 numpy is imported, and says so in its output. Tests and CI never change them.
 """
 import os
+import platform
 import statistics
 import sys
 import time
@@ -47,3 +48,38 @@ def blas_description():
             parts.append(f"{info.get('internal_api')} {info.get('version')} core={info.get('architecture')} "
                          f"threads={info.get('num_threads')}")
     return "BLAS: " + ("; ".join(parts) or "unknown")
+
+
+def make_vocab(V):
+    """A vocabulary of V words: the four special tokens, then ``w0``, ``w1``, ..."""
+    words = ["<NULL>", "<START>", "<END>", "<UNK>"] + [f"w{i}" for i in range(V - 4)]
+    return {w: i for i, w in enumerate(words)}
+
+
+def matmul_gflops(rng, shapes, repeats):
+    """Best float32 GEMM rate (GFLOP/s) over ``shapes``, a list of (m, k, n) like the step's products."""
+    import numpy as np
+
+    best = 0.0
+    for m, k, n in shapes:
+        a = rng.standard_normal((m, k)).astype(np.float32)
+        b = rng.standard_normal((k, n)).astype(np.float32)
+        t = median_time(lambda: a @ b, repeats=max(3, repeats), warmup=2)
+        best = max(best, 2 * m * k * n / t / 1e9)
+    return best
+
+
+def machine_header(unset):
+    """Print the machine, Python/numpy/torch versions, BLAS and unset overrides; return whether torch imports."""
+    import numpy as np
+
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    print(f"machine: {platform.machine()} {platform.processor() or ''} cores={os.cpu_count()}, "
+          f"python {platform.python_version()}, numpy {np.__version__}"
+          + (f", torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch else ", torch absent"))
+    print(blas_description())
+    print(f"OpenBLAS overrides: {'unset ' + ', '.join(unset) if unset else 'none were set'}")
+    return torch is not None

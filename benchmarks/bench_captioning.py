@@ -18,13 +18,13 @@ unset in this process (see _common.py), as on users' machines.
 """
 import argparse
 import os
-import platform
 import sys
 import time
 import tracemalloc
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks._common import blas_description, median_time, reexec_without_openblas_overrides  # noqa: E402
+from benchmarks._common import (machine_header, make_vocab, matmul_gflops, median_time,  # noqa: E402
+                               reexec_without_openblas_overrides)
 
 unset = reexec_without_openblas_overrides()
 
@@ -34,11 +34,6 @@ from cs231n.classifiers.rnn import CaptioningRNN  # noqa: E402
 
 N, T, V, W, H, D = 128, 16, 1004, 256, 512, 512
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
-
-
-def make_vocab(V):
-    words = ["<NULL>", "<START>", "<END>", "<UNK>"] + [f"w{i}" for i in range(V - 4)]
-    return {w: i for i, w in enumerate(words)}
 
 
 def make_batch(rng):
@@ -65,17 +60,6 @@ def step_flops(cell):
     }
     # Backward: every product has two gradient products (data and weights), each as large as the forward.
     return 2 * 3 * sum(fwd.values())
-
-
-def matmul_gflops(rng, repeats):
-    """Best float32 GEMM rate over shapes like the step's (square and tall-skinny)."""
-    best = 0.0
-    for m, k, n in [(2048, 2048, 2048), (N * T, H, V), (N * T, W, 4 * H), (N, H, 4 * H)]:
-        a = rng.standard_normal((m, k)).astype(np.float32)
-        b = rng.standard_normal((k, n)).astype(np.float32)
-        t = median_time(lambda: a @ b, repeats=max(3, repeats), warmup=2)
-        best = max(best, 2 * m * k * n / t / 1e9)
-    return best
 
 
 def torch_step_fn(cell, features, captions, seed=0):
@@ -131,19 +115,9 @@ def main():
     num_sample = 200 if a.quick else 1000
     rng = np.random.default_rng(0)
     features, captions = make_batch(rng)
-    try:
-        import torch  # noqa: F401
-        have_torch = True
-    except ImportError:
-        have_torch = False
-
-    print(f"machine: {platform.machine()} {platform.processor() or ''} cores={os.cpu_count()}, "
-          f"python {platform.python_version()}, numpy {np.__version__}"
-          + (f", torch {torch.__version__} ({torch.get_num_threads()} threads)" if have_torch else ", torch absent"))
-    print(blas_description())
-    print(f"OpenBLAS overrides: {'unset ' + ', '.join(unset) if unset else 'none were set'}")
+    have_torch = machine_header(unset)
     print(f"shapes: N={N} T={T} V={V} wordvec={W} hidden={H} input={D}, float32; medians of {repeats} after warm-up")
-    gflops = matmul_gflops(rng, repeats)
+    gflops = matmul_gflops(rng, [(2048, 2048, 2048), (N * T, H, V), (N * T, W, 4 * H), (N, H, 4 * H)], repeats)
     print(f"\nmatmul limit (best float32 GEMM): {gflops:.1f} GFLOP/s\n")
 
     header = f"{'cell':5} {'numpy cap/s':>12} {'torch cap/s':>12} {'ratio':>7} {'GFLOP/s':>8} {'% of GEMM':>9} {'peak MB':>8}"

@@ -21,12 +21,12 @@ unset in this process (see _common.py), as on users' machines.
 """
 import argparse
 import os
-import platform
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks._common import blas_description, median_time, reexec_without_openblas_overrides  # noqa: E402
+from benchmarks._common import (machine_header, make_vocab, matmul_gflops, median_time,  # noqa: E402
+                               reexec_without_openblas_overrides)
 
 unset = reexec_without_openblas_overrides()
 
@@ -37,11 +37,6 @@ from cs231n import transformer_layers as tl  # noqa: E402
 from cs231n.rnn_layers import temporal_affine_backward, temporal_affine_forward, temporal_softmax_loss  # noqa: E402
 
 N, T, V, W, D, HEADS, LAYERS, F, P = 128, 16, 1004, 256, 512, 4, 2, 2048, 0.1
-
-
-def make_vocab(V):
-    words = ["<NULL>", "<START>", "<END>", "<UNK>"] + [f"w{i}" for i in range(V - 4)]
-    return {w: i for i, w in enumerate(words)}
 
 
 def make_batch(rng):
@@ -67,16 +62,6 @@ def step_flops():
                  + 2 * NT * W * F)       # feed-forward
     fwd = N * D * W + LAYERS * per_layer + NT * W * V
     return 2 * 3 * fwd  # backward: two products per forward product, each as large
-
-
-def matmul_gflops(rng, repeats):
-    best = 0.0
-    for m, k, n in [(2048, 2048, 2048), (N * T, W, F), (N * T, F, W), (N * T, W, V)]:
-        a = rng.standard_normal((m, k)).astype(np.float32)
-        b = rng.standard_normal((k, n)).astype(np.float32)
-        t = median_time(lambda: a @ b, repeats=max(3, repeats), warmup=2)
-        best = max(best, 2 * m * k * n / t / 1e9)
-    return best
 
 
 def torch_step_fn(features, captions, seed=0):
@@ -162,20 +147,10 @@ def main():
     num_sample = 200 if a.quick else 1000
     rng = np.random.default_rng(0)
     features, captions = make_batch(rng)
-    try:
-        import torch
-        have_torch = True
-    except ImportError:
-        have_torch = False
-
-    print(f"machine: {platform.machine()} {platform.processor() or ''} cores={os.cpu_count()}, "
-          f"python {platform.python_version()}, numpy {np.__version__}"
-          + (f", torch {torch.__version__} ({torch.get_num_threads()} threads)" if have_torch else ", torch absent"))
-    print(blas_description())
-    print(f"OpenBLAS overrides: {'unset ' + ', '.join(unset) if unset else 'none were set'}")
+    have_torch = machine_header(unset)
     print(f"shapes: N={N} T={T} V={V} W={W} layers={LAYERS} heads={HEADS} feed-forward={F} input={D}, "
           f"dropout {P}, float32; medians of {repeats} after warm-up")
-    gflops = matmul_gflops(rng, repeats)
+    gflops = matmul_gflops(rng, [(2048, 2048, 2048), (N * T, W, F), (N * T, F, W), (N * T, W, V)], repeats)
     print(f"\nmatmul limit (best float32 GEMM): {gflops:.1f} GFLOP/s\n")
 
     np.random.seed(0)
