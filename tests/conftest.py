@@ -72,3 +72,72 @@ def num_grad():
 def relerr():
     """The independent relative error, ``relerr(a, b) -> float``."""
     return max_relative_error
+
+
+class Backend:
+    """One array backend for parametrized tests: its name, its array module and a mover onto it.
+
+    - ``numpy``: the host; ``put`` returns numpy arrays.
+    - ``fake-gpu``: ``tests/fake_cupy.py`` installed as ``sys.modules["cupy"]``, so the package's GPU
+      path runs on the CPU and any host array mixed with device arrays is a TypeError (as in CuPy).
+    - ``gpu``: real CuPy on a CUDA device (skipped when CuPy cannot be imported or finds no GPU).
+    """
+
+    def __init__(self, name, xp):
+        self.name = name
+        self.xp = xp
+        self.device = "cpu" if name == "numpy" else "gpu"
+
+    def put(self, a):
+        """``a`` (numpy or a tree of arrays) moved onto this backend."""
+        from cs231n.backend import tree_to_device
+        return tree_to_device(a, self.device)
+
+    def get(self, a):
+        """``a`` as a host numpy array, after checking it lives on this backend."""
+        from cs231n.backend import to_numpy
+        self.check(a)
+        return to_numpy(a)
+
+    def check(self, a):
+        """Assert ``a`` is an array of this backend (not left on, or moved to, the other device)."""
+        if self.name == "numpy":
+            assert type(a) is np.ndarray, f"expected a numpy array, got {type(a)}"
+        else:
+            assert isinstance(a, self.xp.ndarray), f"expected a {self.name} array, got {type(a)}"
+
+    def __repr__(self):
+        return self.name
+
+
+def _real_cupy_or_skip():
+    try:
+        import cupy
+        if cupy.cuda.runtime.getDeviceCount() < 1:
+            raise RuntimeError("no CUDA device")
+    except Exception as e:  # ImportError, CUDARuntimeError, driver errors
+        pytest.skip(f"no GPU backend: {type(e).__name__}: {e}")
+    return cupy
+
+
+@pytest.fixture(params=["numpy", "fake-gpu", "gpu"])
+def backend(request, monkeypatch):
+    """Each array backend in turn (see ``Backend``); ``gpu`` is skipped without CuPy and a GPU."""
+    if request.param == "numpy":
+        return Backend("numpy", np)
+    return _device_backend(request.param, monkeypatch)
+
+
+@pytest.fixture(params=["fake-gpu", "gpu"])
+def device_backend(request, monkeypatch):
+    """The device backends only (fake and, when present, real CuPy)."""
+    return _device_backend(request.param, monkeypatch)
+
+
+def _device_backend(name, monkeypatch):
+    if name == "fake-gpu":
+        from fake_cupy import FakeCupy
+        fake = FakeCupy()
+        monkeypatch.setitem(sys.modules, "cupy", fake)
+        return Backend("fake-gpu", fake)
+    return Backend("gpu", _real_cupy_or_skip())

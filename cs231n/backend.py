@@ -1,0 +1,111 @@
+"""Which array module computes: numpy on the CPU, or CuPy on an NVIDIA GPU.
+
+Every layer in this package is written once, against the array module of its inputs:
+
+    xp = get_array_module(x)      # numpy for numpy arrays, cupy for cupy arrays
+    out = xp.empty((N, H), dtype=x.dtype)
+
+so the same readable function runs on the CPU when it is given numpy arrays and on a GPU when it is
+given CuPy arrays, and returns arrays of the kind it was given. numpy stays the only required
+dependency: CuPy is imported only when a caller asks for the GPU (``to_device(..., "gpu")``,
+``model.to("gpu")``, ``--device gpu``), and ``get_array_module`` only recognises CuPy arrays when CuPy
+has already been imported by someone, so a CPU-only program never pays for the import.
+
+Moving data between host and device is explicit and happens at the edges (a model's ``to``, a
+solver's minibatch, a checkpoint's save): ``to_device`` and ``to_numpy`` are the only two ways across.
+"""
+import sys
+
+import numpy as np
+
+DEVICES = ("cpu", "gpu")
+
+
+class BackendError(RuntimeError):
+    """The GPU was asked for but cannot be used (CuPy missing, no CUDA device, a driver error)."""
+
+
+def get_array_module(*arrays):
+    """The array module (``numpy`` or ``cupy``) that computes on ``arrays``.
+
+    CuPy is returned when any argument is a CuPy array; anything else (numpy arrays, Python numbers,
+    lists, None) means numpy. This never imports CuPy: an array of it can only exist if it was imported.
+    """
+    cupy = sys.modules.get("cupy")
+    if cupy is not None:
+        for a in arrays:
+            if isinstance(a, cupy.ndarray):
+                return cupy
+    return np
+
+
+def is_device_array(a):
+    """True when ``a`` is a GPU (CuPy) array."""
+    return get_array_module(a) is not np
+
+
+def device_of(a):
+    """``"gpu"`` for a CuPy array, ``"cpu"`` for anything else."""
+    return "gpu" if is_device_array(a) else "cpu"
+
+
+def import_cupy():
+    """Import CuPy and check that a CUDA device answers; BackendError says what is missing otherwise."""
+    try:
+        import cupy
+    except ImportError as e:
+        raise BackendError(
+            "the GPU needs CuPy, which is not installed (" + str(e) + "); install the build that matches "
+            "your CUDA, e.g. `pip install cupy-cuda12x`, or use the CPU (--device cpu)") from None
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:  # CUDARuntimeError and driver errors have no common public base
+        raise BackendError(f"CuPy is installed but no CUDA device can be used: {e}") from None
+    if count < 1:
+        raise BackendError("CuPy is installed but this machine has no CUDA device")
+    return cupy
+
+
+def check_device(fn, device):
+    """Return ``device`` if it is "cpu" or "gpu", else raise ValueError naming the function."""
+    if device not in DEVICES:
+        raise ValueError(f"{fn}: device must be one of {DEVICES}, got {device!r}")
+    return device
+
+
+def xp_for(device):
+    """The array module of ``device``: numpy for "cpu", CuPy (imported and checked) for "gpu"."""
+    check_device("xp_for", device)
+    return np if device == "cpu" else import_cupy()
+
+
+def to_device(a, device):
+    """``a`` as an array on ``device`` ("cpu" or "gpu"); an array already there is returned as it is.
+
+    Anything array-like is accepted (numpy or CuPy arrays, lists, numbers); dtype and values are kept
+    bit for bit in both directions.
+    """
+    check_device("to_device", device)
+    if device == "cpu":
+        return to_numpy(a)
+    cupy = import_cupy()
+    return a if isinstance(a, cupy.ndarray) else cupy.asarray(a)
+
+
+def to_numpy(a):
+    """``a`` as a host numpy array (a CuPy array is copied from the device; numpy passes through)."""
+    xp = get_array_module(a)
+    if xp is np:
+        return np.asarray(a)
+    return xp.asnumpy(a)
+
+
+def tree_to_device(tree, device):
+    """``to_device`` on every array in a dict/list/tuple tree; other leaves (str, int, None) are kept."""
+    if isinstance(tree, dict):
+        return {k: tree_to_device(v, device) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(tree_to_device(v, device) for v in tree)
+    if isinstance(tree, np.ndarray) or is_device_array(tree):
+        return to_device(tree, device)
+    return tree
