@@ -8,6 +8,8 @@ point (index ranges), so they cost nothing on the hot path.
 """
 import numpy as np
 
+from cs231n.backend import get_array_module
+
 # Names of the gate layouts, used to say "this looks like LSTM weights" when columns are a multiple of H.
 _GATE_NAMES = {1: "RNN", 3: "GRU", 4: "LSTM"}
 
@@ -18,7 +20,7 @@ def float_array(fn, name, a, ndim):
     Floating arrays pass through untouched (no copy); integer and bool arrays are promoted to float64;
     anything else (object, complex, strings) is a TypeError.
     """
-    a = np.asarray(a)
+    a = get_array_module(a).asarray(a)
     if a.dtype.kind in "biu":
         a = a.astype(np.float64)
     elif a.dtype.kind != "f":
@@ -30,7 +32,7 @@ def float_array(fn, name, a, ndim):
 
 def index_array(fn, name, a, ndim, upper):
     """Return ``a`` as an integer ndarray of ``ndim`` dimensions with values in ``[0, upper)``."""
-    a = np.asarray(a)
+    a = get_array_module(a).asarray(a)
     if a.dtype.kind not in "iu":
         raise TypeError(f"{fn}: {name} must hold integer indices, got dtype {a.dtype}")
     if a.ndim != ndim:

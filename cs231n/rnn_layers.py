@@ -18,6 +18,7 @@ projection, and the reset gate applied to ``h Wh_n + bh_n``.
 import numpy as np
 
 from cs231n._validation import check_recurrent_args, expect_shape, float_array, index_array
+from cs231n.backend import get_array_module
 
 
 def sigmoid(x):
@@ -701,7 +702,7 @@ def temporal_softmax_loss(x, y, mask, verbose=False):
 
 def _check_upstream(fn, name, d, shape):
     """Return the upstream gradient as an array after checking it matches the forward's output shape."""
-    d = np.asarray(d)
+    d = get_array_module(d).asarray(d)
     if d.shape != tuple(shape):
         raise ValueError(f"{fn}: {name} should have the shape of the forward output {tuple(shape)}, "
                          f"got {d.shape}")
