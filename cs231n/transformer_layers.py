@@ -1,10 +1,13 @@
-"""Transformer layers as pure numpy functions: layer norm, attention, multi-head attention, dropout, FFN.
+"""Transformer layers as pure array functions: layer norm, attention, multi-head attention, dropout, FFN.
 
 The same house style as :mod:`cs231n.rnn_layers`: each ``*_forward`` returns ``(out, cache)`` and each
 ``*_backward(dout, cache)`` returns the gradients of the forward's array arguments in the forward's
 order. There is no state and no I/O; float32 inputs give float32 outputs and inputs are never written
 to. Everything is vectorized over the batch and the heads: there is no Python loop over heads or
 positions.
+
+Every function computes with the array module of its inputs (:mod:`cs231n.backend`): numpy arrays
+give numpy results, CuPy arrays give CuPy results on their GPU, with the same lines of code.
 
 Letters used throughout: N minibatch, S query positions, T key/value positions, h heads, d per-head
 query/key size, dv per-head value size, E model (embedding) size, M output size, F feed-forward size.
@@ -33,6 +36,7 @@ from collections import namedtuple
 import numpy as np
 
 from cs231n._validation import expect_shape, float_array
+from cs231n.backend import check_device, get_array_module, to_device, xp_for
 from cs231n.rnn_layers import _check_upstream
 
 AttentionCache = namedtuple("AttentionCache", "q k v probs keep scale")
@@ -80,7 +84,8 @@ def layernorm_forward(x, gamma, beta, ln_param=None):
       of shape (..., 1).
     """
     fn = "layernorm_forward"
-    x = np.asarray(x)
+    xp = get_array_module(x)
+    x = xp.asarray(x)
     if x.ndim < 1:
         raise ValueError(f"{fn}: x must have at least one dimension (the normalized one), got a scalar")
     x = float_array(fn, "x", x, x.ndim)
@@ -96,9 +101,9 @@ def layernorm_forward(x, gamma, beta, ln_param=None):
         raise ValueError(f"{fn}: ln_param['eps'] must be a number >= 0, got {eps!r}")
     dtype = np.result_type(x.dtype, gamma.dtype, beta.dtype)
     mean = x.mean(axis=-1, keepdims=True, dtype=dtype)               # (..., 1)
-    xhat = np.subtract(x, mean, dtype=dtype)                         # (..., D)
-    var = np.mean(xhat * xhat, axis=-1, keepdims=True)               # (..., 1)
-    rstd = 1.0 / np.sqrt(var + np.asarray(eps, dtype=dtype))         # (..., 1)
+    xhat = xp.subtract(x, mean, dtype=dtype)                         # (..., D)
+    var = xp.mean(xhat * xhat, axis=-1, keepdims=True)               # (..., 1)
+    rstd = 1.0 / xp.sqrt(var + dtype.type(eps))                      # (..., 1)
     xhat *= rstd
     out = xhat * gamma + beta                                        # (..., D)
     return out, (xhat, rstd, gamma)
@@ -121,14 +126,15 @@ def layernorm_backward(dout, cache):
     - dbeta: gradient of beta, of shape (D,).
     """
     xhat, rstd, gamma = cache
+    xp = get_array_module(xhat)
     dout = _check_upstream("layernorm_backward", "dout", dout, xhat.shape)
     D = xhat.shape[-1]
     dout2 = dout.reshape(-1, D)
     dbeta = dout2.sum(axis=0)                                   # through + beta
-    dgamma = np.einsum("ij,ij->j", dout2, xhat.reshape(-1, D))  # through * gamma
+    dgamma = xp.einsum("ij,ij->j", dout2, xhat.reshape(-1, D))  # through * gamma
     g = dout * gamma                                            # gradient of xhat
     dx = g - g.mean(axis=-1, keepdims=True)                     # through the mean subtraction
-    dx -= xhat * np.mean(g * xhat, axis=-1, keepdims=True)      # through the variance
+    dx -= xhat * xp.mean(g * xhat, axis=-1, keepdims=True)      # through the variance
     dx *= rstd
     return dx, dgamma, dbeta
 
@@ -149,21 +155,25 @@ def dropout_forward(x, p=0.1, train=True, rng=None):
     - p: drop probability, a number in [0, 1]; p = 1 drops everything (the output is zero).
     - train: True for training (random mask), False for testing (identity).
     - rng: np.random.Generator, an int seed, or None for a fresh unseeded generator. Only used when
-      training with p > 0; pass the same Generator along a training run for reproducible masks.
+      training with p > 0; pass the same Generator along a training run for reproducible masks. On
+      numpy the mask's uniforms come from rng itself; on a GPU, rng gives one integer that seeds
+      CuPy's generator, which draws the mask on the device (so a seed reproduces a run on either
+      backend, but numpy and the GPU draw different masks).
 
     Returns a tuple of:
     - out: data of the shape and dtype of x.
     - cache: the (x.shape) multiplier of 0s and 1/(1-p)s, or None when nothing was dropped.
     """
     fn = "dropout_forward"
-    x = np.asarray(x)
+    xp = get_array_module(x)
+    x = xp.asarray(x)
     x = float_array(fn, "x", x, x.ndim)
     p = _check_prob(fn, "p", p)
     if not isinstance(train, (bool, np.bool_)):
         raise TypeError(f"{fn}: train must be True or False, got {train!r}")
     if not train or p == 0.0:
         return x, None
-    keep = _dropout_multiplier(fn, x.shape, x.dtype, p, rng)
+    keep = _dropout_multiplier(fn, xp, x.shape, x.dtype, p, rng)
     return x * keep, keep
 
 
@@ -179,7 +189,7 @@ def dropout_backward(dout, cache):
     """
     keep = cache
     if keep is None:
-        return np.asarray(dout)
+        return get_array_module(dout).asarray(dout)
     dout = _check_upstream("dropout_backward", "dout", dout, keep.shape)
     return dout * keep
 
@@ -199,17 +209,31 @@ def _generator(fn, rng):
     raise TypeError(f"{fn}: rng must be a numpy Generator, an int seed or None, got {type(rng).__name__}")
 
 
-def _dropout_multiplier(fn, shape, dtype, p, rng):
-    """An array of ``shape`` holding 0 (probability p) or 1 / (1 - p), of ``dtype``."""
+def _dropout_multiplier(fn, xp, shape, dtype, p, rng):
+    """An array of module ``xp`` and ``shape`` holding 0 (probability p) or 1 / (1 - p), of ``dtype``."""
     gen = _generator(fn, rng)
     if p == 1.0:
-        return np.zeros(shape, dtype=dtype)
+        return xp.zeros(shape, dtype=dtype)
     # float32 uniforms whatever the dtype: half the cost of float64 ones, and a seed gives the same mask
     # in float32 and float64.
-    u = gen.random(shape, dtype=np.float32)
+    if xp is np:
+        u = gen.random(shape, dtype=np.float32)
+    else:
+        u = _device_uniforms(xp, int(gen.integers(2 ** 63)), shape)
     keep = (u >= np.float32(p)).astype(dtype)
     keep *= dtype.type(1.0 / (1.0 - p))
     return keep
+
+
+def _device_uniforms(xp, seed, shape):
+    """float32 uniforms in [0, 1) of ``shape``, drawn on the GPU by a cuRAND generator set to ``seed``.
+
+    One host integer crosses to the device instead of a whole mask. The counter-based Philox generator
+    is used because (re)seeding it costs nothing, unlike the default XORWOW's state setup; the same
+    seed gives the same numbers on the same GPU software.
+    """
+    rs = xp.random.RandomState(np.uint64(seed), method=xp.cuda.curand.CURAND_RNG_PSEUDO_PHILOX4_32_10)
+    return rs.random_sample(shape, dtype=np.float32)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -230,7 +254,9 @@ def scaled_dot_product_attention_forward(q, k, v, mask=None, dropout_p=0.0, rng=
     - v: values, of shape (N, h, T, dv).
     - mask: None (attend everywhere) or an array broadcastable to (N, h, S, T), e.g. (S, T) or
       (N, 1, 1, T); ``mask[..., i, j] == 0`` (False) means query i may not attend key j. Every query
-      must be allowed at least one key (ValueError otherwise).
+      must be allowed at least one key (ValueError otherwise). A numpy mask given with GPU arrays is
+      copied to the GPU (once per call; keep it on the GPU to avoid that), and a GPU mask given with
+      numpy arrays is copied to the host.
     - dropout_p: probability of dropping an attention weight, in [0, 1).
     - rng: np.random.Generator, int seed or None; used only when dropout_p > 0.
 
@@ -251,7 +277,8 @@ def scaled_dot_product_attention_forward(q, k, v, mask=None, dropout_p=0.0, rng=
     dropout_p = _check_prob(fn, "dropout_p", dropout_p)
     if dropout_p == 1.0:
         raise ValueError(f"{fn}: dropout_p must be < 1 (dropping every attention weight leaves nothing)")
-    bias = _mask_bias(fn, mask, (N, h, S, T), np.result_type(q.dtype, k.dtype, v.dtype))
+    xp = get_array_module(q)
+    bias = _mask_bias(fn, xp, mask, (N, h, S, T), np.result_type(q.dtype, k.dtype, v.dtype))
     scale = 1.0 / np.sqrt(d)
     scores = q @ k.swapaxes(-1, -2)                 # (N, h, S, T)
     scores *= scores.dtype.type(scale)
@@ -260,7 +287,7 @@ def scaled_dot_product_attention_forward(q, k, v, mask=None, dropout_p=0.0, rng=
     probs = _softmax_inplace(scores)                # (N, h, S, T)
     keep = None
     if dropout_p > 0.0:
-        keep = _dropout_multiplier(fn, probs.shape, probs.dtype, dropout_p, rng)
+        keep = _dropout_multiplier(fn, xp, probs.shape, probs.dtype, dropout_p, rng)
         out = (probs * keep) @ v                    # (N, h, S, dv)
     else:
         out = probs @ v                             # (N, h, S, dv)
@@ -292,7 +319,7 @@ def scaled_dot_product_attention_backward(dout, cache):
     if keep is not None:
         dP *= keep                                      # through the dropout
     # through the softmax: P * (dP - sum_j dP_j P_j), then through the scale
-    dP -= np.sum(dP * probs, axis=-1, keepdims=True)
+    dP -= (dP * probs).sum(axis=-1, keepdims=True)
     dP *= probs
     dP *= dP.dtype.type(scale)
     dq = dP @ k                                         # (N, h, S, d)
@@ -303,19 +330,21 @@ def scaled_dot_product_attention_backward(dout, cache):
 def _softmax_inplace(scores):
     """Softmax over the last axis, overwriting ``scores``; -inf entries become exactly 0."""
     scores -= scores.max(axis=-1, keepdims=True)
-    np.exp(scores, out=scores)
+    get_array_module(scores).exp(scores, out=scores)
     scores /= scores.sum(axis=-1, keepdims=True)
     return scores
 
 
-def _mask_bias(fn, mask, shape, dtype):
+def _mask_bias(fn, xp, mask, shape, dtype):
     """Check an attention mask and return its additive bias (0 allowed, -inf forbidden), or None.
 
-    The bias keeps the mask's own (broadcastable) shape, so an (S, T) mask costs S*T numbers.
+    The bias keeps the mask's own (broadcastable) shape, so an (S, T) mask costs S*T numbers. It is an
+    array of module ``xp`` (the scores'): a mask on the other device is copied there, explicitly. The
+    checks of the values read one boolean back from the GPU per check, not one per row.
     """
     if mask is None:
         return None
-    m = np.asarray(mask)
+    m = mask if get_array_module(mask) is not np else np.asarray(mask)
     if m.dtype.kind not in "biuf":
         raise TypeError(f"{fn}: mask must hold booleans or numbers (0 = may not attend), got dtype {m.dtype}")
     if m.ndim < 2 or m.ndim > 4:
@@ -327,15 +356,17 @@ def _mask_bias(fn, mask, shape, dtype):
     except ValueError:
         raise ValueError(f"{fn}: mask of shape {m.shape} does not broadcast to the scores' shape "
                          f"(N, h, S, T) = {shape}; use (S, T), (N, 1, S, T) or (N, 1, 1, T)") from None
-    if m.dtype.kind == "f" and not np.all(np.isfinite(m)):
+    m = to_device(m, "cpu" if xp is np else "gpu")
+    if m.dtype.kind == "f" and not bool(xp.all(xp.isfinite(m))):
         raise ValueError(f"{fn}: mask holds NaN or inf; use 0 (may not attend) and 1 (may attend)")
     allowed = m != 0
-    if not np.all(np.broadcast_to(allowed.any(axis=-1, keepdims=True), shape[:-1] + (1,))):
+    if not bool(xp.all(xp.broadcast_to(allowed.any(axis=-1, keepdims=True), shape[:-1] + (1,)))):
+        allowed = to_device(allowed, "cpu")  # only to name the rows in the message
         rows = np.argwhere(~np.broadcast_to(allowed.any(axis=-1), shape[:-1]))
         raise ValueError(f"{fn}: mask leaves query {tuple(int(i) for i in rows[0])} (index n, h, s) "
                          f"with no key it may attend to ({len(rows)} such (n, h, s) rows); every query "
                          f"needs at least one nonzero entry in its mask row")
-    bias = np.zeros(m.shape, dtype=dtype)
+    bias = xp.zeros(m.shape, dtype=dtype)
     bias[~allowed] = -np.inf
     return bias
 
@@ -474,7 +505,7 @@ def _linear_backward(dout, x, W):
 # Positional encoding
 # ----------------------------------------------------------------------------------------------------
 
-def positional_encoding(T, D, dtype=np.float64):
+def positional_encoding(T, D, dtype=np.float64, device="cpu"):
     """Sinusoidal position encodings, cs231n's (and "Attention is all you need") formula.
 
     ``P[t, 2i] = sin(t * 10000**(-2i / D))`` and ``P[t, 2i + 1] = cos(t * 10000**(-2i / D))`` for
@@ -485,6 +516,7 @@ def positional_encoding(T, D, dtype=np.float64):
     - T: number of positions, int >= 1.
     - D: encoding size, int >= 1 (even in cs231n; an odd D drops the last cosine column).
     - dtype: floating dtype of the result.
+    - device: "cpu" for a numpy array, "gpu" for a CuPy array computed on the GPU.
 
     Returns:
     - P: array of shape (T, D).
@@ -493,12 +525,13 @@ def positional_encoding(T, D, dtype=np.float64):
     for name, val in (("T", T), ("D", D)):
         if isinstance(val, (bool, np.bool_)) or not isinstance(val, (int, np.integer)) or val < 1:
             raise ValueError(f"{fn}: {name} must be a positive integer, got {val!r}")
-    t = np.arange(T, dtype=np.float64)[:, None]                      # (T, 1)
-    freq = 10000.0 ** (-np.arange(0, D, 2, dtype=np.float64) / D)    # (ceil(D / 2),)
+    xp = xp_for(check_device(fn, device))
+    t = xp.arange(T, dtype=np.float64)[:, None]                      # (T, 1)
+    freq = 10000.0 ** (-xp.arange(0, D, 2, dtype=np.float64) / D)    # (ceil(D / 2),)
     angle = t * freq                                                 # (T, ceil(D / 2))
-    P = np.empty((T, D), dtype=np.float64)
-    P[:, 0::2] = np.sin(angle)
-    P[:, 1::2] = np.cos(angle[:, :D // 2])
+    P = xp.empty((T, D), dtype=np.float64)
+    P[:, 0::2] = xp.sin(angle)
+    P[:, 1::2] = xp.cos(angle[:, :D // 2])
     return P.astype(dtype)
 
 
@@ -530,7 +563,8 @@ def feedforward_forward(x, W1, b1, W2, b2, activation="relu", dropout_p=0.0, rng
       after dropout, both (..., F), and keep the dropout multiplier or None.
     """
     fn = "feedforward_forward"
-    x = np.asarray(x)
+    xp = get_array_module(x)
+    x = xp.asarray(x)
     if x.ndim < 1:
         raise ValueError(f"{fn}: x must have at least one dimension, got a scalar")
     x = float_array(fn, "x", x, x.ndim)
@@ -546,16 +580,16 @@ def feedforward_forward(x, W1, b1, W2, b2, activation="relu", dropout_p=0.0, rng
     dropout_p = _check_prob(fn, "dropout_p", dropout_p)
     pre = _linear(x, W1, b1)                                         # (..., F)
     if activation == "relu":
-        hidden = np.maximum(pre, 0)                                  # (..., F)
+        hidden = xp.maximum(pre, 0)                                  # (..., F)
     else:
         c = pre.dtype.type(_GELU_C)
-        hidden = np.tanh(c * (pre + pre.dtype.type(0.044715) * pre ** 3))
+        hidden = xp.tanh(c * (pre + pre.dtype.type(0.044715) * pre ** 3))
         hidden += 1
         hidden *= pre
         hidden *= pre.dtype.type(0.5)
     keep = None
     if dropout_p > 0.0:
-        keep = _dropout_multiplier(fn, hidden.shape, hidden.dtype, dropout_p, rng)
+        keep = _dropout_multiplier(fn, xp, hidden.shape, hidden.dtype, dropout_p, rng)
         hidden *= keep
     out = _linear(hidden, W2, b2)                                    # (..., M)
     return out, (x, W1, W2, pre, hidden, keep, activation)
@@ -584,7 +618,7 @@ def feedforward_backward(dout, cache):
         # with g = c (u + 0.044715 u^3) and g' = c (1 + 3 * 0.044715 u^2).
         dt = pre.dtype.type
         c = dt(_GELU_C)
-        th = np.tanh(c * (pre + dt(0.044715) * pre ** 3))
+        th = get_array_module(pre).tanh(c * (pre + dt(0.044715) * pre ** 3))
         grad = dt(0.5) * (1 + th) + dt(0.5) * pre * (1 - th * th) * c * (1 + dt(3 * 0.044715) * pre * pre)
         dhidden *= grad
     dx, dW1, db1 = _linear_backward(dhidden, x, W1)                  # through x W1 + b1

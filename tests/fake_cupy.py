@@ -133,6 +133,17 @@ class _Namespace(types.SimpleNamespace):
         return device_function
 
 
+class RandomState:
+    """``cupy.random.RandomState(seed, method)`` as far as the package uses it: a seeded generator whose
+    draws are device arrays (numpy's PCG64 stands in for cuRAND, so the numbers differ from a GPU's)."""
+
+    def __init__(self, seed=None, method=None):
+        self._gen = np.random.default_rng(None if seed is None else int(seed))
+
+    def random_sample(self, size=None, dtype=float):
+        return _to_device_view(self._gen.random(size, dtype=dtype))
+
+
 class FakeCupy(_Namespace):
     """The module object installed as ``sys.modules["cupy"]`` by the ``fake_gpu`` fixture."""
 
@@ -142,7 +153,9 @@ class FakeCupy(_Namespace):
     def __init__(self):
         super().__init__(np, creation=_CREATION)
         self.random = _Namespace(np.random)
-        self.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 1))
+        self.random.RandomState = RandomState
+        self.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 1),
+                                          curand=types.SimpleNamespace(CURAND_RNG_PSEUDO_PHILOX4_32_10=161))
         self.transfers = 0  # host -> device copies made through asarray, for tests that count them
 
     def asarray(self, a, dtype=None):

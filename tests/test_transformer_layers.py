@@ -559,3 +559,171 @@ def test_dropout_and_ffn_errors():
         positional_encoding(0, 4)
     with pytest.raises(ValueError, match="D must be a positive integer"):
         positional_encoding(3, 2.0)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Array backends: the same functions on device arrays (the fake CuPy in CI, a real GPU when present)
+# ----------------------------------------------------------------------------------------------------
+
+def assert_same(backend, got, want, err_msg=""):
+    """``got`` lives on ``backend`` and equals ``want`` (bit for bit on numpy and the fake CuPy; to
+    float64 round-off on a real GPU, whose kernels sum in another order)."""
+    got = backend.get(got)
+    if backend.name == "gpu":
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12, err_msg=err_msg)
+    else:
+        np.testing.assert_array_equal(got, want, err_msg=err_msg)
+
+
+def deterministic_layer_calls(rng):
+    """(name, forward, args, backward, upstream shape) for every layer without dropout, float64."""
+    q, k, v = attention_inputs(rng, 2, 2, 3, 4)
+    mha = mha_args(rng, 2, 3, 4, E=4, h=2, d=2, dv=3, M=4)
+    ffn = ffn_args(rng)
+    causal = np.tril(np.ones((3, 4), dtype=bool))
+    pad = np.ones((2, 1, 1, 4))
+    pad[1, ..., 2:] = 0
+    return [
+        ("layernorm", lambda *a: layernorm_forward(*a, {"eps": 1e-5}), [rng.randn(2, 3, 4), rng.randn(4),
+                                                                        rng.randn(4)], layernorm_backward, (2, 3, 4)),
+        ("dropout_off", lambda a: dropout_forward(a, 0.5, False), [rng.randn(2, 3)], dropout_backward, (2, 3)),
+        ("attention", lambda *a: scaled_dot_product_attention_forward(*a, causal), [q, k, v],
+         scaled_dot_product_attention_backward, (2, 2, 3, 2)),
+        ("attention_pad", lambda *a: scaled_dot_product_attention_forward(*a, pad), [q, k, v],
+         scaled_dot_product_attention_backward, (2, 2, 3, 2)),
+        ("multihead", lambda *a: multihead_attention_forward(*a, 2, mask=causal), mha,
+         multihead_attention_backward, (2, 3, 4)),
+        ("ffn_relu", lambda *a: feedforward_forward(*a, "relu"), ffn, feedforward_backward, (2, 3, 5)),
+        ("ffn_gelu", lambda *a: feedforward_forward(*a, "gelu"), ffn, feedforward_backward, (2, 3, 5)),
+    ]
+
+
+def test_layers_on_backend_match_numpy(backend):
+    rng = np.random.RandomState(12)
+    for name, fwd, args, bwd, dshape in deterministic_layer_calls(rng):
+        dout = rng.randn(*dshape)
+        out, cache = fwd(*args)
+        grads = bwd(dout, cache)
+        out_b, cache_b = fwd(*backend.put(args))
+        grads_b = bwd(backend.put(dout), cache_b)
+        assert_same(backend, out_b, out, name)
+        grads, grads_b = (g if isinstance(g, tuple) else (g,) for g in (grads, grads_b))
+        for i, (g_b, g) in enumerate(zip(grads_b, grads)):
+            assert_same(backend, g_b, g, f"{name} gradient {i}")
+
+
+def test_attention_mask_on_either_device(device_backend):
+    """A host mask with device inputs is copied to the device once; a device mask is used in place;
+    both give the numpy result. The weights (cache.probs) stay on the device."""
+    rng = np.random.RandomState(13)
+    q, k, v = attention_inputs(rng, 2, 2, 3, 4)
+    mask = np.tril(np.ones((3, 4)), k=1)
+    want, _ = scaled_dot_product_attention_forward(q, k, v, mask)
+    qd, kd, vd, maskd = device_backend.put([q, k, v, mask])
+    xp = device_backend.xp
+    for m, copies in ((mask, 1), (maskd, 0), (mask.tolist(), 1)):
+        before = getattr(xp, "transfers", None)
+        out, cache = scaled_dot_product_attention_forward(qd, kd, vd, m)
+        if before is not None:  # the fake counts host -> device copies
+            assert xp.transfers - before == copies
+        assert_same(device_backend, out, want)
+        device_backend.check(cache.probs)
+    # and a device mask given with host inputs is brought to the host
+    out, _ = scaled_dot_product_attention_forward(q, k, v, maskd)
+    np.testing.assert_array_equal(out, want)
+
+
+def test_gradients_on_device(device_backend, num_grad, relerr):
+    """float64 gradients computed on the device agree with central differences (taken on the host, with
+    every perturbed input sent to the device), including with dropout: a seed reproduces the mask."""
+    rng = np.random.RandomState(14)
+    put, get = device_backend.put, device_backend.get
+    q, k, v = attention_inputs(rng, 2, 2, 3, 4)
+    mha = mha_args(rng, 2, 3, 4, E=4, h=2, d=2, dv=2, M=3)
+    ffn = ffn_args(rng)
+    causal = np.tril(np.ones((3, 4)), k=1)
+    cases = [
+        ("layernorm", lambda *a: layernorm_forward(*a, {"eps": 1e-5}), [rng.randn(2, 3), rng.randn(3), rng.randn(3)],
+         layernorm_backward, (2, 3), ["dx", "dgamma", "dbeta"]),
+        ("attention", lambda *a: scaled_dot_product_attention_forward(*a, causal, 0.3, 5), [q, k, v],
+         scaled_dot_product_attention_backward, (2, 2, 3, 2), ["dq", "dk", "dv"]),
+        ("multihead", lambda *a: multihead_attention_forward(*a, 2, mask=causal), mha, multihead_attention_backward,
+         (2, 3, 3), ["dquery", "dkey", "dvalue", "dWq", "dbq", "dWk", "dbk", "dWv", "dbv", "dWo", "dbo"]),
+        ("ffn_gelu", lambda *a: feedforward_forward(*a, "gelu", 0.25, 9), ffn, feedforward_backward, (2, 3, 5),
+         ["dx", "dW1", "db1", "dW2", "db2"]),
+    ]
+    for name, fwd, args, bwd, dshape, names in cases:
+        dout = rng.randn(*dshape)
+        _, cache = fwd(*put(args))
+        analytic = [get(g) for g in bwd(put(dout), cache)]
+        numeric = numeric_grads(lambda *a: [get(fwd(*put(list(a)))[0])], args, dout, num_grad)
+        if name == "multihead":  # the key bias's gradient is exactly 0 (see test_multihead_gradients)
+            assert np.max(np.abs(analytic[6])) < 1e-12
+            del analytic[6], numeric[6], names[6]
+        check_grads(analytic, numeric, relerr, [f"{name} {n}" for n in names])
+
+
+def test_dropout_on_device_is_seeded_and_drops_p(device_backend):
+    """On a device the mask is drawn there, from one integer of the host generator: the same seed gives
+    the same mask, p is the dropped share, and no mask is copied from the host."""
+    x = device_backend.put(np.ones((200, 500), dtype=np.float32))
+    xp = device_backend.xp
+    before = getattr(xp, "transfers", None)
+    gen = np.random.default_rng(7)
+    a, keep = dropout_forward(x, 0.3, True, rng=gen)
+    a2, _ = dropout_forward(x, 0.3, True, rng=gen)                       # the generator moved on
+    b, _ = dropout_forward(x, 0.3, True, rng=np.random.default_rng(7))
+    c, _ = dropout_forward(x, 0.3, True, rng=8)
+    if before is not None:
+        assert xp.transfers == before
+    a, a2, b, c, keep = (device_backend.get(t) for t in (a, a2, b, c, keep))
+    assert a.dtype == np.float32 and keep.dtype == np.float32
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, a2) and not np.array_equal(a, c)
+    assert abs(np.mean(a == 0) - 0.3) < 0.01
+    np.testing.assert_allclose(a[a != 0], np.float32(1 / 0.7), rtol=1e-6)
+    # one host draw per mask: the host generator is where a run's randomness (and its checkpoint) lives
+    gen2 = np.random.default_rng(7)
+    gen2.integers(2 ** 63)
+    gen2.integers(2 ** 63)
+    assert gen2.bit_generator.state == gen.bit_generator.state
+    # a dropout inside attention and the FFN is drawn on the device too
+    q, k, v = device_backend.put(list(attention_inputs(np.random.RandomState(0), 2, 2, 3, 4)))
+    _, cache = scaled_dot_product_attention_forward(q, k, v, None, 0.5, rng=1)
+    device_backend.check(cache.keep)
+    _, cache2 = scaled_dot_product_attention_forward(q, k, v, None, 0.5, rng=1)
+    np.testing.assert_array_equal(device_backend.get(cache.keep), device_backend.get(cache2.keep))
+
+
+def test_positional_encoding_on_device(device_backend):
+    P = positional_encoding(7, 6, np.float32, device="gpu")
+    assert_same(device_backend, P, positional_encoding(7, 6, np.float32))
+    with pytest.raises(ValueError, match="positional_encoding: device must be one of"):
+        positional_encoding(7, 6, device="cuda")
+
+
+def test_errors_unchanged_on_device(device_backend):
+    put = device_backend.put
+    rng = np.random.RandomState(10)
+    q, k, v = put(list(attention_inputs(rng, 2, 2, 3, 3)))
+    pad = np.ones((2, 1, 1, 3), dtype=bool)
+    pad[1] = False
+    for m in (pad, put(pad)):
+        with pytest.raises(ValueError, match=r"mask leaves query \(1, 0, 0\) .* \(6 such \(n, h, s\) rows\)"):
+            scaled_dot_product_attention_forward(q, k, v, m)
+    q, k, v = put(list(attention_inputs(rng, 2, 2, 3, 4)))
+    for mask, match in [(np.ones((3, 5)), "does not broadcast"), (np.ones(4), "2 to 4 dimensions"),
+                        (np.array([["a"] * 4] * 3), "booleans or numbers"),
+                        (np.full((3, 4), np.nan), "NaN or inf"), (put(np.full((3, 4), np.inf)), "NaN or inf")]:
+        with pytest.raises((ValueError, TypeError), match=match):
+            scaled_dot_product_attention_forward(q, k, v, mask)
+    with pytest.raises(ValueError, match=r"k should have shape \(N, h, T, d\) = \(2, 2, 4, 3\)"):
+        scaled_dot_product_attention_forward(q, k[..., :2], v)
+    x = put(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"gamma should have shape \(D\) = \(3,\), got \(4,\)"):
+        layernorm_forward(x, put(np.ones(4)), put(np.zeros(3)), {})
+    with pytest.raises(TypeError, match="rng must be a numpy Generator"):
+        dropout_forward(x, 0.5, True, rng=np.random.RandomState(0))
+    _, cache = layernorm_forward(x, put(np.ones(3)), put(np.zeros(3)), {})
+    with pytest.raises(ValueError, match="dout should have the shape"):
+        layernorm_backward(put(np.zeros((3, 2))), cache)

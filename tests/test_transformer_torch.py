@@ -5,6 +5,9 @@ Forward values and every gradient (by autograd) are compared in float64 with ``t
 ``torch.nn.MultiheadAttention`` (self- and cross-attention, causal mask) and ``torch.nn.functional.gelu``;
 the CS7643 per-head layout (dim_q = dim_k != E / h) against the same math written in torch.
 
+The layer tests run our side on every array backend (numpy, the fake CuPy of tests/fake_cupy.py, a real
+GPU when present) and compare on the host.
+
 Layouts: torch's ``nn.Linear.weight`` is (out, in), the transpose of ours. ``nn.MultiheadAttention``
 stacks the q, k, v projections in ``in_proj_weight`` (3E, E) when key and value have size E, and keeps
 them apart (``q_proj_weight``, ...) otherwise. Its ``attn_mask`` is True where attention is NOT allowed
@@ -40,13 +43,14 @@ def close(ours, theirs, rtol=1e-9, atol=1e-11):
 
 
 @pytest.mark.parametrize("seed", SEEDS)
-def test_layernorm_matches_torch(seed):
+def test_layernorm_matches_torch(seed, backend):
     rng = np.random.RandomState(seed)
     shape = [(4, 6), (2, 3, 5), (2, 2, 3, 4)][seed]
     D = shape[-1]
     x, gamma, beta, dout = rng.randn(*shape) * 2 + 1, rng.randn(D), rng.randn(D), rng.randn(*shape)
-    out, cache = layernorm_forward(x, gamma, beta, {"eps": 1e-5})
-    dx, dgamma, dbeta = layernorm_backward(dout, cache)
+    out, cache = layernorm_forward(*backend.put([x, gamma, beta]), {"eps": 1e-5})
+    dx, dgamma, dbeta = layernorm_backward(backend.put(dout), cache)
+    out, dx, dgamma, dbeta = (backend.get(a) for a in (out, dx, dgamma, dbeta))
 
     ln = torch.nn.LayerNorm(D, eps=1e-5).double()
     with torch.no_grad():
@@ -63,7 +67,7 @@ def test_layernorm_matches_torch(seed):
 
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("mask_kind", ["none", "causal_bool", "padding_float"])
-def test_attention_matches_torch_sdpa(seed, mask_kind):
+def test_attention_matches_torch_sdpa(seed, mask_kind, backend):
     rng = np.random.RandomState(seed)
     N, h, S, T, d, dv = 2, 3, 4, 5, 3, 2
     q, k, v = rng.randn(N, h, S, d), rng.randn(N, h, T, d), rng.randn(N, h, T, dv)
@@ -75,8 +79,9 @@ def test_attention_matches_torch_sdpa(seed, mask_kind):
     else:
         mask = np.ones((N, 1, 1, T))  # 0/1 numbers, hiding the last two keys of example 0
         mask[0, ..., 3:] = 0
-    out, cache = scaled_dot_product_attention_forward(q, k, v, mask)
-    dq, dk, dv_ = scaled_dot_product_attention_backward(dout, cache)
+    out, cache = scaled_dot_product_attention_forward(*backend.put([q, k, v]), mask)  # a host mask
+    dq, dk, dv_ = scaled_dot_product_attention_backward(backend.put(dout), cache)
+    out, dq, dk, dv_ = (backend.get(a) for a in (out, dq, dk, dv_))
 
     tq, tk, tv = tensor(q), tensor(k), tensor(v)
     tmask = None if mask is None else torch.from_numpy(np.asarray(mask) != 0)  # True = may attend
@@ -107,7 +112,7 @@ def torch_mha(E, h, Ek, Ev, Wq, bq, Wk, bk, Wv, bv, Wo, bo):
 
 @pytest.mark.parametrize("seed", SEEDS)
 @pytest.mark.parametrize("kind", ["self_causal", "cross"])
-def test_multihead_matches_torch(seed, kind):
+def test_multihead_matches_torch(seed, kind, backend):
     rng = np.random.RandomState(seed)
     N, S, E, h = 2, 4, 6, [1, 2, 3][seed]
     if kind == "self_causal":
@@ -121,8 +126,9 @@ def test_multihead_matches_torch(seed, kind):
          rng.randn(Ev, E) * 0.4, rng.randn(E) * 0.1, rng.randn(E, E) * 0.4, rng.randn(E) * 0.1]
     mask = np.tril(np.ones((S, T))) if kind == "self_causal" else None
     dout = rng.randn(N, S, E)
-    out, cache = multihead_attention_forward(x, key, value, *W, h, mask=mask)
-    grads = multihead_attention_backward(dout, cache)
+    out, cache = multihead_attention_forward(*backend.put([x, key, value, *W]), h, mask=backend.put(mask))
+    grads = [backend.get(g) for g in multihead_attention_backward(backend.put(dout), cache)]
+    out, probs = backend.get(out), backend.get(cache.attn.probs)
 
     mha = torch_mha(E, h, Ek, Ev, *W)
     tx = tensor(x)
@@ -134,7 +140,7 @@ def test_multihead_matches_torch(seed, kind):
     tout, tweights = mha(tx, tkey, tvalue, attn_mask=tmask, need_weights=True, average_attn_weights=False)
     tout.backward(torch.from_numpy(dout))
     close(out, tout)
-    close(cache.attn.probs, tweights)
+    close(probs, tweights)
     if kind == "self_causal":
         close(grads[0] + grads[1] + grads[2], tx.grad)
         dW_in = mha.in_proj_weight.grad.numpy()
@@ -191,12 +197,13 @@ def test_cs7643_per_head_layout_matches_torch_per_head_modules():
 
 
 @pytest.mark.parametrize("activation", ["relu", "gelu"])
-def test_feedforward_matches_torch(activation):
+def test_feedforward_matches_torch(activation, backend):
     rng = np.random.RandomState(4)
     x, W1, b1, W2, b2 = rng.randn(2, 3, 4), rng.randn(4, 8), rng.randn(8), rng.randn(8, 5), rng.randn(5)
     dout = rng.randn(2, 3, 5)
-    out, cache = feedforward_forward(x, W1, b1, W2, b2, activation)
-    grads = feedforward_backward(dout, cache)
+    out, cache = feedforward_forward(*backend.put([x, W1, b1, W2, b2]), activation)
+    grads = [backend.get(g) for g in feedforward_backward(backend.put(dout), cache)]
+    out = backend.get(out)
     t = [tensor(a) for a in (x, W1, b1, W2, b2)]
     u = t[0] @ t[1] + t[2]
     a = torch.relu(u) if activation == "relu" else torch.nn.functional.gelu(u, approximate="tanh")
