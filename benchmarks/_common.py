@@ -56,6 +56,21 @@ def make_vocab(V):
     return {w: i for i, w in enumerate(words)}
 
 
+def make_batch(rng, N, T, V, D):
+    """A COCO-like minibatch: float32 features (N, D) and int32 captions (N, T + 1) of <START>,
+    8-15 words drawn from ``rng``, <END>, then <NULL> padding."""
+    import numpy as np
+
+    captions = np.zeros((N, T + 1), dtype=np.int32)
+    for n in range(N):
+        k = rng.integers(8, 16)
+        captions[n, 0] = 1
+        captions[n, 1:k + 1] = rng.integers(4, V, size=k)
+        captions[n, k + 1] = 2
+    features = rng.standard_normal((N, D)).astype(np.float32)
+    return features, captions
+
+
 def matmul_gflops(rng, shapes, repeats):
     """Best float32 GEMM rate (GFLOP/s) over ``shapes``, a list of (m, k, n) like the step's products."""
     import numpy as np

@@ -23,7 +23,7 @@ import time
 import tracemalloc
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks._common import (machine_header, make_vocab, matmul_gflops, median_time,  # noqa: E402
+from benchmarks._common import (machine_header, make_batch, make_vocab, matmul_gflops, median_time,  # noqa: E402
                                reexec_without_openblas_overrides)
 
 unset = reexec_without_openblas_overrides()
@@ -34,18 +34,6 @@ from cs231n.classifiers.rnn import CaptioningRNN  # noqa: E402
 
 N, T, V, W, H, D = 128, 16, 1004, 256, 512, 512
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
-
-
-def make_batch(rng):
-    """Captions of 17 tokens: <START>, 8-15 words, <END>, <NULL> padding, like COCO's."""
-    captions = np.zeros((N, T + 1), dtype=np.int32)
-    for n in range(N):
-        k = rng.integers(8, 16)
-        captions[n, 0] = 1
-        captions[n, 1:k + 1] = rng.integers(4, V, size=k)
-        captions[n, k + 1] = 2
-    features = rng.standard_normal((N, D)).astype(np.float32)
-    return features, captions
 
 
 def step_flops(cell):
@@ -114,7 +102,7 @@ def main():
     repeats = 3 if a.quick else a.repeats
     num_sample = 200 if a.quick else 1000
     rng = np.random.default_rng(0)
-    features, captions = make_batch(rng)
+    features, captions = make_batch(rng, N, T, V, D)
     have_torch = machine_header(unset)
     print(f"shapes: N={N} T={T} V={V} wordvec={W} hidden={H} input={D}, float32; medians of {repeats} after warm-up")
     gflops = matmul_gflops(rng, [(2048, 2048, 2048), (N * T, H, V), (N * T, W, 4 * H), (N, H, 4 * H)], repeats)

@@ -25,7 +25,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks._common import (machine_header, make_vocab, matmul_gflops, median_time,  # noqa: E402
+from benchmarks._common import (machine_header, make_batch, make_vocab, matmul_gflops, median_time,  # noqa: E402
                                reexec_without_openblas_overrides)
 
 unset = reexec_without_openblas_overrides()
@@ -37,18 +37,6 @@ from cs231n import transformer_layers as tl  # noqa: E402
 from cs231n.rnn_layers import temporal_affine_backward, temporal_affine_forward, temporal_softmax_loss  # noqa: E402
 
 N, T, V, W, D, HEADS, LAYERS, F, P = 128, 16, 1004, 256, 512, 4, 2, 2048, 0.1
-
-
-def make_batch(rng):
-    """Captions of 17 tokens: <START>, 8-15 words, <END>, <NULL> padding, like COCO's."""
-    captions = np.zeros((N, T + 1), dtype=np.int32)
-    for n in range(N):
-        k = rng.integers(8, 16)
-        captions[n, 0] = 1
-        captions[n, 1:k + 1] = rng.integers(4, V, size=k)
-        captions[n, k + 1] = 2
-    features = rng.standard_normal((N, D)).astype(np.float32)
-    return features, captions
 
 
 def step_flops():
@@ -146,7 +134,7 @@ def main():
     repeats = 3 if a.quick else a.repeats
     num_sample = 200 if a.quick else 1000
     rng = np.random.default_rng(0)
-    features, captions = make_batch(rng)
+    features, captions = make_batch(rng, N, T, V, D)
     have_torch = machine_header(unset)
     print(f"shapes: N={N} T={T} V={V} W={W} layers={LAYERS} heads={HEADS} feed-forward={F} input={D}, "
           f"dropout {P}, float32; medians of {repeats} after warm-up")
