@@ -84,8 +84,32 @@ def matmul_gflops(rng, shapes, repeats):
     return best
 
 
-def machine_header(unset):
-    """Print the machine, Python/numpy/torch versions, BLAS and unset overrides; return whether torch imports."""
+def gpu_description():
+    """One line naming the GPU and the CUDA, CuPy, torch and cuDNN versions (CuPy must be importable)."""
+    import cupy
+
+    rt = cupy.cuda.runtime
+    props = rt.getDeviceProperties(cupy.cuda.Device().id)
+    name = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+
+    def cuda_version(v):
+        return f"{v // 1000}.{v % 1000 // 10}"
+
+    line = (f"GPU: {name}, {props['multiProcessorCount']} SMs, {props['totalGlobalMem'] / 2 ** 30:.0f} GiB; "
+            f"CUDA runtime {cuda_version(rt.runtimeGetVersion())}, driver {cuda_version(rt.driverGetVersion())}; "
+            f"CuPy {cupy.__version__}")
+    try:
+        import torch
+    except ImportError:
+        return line + "; torch absent"
+    if not torch.cuda.is_available():
+        return line + f"; torch {torch.__version__} without CUDA"
+    return line + (f"; torch {torch.__version__} (CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()})")
+
+
+def machine_header(unset, gpu=False):
+    """Print the machine, Python/numpy/torch versions, BLAS and unset overrides, and with ``gpu`` the GPU
+    line of ``gpu_description``; return whether torch imports."""
     import numpy as np
 
     try:
@@ -97,4 +121,6 @@ def machine_header(unset):
           + (f", torch {torch.__version__} ({torch.get_num_threads()} threads)" if torch else ", torch absent"))
     print(blas_description())
     print(f"OpenBLAS overrides: {'unset ' + ', '.join(unset) if unset else 'none were set'}")
+    if gpu:
+        print(gpu_description())
     return torch is not None
