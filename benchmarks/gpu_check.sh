@@ -31,8 +31,8 @@ cd "$(dirname "$0")/.." || exit 1
 root=$PWD
 export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
-TEST_LIMIT_S=${TEST_LIMIT_S:-200}
-BENCH_LIMIT_S=${BENCH_LIMIT_S:-90}
+TEST_LIMIT_S=${TEST_LIMIT_S:-160}
+BENCH_LIMIT_S=${BENCH_LIMIT_S:-120}
 
 GPU_PROBLEM_PY='
 from cs231n.backend import BackendError, import_cupy
