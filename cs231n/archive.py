@@ -17,6 +17,8 @@ import zipfile
 
 import numpy as np
 
+from cs231n.backend import to_numpy
+
 META_KEY = "__meta__"
 
 
@@ -29,7 +31,8 @@ def save_archive(path, arrays, meta):
 
     Inputs:
     - path: destination file name; ``.npz`` is not appended, the name is used as given.
-    - arrays: dict of str -> numpy array (numeric dtypes only; object arrays are refused).
+    - arrays: dict of str -> array (numeric dtypes only; object arrays are refused). GPU (CuPy) arrays
+      are copied to the host: files always hold host numpy arrays, so they load on any machine.
     - meta: dict that ``json.dumps`` accepts.
 
     Returns the path written.
@@ -39,7 +42,7 @@ def save_archive(path, arrays, meta):
         raise ValueError(f"save_archive: array name {META_KEY!r} is reserved for the metadata")
     payload = {}
     for name, value in arrays.items():
-        a = np.asarray(value)
+        a = to_numpy(value)
         if a.dtype.hasobject:
             raise TypeError(f"save_archive: array {name!r} has dtype object, which would need pickle")
         payload[name] = a

@@ -4,6 +4,11 @@
 moving averages, a step count); missing entries get cs231n's defaults on the first call. The input
 arrays are never modified: each rule returns a new ``next_w``. State arrays are kept in the dtype of w.
 
+Every rule computes with the array module of its inputs (numpy, or CuPy for GPU arrays; see
+:mod:`cs231n.backend`): ``w`` and ``dw`` must live on the same device, the state is created there, and
+state found on the other device (e.g. read from a checkpoint, which always holds host arrays) is
+moved to w's device once, on the first update.
+
 - sgd: ``learning_rate`` (1e-2).
 - sgd_momentum: ``learning_rate`` (1e-2), ``momentum`` (0.9), state ``velocity``.
 - rmsprop: ``learning_rate`` (1e-2), ``decay_rate`` (0.99), ``epsilon`` (1e-8), state ``cache``.
@@ -17,6 +22,8 @@ keyword names, so ``adam(x=w, dx=dw, config=c)`` and ``adam(w=w, dw=dw, config=c
 import functools
 
 import numpy as np
+
+from cs231n.backend import device_of, get_array_module, to_device
 
 
 def _classic_keywords(rule):
@@ -38,13 +45,28 @@ def _start(w, dw, config, **defaults):
         config = {}
     elif not isinstance(config, dict):
         raise TypeError(f"config must be a dict or None, got {type(config).__name__}")
-    w = np.asarray(w)
-    dw = np.asarray(dw)
+    xp = get_array_module(w, dw)
+    if xp is not np and device_of(w) != device_of(dw):
+        raise TypeError(f"w and dw must be on the same device, got w on the {device_of(w)} and dw on the "
+                        f"{device_of(dw)}; move one with cs231n.backend.to_device")
+    w = xp.asarray(w)
+    dw = xp.asarray(dw)
     if w.shape != dw.shape:
         raise ValueError(f"dw should have the shape of w {w.shape}, got {dw.shape}")
     for key, value in defaults.items():
         config.setdefault(key, value)
     return w, dw, config
+
+
+def _state(config, key, w):
+    """The state array ``config[key]`` on w's device (zeros like w when absent), with its module."""
+    xp = get_array_module(w)
+    s = config.get(key)
+    if s is None:
+        return xp.zeros_like(w), xp
+    if device_of(s) != device_of(w):
+        s = to_device(s, device_of(w))  # e.g. a checkpoint's host state resumed on the GPU: once
+    return s, xp
 
 
 def sgd(w, dw, config=None):
@@ -73,9 +95,7 @@ def sgd_momentum(w, dw, config=None):
     Returns a tuple of (next_w, config).
     """
     w, dw, config = _start(w, dw, config, learning_rate=1e-2, momentum=0.9)
-    v = config.get("velocity")
-    if v is None:
-        v = np.zeros_like(w)
+    v, _ = _state(config, "velocity", w)
     v = config["momentum"] * v - config["learning_rate"] * dw
     config["velocity"] = v.astype(w.dtype, copy=False)
     next_w = w + config["velocity"]
@@ -97,13 +117,11 @@ def rmsprop(w, dw, config=None):
     Returns a tuple of (next_w, config).
     """
     w, dw, config = _start(w, dw, config, learning_rate=1e-2, decay_rate=0.99, epsilon=1e-8)
-    cache = config.get("cache")
-    if cache is None:
-        cache = np.zeros_like(w)
+    cache, xp = _state(config, "cache", w)
     d = config["decay_rate"]
     cache = (d * cache + (1 - d) * dw * dw).astype(w.dtype, copy=False)
     config["cache"] = cache
-    next_w = w - config["learning_rate"] * dw / (np.sqrt(cache) + config["epsilon"])
+    next_w = w - config["learning_rate"] * dw / (xp.sqrt(cache) + config["epsilon"])
     return next_w.astype(w.dtype, copy=False), config
 
 
@@ -122,18 +140,14 @@ def adam(w, dw, config=None):
     Returns a tuple of (next_w, config).
     """
     w, dw, config = _start(w, dw, config, learning_rate=1e-3, beta1=0.9, beta2=0.999, epsilon=1e-8, t=0)
-    m = config.get("m")
-    v = config.get("v")
-    if m is None:
-        m = np.zeros_like(w)
-    if v is None:
-        v = np.zeros_like(w)
+    m, xp = _state(config, "m", w)
+    v, _ = _state(config, "v", w)
     b1, b2 = config["beta1"], config["beta2"]
     t = config["t"] + 1
     m = (b1 * m + (1 - b1) * dw).astype(w.dtype, copy=False)
     v = (b2 * v + (1 - b2) * (dw * dw)).astype(w.dtype, copy=False)
     m_hat = m / (1 - b1 ** t)
     v_hat = v / (1 - b2 ** t)
-    next_w = w - config["learning_rate"] * m_hat / (np.sqrt(v_hat) + config["epsilon"])
+    next_w = w - config["learning_rate"] * m_hat / (xp.sqrt(v_hat) + config["epsilon"])
     config["m"], config["v"], config["t"] = m, v, t
     return next_w.astype(w.dtype, copy=False), config

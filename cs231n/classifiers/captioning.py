@@ -17,10 +17,18 @@ A subclass provides:
 
 Models are saved as an ``.npz`` archive with JSON metadata (see :mod:`cs231n.archive`), never pickled;
 ``CaptioningModel.load(path)`` reads a file of any registered kind, picked by its format name.
+
+A model moves between host and GPU with ``model.to("gpu")`` / ``model.to("cpu")`` (``model.device``
+says where it is; see :mod:`cs231n.classifiers.device`). On the GPU, ``loss``, ``scores`` and
+``sample`` take host numpy inputs (copied to the device once per call) or GPU arrays; ``sample``
+returns host numpy captions, copied once at the end. Files always hold host numpy arrays, so a model
+saved from the GPU loads on a laptop, bit for bit; ``load`` gives a CPU model.
 """
 import numpy as np
 
 from cs231n._validation import expect_shape, float_array, index_array
+from cs231n.backend import get_array_module, to_numpy
+from cs231n.classifiers.device import DeviceModel, host_arrays
 from cs231n.archive import load_archive, save_archive
 from cs231n.layers import affine_forward
 
@@ -28,7 +36,7 @@ _DTYPES = ("float16", "float32", "float64")
 _FORMATS = {}  # format name -> subclass, filled by __init_subclass__
 
 
-class CaptioningModel:
+class CaptioningModel(DeviceModel):
     """Base class of the captioning models: vocabulary, files, input checks and decoding.
 
     Attributes set by ``_configure_vocabulary``: ``word_to_idx``, ``idx_to_word`` (dict int -> str),
@@ -110,10 +118,11 @@ class CaptioningModel:
 
         Returns the path written.
         """
-        self._check_params(self.params, f"{type(self).__name__}.save")
+        params = host_arrays(self.params)  # a GPU model's arrays, copied to the host once
+        self._check_params(params, f"{type(self).__name__}.save")
         meta = model_archive_meta(self.ARCHIVE_FORMAT, self.ARCHIVE_VERSION, self.get_config(),
                                   getattr(self, "identity", None))
-        return save_archive(path, self.params, meta)
+        return save_archive(path, params, meta)
 
     @classmethod
     def load(cls, path, word_to_idx=None):
@@ -127,7 +136,7 @@ class CaptioningModel:
         Called on a subclass, the file must be of that kind; called on ``CaptioningModel`` itself, the
         file's format name picks the class (a CaptioningRNN or a CaptioningTransformer).
 
-        Returns the model. Raises FileNotFoundError for a missing file, ``ArchiveError`` (a
+        Returns the model, on the CPU (move it with ``.to("gpu")``). Raises FileNotFoundError for a missing file, ``ArchiveError`` (a
         ValueError) for a truncated or unreadable one, and ValueError for a file of another kind, with
         missing or extra parameters, shapes or dtypes that disagree with its configuration, or a
         vocabulary other than ``word_to_idx``.
@@ -214,6 +223,8 @@ class CaptioningModel:
         - return_log_probs: also return the log-probabilities of the returned captions.
         - temperature: None (deterministic), 0 (greedy) or > 0 (sampling; beam_size must be 1).
         - rng: np.random.Generator or int seed for sampling; None draws a fresh unseeded generator.
+          On the GPU all max_length * N uniform numbers are drawn from it at once (one transfer), so
+          the same seed samples other captions than on the CPU; greedy and beam search agree.
 
         Returns, by case:
         - n_best == 1: captions, an int32 array of shape (N, max_length).
@@ -246,7 +257,9 @@ class CaptioningModel:
                             f"got {type(rng).__name__}")
         self._check_decodable(fn)
 
+        features = self._on_device(features)
         h0, _ = affine_forward(features, self.params["W_proj"], self.params["b_proj"])  # (N, H)
+        # Decoding runs where the model is; its results come back to the host once, at the end.
         if beam_size == 1:
             if temperature:
                 gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
@@ -254,12 +267,12 @@ class CaptioningModel:
             else:  # greedy: the argmax needs no normalization unless log-probs are asked for
                 captions, log_probs, _ = self._decode_one(h0, max_length, None, None,
                                                           with_log_probs=return_log_probs)
-            return (captions, log_probs) if return_log_probs else captions
+            return (to_numpy(captions), to_numpy(log_probs)) if return_log_probs else to_numpy(captions)
         captions, log_probs = self._beam_search(h0, max_length, beam_size, float(length_penalty), n_best)
         if n_best > 1:
-            return captions, log_probs
+            return to_numpy(captions), to_numpy(log_probs)
         captions, log_probs = captions[:, 0], log_probs[:, 0]
-        return (captions, log_probs) if return_log_probs else captions
+        return (to_numpy(captions), to_numpy(log_probs)) if return_log_probs else to_numpy(captions)
 
     def caption_features(self, features, max_length=30, beam_size=1, length_penalty=0.0, temperature=None,
                          rng=None):
@@ -281,7 +294,7 @@ class CaptioningModel:
             model.caption_features(feats, beam_size=3)   # ['a man riding a horse', ...]
         """
         fn = f"{type(self).__name__}.caption_features"
-        a = np.asarray(features)
+        a = get_array_module(features).asarray(features)  # a host or GPU array, never copied across
         single = a.ndim == 1
         if single:
             a = a[None, :]
@@ -325,42 +338,64 @@ class CaptioningModel:
     def _decode_one(self, h0, max_length, temperature, gen, with_log_probs=True):
         """Greedy decoding (temperature None) or sampling, one caption per row of h0.
 
-        Only unfinished captions are advanced: finished rows drop out of the batch. Without
+        On the host only unfinished captions are advanced: finished rows drop out of the batch. On the
+        GPU that would need the number of rows left at every step (a device->host sync), so every row
+        keeps stepping and the words of finished captions are masked to ``<NULL>``; whether all have
+        ended is read back only every ``_SYNC_EVERY`` steps. Both give the same captions. Without
         ``with_log_probs`` the scores are not normalized (argmax and softmax don't need it) and the
         returned log_probs are zeros.
 
-        Returns (captions (N, T) int32, log_probs (N,) float64, lengths (N,) int64).
+        Returns (captions (N, T) int32, log_probs (N,) float64, lengths (N,) int64), on h0's device.
         """
+        xp = get_array_module(h0)
+        on_host = xp is np
         N = h0.shape[0]
-        captions = np.full((N, max_length), self._null, dtype=np.int32)
-        log_probs = np.zeros(N)
-        lengths = np.full(N, max_length, dtype=np.int64)
-        ban = self._generation_mask()                      # (V,)
-        rows = np.arange(N)                                # captions still running
-        words = np.full(N, self._start, dtype=np.int64)
+        captions = xp.full((N, max_length), self._null, dtype=np.int32)
+        log_probs = xp.zeros(N)
+        lengths = xp.full(N, max_length, dtype=np.int64)
+        ban = xp.asarray(self._generation_mask())          # (V,)
+        rows = xp.arange(N)                                # captions still running (host); all (GPU)
+        done = xp.zeros(N, dtype=bool)                     # GPU: captions that have emitted <END>
+        words = xp.full(N, self._start, dtype=np.int64)
+        if temperature is not None and not on_host:
+            uniforms = xp.asarray(gen.random((max_length, N)))  # (T, N): one transfer, not one per step
         state = self._initial_state(h0)
         for t in range(max_length):
-            if rows.size == 0:
+            if on_host and rows.size == 0:
                 break
             state, logp = self._step(words, state, normalize=with_log_probs)  # (M, V)
             logits = logp + ban.astype(logp.dtype)
             if temperature is None:
-                words = np.argmax(logits, axis=1)
+                words = xp.argmax(logits, axis=1)
             else:
                 z = logits / temperature
                 z -= z.max(axis=1, keepdims=True)
-                cdf = np.cumsum(np.exp(z), axis=1)        # (M, V), unnormalized
-                u = (1.0 - gen.random(rows.size)) * cdf[:, -1]  # uniform in (0, total]
-                words = np.minimum((cdf < u[:, None]).sum(axis=1), self.vocab_size - 1)
-            captions[rows, t] = words
+                cdf = xp.cumsum(xp.exp(z), axis=1)        # (M, V), unnormalized
+                r = gen.random(rows.size) if on_host else uniforms[t]
+                u = (1.0 - r) * cdf[:, -1]                # uniform in (0, total]
+                words = xp.minimum((cdf < u[:, None]).sum(axis=1), self.vocab_size - 1)
+            if on_host:
+                captions[rows, t] = words
+                if with_log_probs:
+                    log_probs[rows] += logp[np.arange(rows.size), words]
+                if self._end is not None:
+                    going = words != self._end
+                    lengths[rows[~going]] = t + 1
+                    if not going.all():
+                        rows, words = rows[going], words[going]
+                        state = tuple(s[going] for s in state)
+                continue
+            words = xp.where(done, self._null, words)      # (N,) finished captions are padded
+            captions[:, t] = words
             if with_log_probs:
-                log_probs[rows] += logp[np.arange(rows.size), words]
+                log_probs += xp.where(done, 0.0, logp[rows, words])
             if self._end is not None:
-                going = words != self._end
-                lengths[rows[~going]] = t + 1
-                if not going.all():
-                    rows, words = rows[going], words[going]
-                    state = tuple(s[going] for s in state)
+                ended = (words == self._end) & ~done
+                lengths = xp.where(ended, t + 1, lengths)
+                done |= ended
+                # The loop's only device->host sync, every few steps: stop once every caption has ended.
+                if (t + 1) % _SYNC_EVERY == 0 and bool(done.all()):
+                    break
         return captions, log_probs, lengths
 
     def _beam_search(self, h0, max_length, k, alpha, n_best):
@@ -371,63 +406,71 @@ class CaptioningModel:
         N = h0.shape[0]
         V = self.vocab_size
         T = max_length
-        ban = self._generation_mask()                        # (V,)
-        n_idx = np.arange(N)[:, None]                         # (N, 1) for gathers along the beams
-        state = tuple(np.repeat(s, k, axis=0) for s in self._initial_state(h0))  # each (N * k, H)
-        words = np.full(N * k, self._start, dtype=np.int64)
-        score = np.full((N, k), -np.inf)                      # log-probs; one live beam to begin with
+        xp = get_array_module(h0)
+        on_host = xp is np
+        ban = xp.asarray(self._generation_mask())            # (V,)
+        n_idx = xp.arange(N)[:, None]                         # (N, 1) for gathers along the beams
+        state = tuple(xp.repeat(s, k, axis=0) for s in self._initial_state(h0))  # each (N * k, H)
+        words = xp.full(N * k, self._start, dtype=np.int64)
+        score = xp.full((N, k), -np.inf)                      # log-probs; one live beam to begin with
         score[:, 0] = 0.0
-        length = np.zeros((N, k), dtype=np.int64)
-        finished = np.zeros((N, k), dtype=bool)
-        seqs = np.full((N, k, T), self._null, dtype=np.int32)
+        length = xp.zeros((N, k), dtype=np.int64)
+        finished = xp.zeros((N, k), dtype=bool)
+        seqs = xp.full((N, k, T), self._null, dtype=np.int32)
         for t in range(T):
             state, logp = self._step(words, state)            # (N * k, V)
             cand = logp.reshape(N, k, V)
             cand += ban
             cand += score[:, :, None]                         # (N, k, V) scores of every extension
-            if finished.any():
-                # A finished caption has exactly one continuation: itself (padded with <NULL>).
+            # A finished caption has exactly one continuation: itself (padded with <NULL>). The host
+            # skips this while no caption has finished; the GPU always masks (no sync to ask).
+            if not on_host:
+                cand = xp.where(finished[:, :, None], -np.inf, cand)
+                cand[:, :, self._null] = xp.where(finished, score, cand[:, :, self._null])
+            elif finished.any():
                 cand[finished] = -np.inf
                 cand[finished, self._null] = score[finished]
-            new_len = np.where(finished, length, t + 1)       # (N, k)
+            new_len = xp.where(finished, length, t + 1)       # (N, k)
             rank = cand / (new_len[:, :, None] ** alpha) if alpha else cand
             flat = rank.reshape(N, k * V)
-            top = np.argpartition(-flat, k - 1, axis=1)[:, :k]                     # (N, k), unordered
-            order = np.argsort(-np.take_along_axis(flat, top, axis=1), axis=1, kind="stable")
-            top = np.take_along_axis(top, order, axis=1)                           # best first
-            beam, tok = np.divmod(top, V)                                          # (N, k) each
-            score = np.take_along_axis(cand.reshape(N, k * V), top, axis=1)
-            length = np.take_along_axis(new_len, beam, axis=1)
-            finished = np.take_along_axis(finished, beam, axis=1)
+            top = xp.argpartition(-flat, k - 1, axis=1)[:, :k]                     # (N, k), unordered
+            order = _stable_argsort(xp, -xp.take_along_axis(flat, top, axis=1))
+            top = xp.take_along_axis(top, order, axis=1)                           # best first
+            beam, tok = top // V, top % V                                          # (N, k) each
+            score = xp.take_along_axis(cand.reshape(N, k * V), top, axis=1)
+            length = xp.take_along_axis(new_len, beam, axis=1)
+            finished = xp.take_along_axis(finished, beam, axis=1)
             if self._end is not None:
                 finished |= tok == self._end
             seqs = seqs[n_idx, beam]                          # (N, k, T)
             seqs[:, :, t] = tok
             state = tuple(s.reshape(N, k, *s.shape[1:])[n_idx, beam].reshape(s.shape) for s in state)
             words = tok.reshape(N * k)
-            if not (np.isfinite(score) & ~finished).any():
+            # Stop once no live beam is left; on the GPU that question is a sync, asked every few steps
+            # (further steps change nothing: every beam is finished or dead).
+            if (on_host or (t + 1) % _SYNC_EVERY == 0) and not bool((xp.isfinite(score) & ~finished).any()):
                 break
 
         # Final pool: the k beams plus the greedy caption; rank, drop duplicates, keep n_best.
         g_caps, g_logp, g_len = self._decode_one(h0, T, None, None)
-        seqs = np.concatenate([seqs, g_caps[:, None, :]], axis=1)     # (N, k + 1, T)
-        score = np.concatenate([score, g_logp[:, None]], axis=1)      # (N, k + 1)
-        length = np.concatenate([length, g_len[:, None]], axis=1)
-        rank = np.where(np.isfinite(score), score / np.maximum(length, 1) ** alpha, -np.inf)
-        order = np.argsort(-rank, axis=1, kind="stable")
+        seqs = xp.concatenate([seqs, g_caps[:, None, :]], axis=1)     # (N, k + 1, T)
+        score = xp.concatenate([score, g_logp[:, None]], axis=1)      # (N, k + 1)
+        length = xp.concatenate([length, g_len[:, None]], axis=1)
+        rank = xp.where(xp.isfinite(score), score / xp.maximum(length, 1) ** alpha, -np.inf)
+        order = _stable_argsort(xp, -rank)
         seqs = seqs[n_idx, order]
-        score = np.take_along_axis(score, order, axis=1)
-        rank = np.take_along_axis(rank, order, axis=1)
+        score = xp.take_along_axis(score, order, axis=1)
+        rank = xp.take_along_axis(rank, order, axis=1)
         same = (seqs[:, :, None, :] == seqs[:, None, :, :]).all(axis=3)   # (N, k + 1, k + 1)
-        earlier = np.tril(np.ones((k + 1, k + 1), dtype=bool), -1)        # [i, j] true for j < i
+        earlier = xp.tril(xp.ones((k + 1, k + 1), dtype=bool), -1)        # [i, j] true for j < i
         dup = (same & earlier).any(axis=2)                                # (N, k + 1)
-        rank[dup] = -np.inf
-        order = np.argsort(-rank, axis=1, kind="stable")[:, :n_best]
+        rank = xp.where(dup, -np.inf, rank)
+        order = _stable_argsort(xp, -rank)[:, :n_best]
         seqs = seqs[n_idx, order]
-        score = np.take_along_axis(score, order, axis=1)
-        valid = np.isfinite(np.take_along_axis(rank, order, axis=1))
-        seqs[~valid] = self._null
-        score[~valid] = -np.inf
+        score = xp.take_along_axis(score, order, axis=1)
+        valid = xp.isfinite(xp.take_along_axis(rank, order, axis=1))      # (N, n_best)
+        seqs = xp.where(valid[:, :, None], seqs, self._null).astype(np.int32, copy=False)
+        score = xp.where(valid, score, -np.inf)
         return seqs, score
 
     def _check_loss_inputs(self, fn, features, captions, kwargs):
@@ -453,7 +496,7 @@ class CaptioningModel:
         if captions.shape[0] != N or captions.shape[1] < 2:
             raise ValueError(f"{fn}: captions should have shape (N, T) with N = {N} (the rows of features)"
                              f" and T >= 2, got {captions.shape}")
-        return features, captions
+        return self._on_device(features, captions)
 
     def _check_features(self, fn, features):
         features = float_array(fn, "features", features, 2)
@@ -474,11 +517,21 @@ def model_archive_meta(archive_format, version, config, identity=None):
 
 
 def log_softmax_rows(scores):
-    """Log-softmax of each row of (M, V) scores, in float64 (a new array)."""
+    """Log-softmax of each row of (M, V) scores, in float64 (a new array, on the scores' device)."""
+    xp = get_array_module(scores)
     scores = scores.astype(np.float64)
     scores -= scores.max(axis=1, keepdims=True)
-    scores -= np.log(np.exp(scores).sum(axis=1, keepdims=True))
+    scores -= xp.log(xp.exp(scores).sum(axis=1, keepdims=True))
     return scores
+
+
+# Decoding on the GPU reads back "has every caption ended?" only every this many steps (a sync each).
+_SYNC_EVERY = 8
+
+
+def _stable_argsort(xp, a):
+    """Indices that sort ``a`` along its last axis, ties in their original order (CuPy's sort is stable)."""
+    return np.argsort(a, axis=-1, kind="stable") if xp is np else xp.argsort(a, axis=-1)
 
 
 def _is_int(value):

@@ -5,12 +5,18 @@ word embedding -> recurrent layer (vanilla RNN, LSTM or GRU) started from a zero
 temporal affine to vocabulary scores -> softmax cross-entropy against the next word.
 
 Letters: N minibatch, T timesteps, V vocabulary size, W word-vector size, H hidden size.
+
+The model moves between host and GPU with ``model.to("gpu")`` / ``.to("cpu")`` (see
+:mod:`cs231n.classifiers.device`); on the GPU its methods take host or GPU word indices, ``sample``
+returns host numpy words (bit for bit those of the CPU for the same seed) and ``evaluate`` Python numbers.
 """
 import numpy as np
 
 from cs231n import rnn_layers
 from cs231n._validation import index_array
 from cs231n.archive import load_archive, save_archive
+from cs231n.backend import get_array_module, to_device, to_numpy
+from cs231n.classifiers.device import DeviceModel, host_arrays
 from cs231n.classifiers.recurrent import GATES as _GATES
 from cs231n.classifiers.recurrent import (init_recurrent_params, initial_state, recurrent_backward,
                                          recurrent_forward, recurrent_step)
@@ -35,7 +41,7 @@ def as_generator(rng, fn="rng"):
                     f"got {type(rng).__name__}")
 
 
-def sample_from_scores(scores, temperature, rng):
+def sample_from_scores(scores, temperature, rng, uniforms=None):
     """Draw one index per row of ``scores`` with probabilities ``p ∝ exp(score / temperature)``.
 
     Temperature 1 samples from the model's softmax; lower temperatures sharpen it towards the highest
@@ -47,20 +53,24 @@ def sample_from_scores(scores, temperature, rng):
     - scores: floating array of shape (N, V).
     - temperature: float >= 0.
     - rng: numpy.random.Generator.
+    - uniforms: optional (N,) uniform numbers in [0, 1) on the scores' device, used instead of drawing
+      from rng (how GPU scores get the draws of a host Generator without a transfer per step).
 
     Returns:
-    - idx: int32 array of shape (N,).
+    - idx: int32 array of shape (N,), on the scores' device.
     """
+    xp = get_array_module(scores)
     if temperature == 0:
-        return np.argmax(scores, axis=1).astype(np.int32)
-    s = np.asarray(scores, dtype=np.float64)
+        return xp.argmax(scores, axis=1).astype(np.int32)
+    s = xp.asarray(scores, dtype=np.float64)
     # Subtract the row maximum before dividing, so tiny temperatures give -inf, never inf - inf.
     logits = (s - s.max(axis=1, keepdims=True)) / temperature  # (N, V), <= 0
-    p = np.exp(logits)
-    cdf = np.cumsum(p, axis=1)                                  # (N, V), unnormalized
-    u = rng.random(s.shape[0]) * cdf[:, -1]                     # (N,)
+    p = xp.exp(logits)
+    cdf = xp.cumsum(p, axis=1)                                  # (N, V), unnormalized
+    r = rng.random(s.shape[0]) if uniforms is None else uniforms
+    u = r * cdf[:, -1]                                          # (N,)
     idx = (cdf <= u[:, None]).sum(axis=1)                       # first index with cdf > u
-    return np.minimum(idx, s.shape[1] - 1).astype(np.int32)
+    return xp.minimum(idx, s.shape[1] - 1).astype(np.int32)
 
 
 def check_temperature(fn, temperature):
@@ -73,7 +83,7 @@ def check_temperature(fn, temperature):
     return t
 
 
-class LanguageModelRNN:
+class LanguageModelRNN(DeviceModel):
     """A recurrent word-level language model.
 
     The vocabulary has V words, word vectors have W dimensions and the hidden state H. Every sequence
@@ -176,6 +186,8 @@ class LanguageModelRNN:
 
     def set_params(self, params):
         """Replace the weights with ``params`` (copied and cast to the model's dtype) after checking them."""
+        device = self.device  # the new weights stay where the model is
+        params = host_arrays(params)
         shapes = self.param_shapes()
         missing = sorted(set(shapes) - set(params))
         extra = sorted(set(params) - set(shapes))
@@ -190,7 +202,7 @@ class LanguageModelRNN:
             if a.dtype.kind != "f":
                 raise TypeError(f"set_params: {name} must be floating, got dtype {a.dtype}")
             new[name] = a.astype(self.dtype, copy=True)
-        self.params = new
+        self.params = {k: to_device(v, device) for k, v in new.items()} if device == "gpu" else new
 
     def save(self, path):
         """Write the configuration and weights to ``path`` (an atomic ``.npz`` archive, no pickle)."""
@@ -209,11 +221,12 @@ class LanguageModelRNN:
     # ------------------------------------------------------------------------------------------------
 
     def _check_indices(self, fn, name, a):
-        return index_array(fn, name, a, 2, self.vocab_size)
+        """Checked word indices (N, T), on the model's device."""
+        return self._on_device(index_array(fn, name, a, 2, self.vocab_size))
 
     def _recurrent_forward(self, x):
         """Run the recurrent layer over embedded words x (N, T, W) from a zero state; return h, cache."""
-        h0 = np.zeros((x.shape[0], self.hidden_dim), dtype=self.dtype)  # (N, H)
+        h0 = get_array_module(x).zeros((x.shape[0], self.hidden_dim), dtype=self.dtype)  # (N, H)
         return recurrent_forward(self.cell_type, x, h0, self.params)
 
     def scores(self, inputs):
@@ -261,7 +274,7 @@ class LanguageModelRNN:
         x, cache_embed = rnn_layers.word_embedding_forward(inputs, p["W_embed"])      # (N, T, W)
         h, cache_rnn = self._recurrent_forward(x)                                     # (N, T, H)
         scores, cache_aff = rnn_layers.temporal_affine_forward(h, p["W_vocab"], p["b_vocab"])  # (N, T, V)
-        mask = np.ones((N, T), dtype=bool)
+        mask = get_array_module(inputs).ones((N, T), dtype=bool)
         loss, dscores = rnn_layers.temporal_softmax_loss(scores, targets, mask)
         loss = loss / T            # per token: the layer divides the sum by N only
         dscores /= T
@@ -293,6 +306,8 @@ class LanguageModelRNN:
             raise ValueError(f"{fn}: targets should have the shape of inputs {inputs.shape}, "
                              f"got {targets.shape}")
         batch_size = _positive_int(fn, "batch_size", batch_size)
+        xp = get_array_module(inputs)
+        # Sums stay on the inputs' device until the end: on the GPU one sync for the whole evaluation.
         total_nll = 0.0
         correct = 0
         for start in range(0, inputs.shape[0], batch_size):
@@ -300,10 +315,11 @@ class LanguageModelRNN:
             y = targets[start:start + batch_size]
             s = self.scores(x).astype(np.float64)                        # (n, T, V)
             m = s.max(axis=2, keepdims=True)
-            log_norm = np.log(np.exp(s - m).sum(axis=2)) + m[..., 0]     # (n, T)
-            log_p = np.take_along_axis(s, y[..., None], axis=2)[..., 0] - log_norm
-            total_nll -= float(log_p.sum())
-            correct += int((s.argmax(axis=2) == y).sum())
+            log_norm = xp.log(xp.exp(s - m).sum(axis=2)) + m[..., 0]     # (n, T)
+            log_p = xp.take_along_axis(s, y[..., None], axis=2)[..., 0] - log_norm
+            total_nll = total_nll - log_p.sum()
+            correct = correct + (s.argmax(axis=2) == y).sum()
+        total_nll, correct = float(total_nll), int(correct)
         count = inputs.size
         mean = total_nll / count if count else float("nan")
         return {"loss": mean, "accuracy": correct / count if count else float("nan"),
@@ -339,21 +355,31 @@ class LanguageModelRNN:
         - rng: None (fresh entropy), an int seed or a numpy.random.Generator.
 
         Returns:
-        - words: int32 array of shape (length,) for an int start_idx, (N, length) for an array.
+        - words: int32 host array of shape (length,) for an int start_idx, (N, length) for an array
+          (a model on the GPU samples there and copies the words back once, at the end).
         """
         fn = "LanguageModelRNN.sample"
+        xp = get_array_module(start_idx)
         scalar = np.ndim(start_idx) == 0
-        start = index_array(fn, "start_idx", np.atleast_1d(np.asarray(start_idx)), 1, self.vocab_size)
+        start = index_array(fn, "start_idx", xp.atleast_1d(xp.asarray(start_idx)), 1, self.vocab_size)
         if isinstance(length, bool) or not isinstance(length, (int, np.integer)) or length < 0:
             raise ValueError(f"{fn}: length must be an int >= 0, got {length!r}")
         temperature = check_temperature(fn, temperature)
         rng = as_generator(rng, fn)
+        start = self._on_device(start)
+        xp = get_array_module(start)
         N = start.shape[0]
-        words = np.empty((N, int(length)), dtype=np.int32)
-        state = initial_state(self.cell_type, np.zeros((N, self.hidden_dim), dtype=self.dtype))  # h (N, H)
+        words = xp.empty((N, int(length)), dtype=np.int32)
+        state = initial_state(self.cell_type, xp.zeros((N, self.hidden_dim), dtype=self.dtype))  # h (N, H)
+        uniforms = None
+        if xp is not np and temperature > 0:
+            # The same numbers, in the same order, as one rng.random(N) per step on the host: one transfer.
+            uniforms = xp.asarray(rng.random((int(length), N)))      # (length, N)
         word = start
         for t in range(int(length)):
             state, scores = self._step(word, state)
-            word = sample_from_scores(scores, temperature, rng)          # (N,)
+            word = sample_from_scores(scores, temperature, rng,
+                                      None if uniforms is None else uniforms[t])  # (N,)
             words[:, t] = word
+        words = to_numpy(words)
         return words[0] if scalar else words

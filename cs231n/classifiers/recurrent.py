@@ -9,6 +9,7 @@ the same for every cell type.
 import numpy as np
 
 from cs231n import rnn_layers
+from cs231n.backend import get_array_module
 
 # Number of gate blocks of width H in Wx, Wh and b for each cell type.
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
@@ -72,7 +73,7 @@ def recurrent_backward(cell_type, dh, cache):
 def initial_state(cell_type, h0):
     """The recurrent state at time 0: ``(h0,)``, or ``(h0, zero cell)`` for the LSTM."""
     if cell_type == "lstm":
-        return (h0, np.zeros_like(h0))
+        return (h0, get_array_module(h0).zeros_like(h0))
     return (h0,)
 
 

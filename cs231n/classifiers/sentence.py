@@ -21,6 +21,10 @@ The Transformer (:class:`cs231n.classifiers.classification_transformer.Classific
 built on the same base.
 
 Letters: N sentences, T positions, V vocabulary size, W word-vector size, H hidden size.
+
+Every classifier moves between host and GPU with ``model.to("gpu")`` / ``.to("cpu")`` (see
+:mod:`cs231n.classifiers.device`); on the GPU ``loss`` and ``scores`` take host inputs (checked on
+the host, then copied once) or GPU inputs.
 """
 import numpy as np
 
@@ -28,6 +32,7 @@ from cs231n import metrics
 from cs231n._validation import copy_params
 from cs231n.archive import load_archive, save_archive
 from cs231n.classifiers.recurrent import init_recurrent_params, recurrent_backward, recurrent_forward
+from cs231n.classifiers.device import DeviceModel, host_arrays
 from cs231n.cola_utils import CLS, PAD, check_binary_labels
 from cs231n.layers import affine_backward, affine_forward, sigmoid_cross_entropy_loss
 from cs231n.rnn_layers import word_embedding_backward, word_embedding_forward
@@ -70,7 +75,7 @@ def _choice(fn, name, value, allowed):
     return value
 
 
-class SentenceClassifier:
+class SentenceClassifier(DeviceModel):
     """Base of the sentence classifiers: vocabulary, input checks, loss, prediction, files.
 
     Subclasses set ``self.params`` and implement ``_forward(inputs, training) -> (z, cache)`` with
@@ -163,6 +168,7 @@ class SentenceClassifier:
             if weights.shape != labels.shape or np.any(weights < 0) or not np.all(np.isfinite(weights)):
                 raise ValueError(f"{fn}: weights must be {labels.shape[0]} finite non-negative numbers, "
                                  f"got shape {weights.shape}")
+        inputs, labels, weights = self._on_device(inputs, labels, weights)
         z, cache = self._forward(inputs, training=True)
         loss, dz = sigmoid_cross_entropy_loss(z, labels, weights)
         grads = self._backward(dz, cache)
@@ -176,6 +182,7 @@ class SentenceClassifier:
         fn = f"{type(self).__name__}.scores"
         inputs = self.check_inputs(fn, inputs)
         batch_size = _positive_int(fn, "batch_size", batch_size)
+        inputs = self._on_device(inputs)
         out = np.empty(inputs.shape[0], dtype=self.dtype)                # (N,)
         for lo in range(0, inputs.shape[0], batch_size):
             out[lo:lo + batch_size], _ = self._forward(inputs[lo:lo + batch_size], training=False)
@@ -230,7 +237,10 @@ class SentenceClassifier:
 
     def set_params(self, params, fn="set_params", where=""):
         """Copy ``params`` (the model's names and shapes) into the model, cast to its dtype."""
-        self.params = copy_params(fn, self.params, params, self.dtype, where)
+        device = self.device  # the new weights stay where the model is
+        self.params = copy_params(fn, host_arrays(self.params), host_arrays(params), self.dtype, where)
+        if device == "gpu":
+            self.to(device)
 
     def save(self, path):
         """Write configuration and weights to ``path`` atomically (npz + JSON, no pickle); return it."""

@@ -11,12 +11,18 @@ from :mod:`cs231n.rnn_layers`) and maps hidden states to outputs with an affine 
 prediction back in as the next input, to extrapolate a series.
 
 Letters: N minibatch, T timesteps, D input size, H hidden size, M output size.
+
+The regressor moves between host and GPU with ``model.to("gpu")`` / ``.to("cpu")`` (see
+:mod:`cs231n.classifiers.device`): on the GPU ``predict`` and ``loss`` take host or GPU inputs and
+return GPU arrays; ``generate_sequence`` returns a host numpy array, copied once at the end.
 """
 import numpy as np
 
 from cs231n import layers, rnn_layers
 from cs231n._validation import copy_params, expect_shape, float_array
 from cs231n.archive import load_archive, save_archive
+from cs231n.backend import get_array_module, to_numpy
+from cs231n.classifiers.device import DeviceModel, host_arrays
 from cs231n.classifiers.recurrent import (init_recurrent_params, initial_state, recurrent_backward,
                                          recurrent_forward, recurrent_step)
 
@@ -31,7 +37,7 @@ def _positive_int(fn, name, value):
     return int(value)
 
 
-class SequenceRegressor:
+class SequenceRegressor(DeviceModel):
     """A recurrent network with a linear output layer, trained with the mean squared error.
 
     Parameters (``self.params``, arrays of ``dtype``):
@@ -96,7 +102,7 @@ class SequenceRegressor:
             raise TypeError(f"from_config: config must be a dict, got {type(config).__name__}")
         model = cls(**config, seed=0)
         if params is not None:
-            model.params = copy_params("from_config", model.params, params, model.dtype)
+            model.params = copy_params("from_config", model.params, host_arrays(params), model.dtype)
         return model
 
     def save(self, path):
@@ -116,19 +122,21 @@ class SequenceRegressor:
     # ------------------------------------------------------------------------------------------------
 
     def _check_x(self, fn, x):
+        """Checked inputs (N, T, D), on the model's device."""
         x = float_array(fn, "x", x, 3)
         if x.shape[2] != self.input_dim:
             raise ValueError(f"{fn}: x should have shape (N, T, D) with D = {self.input_dim}, got {x.shape}")
         if x.shape[1] < 1:
             raise ValueError(f"{fn}: x must have at least one timestep, got shape {x.shape}")
-        return x
+        return self._on_device(x)
 
     def _initial_state(self, fn, h0, N):
         if h0 is None:
-            return np.zeros((N, self.hidden_dim), dtype=self.dtype)  # (N, H)
+            xp = get_array_module(*self.params.values())
+            return xp.zeros((N, self.hidden_dim), dtype=self.dtype)  # (N, H)
         h0 = float_array(fn, "h0", h0, 2)
         expect_shape(fn, "h0", h0, (("N", N), ("H", self.hidden_dim)))
-        return h0
+        return self._on_device(h0)
 
     def _recurrent_forward(self, x, h0):
         return recurrent_forward(self.cell_type, x, h0, self.params)
@@ -179,17 +187,18 @@ class SequenceRegressor:
         N, T, _ = x.shape
         M = self.output_dim
         want = (N, T, M) if self.mode == "many_to_many" else (N, M)
-        y = np.asarray(y)
+        y = get_array_module(y).asarray(y)
         if y.shape != want:
             letters = "(N, T, M)" if self.mode == "many_to_many" else "(N, M)"
             raise ValueError(f"{fn}: in {self.mode} mode y should have shape {letters} = {want}, "
                              f"got {y.shape}")
-        y = float_array(fn, "y", y, len(want))
+        y = self._on_device(float_array(fn, "y", y, len(want)))
         h0 = self._initial_state(fn, h0, N)
         pred, (h_shape, cache_rnn, cache_out) = self._forward(x, h0)
+        xp = get_array_module(pred)
 
         diff = pred - y
-        loss = np.mean(diff * diff)
+        loss = xp.mean(diff * diff)
         dpred = (2.0 / diff.size) * diff
 
         grads = {}
@@ -197,7 +206,7 @@ class SequenceRegressor:
             dh, grads["W_out"], grads["b_out"] = rnn_layers.temporal_affine_backward(dpred, cache_out)
         else:
             dh_last, grads["W_out"], grads["b_out"] = layers.affine_backward(dpred, cache_out)
-            dh = np.zeros(h_shape, dtype=dh_last.dtype)                      # (N, T, H)
+            dh = xp.zeros(h_shape, dtype=dh_last.dtype)                      # (N, T, H)
             dh[:, -1, :] = dh_last                                          # only h_T feeds the output
         _, _, recurrent_grads = recurrent_backward(self.cell_type, dh, cache_rnn)
         grads.update(recurrent_grads)
@@ -228,8 +237,8 @@ class SequenceRegressor:
         - h0: initial hidden state of shape (N, H), or None for zeros.
 
         Returns:
-        - generated: array of shape (N, T, D); ``generated[:, 0]`` equals the last step of
-          ``predict(seeds)`` in many-to-many mode.
+        - generated: host numpy array of shape (N, T, D); ``generated[:, 0]`` equals the last step of
+          ``predict(seeds)`` in many-to-many mode (on the GPU it is copied back once, at the end).
         """
         fn = "SequenceRegressor.generate_sequence"
         if self.output_dim != self.input_dim:
@@ -244,9 +253,10 @@ class SequenceRegressor:
         out = None
         for t in range(S):
             state, out = self._step(seeds[:, t, :], state)                    # out (N, D)
-        generated = np.empty((N, int(T), D), dtype=np.result_type(out.dtype, seeds.dtype))
+        xp = get_array_module(seeds)
+        generated = xp.empty((N, int(T), D), dtype=np.result_type(out.dtype, seeds.dtype))
         for t in range(int(T)):
             generated[:, t, :] = out
             if t + 1 < T:
                 state, out = self._step(out, state)
-        return generated
+        return to_numpy(generated)

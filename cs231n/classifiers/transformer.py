@@ -93,6 +93,7 @@ class CaptioningTransformer(CaptioningModel):
 
     ARCHIVE_FORMAT = ARCHIVE_FORMAT
     ARCHIVE_VERSION = ARCHIVE_VERSION
+    DEVICE_ATTRS = ("_positions",)  # the table of positions moves with the weights (model.to)
     CONFIG_KEYS = ("input_dim", "wordvec_dim", "num_heads", "num_layers", "max_length", "dim_feedforward",
                    "dropout", "dtype", "word_to_idx")
 
