@@ -5,10 +5,13 @@ message that names the function, the argument, what was expected and what was se
 ``rnn_forward: Wx should have shape (D, H) = (5, 7), got (5, 28)`` instead of a numpy traceback from a
 matrix product deep inside. The checks read shapes and dtypes only, except where a value check is the
 point (index ranges), so they cost nothing on the hot path.
+
+Arrays keep their kind: a CuPy (device) array is checked and returned as a device array, never copied
+to the host; anything else (numpy arrays, lists, numbers) becomes a numpy array as before.
 """
 import numpy as np
 
-from cs231n.backend import get_array_module
+from cs231n.backend import device_of, get_array_module
 
 # Names of the gate layouts, used to say "this looks like LSTM weights" when columns are a multiple of H.
 _GATE_NAMES = {1: "RNN", 3: "GRU", 4: "LSTM"}
@@ -17,12 +20,13 @@ _GATE_NAMES = {1: "RNN", 3: "GRU", 4: "LSTM"}
 def float_array(fn, name, a, ndim):
     """Return ``a`` as a floating ndarray with ``ndim`` dimensions, or raise naming ``name``.
 
-    Floating arrays pass through untouched (no copy); integer and bool arrays are promoted to float64;
-    anything else (object, complex, strings) is a TypeError.
+    Floating arrays pass through untouched (no copy, device arrays stay on the device); integer and bool
+    arrays are promoted to float64; anything else (object, complex, strings) is a TypeError.
     """
-    a = get_array_module(a).asarray(a)
+    xp = get_array_module(a)
+    a = xp.asarray(a)
     if a.dtype.kind in "biu":
-        a = a.astype(np.float64)
+        a = a.astype(xp.float64)
     elif a.dtype.kind != "f":
         raise TypeError(f"{fn}: {name} must be an array of real numbers, got dtype {a.dtype}")
     if a.ndim != ndim:
@@ -31,8 +35,13 @@ def float_array(fn, name, a, ndim):
 
 
 def index_array(fn, name, a, ndim, upper):
-    """Return ``a`` as an integer ndarray of ``ndim`` dimensions with values in ``[0, upper)``."""
-    a = get_array_module(a).asarray(a)
+    """Return ``a`` as an integer ndarray of ``ndim`` dimensions with values in ``[0, upper)``.
+
+    A device array stays on the device; its range check reads its minimum and maximum back to the host,
+    two small device->host syncs, so call this once per minibatch, never inside a per-timestep loop.
+    """
+    xp = get_array_module(a)
+    a = xp.asarray(a)
     if a.dtype.kind not in "iu":
         raise TypeError(f"{fn}: {name} must hold integer indices, got dtype {a.dtype}")
     if a.ndim != ndim:
@@ -85,7 +94,22 @@ def check_recurrent_args(fn, x, h, Wx, Wh, b, gates, step):
     expect_shape(fn, "Wh", Wh, (("H", H), (f"{g}H", gH)), gate_hint(Wh, H, gates))
     expect_shape(fn, "Wx", Wx, (("D", D), (f"{g}H", gH)), gate_hint(Wx, H, gates))
     expect_shape(fn, "b", b, ((f"{g}H", gH),), gate_hint(b, H, gates))
+    same_device(fn, (("x", x), (h_name, h), ("Wx", Wx), ("Wh", Wh), ("b", b)))
     return x, h, Wx, Wh, b
+
+
+def same_device(fn, named_arrays):
+    """Raise TypeError unless every array of ``named_arrays`` (``(name, array)`` pairs) is on one device.
+
+    Mixing host (numpy) and device (CuPy) arrays would fail deep inside with CuPy's "Unsupported type";
+    this names the two arguments instead.
+    """
+    first_name, first = named_arrays[0]
+    where = device_of(first)
+    for name, a in named_arrays[1:]:
+        if device_of(a) != where:
+            raise TypeError(f"{fn}: {name} is on the {device_of(a)} but {first_name} is on the {where}; "
+                            "move them to one device (cs231n.backend.to_device)")
 
 
 def copy_params(fn, current, params, dtype, where=""):
@@ -93,7 +117,8 @@ def copy_params(fn, current, params, dtype, where=""):
 
     ``params`` must have exactly the names of ``current`` (a model's ``params`` dict) and the same
     shapes; otherwise ValueError names the missing, unexpected or misshapen parameters (``where`` is
-    added to the message, e.g. ``' in model.npz'``). Returns a dict name -> copied array.
+    added to the message, e.g. ``' in model.npz'``). Returns a dict name -> copied array, each of the
+    kind given (numpy stays numpy, a device array is copied on its device).
     """
     missing = sorted(set(current) - set(params))
     extra = sorted(set(params) - set(current))
@@ -101,7 +126,7 @@ def copy_params(fn, current, params, dtype, where=""):
         raise ValueError(f"{fn}: parameter names{where} do not match: missing {missing}, unexpected {extra}")
     copied = {}
     for name, w in current.items():
-        a = np.asarray(params[name])
+        a = get_array_module(params[name]).asarray(params[name])
         if a.shape != w.shape:
             raise ValueError(f"{fn}: {name}{where} should have shape {w.shape}, got {a.shape}")
         copied[name] = a.astype(dtype, copy=True)

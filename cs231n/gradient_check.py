@@ -3,10 +3,15 @@
 Every function perturbs its array argument in place, one element at a time, and restores it before
 returning (also when ``f`` raises), so the caller's array is unchanged afterwards. Use float64 arrays:
 in float32 the differences are dominated by rounding.
+
+``x`` and the values of ``f`` may live on a GPU (CuPy arrays): x is perturbed where it is, and the
+differences and the returned gradients are computed on the host (numpy), one element at a time.
 """
 from random import randrange
 
 import numpy as np
+
+from cs231n.backend import to_numpy
 
 
 def _at_both_sides(f, x, ix, h):
@@ -17,9 +22,9 @@ def _at_both_sides(f, x, ix, h):
     old = x[ix]
     try:
         x[ix] = old + h
-        plus = np.array(f(x), copy=True)
+        plus = np.array(to_numpy(f(x)), copy=True)
         x[ix] = old - h
-        minus = np.array(f(x), copy=True)
+        minus = np.array(to_numpy(f(x)), copy=True)
     finally:
         x[ix] = old
     return plus, minus
@@ -35,17 +40,14 @@ def eval_numerical_gradient(f, x, verbose=True, h=1e-5):
     - h: step size.
 
     Returns:
-    - grad: array of the same shape as x.
+    - grad: numpy array of the same shape as x.
     """
-    grad = np.zeros_like(x, dtype=np.float64 if x.dtype.kind != "f" else x.dtype)
-    it = np.nditer(x, flags=["multi_index"], op_flags=["readwrite"])
-    while not it.finished:
-        ix = it.multi_index
+    grad = np.zeros(x.shape, dtype=np.float64 if x.dtype.kind != "f" else x.dtype)
+    for ix in np.ndindex(*x.shape):
         fxph, fxmh = _at_both_sides(f, x, ix, h)
         grad[ix] = (fxph - fxmh) / (2 * h)
         if verbose:
             print(ix, grad[ix])
-        it.iternext()
     return grad
 
 
@@ -59,15 +61,13 @@ def eval_numerical_gradient_array(f, x, df, h=1e-5):
     - h: step size.
 
     Returns:
-    - grad: array of the same shape as x.
+    - grad: numpy array of the same shape as x.
     """
-    grad = np.zeros_like(x, dtype=np.float64 if x.dtype.kind != "f" else x.dtype)
-    it = np.nditer(x, flags=["multi_index"], op_flags=["readwrite"])
-    while not it.finished:
-        ix = it.multi_index
+    grad = np.zeros(x.shape, dtype=np.float64 if x.dtype.kind != "f" else x.dtype)
+    df = to_numpy(df)
+    for ix in np.ndindex(*x.shape):
         pos, neg = _at_both_sides(f, x, ix, h)
         grad[ix] = np.sum((pos - neg) * df) / (2 * h)
-        it.iternext()
     return grad
 
 
@@ -89,7 +89,7 @@ def grad_check_sparse(f, x, analytic_grad, num_checks=10, h=1e-5):
         ix = tuple(randrange(m) for m in x.shape)
         fxph, fxmh = _at_both_sides(f, x, ix, h)
         grad_numerical = float((fxph - fxmh) / (2 * h))
-        grad_analytic = analytic_grad[ix]
+        grad_analytic = float(analytic_grad[ix])
         err = abs(grad_numerical - grad_analytic) / max(1e-8, abs(grad_numerical) + abs(grad_analytic))
         errors.append(err)
         print(f"numerical: {grad_numerical:f} analytic: {grad_analytic:f}, relative error: {err:e}")
@@ -98,6 +98,6 @@ def grad_check_sparse(f, x, analytic_grad, num_checks=10, h=1e-5):
 
 def rel_error(x, y):
     """Maximum relative error ``max |x - y| / max(1e-8, |x| + |y|)``, elementwise then the maximum."""
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
+    x = np.asarray(to_numpy(x), dtype=np.float64)
+    y = np.asarray(to_numpy(y), dtype=np.float64)
     return float(np.max(np.abs(x - y) / np.maximum(1e-8, np.abs(x) + np.abs(y))))

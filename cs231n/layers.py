@@ -1,11 +1,13 @@
 """The feed-forward affine layer, as a pure forward/backward pair (the recurrent layers build on it).
 
 ``affine_forward`` returns ``(out, cache)``; ``affine_backward(dout, cache)`` returns the gradients of
-its array arguments in order. No state, no I/O; the dtype of the inputs is kept.
+its array arguments in order. No state, no I/O; the dtype of the inputs is kept, and so is their kind:
+numpy arrays in, numpy out; CuPy arrays in, CuPy out (``xp`` below is the array module of the inputs).
 """
-import numpy as np
+import math
 
-from cs231n._validation import expect_shape, float_array
+from cs231n._validation import expect_shape, float_array, same_device
+from cs231n.backend import get_array_module
 
 
 def affine_forward(x, w, b):
@@ -24,14 +26,15 @@ def affine_forward(x, w, b):
     - cache: (x, w) for the backward pass.
     """
     fn = "affine_forward"
-    x = np.asarray(x)
+    x = get_array_module(x).asarray(x)
     if x.ndim < 1:
         raise ValueError(f"{fn}: x must have a leading batch dimension, got shape {x.shape}")
     x = float_array(fn, "x", x, x.ndim)
     w = float_array(fn, "w", w, 2)
     b = float_array(fn, "b", b, 1)
+    same_device(fn, (("x", x), ("w", w), ("b", b)))
     N = x.shape[0]
-    D = int(np.prod(x.shape[1:]))
+    D = math.prod(x.shape[1:])
     expect_shape(fn, "w", w, (("D", D), ("M", w.shape[1])))
     expect_shape(fn, "b", b, (("M", w.shape[1]),))
     out = x.reshape(N, D) @ w + b  # (N, M)
@@ -52,9 +55,10 @@ def affine_backward(dout, cache):
     """
     x, w = cache
     N = x.shape[0]
-    dout = np.asarray(dout)
+    dout = get_array_module(dout).asarray(dout)
     if dout.shape != (N, w.shape[1]):
         raise ValueError(f"affine_backward: dout should have shape (N, M) = {(N, w.shape[1])}, got {dout.shape}")
+    same_device("affine_backward", (("dout", dout), ("the forward's x", x)))
     dx = (dout @ w.T).reshape(x.shape)
     dw = x.reshape(N, -1).T @ dout
     db = dout.sum(axis=0)
@@ -80,18 +84,21 @@ def sigmoid_cross_entropy_loss(z, y, weights=None):
     """
     fn = "sigmoid_cross_entropy_loss"
     z = float_array(fn, "z", z, 1)
-    y = np.asarray(y)
+    xp = get_array_module(z)
+    y = get_array_module(y).asarray(y)
+    same_device(fn, (("z", z), ("y", y)))
     expect_shape(fn, "y", y, (("N", z.shape[0]),))
     if z.shape[0] == 0:
         raise ValueError(f"{fn}: z is empty; the loss is a mean over at least one example")
     N = z.shape[0]
     yf = y.astype(z.dtype)                                   # (N,)
-    cost = np.logaddexp(0, z) - yf * z                       # (N,)
-    p = 0.5 * (1.0 + np.tanh(0.5 * z))                       # sigmoid(z), no overflow for any z
+    cost = xp.logaddexp(0, z) - yf * z                       # (N,)
+    p = 0.5 * (1.0 + xp.tanh(0.5 * z))                       # sigmoid(z), no overflow for any z
     dz = (p - yf) / N                                        # (N,)
     if weights is not None:
         w = float_array(fn, "weights", weights, 1)
+        same_device(fn, (("z", z), ("weights", w)))
         expect_shape(fn, "weights", w, (("N", N),))
         cost = cost * w
         dz = dz * w
-    return float(np.sum(cost) / N), dz.astype(z.dtype, copy=False)
+    return float(xp.sum(cost) / N), dz.astype(z.dtype, copy=False)  # float(): one device->host sync

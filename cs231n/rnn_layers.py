@@ -1,9 +1,14 @@
-"""Recurrent-network layers as pure numpy functions: vanilla RNN, LSTM, GRU, embeddings and the loss.
+"""Recurrent-network layers as pure array functions: vanilla RNN, LSTM, GRU, embeddings and the loss.
 
 This module owns the forward and backward passes of every layer a captioning or language model is
 built from. Each ``*_forward`` returns ``(out, cache)`` and each ``*_backward(dout, cache)`` returns the
 gradients of the forward's array arguments in the forward's order. There is no state, no I/O and no
 global configuration; float32 inputs give float32 outputs, and inputs are never written to.
+
+Every function computes with the array module of its inputs (``xp = get_array_module(x)``): numpy
+arrays in, numpy arrays out; CuPy arrays in, CuPy arrays out, computed on the GPU. The numpy lines are
+the reference; where the per-timestep elementwise work of the LSTM and GRU would be many small kernels
+on a GPU, it lives in one small helper (``_lstm_step_gates`` ...) whose body is that numpy code.
 
 Letters used throughout: N minibatch, T timesteps, D input size, H hidden size, V vocabulary size,
 M output size. Step functions (``rnn_step_forward`` ...) process one timestep and exist for teaching and
@@ -17,7 +22,7 @@ projection, and the reset gate applied to ``h Wh_n + bh_n``.
 """
 import numpy as np
 
-from cs231n._validation import check_recurrent_args, expect_shape, float_array, index_array
+from cs231n._validation import check_recurrent_args, expect_shape, float_array, index_array, same_device
 from cs231n.backend import get_array_module
 
 
@@ -32,17 +37,18 @@ def sigmoid(x):
 
     Returns an array of the same shape and dtype with values in [0, 1].
     """
-    x = np.asarray(x)
-    out = np.multiply(x, 0.5, dtype=x.dtype if x.dtype.kind == "f" else np.float64)
-    return _sigmoid_inplace(out, halved=True)
+    xp = get_array_module(x)
+    x = xp.asarray(x)
+    out = xp.multiply(x, 0.5, dtype=x.dtype if x.dtype.kind == "f" else np.float64)
+    return _sigmoid_inplace(xp, out, halved=True)
 
 
-def _sigmoid_inplace(a, halved=False):
-    """Overwrite ``a`` with sigmoid(a) (or sigmoid(2a) when ``halved``) without temporaries."""
+def _sigmoid_inplace(xp, a, halved=False):
+    """Overwrite ``a`` (an array of module ``xp``) with sigmoid(a), or sigmoid(2a) when ``halved``."""
     # One tanh and two in-place ops: cheaper than exp + divide and with no overflow branch.
     if not halved:
         a *= 0.5
-    np.tanh(a, out=a)
+    xp.tanh(a, out=a)
     a *= 0.5
     a += 0.5
     return a
@@ -73,7 +79,8 @@ def rnn_step_forward(x, prev_h, Wx, Wh, b):
     - cache: (x, prev_h, Wx, Wh, next_h), for the backward pass.
     """
     x, prev_h, Wx, Wh, b = check_recurrent_args("rnn_step_forward", x, prev_h, Wx, Wh, b, 1, True)
-    next_h = np.tanh(x @ Wx + prev_h @ Wh + b)  # (N, H)
+    xp = get_array_module(x)
+    next_h = xp.tanh(x @ Wx + prev_h @ Wh + b)  # (N, H)
     return next_h, (x, prev_h, Wx, Wh, next_h)
 
 
@@ -92,7 +99,7 @@ def rnn_step_backward(dnext_h, cache):
     - db: gradient of the biases, of shape (H,).
     """
     x, prev_h, Wx, Wh, next_h = cache
-    dnext_h = _check_upstream("rnn_step_backward", "dnext_h", dnext_h, next_h.shape)
+    dnext_h = _check_upstream("rnn_step_backward", "dnext_h", dnext_h, next_h.shape, like=next_h)
     da = dnext_h * (1 - next_h * next_h)  # through tanh, (N, H)
     dx = da @ Wx.T                          # through x Wx
     dprev_h = da @ Wh.T                     # through prev_h Wh
@@ -120,19 +127,20 @@ def rnn_forward(x, h0, Wx, Wh, b):
       (T + 1, N, H) whose first row is h0.
     """
     x, h0, Wx, Wh, b = check_recurrent_args("rnn_forward", x, h0, Wx, Wh, b, 1, False)
+    xp = get_array_module(x)
     N, T, D = x.shape
     H = h0.shape[1]
     dtype = _result_dtype(x, h0, Wx, Wh, b)
-    xt = np.ascontiguousarray(x.transpose(1, 0, 2), dtype=dtype)  # (T, N, D)
-    hs = np.empty((T + 1, N, H), dtype=dtype)                      # hs[t + 1] is h at step t
+    xt = xp.ascontiguousarray(x.transpose(1, 0, 2), dtype=dtype)  # (T, N, D)
+    hs = xp.empty((T + 1, N, H), dtype=dtype)                      # hs[t + 1] is h at step t
     hs[0] = h0
     # Input projection of every timestep in one product, written straight into the state buffer.
-    np.matmul(xt.reshape(T * N, D), Wx, out=hs[1:].reshape(T * N, H))
+    xp.matmul(xt.reshape(T * N, D), Wx, out=hs[1:].reshape(T * N, H))
     hs[1:] += b
     for t in range(T):
         hs[t + 1] += hs[t] @ Wh  # (N, H)
-        np.tanh(hs[t + 1], out=hs[t + 1])
-    h = np.ascontiguousarray(hs[1:].transpose(1, 0, 2))  # (N, T, H)
+        xp.tanh(hs[t + 1], out=hs[t + 1])
+    h = xp.ascontiguousarray(hs[1:].transpose(1, 0, 2))  # (N, T, H)
     return h, (xt, hs, Wx, Wh)
 
 
@@ -153,12 +161,13 @@ def rnn_backward(dh, cache):
     xt, hs, Wx, Wh = cache
     T, N, D = xt.shape
     H = hs.shape[2]
-    dh = _check_upstream("rnn_backward", "dh", dh, (N, T, H))
-    da = np.empty((T, N, H), dtype=hs.dtype)  # gradients of the tanh inputs, all steps
-    dprev_h = np.zeros((N, H), dtype=hs.dtype)
+    dh = _check_upstream("rnn_backward", "dh", dh, (N, T, H), like=hs)
+    xp = get_array_module(hs)
+    da = xp.empty((T, N, H), dtype=hs.dtype)  # gradients of the tanh inputs, all steps
+    dprev_h = xp.zeros((N, H), dtype=hs.dtype)
     for t in reversed(range(T)):
         h = hs[t + 1]
-        np.add(dh[:, t, :], dprev_h, out=da[t])   # the step's own loss plus the later steps
+        xp.add(dh[:, t, :], dprev_h, out=da[t])   # the step's own loss plus the later steps
         da[t] *= 1 - h * h                         # through tanh
         dprev_h = da[t] @ Wh.T                     # through prev_h Wh
     da2 = da.reshape(T * N, H)
@@ -166,7 +175,7 @@ def rnn_backward(dh, cache):
     dWx = xt.reshape(T * N, D).T @ da2         # one product over all steps
     dWh = hs[:-1].reshape(T * N, H).T @ da2
     db = da2.sum(axis=0)
-    return np.ascontiguousarray(dx), dprev_h, dWx, dWh, db
+    return xp.ascontiguousarray(dx), dprev_h, dWx, dWh, db
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -189,6 +198,7 @@ def word_embedding_forward(x, W):
     """
     W = float_array("word_embedding_forward", "W", W, 2)
     x = index_array("word_embedding_forward", "x", x, 2, W.shape[0])
+    same_device("word_embedding_forward", (("W", W), ("x", x)))
     out = W[x]  # (N, T, D); fancy indexing copies, W is untouched
     return out, (x, W.shape, W.dtype)
 
@@ -206,16 +216,35 @@ def word_embedding_backward(dout, cache):
     """
     x, (V, D), W_dtype = cache
     N, T = x.shape
-    dout = _check_upstream("word_embedding_backward", "dout", dout, (N, T, D))
+    dout = _check_upstream("word_embedding_backward", "dout", dout, (N, T, D), like=x)
+    xp = get_array_module(dout)
     idx = x.ravel()
     rows = dout.reshape(N * T, D)
+    dW = xp.zeros((V, D), dtype=np.result_type(W_dtype, dout.dtype))
+    if xp is not np:
+        return _scatter_add_rows(xp, dW, idx, rows)
     # Exact and much faster than np.add.at: sort the uses by word, then sum each word's run of rows.
     order = np.argsort(idx, kind="stable")
     sorted_idx = idx[order]
     starts = np.flatnonzero(np.r_[True, sorted_idx[1:] != sorted_idx[:-1]])
-    dW = np.zeros((V, D), dtype=np.result_type(W_dtype, dout.dtype))
     if idx.size:
         dW[sorted_idx[starts]] = np.add.reduceat(rows[order], starts, axis=0)
+    return dW
+
+
+def _scatter_add_rows(xp, dW, idx, rows):
+    """``dW[idx[k]] += rows[k]`` for every k, repeated indices summed; returns dW (the device path).
+
+    On a GPU an atomic scatter-add is one kernel, where numpy's sort + reduceat would be several (and
+    ``reduceat`` is missing from older CuPy). Uses ``xp.add.at``, or ``cupyx.scatter_add`` on a CuPy
+    without ``add.at``.
+    """
+    add_at = getattr(xp.add, "at", None)
+    if add_at is not None:
+        add_at(dW, idx, rows)
+    else:
+        import cupyx  # only reached with a CuPy array, so CuPy (and its cupyx) is installed
+        cupyx.scatter_add(dW, idx, rows)
     return dW
 
 
@@ -247,13 +276,15 @@ def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
     x, prev_h, Wx, Wh, b = check_recurrent_args(fn, x, prev_h, Wx, Wh, b, 4, True)
     prev_c = float_array(fn, "prev_c", prev_c, 2)
     expect_shape(fn, "prev_c", prev_c, (("N", prev_h.shape[0]), ("H", prev_h.shape[1])))
+    same_device(fn, (("x", x), ("prev_c", prev_c)))
+    xp = get_array_module(x)
     H = prev_h.shape[1]
     gates = x @ Wx + prev_h @ Wh + b           # (N, 4H)
-    _sigmoid_inplace(gates[:, :3 * H])         # i, f, o
-    np.tanh(gates[:, 3 * H:], out=gates[:, 3 * H:])  # g
+    _sigmoid_inplace(xp, gates[:, :3 * H])     # i, f, o
+    xp.tanh(gates[:, 3 * H:], out=gates[:, 3 * H:])  # g
     i, f, o, g = gates[:, :H], gates[:, H:2 * H], gates[:, 2 * H:3 * H], gates[:, 3 * H:]
     next_c = f * prev_c + i * g
-    tanh_c = np.tanh(next_c)
+    tanh_c = xp.tanh(next_c)
     next_h = o * tanh_c
     return next_h, next_c, (x, prev_h, prev_c, Wx, Wh, gates, tanh_c)
 
@@ -276,11 +307,11 @@ def lstm_step_backward(dnext_h, dnext_c, cache):
     """
     x, prev_h, prev_c, Wx, Wh, gates, tanh_c = cache
     N, H = prev_h.shape
-    dnext_h = _check_upstream("lstm_step_backward", "dnext_h", dnext_h, (N, H))
-    dnext_c = _check_upstream("lstm_step_backward", "dnext_c", dnext_c, (N, H))
+    dnext_h = _check_upstream("lstm_step_backward", "dnext_h", dnext_h, (N, H), like=gates)
+    dnext_c = _check_upstream("lstm_step_backward", "dnext_c", dnext_c, (N, H), like=gates)
     i, f, o, g = gates[:, :H], gates[:, H:2 * H], gates[:, 2 * H:3 * H], gates[:, 3 * H:]
     dc = dnext_c + dnext_h * o * (1 - tanh_c * tanh_c)  # through next_h = o * tanh(next_c)
-    da = np.empty_like(gates)                           # (N, 4H), gradients of the activations
+    da = get_array_module(gates).empty_like(gates)                          # (N, 4H), gradients of the activations
     da[:, :H] = dc * g * i * (1 - i)                    # input gate, through sigmoid
     da[:, H:2 * H] = dc * prev_c * f * (1 - f)          # forget gate
     da[:, 2 * H:3 * H] = dnext_h * tanh_c * o * (1 - o)  # output gate
@@ -314,32 +345,46 @@ def lstm_forward(x, h0, Wx, Wh, b):
       tanh_c (T, N, H).
     """
     x, h0, Wx, Wh, b = check_recurrent_args("lstm_forward", x, h0, Wx, Wh, b, 4, False)
+    xp = get_array_module(x)
     N, T, D = x.shape
     H = h0.shape[1]
     dtype = _result_dtype(x, h0, Wx, Wh, b)
-    xt = np.ascontiguousarray(x.transpose(1, 0, 2), dtype=dtype)  # (T, N, D)
-    gates = np.empty((T, N, 4 * H), dtype=dtype)
+    xt = xp.ascontiguousarray(x.transpose(1, 0, 2), dtype=dtype)  # (T, N, D)
+    gates = xp.empty((T, N, 4 * H), dtype=dtype)
     # Input projection of all timesteps in one matrix product.
-    np.matmul(xt.reshape(T * N, D), Wx, out=gates.reshape(T * N, 4 * H))
+    xp.matmul(xt.reshape(T * N, D), Wx, out=gates.reshape(T * N, 4 * H))
     gates += b
-    hs = np.empty((T + 1, N, H), dtype=dtype)  # hs[t + 1] is h after step t
-    cs = np.empty((T + 1, N, H), dtype=dtype)
-    tanh_c = np.empty((T, N, H), dtype=dtype)
+    hs = xp.empty((T + 1, N, H), dtype=dtype)  # hs[t + 1] is h after step t
+    cs = xp.empty((T + 1, N, H), dtype=dtype)
+    tanh_c = xp.empty((T, N, H), dtype=dtype)
     hs[0] = h0
     cs[0] = 0
-    ig = np.empty((N, H), dtype=dtype)  # reused buffer for i * g
+    ig = xp.empty((N, H), dtype=dtype)  # reused buffer for i * g
     for t in range(T):
-        a = gates[t]                                    # (N, 4H)
-        a += hs[t] @ Wh
-        _sigmoid_inplace(a[:, :3 * H])                  # i, f, o in one pass
-        np.tanh(a[:, 3 * H:], out=a[:, 3 * H:])         # g
-        np.multiply(a[:, :H], a[:, 3 * H:], out=ig)
-        np.multiply(a[:, H:2 * H], cs[t], out=cs[t + 1])
-        cs[t + 1] += ig                                 # c = f * c_prev + i * g
-        np.tanh(cs[t + 1], out=tanh_c[t])
-        np.multiply(a[:, 2 * H:3 * H], tanh_c[t], out=hs[t + 1])  # h = o * tanh(c)
-    h = np.ascontiguousarray(hs[1:].transpose(1, 0, 2))  # (N, T, H)
+        _lstm_step_gates(xp, gates[t], hs[t] @ Wh, cs[t], cs[t + 1], tanh_c[t], hs[t + 1], ig)
+    h = xp.ascontiguousarray(hs[1:].transpose(1, 0, 2))  # (N, T, H)
     return h, (xt, hs, cs, gates, tanh_c, Wx, Wh)
+
+
+def _lstm_step_gates(xp, a, ah, c_prev, c, tanh_c, h, ig):
+    """The elementwise work of one LSTM timestep, written into the given buffers.
+
+    Inputs:
+    - a: (N, 4H) holding x Wx + b; overwritten with the activated gates i, f, o, g.
+    - ah: (N, 4H), the step's h_prev Wh.
+    - c_prev: (N, H) previous cell state.
+    - c, tanh_c, h: (N, H) outputs: c = f * c_prev + i * g, tanh(c) and h = o * tanh(c).
+    - ig: (N, H) scratch.
+    """
+    H = c.shape[1]
+    a += ah
+    _sigmoid_inplace(xp, a[:, :3 * H])              # i, f, o in one pass
+    xp.tanh(a[:, 3 * H:], out=a[:, 3 * H:])         # g
+    xp.multiply(a[:, :H], a[:, 3 * H:], out=ig)
+    xp.multiply(a[:, H:2 * H], c_prev, out=c)
+    c += ig                                         # c = f * c_prev + i * g
+    xp.tanh(c, out=tanh_c)
+    xp.multiply(a[:, 2 * H:3 * H], tanh_c, out=h)   # h = o * tanh(c)
 
 
 def lstm_backward(dh, cache):
@@ -359,54 +404,67 @@ def lstm_backward(dh, cache):
     xt, hs, cs, gates, tanh_c, Wx, Wh = cache
     T, N, D = xt.shape
     H = hs.shape[2]
-    dh = _check_upstream("lstm_backward", "dh", dh, (N, T, H))
+    dh = _check_upstream("lstm_backward", "dh", dh, (N, T, H), like=hs)
+    xp = get_array_module(hs)
     dtype = hs.dtype
-    da = np.empty((T, N, 4 * H), dtype=dtype)  # gradients of the gate activations, all steps
-    dprev_h = np.zeros((N, H), dtype=dtype)
-    dc = np.zeros((N, H), dtype=dtype)          # gradient flowing into the cell state
-    dht = np.empty((N, H), dtype=dtype)
-    tmp = np.empty((N, H), dtype=dtype)
-    WhT = np.ascontiguousarray(Wh.T)
+    da = xp.empty((T, N, 4 * H), dtype=dtype)  # gradients of the gate activations, all steps
+    dprev_h = xp.zeros((N, H), dtype=dtype)
+    dc = xp.zeros((N, H), dtype=dtype)          # gradient flowing into the cell state
+    dht = xp.empty((N, H), dtype=dtype)
+    tmp = xp.empty((N, H), dtype=dtype)
+    WhT = xp.ascontiguousarray(Wh.T)
     for t in reversed(range(T)):
-        a = gates[t]
-        i, f, o, g = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
-        di, df, do, dg = da[t, :, :H], da[t, :, H:2 * H], da[t, :, 2 * H:3 * H], da[t, :, 3 * H:]
-        tc = tanh_c[t]
-        np.add(dh[:, t, :], dprev_h, out=dht)   # this step's loss plus the later steps
-        # through h = o * tanh(c): dc += dht * o * (1 - tanh_c^2)
-        np.multiply(tc, tc, out=tmp)
-        np.subtract(1, tmp, out=tmp)
-        tmp *= o
-        tmp *= dht
-        dc += tmp
-        # output gate: do = dht * tanh_c * o * (1 - o)
-        np.multiply(dht, tc, out=do)
-        np.multiply(do, o, out=do)
-        np.subtract(1, o, out=tmp)
-        do *= tmp
-        # input gate: di = dc * g * i * (1 - i)
-        np.multiply(dc, g, out=di)
-        np.multiply(di, i, out=di)
-        np.subtract(1, i, out=tmp)
-        di *= tmp
-        # forget gate: df = dc * c_prev * f * (1 - f)
-        np.multiply(dc, cs[t], out=df)
-        np.multiply(df, f, out=df)
-        np.subtract(1, f, out=tmp)
-        df *= tmp
-        # block input: dg = dc * i * (1 - g^2)
-        np.multiply(dc, i, out=dg)
-        np.multiply(g, g, out=tmp)
-        np.subtract(1, tmp, out=tmp)
-        dg *= tmp
-        dc *= f                                  # through f * c_prev
+        _lstm_step_gates_backward(xp, gates[t], tanh_c[t], cs[t], dh[:, t, :], dprev_h, dc, da[t], dht, tmp)
         dprev_h = da[t] @ WhT                    # through h_prev Wh
     da2 = da.reshape(T * N, 4 * H)
     dx = (da2 @ Wx.T).reshape(T, N, D).transpose(1, 0, 2)
     dWx = xt.reshape(T * N, D).T @ da2           # one product over all steps
     dWh = hs[:-1].reshape(T * N, H).T @ da2
     db = da2.sum(axis=0)
-    return np.ascontiguousarray(dx), dprev_h, dWx, dWh, db
+    return xp.ascontiguousarray(dx), dprev_h, dWx, dWh, db
+
+
+def _lstm_step_gates_backward(xp, a, tc, c_prev, dh_t, dprev_h, dc, da, dht, tmp):
+    """The elementwise work of one LSTM timestep backward, written into the given buffers.
+
+    Inputs:
+    - a: (N, 4H) activated gates i, f, o, g of the step; tc: (N, H) its tanh(c); c_prev: (N, H).
+    - dh_t, dprev_h: (N, H) upstream gradient of the step's h and the gradient from the later steps.
+    - dc: (N, H) gradient of the step's c from the later steps; updated to that of c_prev.
+    - da: (N, 4H) output, gradients of the gate pre-activations.
+    - dht, tmp: (N, H) scratch (dht ends holding the total gradient of h).
+    """
+    H = tc.shape[1]
+    i, f, o, g = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
+    di, df, do, dg = da[:, :H], da[:, H:2 * H], da[:, 2 * H:3 * H], da[:, 3 * H:]
+    xp.add(dh_t, dprev_h, out=dht)           # this step's loss plus the later steps
+    # through h = o * tanh(c): dc += dht * o * (1 - tanh_c^2)
+    xp.multiply(tc, tc, out=tmp)
+    xp.subtract(1, tmp, out=tmp)
+    tmp *= o
+    tmp *= dht
+    dc += tmp
+    # output gate: do = dht * tanh_c * o * (1 - o)
+    xp.multiply(dht, tc, out=do)
+    xp.multiply(do, o, out=do)
+    xp.subtract(1, o, out=tmp)
+    do *= tmp
+    # input gate: di = dc * g * i * (1 - i)
+    xp.multiply(dc, g, out=di)
+    xp.multiply(di, i, out=di)
+    xp.subtract(1, i, out=tmp)
+    di *= tmp
+    # forget gate: df = dc * c_prev * f * (1 - f)
+    xp.multiply(dc, c_prev, out=df)
+    xp.multiply(df, f, out=df)
+    xp.subtract(1, f, out=tmp)
+    df *= tmp
+    # block input: dg = dc * i * (1 - g^2)
+    xp.multiply(dc, i, out=dg)
+    xp.multiply(g, g, out=tmp)
+    xp.subtract(1, tmp, out=tmp)
+    dg *= tmp
+    dc *= f                                  # through f * c_prev
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -416,6 +474,7 @@ def lstm_backward(dh, cache):
 def _check_gru_bh(fn, bh, b):
     bh = float_array(fn, "bh", bh, 1)
     expect_shape(fn, "bh", bh, (("3H", b.shape[0]),))
+    same_device(fn, (("b", b), ("bh", bh)))
     return bh
 
 
@@ -442,13 +501,14 @@ def gru_step_forward(x, prev_h, Wx, Wh, b, bh):
     fn = "gru_step_forward"
     x, prev_h, Wx, Wh, b = check_recurrent_args(fn, x, prev_h, Wx, Wh, b, 3, True)
     bh = _check_gru_bh(fn, bh, b)
+    xp = get_array_module(x)
     H = prev_h.shape[1]
     ax = x @ Wx + b                   # (N, 3H)
     ah = prev_h @ Wh + bh             # (N, 3H)
-    rzn = np.empty_like(ax)
+    rzn = xp.empty_like(ax)
     rzn[:, :2 * H] = sigmoid(ax[:, :2 * H] + ah[:, :2 * H])
     hn = ah[:, 2 * H:]
-    rzn[:, 2 * H:] = np.tanh(ax[:, 2 * H:] + rzn[:, :H] * hn)
+    rzn[:, 2 * H:] = xp.tanh(ax[:, 2 * H:] + rzn[:, :H] * hn)
     z, n = rzn[:, H:2 * H], rzn[:, 2 * H:]
     next_h = n + z * (prev_h - n)     # (1 - z) * n + z * h
     return next_h, (x, prev_h, Wx, Wh, rzn, hn)
@@ -471,9 +531,9 @@ def gru_step_backward(dnext_h, cache):
     """
     x, prev_h, Wx, Wh, rzn, hn = cache
     N, H = prev_h.shape
-    dnext_h = _check_upstream("gru_step_backward", "dnext_h", dnext_h, (N, H))
+    dnext_h = _check_upstream("gru_step_backward", "dnext_h", dnext_h, (N, H), like=rzn)
     r, z, n = rzn[:, :H], rzn[:, H:2 * H], rzn[:, 2 * H:]
-    dax = np.empty_like(rzn)                       # gradients of the input projections (N, 3H)
+    dax = get_array_module(rzn).empty_like(rzn)                       # gradients of the input projections (N, 3H)
     dax[:, 2 * H:] = dnext_h * (1 - z) * (1 - n * n)  # candidate, through tanh
     dr = dax[:, 2 * H:] * hn                        # through r * hn
     dax[:, :H] = dr * r * (1 - r)                   # reset gate, through sigmoid
@@ -511,33 +571,46 @@ def gru_forward(x, h0, Wx, Wh, b, bh):
     fn = "gru_forward"
     x, h0, Wx, Wh, b = check_recurrent_args(fn, x, h0, Wx, Wh, b, 3, False)
     bh = _check_gru_bh(fn, bh, b)
+    xp = get_array_module(x)
     N, T, D = x.shape
     H = h0.shape[1]
     dtype = _result_dtype(x, h0, Wx, Wh, b, bh)
-    xt = np.ascontiguousarray(x.transpose(1, 0, 2), dtype=dtype)  # (T, N, D)
-    rzn = np.empty((T, N, 3 * H), dtype=dtype)
-    np.matmul(xt.reshape(T * N, D), Wx, out=rzn.reshape(T * N, 3 * H))  # all input projections
+    xt = xp.ascontiguousarray(x.transpose(1, 0, 2), dtype=dtype)  # (T, N, D)
+    rzn = xp.empty((T, N, 3 * H), dtype=dtype)
+    xp.matmul(xt.reshape(T * N, D), Wx, out=rzn.reshape(T * N, 3 * H))  # all input projections
     rzn += b
-    hs = np.empty((T + 1, N, H), dtype=dtype)
-    hn = np.empty((T, N, H), dtype=dtype)
+    hs = xp.empty((T + 1, N, H), dtype=dtype)
+    hn = xp.empty((T, N, H), dtype=dtype)
     hs[0] = h0
-    tmp = np.empty((N, H), dtype=dtype)
+    tmp = xp.empty((N, H), dtype=dtype)
     for t in range(T):
-        a = rzn[t]                                    # (N, 3H), holds x Wx + b
-        ah = hs[t] @ Wh                               # (N, 3H)
-        ah += bh
-        a[:, :2 * H] += ah[:, :2 * H]
-        _sigmoid_inplace(a[:, :2 * H])                # r, z
-        hn[t] = ah[:, 2 * H:]
-        np.multiply(a[:, :H], hn[t], out=tmp)
-        a[:, 2 * H:] += tmp
-        np.tanh(a[:, 2 * H:], out=a[:, 2 * H:])       # n
-        # h = n + z * (h_prev - n)
-        np.subtract(hs[t], a[:, 2 * H:], out=tmp)
-        tmp *= a[:, H:2 * H]
-        np.add(a[:, 2 * H:], tmp, out=hs[t + 1])
-    h = np.ascontiguousarray(hs[1:].transpose(1, 0, 2))
+        _gru_step_gates(xp, rzn[t], hs[t] @ Wh, bh, hs[t], hn[t], hs[t + 1], tmp)
+    h = xp.ascontiguousarray(hs[1:].transpose(1, 0, 2))
     return h, (xt, hs, rzn, hn, Wx, Wh)
+
+
+def _gru_step_gates(xp, a, ah, bh, h_prev, hn, h, tmp):
+    """The elementwise work of one GRU timestep, written into the given buffers.
+
+    Inputs:
+    - a: (N, 3H) holding x Wx + b; overwritten with the activated r, z, n.
+    - ah: (N, 3H), the step's h_prev Wh (used as scratch); bh: (3H,) hidden bias.
+    - h_prev: (N, H) previous hidden state.
+    - hn, h: (N, H) outputs: hn = h_prev Wh_n + bh_n and h = n + z * (h_prev - n).
+    - tmp: (N, H) scratch.
+    """
+    H = h.shape[1]
+    ah += bh
+    a[:, :2 * H] += ah[:, :2 * H]
+    _sigmoid_inplace(xp, a[:, :2 * H])            # r, z
+    hn[...] = ah[:, 2 * H:]
+    xp.multiply(a[:, :H], hn, out=tmp)
+    a[:, 2 * H:] += tmp
+    xp.tanh(a[:, 2 * H:], out=a[:, 2 * H:])       # n
+    # h = n + z * (h_prev - n)
+    xp.subtract(h_prev, a[:, 2 * H:], out=tmp)
+    tmp *= a[:, H:2 * H]
+    xp.add(a[:, 2 * H:], tmp, out=h)
 
 
 def gru_backward(dh, cache):
@@ -558,47 +631,64 @@ def gru_backward(dh, cache):
     xt, hs, rzn, hn, Wx, Wh = cache
     T, N, D = xt.shape
     H = hs.shape[2]
-    dh = _check_upstream("gru_backward", "dh", dh, (N, T, H))
+    dh = _check_upstream("gru_backward", "dh", dh, (N, T, H), like=hs)
+    xp = get_array_module(hs)
     dtype = hs.dtype
-    dax = np.empty((T, N, 3 * H), dtype=dtype)  # gradients of x Wx + b, all steps
-    dah = np.empty((T, N, 3 * H), dtype=dtype)  # gradients of h Wh + bh, all steps
-    dprev_h = np.zeros((N, H), dtype=dtype)
-    dht = np.empty((N, H), dtype=dtype)
-    tmp = np.empty((N, H), dtype=dtype)
-    WhT = np.ascontiguousarray(Wh.T)
+    dax = xp.empty((T, N, 3 * H), dtype=dtype)  # gradients of x Wx + b, all steps
+    dah = xp.empty((T, N, 3 * H), dtype=dtype)  # gradients of h Wh + bh, all steps
+    dprev_h = xp.zeros((N, H), dtype=dtype)
+    dht = xp.empty((N, H), dtype=dtype)
+    dh_z = xp.empty((N, H), dtype=dtype)        # gradient of h_prev through z * h_prev
+    tmp = xp.empty((N, H), dtype=dtype)
+    WhT = xp.ascontiguousarray(Wh.T)
     for t in reversed(range(T)):
-        r, z, n = rzn[t, :, :H], rzn[t, :, H:2 * H], rzn[t, :, 2 * H:]
-        dar, daz, dan = dax[t, :, :H], dax[t, :, H:2 * H], dax[t, :, 2 * H:]
-        np.add(dh[:, t, :], dprev_h, out=dht)
-        # candidate: dan = dht * (1 - z) * (1 - n^2)
-        np.subtract(1, z, out=dan)
-        dan *= dht
-        np.multiply(n, n, out=tmp)
-        np.subtract(1, tmp, out=tmp)
-        dan *= tmp
-        # reset gate: dar = dan * hn * r * (1 - r)
-        np.multiply(dan, hn[t], out=dar)
-        dar *= r
-        np.subtract(1, r, out=tmp)
-        dar *= tmp
-        # update gate: daz = dht * (h_prev - n) * z * (1 - z)
-        np.subtract(hs[t], n, out=daz)
-        daz *= dht
-        daz *= z
-        np.subtract(1, z, out=tmp)
-        daz *= tmp
-        # the hidden projection sees the same gradients, except the candidate's passes through r
-        dah[t, :, :2 * H] = dax[t, :, :2 * H]
-        np.multiply(dan, r, out=dah[t, :, 2 * H:])
+        _gru_step_gates_backward(xp, rzn[t], hn[t], hs[t], dh[:, t, :], dprev_h, dax[t], dah[t], dh_z,
+                                 dht, tmp)
         dprev_h = dah[t] @ WhT
-        np.multiply(dht, z, out=tmp)             # through z * h_prev
-        dprev_h += tmp
+        dprev_h += dh_z
     dax2 = dax.reshape(T * N, 3 * H)
     dah2 = dah.reshape(T * N, 3 * H)
     dx = (dax2 @ Wx.T).reshape(T, N, D).transpose(1, 0, 2)
     dWx = xt.reshape(T * N, D).T @ dax2
     dWh = hs[:-1].reshape(T * N, H).T @ dah2
-    return np.ascontiguousarray(dx), dprev_h, dWx, dWh, dax2.sum(axis=0), dah2.sum(axis=0)
+    return xp.ascontiguousarray(dx), dprev_h, dWx, dWh, dax2.sum(axis=0), dah2.sum(axis=0)
+
+
+def _gru_step_gates_backward(xp, a, hn, h_prev, dh_t, dprev_h, dax, dah, dh_z, dht, tmp):
+    """The elementwise work of one GRU timestep backward, written into the given buffers.
+
+    Inputs:
+    - a: (N, 3H) activated r, z, n of the step; hn: (N, H) its h_prev Wh_n + bh_n; h_prev: (N, H).
+    - dh_t, dprev_h: (N, H) upstream gradient of the step's h and the gradient from the later steps.
+    - dax, dah: (N, 3H) outputs, gradients of x Wx + b and of h_prev Wh + bh.
+    - dh_z: (N, H) output, the gradient of h_prev through z * h_prev.
+    - dht, tmp: (N, H) scratch (dht ends holding the total gradient of h).
+    """
+    H = hn.shape[1]
+    r, z, n = a[:, :H], a[:, H:2 * H], a[:, 2 * H:]
+    dar, daz, dan = dax[:, :H], dax[:, H:2 * H], dax[:, 2 * H:]
+    xp.add(dh_t, dprev_h, out=dht)
+    # candidate: dan = dht * (1 - z) * (1 - n^2)
+    xp.subtract(1, z, out=dan)
+    dan *= dht
+    xp.multiply(n, n, out=tmp)
+    xp.subtract(1, tmp, out=tmp)
+    dan *= tmp
+    # reset gate: dar = dan * hn * r * (1 - r)
+    xp.multiply(dan, hn, out=dar)
+    dar *= r
+    xp.subtract(1, r, out=tmp)
+    dar *= tmp
+    # update gate: daz = dht * (h_prev - n) * z * (1 - z)
+    xp.subtract(h_prev, n, out=daz)
+    daz *= dht
+    daz *= z
+    xp.subtract(1, z, out=tmp)
+    daz *= tmp
+    # the hidden projection sees the same gradients, except the candidate's passes through r
+    dah[:, :2 * H] = dax[:, :2 * H]
+    xp.multiply(dan, r, out=dah[:, 2 * H:])
+    xp.multiply(dht, z, out=dh_z)            # through z * h_prev
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -623,6 +713,7 @@ def temporal_affine_forward(x, w, b):
     x = float_array(fn, "x", x, 3)
     w = float_array(fn, "w", w, 2)
     b = float_array(fn, "b", b, 1)
+    same_device(fn, (("x", x), ("w", w), ("b", b)))
     N, T, D = x.shape
     expect_shape(fn, "w", w, (("D", D), ("M", w.shape[1])))
     expect_shape(fn, "b", b, (("M", w.shape[1]),))
@@ -646,7 +737,7 @@ def temporal_affine_backward(dout, cache):
     x, w = cache
     N, T, D = x.shape
     M = w.shape[1]
-    dout = _check_upstream("temporal_affine_backward", "dout", dout, (N, T, M))
+    dout = _check_upstream("temporal_affine_backward", "dout", dout, (N, T, M), like=x)
     dout2 = dout.reshape(N * T, M)
     dx = (dout2 @ w.T).reshape(N, T, D)
     dw = x.reshape(N * T, D).T @ dout2
@@ -667,30 +758,33 @@ def temporal_softmax_loss(x, y, mask, verbose=False):
     - verbose: print the shape of dx (as the classic code does, for debugging).
 
     Returns a tuple of:
-    - loss: a Python-compatible scalar of x's dtype, sum over unmasked steps of -log p(y) divided by N.
+    - loss: a scalar of x's dtype, sum over unmasked steps of -log p(y) divided by N (on a GPU a 0-d
+      device array, so that computing the loss does not wait for the device).
     - dx: gradient of the loss with respect to x, of shape (N, T, V).
     """
     fn = "temporal_softmax_loss"
     x = float_array(fn, "x", x, 3)
+    xp = get_array_module(x)
     N, T, V = x.shape
     y = index_array(fn, "y", y, 2, V)
     if y.shape != (N, T):
         raise ValueError(f"{fn}: y should have shape (N, T) = {(N, T)} to match x {x.shape}, got {y.shape}")
-    mask = np.asarray(mask)
+    mask = get_array_module(mask).asarray(mask)
     if mask.shape != (N, T):
         raise ValueError(f"{fn}: mask should have shape (N, T) = {(N, T)} to match x {x.shape}, "
                          f"got {mask.shape}")
+    same_device(fn, (("x", x), ("y", y), ("mask", mask)))
     x2 = x.reshape(N * T, V)
     y2 = y.reshape(N * T)
     m = mask.reshape(N * T).astype(x.dtype)
-    rows = np.arange(N * T)
+    rows = xp.arange(N * T)
     # One (NT, V) buffer: shifted scores, then exponentials, then probabilities, then the gradient.
     shift = x2.max(axis=1, keepdims=True)
-    probs = np.subtract(x2, shift)
-    log_norm = np.log(np.exp(probs, out=probs).sum(axis=1))       # log sum exp of shifted scores
+    probs = xp.subtract(x2, shift)
+    log_norm = xp.log(xp.exp(probs, out=probs).sum(axis=1))       # log sum exp of shifted scores
     log_p_y = x2[rows, y2] - shift[:, 0] - log_norm                # (NT,)
     # Multiplying by the mask (instead of indexing) keeps NaN/inf visible even at masked steps.
-    loss = -np.sum(m * log_p_y) / N
+    loss = -xp.sum(m * log_p_y) / N
     probs /= probs.sum(axis=1, keepdims=True)
     probs[rows, y2] -= 1
     probs *= (m / N)[:, None]
@@ -700,10 +794,16 @@ def temporal_softmax_loss(x, y, mask, verbose=False):
     return loss, dx
 
 
-def _check_upstream(fn, name, d, shape):
-    """Return the upstream gradient as an array after checking it matches the forward's output shape."""
+def _check_upstream(fn, name, d, shape, like=None):
+    """Return the upstream gradient as an array after checking it matches the forward's output shape.
+
+    The array keeps its kind (a device array stays on the device); with ``like`` (an array of the
+    forward's cache) it must also be on the same device as that array.
+    """
     d = get_array_module(d).asarray(d)
     if d.shape != tuple(shape):
         raise ValueError(f"{fn}: {name} should have the shape of the forward output {tuple(shape)}, "
                          f"got {d.shape}")
+    if like is not None:
+        same_device(fn, ((name, d), ("the forward's cache", like)))
     return d
