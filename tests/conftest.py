@@ -106,8 +106,22 @@ class Backend:
         else:
             assert isinstance(a, self.xp.ndarray), f"expected a {self.name} array, got {type(a)}"
 
+    def assert_close(self, got, want, rtol=1e-12, atol=1e-14):
+        """Assert ``got`` lives on this backend and equals the numpy array ``want`` within rtol/atol."""
+        np.testing.assert_allclose(self.get(got), want, rtol=rtol, atol=atol)
+
     def __repr__(self):
         return self.name
+
+
+def seeds_on_backends(seeds, device_seeds):
+    """``parametrize`` over ("seed", "backend"): every seed on numpy, ``device_seeds`` on the devices.
+
+    The fake GPU costs as much as numpy, so the device backends get a few representative cases and the
+    CPU suite keeps its run time; ``gpu`` cases are skipped without CuPy and a GPU, like ``backend``'s.
+    """
+    cases = [(s, "numpy") for s in seeds] + [(s, b) for b in ("fake-gpu", "gpu") for s in device_seeds]
+    return pytest.mark.parametrize("seed, backend", cases, indirect=["backend"])
 
 
 def _real_cupy_or_skip():

@@ -207,3 +207,22 @@ def test_rel_error_values():
     # Works on scalars and is symmetric.
     assert rel_error(2.0, 1.0) == pytest.approx(1.0 / 3.0)
     assert rel_error(1.0, 2.0) == rel_error(2.0, 1.0)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Arrays on a device
+# ----------------------------------------------------------------------------------------------------
+def test_numerical_gradients_of_device_arrays(device_backend):
+    """x and f's values on the device: x is perturbed there, the gradient comes back as numpy."""
+    rng = np.random.RandomState(7)
+    x, df = rng.randn(3, 2), rng.randn(3, 2)
+    x_dev, df_dev = device_backend.put([x, df])
+    xp = device_backend.xp
+    grad = eval_numerical_gradient_array(lambda a: xp.sin(a) * 2.0, x_dev, df_dev)
+    assert type(grad) is np.ndarray
+    np.testing.assert_allclose(grad, eval_numerical_gradient_array(lambda a: np.sin(a) * 2.0, x, df),
+                               rtol=1e-12)
+    grad = eval_numerical_gradient(lambda a: xp.sum(a ** 3), x_dev, verbose=False)
+    np.testing.assert_allclose(grad, 3 * x ** 2 + 1e-10, rtol=1e-7, atol=1e-9)
+    np.testing.assert_array_equal(device_backend.get(x_dev), x)  # restored exactly
+    assert rel_error(x_dev, x) == 0.0

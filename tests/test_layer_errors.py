@@ -3,13 +3,15 @@
 Each error must be a ValueError (TypeError for indices that are not integers) whose message names the
 offending argument and shows at least one of the sizes seen. The sizes are chosen distinct (N=3, T=2,
 D=7, H=5, V=13, wrong sizes 11, 4H=20, ...) so that a number in the message can only come from the shapes.
+The representative checks run on every array backend: device (CuPy) arguments get the same messages,
+raised before any computation, and host and device arrays mixed in one call are a TypeError naming both.
 """
 import re
 
 import numpy as np
 import pytest
 
-from cs231n.layers import affine_forward
+from cs231n.layers import affine_backward, affine_forward, sigmoid_cross_entropy_loss
 from cs231n.rnn_layers import (
     gru_backward,
     gru_forward,
@@ -54,6 +56,11 @@ def H0(rng):
     return rng.randn(N, H)
 
 
+def on(backend):
+    """``put(*arrays)``: the arrays moved onto ``backend``, as a list to splat into a call."""
+    return lambda *arrays: backend.put(list(arrays))
+
+
 def assert_error_names(exc, names, sizes, fn, *args, **kwargs):
     """Call fn and check it raises ``exc`` whose message names one of ``names`` and one of ``sizes``."""
     with pytest.raises(exc) as info:
@@ -81,12 +88,13 @@ def test_rnn_step_forward_shape_errors(rng, X, H0):
     assert_error_names(ValueError, "x", [D], rnn_step_forward, X, H0, Wx, Wh, b)  # 3-D x for a step
 
 
-def test_rnn_forward_shape_errors(rng, X, H0):
+def test_rnn_forward_shape_errors(rng, X, H0, backend):
+    put = on(backend)
     Wx, Wh, b = weights(rng, 1)
-    assert_error_names(ValueError, "Wx", [11], rnn_forward, X, H0, rng.randn(11, H), Wh, b)
-    assert_error_names(ValueError, "h0", [4], rnn_forward, X, rng.randn(4, H), Wx, Wh, b)
-    assert_error_names(ValueError, ["h0", "Wh"], [6], rnn_forward, X, rng.randn(N, 6), Wx, Wh, b)
-    assert_error_names(ValueError, "x", [D], rnn_forward, X[:, 0], H0, Wx, Wh, b)  # 2-D x
+    assert_error_names(ValueError, "Wx", [11], rnn_forward, *put(X, H0, rng.randn(11, H), Wh, b))
+    assert_error_names(ValueError, "h0", [4], rnn_forward, *put(X, rng.randn(4, H), Wx, Wh, b))
+    assert_error_names(ValueError, ["h0", "Wh"], [6], rnn_forward, *put(X, rng.randn(N, 6), Wx, Wh, b))
+    assert_error_names(ValueError, "x", [D], rnn_forward, *put(X[:, 0], H0, Wx, Wh, b))  # 2-D x
 
 
 def test_lstm_weights_passed_to_rnn_forward(rng, X, H0):
@@ -101,91 +109,121 @@ def test_rnn_weights_passed_to_lstm_forward(rng, X, H0):
     assert_error_names(ValueError, ["Wx", "Wh"], [H], lstm_step_forward, X[:, 0], H0, H0, Wx1, Wh1, b1)
 
 
-def test_rnn_backward_upstream_shape_errors(rng, X, H0):
-    _, cache = rnn_forward(X, H0, *weights(rng, 1))
-    assert_error_names(ValueError, "dh", [4], rnn_backward, rng.randn(N, T, 4), cache)
-    _, step_cache = rnn_step_forward(X[:, 0], H0, *weights(rng, 1))
-    assert_error_names(ValueError, "dnext_h", [4], rnn_step_backward, rng.randn(N, 4), step_cache)
+def test_rnn_backward_upstream_shape_errors(rng, X, H0, backend):
+    put = on(backend)
+    _, cache = rnn_forward(*put(X, H0, *weights(rng, 1)))
+    assert_error_names(ValueError, "dh", [4], rnn_backward, *put(rng.randn(N, T, 4)), cache)
+    _, step_cache = rnn_step_forward(*put(X[:, 0], H0, *weights(rng, 1)))
+    assert_error_names(ValueError, "dnext_h", [4], rnn_step_backward, *put(rng.randn(N, 4)), step_cache)
 
 
 # ----------------------------------------------------------------------------------------------------
 # LSTM and GRU
 # ----------------------------------------------------------------------------------------------------
-def test_lstm_shape_errors(rng, X, H0):
+def test_lstm_shape_errors(rng, X, H0, backend):
+    put = on(backend)
     Wx, Wh, b = weights(rng, 4)
-    assert_error_names(ValueError, "Wx", [11], lstm_forward, X, H0, rng.randn(11, 4 * H), Wh, b)
-    assert_error_names(ValueError, "h0", [4], lstm_forward, X, rng.randn(4, H), Wx, Wh, b)
-    assert_error_names(ValueError, "b", [9], lstm_forward, X, H0, Wx, Wh, rng.randn(9))
-    assert_error_names(ValueError, "prev_c", [4], lstm_step_forward, X[:, 0], H0, rng.randn(N, 4), Wx, Wh, b)
-    assert_error_names(ValueError, "prev_h", [4], lstm_step_forward, X[:, 0], rng.randn(4, H), H0, Wx, Wh, b)
+    assert_error_names(ValueError, "Wx", [11], lstm_forward, *put(X, H0, rng.randn(11, 4 * H), Wh, b))
+    assert_error_names(ValueError, "h0", [4], lstm_forward, *put(X, rng.randn(4, H), Wx, Wh, b))
+    assert_error_names(ValueError, "b", [9], lstm_forward, *put(X, H0, Wx, Wh, rng.randn(9)))
+    assert_error_names(ValueError, "prev_c", [4], lstm_step_forward, *put(X[:, 0], H0, rng.randn(N, 4), Wx, Wh, b))
+    assert_error_names(ValueError, "prev_h", [4], lstm_step_forward, *put(X[:, 0], rng.randn(4, H), H0, Wx, Wh, b))
 
 
-def test_lstm_backward_upstream_shape_errors(rng, X, H0):
+def test_lstm_backward_upstream_shape_errors(rng, X, H0, backend):
+    put = on(backend)
     Wx, Wh, b = weights(rng, 4)
-    _, cache = lstm_forward(X, H0, Wx, Wh, b)
-    assert_error_names(ValueError, "dh", [4], lstm_backward, rng.randn(N, 4, H), cache)
-    _, _, step_cache = lstm_step_forward(X[:, 0], H0, H0, Wx, Wh, b)
-    assert_error_names(ValueError, "dnext_c", [4], lstm_step_backward, H0, rng.randn(N, 4), step_cache)
+    _, cache = lstm_forward(*put(X, H0, Wx, Wh, b))
+    assert_error_names(ValueError, "dh", [4], lstm_backward, *put(rng.randn(N, 4, H)), cache)
+    _, _, step_cache = lstm_step_forward(*put(X[:, 0], H0, H0, Wx, Wh, b))
+    assert_error_names(ValueError, "dnext_c", [4], lstm_step_backward, *put(H0, rng.randn(N, 4)), step_cache)
 
 
-def test_gru_shape_errors(rng, X, H0):
+def test_gru_shape_errors(rng, X, H0, backend):
+    put = on(backend)
     Wx, Wh, b = weights(rng, 3)
     bh = rng.randn(3 * H)
-    assert_error_names(ValueError, "Wx", [11], gru_forward, X, H0, rng.randn(11, 3 * H), Wh, b, bh)
-    assert_error_names(ValueError, "h0", [4], gru_forward, X, rng.randn(4, H), Wx, Wh, b, bh)
-    assert_error_names(ValueError, "bh", [9], gru_forward, X, H0, Wx, Wh, b, rng.randn(9))
-    assert_error_names(ValueError, "bh", [9], gru_step_forward, X[:, 0], H0, Wx, Wh, b, rng.randn(9))
+    assert_error_names(ValueError, "Wx", [11], gru_forward, *put(X, H0, rng.randn(11, 3 * H), Wh, b, bh))
+    assert_error_names(ValueError, "h0", [4], gru_forward, *put(X, rng.randn(4, H), Wx, Wh, b, bh))
+    assert_error_names(ValueError, "bh", [9], gru_forward, *put(X, H0, Wx, Wh, b, rng.randn(9)))
+    assert_error_names(ValueError, "bh", [9], gru_step_forward, *put(X[:, 0], H0, Wx, Wh, b, rng.randn(9)))
     Wx4, Wh4, b4 = weights(rng, 4)
-    assert_error_names(ValueError, ["Wx", "Wh"], [4 * H], gru_forward, X, H0, Wx4, Wh4, b4, rng.randn(4 * H))
-    _, cache = gru_forward(X, H0, Wx, Wh, b, bh)
-    assert_error_names(ValueError, "dh", [4], gru_backward, rng.randn(N, T, 4), cache)
+    assert_error_names(ValueError, ["Wx", "Wh"], [4 * H], gru_forward, *put(X, H0, Wx4, Wh4, b4, rng.randn(4 * H)))
+    _, cache = gru_forward(*put(X, H0, Wx, Wh, b, bh))
+    assert_error_names(ValueError, "dh", [4], gru_backward, *put(rng.randn(N, T, 4)), cache)
 
 
 # ----------------------------------------------------------------------------------------------------
 # Word embedding
 # ----------------------------------------------------------------------------------------------------
-def test_word_embedding_index_errors(rng):
+def test_word_embedding_index_errors(rng, backend):
+    put = on(backend)
     W = rng.randn(V, D)
     idx = np.array([[0, 1], [2, 3], [4, 5]])
-    assert_error_names(TypeError, "x", [], word_embedding_forward, idx.astype(np.float64), W)
-    assert_error_names(ValueError, "x", [-1], word_embedding_forward, np.array([[0, -1]]), W)
-    assert_error_names(ValueError, "x", [V], word_embedding_forward, np.array([[0, V]]), W)
-    assert_error_names(ValueError, "x", [V + 7], word_embedding_forward, np.array([[V + 7, 1]]), W)
-    assert_error_names(ValueError, "x", [3], word_embedding_forward, np.arange(3), W)  # 1-D x
-    assert_error_names(ValueError, "W", [V * D], word_embedding_forward, idx, rng.randn(V * D))  # 1-D W
+    assert_error_names(TypeError, "x", [], word_embedding_forward, *put(idx.astype(np.float64), W))
+    assert_error_names(ValueError, "x", [-1], word_embedding_forward, *put(np.array([[0, -1]]), W))
+    assert_error_names(ValueError, "x", [V], word_embedding_forward, *put(np.array([[0, V]]), W))
+    assert_error_names(ValueError, "x", [V + 7], word_embedding_forward, *put(np.array([[V + 7, 1]]), W))
+    assert_error_names(ValueError, "x", [3], word_embedding_forward, *put(np.arange(3), W))  # 1-D x
+    assert_error_names(ValueError, "W", [V * D], word_embedding_forward, *put(idx, rng.randn(V * D)))  # 1-D W
 
 
-def test_word_embedding_backward_upstream_shape_error(rng):
-    _, cache = word_embedding_forward(np.array([[0, 1], [2, 3], [4, 5]]), rng.randn(V, D))
-    assert_error_names(ValueError, "dout", [4], word_embedding_backward, rng.randn(N, T, 4), cache)
+def test_word_embedding_backward_upstream_shape_error(rng, backend):
+    put = on(backend)
+    _, cache = word_embedding_forward(*put(np.array([[0, 1], [2, 3], [4, 5]]), rng.randn(V, D)))
+    assert_error_names(ValueError, "dout", [4], word_embedding_backward, *put(rng.randn(N, T, 4)), cache)
 
 
 # ----------------------------------------------------------------------------------------------------
 # Temporal affine, affine, softmax loss
 # ----------------------------------------------------------------------------------------------------
-def test_temporal_affine_and_affine_shape_errors(rng, X):
-    assert_error_names(ValueError, "w", [11], temporal_affine_forward, X, rng.randn(11, V), rng.randn(V))
-    assert_error_names(ValueError, "b", [9], temporal_affine_forward, X, rng.randn(D, V), rng.randn(9))
-    _, cache = temporal_affine_forward(X, rng.randn(D, V), rng.randn(V))
-    assert_error_names(ValueError, "dout", [4], temporal_affine_backward, rng.randn(N, T, 4), cache)
+def test_temporal_affine_and_affine_shape_errors(rng, X, backend):
+    put = on(backend)
+    assert_error_names(ValueError, "w", [11], temporal_affine_forward, *put(X, rng.randn(11, V), rng.randn(V)))
+    assert_error_names(ValueError, "b", [9], temporal_affine_forward, *put(X, rng.randn(D, V), rng.randn(9)))
+    _, cache = temporal_affine_forward(*put(X, rng.randn(D, V), rng.randn(V)))
+    assert_error_names(ValueError, "dout", [4], temporal_affine_backward, *put(rng.randn(N, T, 4)), cache)
     # affine flattens x (N, 2, 7) to (N, 14); a w with 11 rows cannot match.
-    assert_error_names(ValueError, "w", [11, 14], affine_forward, rng.randn(N, 2, D), rng.randn(11, 4), rng.randn(4))
+    assert_error_names(ValueError, "w", [11, 14], affine_forward,
+                       *put(rng.randn(N, 2, D), rng.randn(11, 4), rng.randn(4)))
 
 
-def test_temporal_softmax_loss_errors(rng):
+def test_temporal_softmax_loss_errors(rng, backend):
+    put = on(backend)
     x = rng.randn(N, T, V)
     y = rng.randint(V, size=(N, T))
     mask = np.ones((N, T), dtype=bool)
-    assert_error_names(ValueError, "mask", [4], temporal_softmax_loss, x, y, np.ones((N, 4), dtype=bool))
-    assert_error_names(ValueError, "mask", [N * T], temporal_softmax_loss, x, y, np.ones(N * T, dtype=bool))
-    assert_error_names(ValueError, "y", [4], temporal_softmax_loss, x, rng.randint(V, size=(N, 4)), mask)
-    assert_error_names(ValueError, "x", [D], temporal_softmax_loss, rng.randn(N, D), y, mask)
+    assert_error_names(ValueError, "mask", [4], temporal_softmax_loss, *put(x, y, np.ones((N, 4), dtype=bool)))
+    assert_error_names(ValueError, "mask", [N * T], temporal_softmax_loss, *put(x, y, np.ones(N * T, dtype=bool)))
+    assert_error_names(ValueError, "y", [4], temporal_softmax_loss, *put(x, rng.randint(V, size=(N, 4)), mask))
+    assert_error_names(ValueError, "x", [D], temporal_softmax_loss, *put(rng.randn(N, D), y, mask))
     bad = y.copy()
     bad[1, 1] = V
-    assert_error_names(ValueError, "y", [V], temporal_softmax_loss, x, bad, mask)
+    assert_error_names(ValueError, "y", [V], temporal_softmax_loss, *put(x, bad, mask))
     bad[1, 1] = -2
-    assert_error_names(ValueError, "y", [-2], temporal_softmax_loss, x, bad, mask)
-    assert_error_names((TypeError, ValueError), "y", [], temporal_softmax_loss, x, y + 0.5, mask)
+    assert_error_names(ValueError, "y", [-2], temporal_softmax_loss, *put(x, bad, mask))
+    assert_error_names((TypeError, ValueError), "y", [], temporal_softmax_loss, *put(x, y + 0.5, mask))
+
+
+def test_host_and_device_arrays_mixed_name_both(rng, X, H0, device_backend):
+    """A host array among device arrays (or the reverse) is a TypeError naming the two arguments."""
+    put = on(device_backend)
+    Wx, Wh, b = weights(rng, 4)
+    assert_error_names(TypeError, "h0", [], lstm_forward, *put(X), H0, *put(Wx, Wh, b))
+    assert_error_names(TypeError, "Wx", [], lstm_forward, X, H0, *put(Wx), Wh, b)
+    assert_error_names(TypeError, "bh", [], gru_forward, *put(X, H0, *weights(rng, 3)), rng.randn(3 * H))
+    assert_error_names(TypeError, "prev_c", [], lstm_step_forward, *put(X[:, 0], H0), H0, *put(Wx, Wh, b))
+    _, cache = lstm_forward(*put(X, H0, Wx, Wh, b))
+    assert_error_names(TypeError, "dh", [], lstm_backward, rng.randn(N, T, H), cache)
+    W = rng.randn(V, D)
+    idx = np.array([[0, 1], [2, 3], [4, 5]])
+    assert_error_names(TypeError, "x", [], word_embedding_forward, idx, *put(W))
+    assert_error_names(TypeError, "mask", [], temporal_softmax_loss,
+                       *put(rng.randn(N, T, V), rng.randint(V, size=(N, T))), np.ones((N, T), dtype=bool))
+    assert_error_names(TypeError, "w", [], affine_forward, *put(X), rng.randn(T * D, 4), *put(rng.randn(4)))
+    _, cache = affine_forward(*put(X, rng.randn(T * D, 4), rng.randn(4)))
+    assert_error_names(TypeError, "dout", [], affine_backward, rng.randn(N, 4), cache)
+    assert_error_names(TypeError, "y", [], sigmoid_cross_entropy_loss, *put(rng.randn(N)), np.array([0, 1, 1]))
 
 
 # ----------------------------------------------------------------------------------------------------

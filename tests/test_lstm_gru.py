@@ -4,10 +4,14 @@ LSTM: a = x Wx + h Wh + b split as i, f, o, g; c' = f*c + i*g; h' = o*tanh(c'); 
 GRU (torch.nn.GRU equations, columns r, z, n): r = sig(x Wx_r + b_r + h Wh_r + bh_r),
 z = sig(x Wx_z + b_z + h Wh_z + bh_z), n = tanh(x Wx_n + b_n + r * (h Wh_n + bh_n)), h' = (1 - z)*n + z*h.
 Gradient checks are float64 central differences: relative error < 1e-7 for steps, < 5e-6 for sequences.
+Representative cases also run on the device backends (the strict fake GPU here, CuPy on a GPU machine):
+values equal numpy's, outputs stay on the device, and the float64 gradient checks differentiate the
+device forward numerically (on the host) against the device backward.
 """
 import numpy as np
 import pytest
 from hypothesis import example, given, settings
+from conftest import seeds_on_backends
 from hypothesis import strategies as st
 
 from cs231n.gradient_check import eval_numerical_gradient_array, rel_error
@@ -89,6 +93,14 @@ def numeric_grads(fwd, args, df, num_grad, pick=lambda out: out[0]):
     return grads
 
 
+def on_backend(backend, fwd):
+    """``fwd`` run on ``backend`` from numpy arguments; returns its array outputs (not the cache) as numpy."""
+    def run(*args):
+        out = fwd(*backend.put(list(args)))
+        return tuple(backend.get(o) for o in out[:-1])
+    return run
+
+
 def random_shapes(rng):
     return [int(v) for v in rng.randint(1, 5, size=4)]
 
@@ -144,30 +156,30 @@ def test_lstm_step_backward_by_hand():
     np.testing.assert_allclose(dprev_h, [[da @ Wh[0]]], rtol=1e-14)
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-def test_lstm_step_forward_matches_reference(seed):
+@seeds_on_backends(SEEDS, SEEDS[:1])
+def test_lstm_step_forward_matches_reference(seed, backend):
     rng = np.random.RandomState(seed)
     N, _, D, H = random_shapes(rng)
     x, h, Wx, Wh, b = lstm_args(rng, N, 1, D, H)
     c = rng.randn(N, H)
-    next_h, next_c, _ = lstm_step_forward(x[:, 0], h, c, Wx, Wh, b)
+    next_h, next_c, _ = lstm_step_forward(*backend.put([x[:, 0], h, c, Wx, Wh, b]))
     want_h, want_c = ref_lstm_step(x[:, 0], h, c, Wx, Wh, b)
-    np.testing.assert_allclose(next_h, want_h, rtol=1e-12, atol=1e-14)
-    np.testing.assert_allclose(next_c, want_c, rtol=1e-12, atol=1e-14)
+    backend.assert_close(next_h, want_h, rtol=1e-12, atol=1e-14)
+    backend.assert_close(next_c, want_c, rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-def test_lstm_step_backward_gradcheck(seed, num_grad, relerr):
+@seeds_on_backends(SEEDS, SEEDS[:1])
+def test_lstm_step_backward_gradcheck(seed, backend, num_grad, relerr):
     rng = np.random.RandomState(100 + seed)
     N, _, D, H = random_shapes(rng)
     x, h, Wx, Wh, b = lstm_args(rng, N, 1, D, H)
     args = [x[:, 0].copy(), h, rng.randn(N, H), Wx, Wh, b]
     dnext_h, dnext_c = rng.randn(N, H), rng.randn(N, H)
-    _, _, cache = lstm_step_forward(*args)
-    analytic = lstm_step_backward(dnext_h, dnext_c, cache)
+    _, _, cache = lstm_step_forward(*backend.put(args))
+    analytic = [backend.get(g) for g in lstm_step_backward(*backend.put([dnext_h, dnext_c]), cache)]
     # Differentiate sum(next_h * dnext_h + next_c * dnext_c): stack both outputs side by side.
     df = np.concatenate([dnext_h, dnext_c], axis=1)
-    numeric = numeric_grads(lstm_step_forward, args, df, num_grad,
+    numeric = numeric_grads(on_backend(backend, lstm_step_forward), args, df, num_grad,
                             pick=lambda out: np.concatenate([out[0], out[1]], axis=1))
     assert len(analytic) == 6
     for name, a, n in zip(["dx", "dprev_h", "dprev_c", "dWx", "dWh", "db"], analytic, numeric):
@@ -202,25 +214,25 @@ def test_lstm_step_backward_with_library_gradient_check():
         assert rel_error(analytic, num) < STEP_TOL
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-def test_lstm_forward_matches_reference(seed):
+@seeds_on_backends(SEEDS, SEEDS[:1])
+def test_lstm_forward_matches_reference(seed, backend):
     rng = np.random.RandomState(200 + seed)
     N, T, D, H = random_shapes(rng)
     args = lstm_args(rng, N, T, D, H)
-    h, _ = lstm_forward(*args)
+    h, _ = lstm_forward(*backend.put(args))
     assert h.shape == (N, T, H)
-    np.testing.assert_allclose(h, ref_lstm(*args), rtol=1e-12, atol=1e-14)
+    backend.assert_close(h, ref_lstm(*args), rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-def test_lstm_backward_gradcheck(seed, num_grad, relerr):
+@seeds_on_backends(SEEDS, SEEDS[:1])
+def test_lstm_backward_gradcheck(seed, backend, num_grad, relerr):
     rng = np.random.RandomState(300 + seed)
     N, T, D, H = random_shapes(rng)
     args = lstm_args(rng, N, T, D, H)
     dh = rng.randn(N, T, H)
-    _, cache = lstm_forward(*args)
-    analytic = lstm_backward(dh, cache)
-    numeric = numeric_grads(lstm_forward, args, dh, num_grad)
+    _, cache = lstm_forward(*backend.put(args))
+    analytic = [backend.get(g) for g in lstm_backward(backend.put(dh), cache)]
+    numeric = numeric_grads(on_backend(backend, lstm_forward), args, dh, num_grad)
     assert len(analytic) == 5
     for name, a, n in zip(["dx", "dh0", "dWx", "dWh", "db"], analytic, numeric):
         assert a.shape == n.shape, name
@@ -335,50 +347,50 @@ def test_gru_step_forward_by_hand():
     np.testing.assert_allclose(swapped, [[0.25 * np.tanh(1.25) + 1.5]], rtol=1e-14)
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-def test_gru_step_forward_matches_reference(seed):
+@seeds_on_backends(SEEDS, SEEDS[:1])
+def test_gru_step_forward_matches_reference(seed, backend):
     rng = np.random.RandomState(500 + seed)
     N, _, D, H = random_shapes(rng)
     x, h, Wx, Wh, b, bh = gru_args(rng, N, 1, D, H)
-    next_h, _ = gru_step_forward(x[:, 0], h, Wx, Wh, b, bh)
-    np.testing.assert_allclose(next_h, ref_gru_step(x[:, 0], h, Wx, Wh, b, bh), rtol=1e-12, atol=1e-14)
+    next_h, _ = gru_step_forward(*backend.put([x[:, 0], h, Wx, Wh, b, bh]))
+    backend.assert_close(next_h, ref_gru_step(x[:, 0], h, Wx, Wh, b, bh), rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-def test_gru_step_backward_gradcheck(seed, num_grad, relerr):
+@seeds_on_backends(SEEDS, SEEDS[:1])
+def test_gru_step_backward_gradcheck(seed, backend, num_grad, relerr):
     rng = np.random.RandomState(600 + seed)
     N, _, D, H = random_shapes(rng)
     x, h, Wx, Wh, b, bh = gru_args(rng, N, 1, D, H)
     args = [x[:, 0].copy(), h, Wx, Wh, b, bh]
     dnext_h = rng.randn(N, H)
-    _, cache = gru_step_forward(*args)
-    analytic = gru_step_backward(dnext_h, cache)
-    numeric = numeric_grads(gru_step_forward, args, dnext_h, num_grad)
+    _, cache = gru_step_forward(*backend.put(args))
+    analytic = [backend.get(g) for g in gru_step_backward(backend.put(dnext_h), cache)]
+    numeric = numeric_grads(on_backend(backend, gru_step_forward), args, dnext_h, num_grad)
     assert len(analytic) == 6
     for name, a, n in zip(["dx", "dprev_h", "dWx", "dWh", "db", "dbh"], analytic, numeric):
         assert a.shape == n.shape, name
         assert relerr(a, n) < STEP_TOL, (name, relerr(a, n))
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-def test_gru_forward_matches_reference(seed):
+@seeds_on_backends(SEEDS, SEEDS[:1])
+def test_gru_forward_matches_reference(seed, backend):
     rng = np.random.RandomState(700 + seed)
     N, T, D, H = random_shapes(rng)
     args = gru_args(rng, N, T, D, H)
-    h, _ = gru_forward(*args)
+    h, _ = gru_forward(*backend.put(args))
     assert h.shape == (N, T, H)
-    np.testing.assert_allclose(h, ref_gru(*args), rtol=1e-12, atol=1e-14)
+    backend.assert_close(h, ref_gru(*args), rtol=1e-12, atol=1e-14)
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-def test_gru_backward_gradcheck(seed, num_grad, relerr):
+@seeds_on_backends(SEEDS, SEEDS[:1])
+def test_gru_backward_gradcheck(seed, backend, num_grad, relerr):
     rng = np.random.RandomState(800 + seed)
     N, T, D, H = random_shapes(rng)
     args = gru_args(rng, N, T, D, H)
     dh = rng.randn(N, T, H)
-    _, cache = gru_forward(*args)
-    analytic = gru_backward(dh, cache)
-    numeric = numeric_grads(gru_forward, args, dh, num_grad)
+    _, cache = gru_forward(*backend.put(args))
+    analytic = [backend.get(g) for g in gru_backward(backend.put(dh), cache)]
+    numeric = numeric_grads(on_backend(backend, gru_forward), args, dh, num_grad)
     assert len(analytic) == 6
     for name, a, n in zip(["dx", "dh0", "dWx", "dWh", "db", "dbh"], analytic, numeric):
         assert a.shape == n.shape, name
@@ -497,3 +509,29 @@ def test_lstm_gru_property_gradcheck_small_shapes(N, T, D, H, seed):
                 return fwd(*call)[0]
             num = eval_numerical_gradient_array(f, args[i], dh)
             np.testing.assert_allclose(a, num, rtol=1e-5, atol=1e-8)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Device backends: the same numbers as numpy, on the device, in both float dtypes
+# ----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_lstm_gru_on_device_equal_numpy(cell, dtype, device_backend):
+    """Forward and backward of a whole sequence on the device equal numpy's, dtype and device kept.
+
+    The shapes are big enough for every gate block to hold several units and batch rows, so that an
+    index slip in a fused GPU kernel (gate offsets within a row of 4H or 3H) cannot go unseen.
+    """
+    rng = np.random.RandomState(31)
+    N, T, D, H = 5, 4, 3, 7
+    args = (lstm_args if cell == "lstm" else gru_args)(rng, N, T, D, H, dtype)
+    dh = rng.randn(N, T, H).astype(dtype)
+    fwd, bwd = (lstm_forward, lstm_backward) if cell == "lstm" else (gru_forward, gru_backward)
+    h, cache = fwd(*args)
+    grads = bwd(dh, cache)
+    h_dev, cache_dev = fwd(*device_backend.put(list(args)))
+    grads_dev = bwd(device_backend.put(dh), cache_dev)
+    tol = dict(rtol=1e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
+    for want, got in zip((h,) + grads, (h_dev,) + grads_dev):
+        assert got.dtype == dtype
+        device_backend.assert_close(got, want, **tol)

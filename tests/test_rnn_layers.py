@@ -4,16 +4,20 @@ Every forward is compared with a small case worked out by hand and with a straig
 here; every backward is checked against central differences in float64 (relative error < 1e-7 for
 functions of one step or position, < 5e-6 for whole sequences), over several seeds with random shapes.
 Further: step-vs-sequence agreement, float32 runs, inputs left untouched, and property-based tests over
-shapes that include N = 1, T = 1, H = 1.
+shapes that include N = 1, T = 1, H = 1. Representative cases also run on the device backends (the
+strict fake GPU here, CuPy on a GPU machine): values equal numpy's, outputs stay on the device, and the
+float64 gradient checks differentiate the device forward numerically (on the host).
 """
 import numpy as np
 import pytest
 from hypothesis import example, given, settings
+from conftest import seeds_on_backends
 from hypothesis import strategies as st
 
 from cs231n.gradient_check import eval_numerical_gradient, eval_numerical_gradient_array, rel_error
-from cs231n.layers import affine_backward, affine_forward
+from cs231n.layers import affine_backward, affine_forward, sigmoid_cross_entropy_loss
 from cs231n.rnn_layers import (
+    _scatter_add_rows,
     rnn_backward,
     rnn_forward,
     rnn_step_backward,
@@ -69,6 +73,21 @@ def numeric_grads(fwd, args, df, num_grad, pick=lambda out: out[0]):
             return pick(fwd(*call))
         grads.append(num_grad(f, args[i], df))
     return grads
+
+
+def on_backend(backend, fwd):
+    """``fwd`` run on ``backend`` from numpy arguments; returns its array outputs (not the cache) as numpy."""
+    def run(*args):
+        out = fwd(*backend.put(list(args)))
+        return tuple(backend.get(o) for o in out[:-1])
+    return run
+
+
+def loss_value(backend, loss):
+    """A loss as a float, after checking that on a device it stayed there (a 0-d device array)."""
+    if backend.name != "numpy":
+        backend.check(loss)
+    return float(loss)
 
 
 def random_shapes(rng):
@@ -127,16 +146,16 @@ def test_rnn_step_forward_matches_loop(seed):
     np.testing.assert_allclose(next_h, ref_rnn(x, h0, Wx, Wh, b)[:, 0], rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-def test_rnn_step_backward_gradcheck(seed, num_grad, relerr):
+@seeds_on_backends(SEEDS, SEEDS[:1])
+def test_rnn_step_backward_gradcheck(seed, backend, num_grad, relerr):
     rng = np.random.RandomState(100 + seed)
     N, _, D, H = random_shapes(rng)
     x, h0, Wx, Wh, b = rnn_args(rng, N, 1, D, H)
     args = [x[:, 0].copy(), h0, Wx, Wh, b]
     dnext_h = rng.randn(N, H)
-    _, cache = rnn_step_forward(*args)
-    analytic = rnn_step_backward(dnext_h, cache)
-    numeric = numeric_grads(rnn_step_forward, args, dnext_h, num_grad)
+    _, cache = rnn_step_forward(*backend.put(args))
+    analytic = [backend.get(g) for g in rnn_step_backward(backend.put(dnext_h), cache)]
+    numeric = numeric_grads(on_backend(backend, rnn_step_forward), args, dnext_h, num_grad)
     assert len(analytic) == 5
     for name, a, n in zip(["dx", "dprev_h", "dWx", "dWh", "db"], analytic, numeric):
         assert a.shape == n.shape, name
@@ -176,25 +195,25 @@ def test_rnn_forward_by_hand():
     np.testing.assert_allclose(h, [[[h1], [h2]]], rtol=1e-12)
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-def test_rnn_forward_matches_loop(seed):
+@seeds_on_backends(SEEDS, SEEDS[:1])
+def test_rnn_forward_matches_loop(seed, backend):
     rng = np.random.RandomState(200 + seed)
     N, T, D, H = random_shapes(rng)
     args = rnn_args(rng, N, T, D, H)
-    h, _ = rnn_forward(*args)
+    h, _ = rnn_forward(*backend.put(args))
     assert h.shape == (N, T, H)
-    np.testing.assert_allclose(h, ref_rnn(*args), rtol=1e-12, atol=1e-12)
+    backend.assert_close(h, ref_rnn(*args), rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-def test_rnn_backward_gradcheck(seed, num_grad, relerr):
+@seeds_on_backends(SEEDS, SEEDS[:1])
+def test_rnn_backward_gradcheck(seed, backend, num_grad, relerr):
     rng = np.random.RandomState(300 + seed)
     N, T, D, H = random_shapes(rng)
     args = rnn_args(rng, N, T, D, H)
     dh = rng.randn(N, T, H)
-    _, cache = rnn_forward(*args)
-    analytic = rnn_backward(dh, cache)
-    numeric = numeric_grads(rnn_forward, args, dh, num_grad)
+    _, cache = rnn_forward(*backend.put(args))
+    analytic = [backend.get(g) for g in rnn_backward(backend.put(dh), cache)]
+    numeric = numeric_grads(on_backend(backend, rnn_forward), args, dh, num_grad)
     assert len(analytic) == 5
     for name, a, n in zip(["dx", "dh0", "dWx", "dWh", "db"], analytic, numeric):
         assert a.shape == n.shape, name
@@ -337,17 +356,18 @@ def test_word_embedding_by_hand():
 
 
 @pytest.mark.parametrize("index_dtype", [np.int32, np.int64, np.uint8])
-@pytest.mark.parametrize("seed", SEEDS[:3])
-def test_word_embedding_matches_loop(seed, index_dtype):
+@seeds_on_backends(SEEDS[:3], SEEDS[:1])
+def test_word_embedding_matches_loop(seed, backend, index_dtype):
     rng = np.random.RandomState(500 + seed)
     N, T, D, V = random_shapes(rng)
     V += 2
     x = rng.randint(V, size=(N, T)).astype(index_dtype)
     W = rng.randn(V, D)
-    out, cache = word_embedding_forward(x, W)
+    out, cache = word_embedding_forward(*backend.put([x, W]))
     assert out.shape == (N, T, D)
     dout = rng.randn(N, T, D)
-    dW = word_embedding_backward(dout, cache)
+    dW = backend.get(word_embedding_backward(backend.put(dout), cache))
+    out = backend.get(out)
     want_out = np.zeros((N, T, D))
     want_dW = np.zeros((V, D))
     for n in range(N):
@@ -358,17 +378,53 @@ def test_word_embedding_matches_loop(seed, index_dtype):
     np.testing.assert_allclose(dW, want_dW, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("seed", SEEDS[:3])
-def test_word_embedding_gradcheck(seed, num_grad, relerr):
+@seeds_on_backends(SEEDS[:3], SEEDS[:1])
+def test_word_embedding_gradcheck(seed, backend, num_grad, relerr):
     rng = np.random.RandomState(600 + seed)
     N, T, V, D = 2, 3, 5, 3
     x = rng.randint(V, size=(N, T))
     W = rng.randn(V, D)
     dout = rng.randn(N, T, D)
-    _, cache = word_embedding_forward(x, W)
-    dW = word_embedding_backward(dout, cache)
-    dW_num = num_grad(lambda W_: word_embedding_forward(x, W_)[0], W, dout)
+    _, cache = word_embedding_forward(*backend.put([x, W]))
+    dW = backend.get(word_embedding_backward(backend.put(dout), cache))
+    dW_num = num_grad(lambda W_: on_backend(backend, word_embedding_forward)(x, W_)[0], W, dout)
     assert relerr(dW, dW_num) < STEP_TOL
+
+
+def scatter_add_cases():
+    rng = np.random.RandomState(61)
+    idx = np.array([3, 0, 3, 3, 1, 0])  # repeated and unused (2, 4) words
+    rows = rng.randn(6, 2)
+    want = np.zeros((5, 2))
+    for k, v in enumerate(idx):
+        want[v] += rows[k]
+    return idx, rows, want
+
+
+def test_scatter_add_rows_sums_repeated_indices(backend):
+    """The device path of word_embedding_backward (xp.add.at), on numpy as well as on the devices."""
+    idx, rows, want = scatter_add_cases()
+    xp = backend.xp
+    dW = _scatter_add_rows(xp, xp.zeros((5, 2)), *backend.put([idx, rows]))
+    backend.assert_close(dW, want, rtol=1e-15, atol=0)
+
+
+def test_scatter_add_rows_without_add_at_uses_cupyx(monkeypatch):
+    """A CuPy without ufunc.at falls back to cupyx.scatter_add (stood in for by numpy here)."""
+    import sys
+    import types
+    idx, rows, want = scatter_add_cases()
+    calls = []
+
+    def scatter_add(a, indices, values):
+        calls.append(indices.shape)
+        np.add.at(a, indices, values)
+
+    monkeypatch.setitem(sys.modules, "cupyx", types.SimpleNamespace(scatter_add=scatter_add))
+    no_add_at = types.SimpleNamespace(add=types.SimpleNamespace())  # xp.add without .at
+    dW = _scatter_add_rows(no_add_at, np.zeros((5, 2)), idx, rows)
+    assert calls == [(6,)]
+    np.testing.assert_allclose(dW, want, rtol=1e-15, atol=0)
 
 
 def test_word_embedding_float32_and_inputs_untouched():
@@ -389,21 +445,21 @@ def test_word_embedding_float32_and_inputs_untouched():
 # ----------------------------------------------------------------------------------------------------
 # Temporal affine
 # ----------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("seed", SEEDS[:3])
-def test_temporal_affine_matches_loop_and_gradcheck(seed, num_grad, relerr):
+@seeds_on_backends(SEEDS[:3], SEEDS[:1])
+def test_temporal_affine_matches_loop_and_gradcheck(seed, backend, num_grad, relerr):
     rng = np.random.RandomState(700 + seed)
     N, T, D, M = random_shapes(rng)
     x, w, b = rng.randn(N, T, D), rng.randn(D, M), rng.randn(M)
-    out, cache = temporal_affine_forward(x, w, b)
+    out, cache = temporal_affine_forward(*backend.put([x, w, b]))
     want = np.zeros((N, T, M))
     for n in range(N):
         for t in range(T):
             want[n, t] = x[n, t] @ w + b
-    np.testing.assert_allclose(out, want, rtol=1e-12, atol=1e-12)
+    backend.assert_close(out, want, rtol=1e-12, atol=1e-12)
 
     dout = rng.randn(N, T, M)
-    analytic = temporal_affine_backward(dout, cache)
-    numeric = numeric_grads(temporal_affine_forward, [x, w, b], dout, num_grad)
+    analytic = [backend.get(g) for g in temporal_affine_backward(backend.put(dout), cache)]
+    numeric = numeric_grads(on_backend(backend, temporal_affine_forward), [x, w, b], dout, num_grad)
     for name, a, n in zip(["dx", "dw", "db"], analytic, numeric):
         assert a.shape == n.shape, name
         assert relerr(a, n) < STEP_TOL, (name, relerr(a, n))
@@ -450,20 +506,21 @@ def test_temporal_softmax_loss_notebook_sanity(N, T, p, want):
     assert loss == pytest.approx(want, rel=0.05)
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-def test_temporal_softmax_loss_matches_loop_and_gradcheck(seed, num_grad, relerr):
+@seeds_on_backends(SEEDS, SEEDS[:1])
+def test_temporal_softmax_loss_matches_loop_and_gradcheck(seed, backend, num_grad, relerr):
     rng = np.random.RandomState(800 + seed)
     N, T, V, _ = random_shapes(rng)
     V += 1
     x = rng.randn(N, T, V)
     y = rng.randint(V, size=(N, T))
     mask = rng.rand(N, T) < 0.7
-    loss, dx = temporal_softmax_loss(x, y, mask)
+    loss, dx = temporal_softmax_loss(*backend.put([x, y, mask]))
     assert np.ndim(loss) == 0
-    assert loss == pytest.approx(ref_softmax_loss(x, y, mask), rel=1e-12, abs=1e-14)
-    dx_num = num_grad(lambda x_: temporal_softmax_loss(x_, y, mask)[0], x, 1.0)
+    assert loss_value(backend, loss) == pytest.approx(ref_softmax_loss(x, y, mask), rel=1e-12, abs=1e-14)
+    dx_num = num_grad(lambda x_: loss_value(backend, temporal_softmax_loss(*backend.put([x_, y, mask]))[0]),
+                      x, 1.0)
     assert dx.shape == x.shape
-    assert relerr(dx, dx_num) < STEP_TOL
+    assert relerr(backend.get(dx), dx_num) < STEP_TOL
 
 
 def test_temporal_softmax_loss_with_library_gradient_check():
@@ -546,6 +603,25 @@ def test_sigmoid_values_and_stability():
     assert np.all(np.diff(s) >= 0)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int64])
+def test_sigmoid_on_device_equals_numpy(device_backend, dtype):
+    x = np.array([[-1000.0, -3.0, 0.0], [0.5, 40.0, 1000.0]]).astype(dtype)
+    s = sigmoid(device_backend.put(x))
+    assert s.dtype == (np.float64 if dtype == np.int64 else dtype)
+    device_backend.assert_close(s, sigmoid(x), rtol=1e-6 if dtype == np.float32 else 1e-14, atol=0)
+
+
+def test_sigmoid_cross_entropy_loss_on_device_equals_numpy(device_backend):
+    rng = np.random.RandomState(62)
+    z, y, w = rng.randn(6) * 3, rng.randint(2, size=6), rng.rand(6) * 2
+    for weights in (None, w):
+        loss, dz = sigmoid_cross_entropy_loss(z, y, weights)
+        on_dev = [z, y] + ([] if weights is None else [weights])
+        loss_dev, dz_dev = sigmoid_cross_entropy_loss(*device_backend.put(on_dev))
+        assert isinstance(loss_dev, float) and loss_dev == pytest.approx(loss, rel=1e-12)
+        device_backend.assert_close(dz_dev, dz, rtol=1e-12, atol=1e-15)
+
+
 def test_sigmoid_no_warnings_float32_and_nan():
     import warnings
 
@@ -568,20 +644,20 @@ def test_sigmoid_no_warnings_float32_and_nan():
 # ----------------------------------------------------------------------------------------------------
 # affine (cs231n.layers)
 # ----------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("seed", SEEDS[:3])
-def test_affine_matches_loop_and_gradcheck(seed, num_grad, relerr):
+@seeds_on_backends(SEEDS[:3], SEEDS[:1])
+def test_affine_matches_loop_and_gradcheck(seed, backend, num_grad, relerr):
     rng = np.random.RandomState(900 + seed)
     N, d1, d2, M = random_shapes(rng)
     x, w, b = rng.randn(N, d1, d2), rng.randn(d1 * d2, M), rng.randn(M)
-    out, cache = affine_forward(x, w, b)
+    out, cache = affine_forward(*backend.put([x, w, b]))
     want = np.zeros((N, M))
     for n in range(N):
         for m in range(M):
             want[n, m] = sum(x[n, i, j] * w[i * d2 + j, m] for i in range(d1) for j in range(d2)) + b[m]
-    np.testing.assert_allclose(out, want, rtol=1e-12, atol=1e-12)
+    backend.assert_close(out, want, rtol=1e-12, atol=1e-12)
     dout = rng.randn(N, M)
-    analytic = affine_backward(dout, cache)
-    numeric = numeric_grads(affine_forward, [x, w, b], dout, num_grad)
+    analytic = [backend.get(g) for g in affine_backward(backend.put(dout), cache)]
+    numeric = numeric_grads(on_backend(backend, affine_forward), [x, w, b], dout, num_grad)
     for name, a, n in zip(["dx", "dw", "db"], analytic, numeric):
         assert a.shape == n.shape, name
         assert relerr(a, n) < STEP_TOL, (name, relerr(a, n))

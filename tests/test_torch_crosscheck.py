@@ -7,9 +7,13 @@ Weight layout: torch keeps ``weight_ih`` as (gH, D) and ``weight_hh`` as (gH, H)
 Its LSTM gate blocks are ordered i, f, g, o while ours are i, f, o, g, so columns are permuted both ways;
 its LSTM has two biases, which we feed as bias_ih = b (permuted), bias_hh = 0. Its GRU gate blocks are
 r, z, n as ours, with bias_ih = b and bias_hh = bh.
+
+The LSTM and GRU checks also run on the device backends: our layers compute there, torch's results are
+moved onto the same backend, and the comparison itself runs on that backend.
 """
 import numpy as np
 import pytest
+from conftest import seeds_on_backends
 
 torch = pytest.importorskip("torch", reason="torch is not installed: PyTorch cross-checks skipped")
 
@@ -48,6 +52,16 @@ def close(ours, theirs, rtol=1e-9, atol=1e-11):
     np.testing.assert_allclose(ours, theirs, rtol=rtol, atol=atol)
 
 
+def close_on(backend, ours, theirs, rtol=1e-9, atol=1e-11):
+    """``ours`` (an array of ``backend``) equals torch's numpy result, compared on ``backend``."""
+    backend.check(ours)
+    xp, theirs_there = backend.xp, backend.put(theirs)
+    assert ours.shape == theirs_there.shape
+    ok = xp.abs(ours - theirs_there) <= atol + rtol * xp.abs(theirs_there)
+    if not bool(xp.all(ok)):
+        np.testing.assert_allclose(backend.get(ours), theirs, rtol=rtol, atol=atol)  # says where
+
+
 @pytest.mark.parametrize("seed", SEEDS)
 def test_rnn_matches_torch(seed):
     rng, N, T, D, H = shapes(seed)
@@ -76,15 +90,15 @@ def test_rnn_matches_torch(seed):
     close(db, rnn.bias_ih_l0.grad.numpy())
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-def test_lstm_matches_torch(seed):
+@seeds_on_backends(SEEDS, SEEDS[:1])
+def test_lstm_matches_torch(seed, backend):
     rng, N, T, D, H = shapes(10 + seed)
     x, h0 = rng.randn(N, T, D), rng.randn(N, H)
     Wx, Wh, b = rng.randn(D, 4 * H) * 0.5, rng.randn(H, 4 * H) * 0.5, rng.randn(4 * H) * 0.5
     dh = rng.randn(N, T, H)
 
-    h, cache = lstm_forward(x, h0, Wx, Wh, b)
-    dx, dh0, dWx, dWh, db = lstm_backward(dh, cache)
+    h, cache = lstm_forward(*backend.put([x, h0, Wx, Wh, b]))
+    dx, dh0, dWx, dWh, db = lstm_backward(backend.put(dh), cache)
 
     cols = lstm_torch_columns(H)
     lstm = torch.nn.LSTM(D, H, batch_first=True).double()
@@ -104,24 +118,24 @@ def test_lstm_matches_torch(seed):
         back[..., cols] = g.T
         return back
 
-    close(h, out.detach().numpy())
-    close(dx, xt.grad.numpy())
-    close(dh0, h0t.grad.numpy()[0])
-    close(dWx, ours_from_torch(lstm.weight_ih_l0.grad.numpy()))
-    close(dWh, ours_from_torch(lstm.weight_hh_l0.grad.numpy()))
-    close(db, ours_from_torch(lstm.bias_ih_l0.grad.numpy()))
+    close_on(backend, h, out.detach().numpy())
+    close_on(backend, dx, xt.grad.numpy())
+    close_on(backend, dh0, h0t.grad.numpy()[0])
+    close_on(backend, dWx, ours_from_torch(lstm.weight_ih_l0.grad.numpy()))
+    close_on(backend, dWh, ours_from_torch(lstm.weight_hh_l0.grad.numpy()))
+    close_on(backend, db, ours_from_torch(lstm.bias_ih_l0.grad.numpy()))
 
 
-@pytest.mark.parametrize("seed", SEEDS)
-def test_gru_matches_torch(seed):
+@seeds_on_backends(SEEDS, SEEDS[:1])
+def test_gru_matches_torch(seed, backend):
     rng, N, T, D, H = shapes(20 + seed)
     x, h0 = rng.randn(N, T, D), rng.randn(N, H)
     Wx, Wh = rng.randn(D, 3 * H) * 0.5, rng.randn(H, 3 * H) * 0.5
     b, bh = rng.randn(3 * H) * 0.5, rng.randn(3 * H) * 0.5
     dh = rng.randn(N, T, H)
 
-    h, cache = gru_forward(x, h0, Wx, Wh, b, bh)
-    dx, dh0, dWx, dWh, db, dbh = gru_backward(dh, cache)
+    h, cache = gru_forward(*backend.put([x, h0, Wx, Wh, b, bh]))
+    dx, dh0, dWx, dWh, db, dbh = gru_backward(backend.put(dh), cache)
 
     gru = torch.nn.GRU(D, H, batch_first=True).double()
     with torch.no_grad():
@@ -133,13 +147,13 @@ def test_gru_matches_torch(seed):
     out, _ = gru(xt, h0t)
     out.backward(torch.tensor(dh))
 
-    close(h, out.detach().numpy())
-    close(dx, xt.grad.numpy())
-    close(dh0, h0t.grad.numpy()[0])
-    close(dWx, gru.weight_ih_l0.grad.numpy().T)
-    close(dWh, gru.weight_hh_l0.grad.numpy().T)
-    close(db, gru.bias_ih_l0.grad.numpy())
-    close(dbh, gru.bias_hh_l0.grad.numpy())
+    close_on(backend, h, out.detach().numpy())
+    close_on(backend, dx, xt.grad.numpy())
+    close_on(backend, dh0, h0t.grad.numpy()[0])
+    close_on(backend, dWx, gru.weight_ih_l0.grad.numpy().T)
+    close_on(backend, dWh, gru.weight_hh_l0.grad.numpy().T)
+    close_on(backend, db, gru.bias_ih_l0.grad.numpy())
+    close_on(backend, dbh, gru.bias_hh_l0.grad.numpy())
 
 
 @pytest.mark.parametrize("seed", SEEDS)
