@@ -8,7 +8,8 @@ global configuration; float32 inputs give float32 outputs, and inputs are never 
 Every function computes with the array module of its inputs (``xp = get_array_module(x)``): numpy
 arrays in, numpy arrays out; CuPy arrays in, CuPy arrays out, computed on the GPU. The numpy lines are
 the reference; where the per-timestep elementwise work of the LSTM and GRU would be many small kernels
-on a GPU, it lives in one small helper (``_lstm_step_gates`` ...) whose body is that numpy code.
+on a GPU, it lives in one small helper (``_lstm_step_gates`` ...) whose body is that numpy code, and
+which on real CuPy calls the one fused kernel of ``cs231n.gpu_kernels`` that computes the same thing.
 
 Letters used throughout: N minibatch, T timesteps, D input size, H hidden size, V vocabulary size,
 M output size. Step functions (``rnn_step_forward`` ...) process one timestep and exist for teaching and
@@ -22,6 +23,7 @@ projection, and the reset gate applied to ``h Wh_n + bh_n``.
 """
 import numpy as np
 
+from cs231n import gpu_kernels
 from cs231n._validation import check_recurrent_args, expect_shape, float_array, index_array, same_device
 from cs231n.backend import get_array_module
 
@@ -376,6 +378,8 @@ def _lstm_step_gates(xp, a, ah, c_prev, c, tanh_c, h, ig):
     - c, tanh_c, h: (N, H) outputs: c = f * c_prev + i * g, tanh(c) and h = o * tanh(c).
     - ig: (N, H) scratch.
     """
+    if gpu_kernels.fused(xp):
+        return gpu_kernels.lstm_step_forward(a, ah, c_prev, c, tanh_c, h)
     H = c.shape[1]
     a += ah
     _sigmoid_inplace(xp, a[:, :3 * H])              # i, f, o in one pass
@@ -432,8 +436,10 @@ def _lstm_step_gates_backward(xp, a, tc, c_prev, dh_t, dprev_h, dc, da, dht, tmp
     - dh_t, dprev_h: (N, H) upstream gradient of the step's h and the gradient from the later steps.
     - dc: (N, H) gradient of the step's c from the later steps; updated to that of c_prev.
     - da: (N, 4H) output, gradients of the gate pre-activations.
-    - dht, tmp: (N, H) scratch (dht ends holding the total gradient of h).
+    - dht, tmp: (N, H) scratch.
     """
+    if gpu_kernels.fused(xp):
+        return gpu_kernels.lstm_step_backward(a, tc, c_prev, dh_t, dprev_h, dc, da)
     H = tc.shape[1]
     i, f, o, g = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
     di, df, do, dg = da[:, :H], da[:, H:2 * H], da[:, 2 * H:3 * H], da[:, 3 * H:]
@@ -594,11 +600,13 @@ def _gru_step_gates(xp, a, ah, bh, h_prev, hn, h, tmp):
 
     Inputs:
     - a: (N, 3H) holding x Wx + b; overwritten with the activated r, z, n.
-    - ah: (N, 3H), the step's h_prev Wh (used as scratch); bh: (3H,) hidden bias.
+    - ah: (N, 3H), the step's h_prev Wh (may be used as scratch); bh: (3H,) hidden bias.
     - h_prev: (N, H) previous hidden state.
     - hn, h: (N, H) outputs: hn = h_prev Wh_n + bh_n and h = n + z * (h_prev - n).
     - tmp: (N, H) scratch.
     """
+    if gpu_kernels.fused(xp):
+        return gpu_kernels.gru_step_forward(a, ah, bh, h_prev, hn, h)
     H = h.shape[1]
     ah += bh
     a[:, :2 * H] += ah[:, :2 * H]
@@ -662,8 +670,10 @@ def _gru_step_gates_backward(xp, a, hn, h_prev, dh_t, dprev_h, dax, dah, dh_z, d
     - dh_t, dprev_h: (N, H) upstream gradient of the step's h and the gradient from the later steps.
     - dax, dah: (N, 3H) outputs, gradients of x Wx + b and of h_prev Wh + bh.
     - dh_z: (N, H) output, the gradient of h_prev through z * h_prev.
-    - dht, tmp: (N, H) scratch (dht ends holding the total gradient of h).
+    - dht, tmp: (N, H) scratch.
     """
+    if gpu_kernels.fused(xp):
+        return gpu_kernels.gru_step_backward(a, hn, h_prev, dh_t, dprev_h, dax, dah, dh_z)
     H = hn.shape[1]
     r, z, n = a[:, :H], a[:, H:2 * H], a[:, 2 * H:]
     dar, daz, dan = dax[:, :H], dax[:, H:2 * H], dax[:, 2 * H:]

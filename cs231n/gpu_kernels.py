@@ -1,0 +1,136 @@
+"""Fused GPU kernels for the per-timestep gate math of the LSTM and GRU (CuPy only).
+
+On a GPU, the numpy-style in-place code of one LSTM or GRU timestep (``_lstm_step_gates`` and friends in
+``rnn_layers``) is a dozen small kernel launches over (N, H) arrays; a step's real work is one matrix
+product, so launches dominate. Each function here does that elementwise work in ONE CuPy
+``ElementwiseKernel`` with exactly the equations (and the buffers) of its numpy twin in ``rnn_layers``,
+which stays the reference and the code path for numpy and for anything that is not real CuPy.
+
+The kernels run over the (N, H) hidden units: thread ``i`` owns unit ``col = i % H`` of batch row
+``row = i / H`` and reads and writes that unit's gate in every block of the row of the (N, 4H) or
+(N, 3H) gate arrays, at ``row * gH + k * H + col`` for block k. ``T`` is the float type of the layer
+(float32 or float64); ``U`` the type of an argument that may differ (an upstream gradient, GRU's bh).
+
+Nothing here imports CuPy: the kernels are built on first use from the module of the arrays, which is
+CuPy, so a CPU-only program never pays for the import. ``ENABLED = False`` switches them off (the
+generic xp code then runs on the GPU too, e.g. to compare the two in tests/test_gpu_kernels.py).
+"""
+import sys
+
+ENABLED = True
+
+# name -> (in_params, out_params, operation); sigmoid(x) is written 0.5 * tanh(x / 2) + 0.5 as in numpy.
+_SOURCES = {
+    "cs231n_lstm_step_forward": (
+        "raw T ah, T c_prev, int64 H",
+        "raw T a, T c, T tanh_c, T h",
+        """
+        const ptrdiff_t row = i / H, col = i % H;
+        const ptrdiff_t gi_at = row * 4 * H + col;  // gates i, f, o, g of this unit: +0, +H, +2H, +3H
+        const T half = 0.5;
+        const T gi = tanh((a[gi_at] + ah[gi_at]) * half) * half + half;
+        const T gf = tanh((a[gi_at + H] + ah[gi_at + H]) * half) * half + half;
+        const T go = tanh((a[gi_at + 2 * H] + ah[gi_at + 2 * H]) * half) * half + half;
+        const T gg = tanh(a[gi_at + 3 * H] + ah[gi_at + 3 * H]);
+        a[gi_at] = gi;
+        a[gi_at + H] = gf;
+        a[gi_at + 2 * H] = go;
+        a[gi_at + 3 * H] = gg;
+        c = gf * c_prev + gi * gg;
+        tanh_c = tanh(c);
+        h = go * tanh_c;
+        """,
+    ),
+    "cs231n_lstm_step_backward": (
+        "raw T a, T tc, T c_prev, U dh_t, T dprev_h, int64 H",
+        "T dc, raw T da",
+        """
+        const ptrdiff_t row = i / H, col = i % H;
+        const ptrdiff_t gi_at = row * 4 * H + col;  // gates i, f, o, g of this unit: +0, +H, +2H, +3H
+        const T gi = a[gi_at], gf = a[gi_at + H], go = a[gi_at + 2 * H], gg = a[gi_at + 3 * H];
+        const T dht = (T)dh_t + dprev_h;              // this step's loss plus the later steps
+        const T dcell = dc + dht * go * (1 - tc * tc);  // through h = o * tanh(c)
+        da[gi_at] = dcell * gg * gi * (1 - gi);          // input gate
+        da[gi_at + H] = dcell * c_prev * gf * (1 - gf);  // forget gate
+        da[gi_at + 2 * H] = dht * tc * go * (1 - go);    // output gate
+        da[gi_at + 3 * H] = dcell * gi * (1 - gg * gg);  // block input
+        dc = dcell * gf;                                 // through f * c_prev
+        """,
+    ),
+    "cs231n_gru_step_forward": (
+        "raw T ah, raw U bh, T h_prev, int64 H",
+        "raw T a, T hn, T h",
+        """
+        const ptrdiff_t row = i / H, col = i % H;
+        const ptrdiff_t r_at = row * 3 * H + col;  // r, z, n of this unit: +0, +H, +2H
+        const T half = 0.5;
+        const T h_r = ah[r_at] + (T)bh[col];
+        const T h_z = ah[r_at + H] + (T)bh[col + H];
+        const T h_n = ah[r_at + 2 * H] + (T)bh[col + 2 * H];  // h_prev Wh_n + bh_n
+        const T r = tanh((a[r_at] + h_r) * half) * half + half;
+        const T z = tanh((a[r_at + H] + h_z) * half) * half + half;
+        const T cand = tanh(a[r_at + 2 * H] + r * h_n);
+        a[r_at] = r;
+        a[r_at + H] = z;
+        a[r_at + 2 * H] = cand;
+        hn = h_n;
+        h = cand + z * (h_prev - cand);
+        """,
+    ),
+    "cs231n_gru_step_backward": (
+        "raw T a, T hn, T h_prev, U dh_t, T dprev_h, int64 H",
+        "raw T dax, raw T dah, T dh_z",
+        """
+        const ptrdiff_t row = i / H, col = i % H;
+        const ptrdiff_t r_at = row * 3 * H + col;  // r, z, n of this unit: +0, +H, +2H
+        const T r = a[r_at], z = a[r_at + H], cand = a[r_at + 2 * H];
+        const T dht = (T)dh_t + dprev_h;
+        const T dcand = dht * (1 - z) * (1 - cand * cand);  // candidate, through tanh
+        const T dr = dcand * hn * r * (1 - r);               // reset gate, through r * hn
+        const T dz = dht * (h_prev - cand) * z * (1 - z);    // update gate
+        dax[r_at] = dr;
+        dax[r_at + H] = dz;
+        dax[r_at + 2 * H] = dcand;
+        dah[r_at] = dr;
+        dah[r_at + H] = dz;
+        dah[r_at + 2 * H] = dcand * r;                       // the candidate sees h Wh_n through r
+        dh_z = dht * z;                                      // through z * h_prev
+        """,
+    ),
+}
+
+_kernels = {}
+
+
+def fused(xp):
+    """True when ``xp`` is real CuPy (it has ``ElementwiseKernel``) and the fused kernels are enabled."""
+    return ENABLED and getattr(xp, "ElementwiseKernel", None) is not None
+
+
+def _kernel(name):
+    kernel = _kernels.get(name)
+    if kernel is None:
+        cupy = sys.modules["cupy"]  # imported by whoever made the arrays
+        in_params, out_params, operation = _SOURCES[name]
+        kernel = _kernels[name] = cupy.ElementwiseKernel(in_params, out_params, operation, name)
+    return kernel
+
+
+def lstm_step_forward(a, ah, c_prev, c, tanh_c, h):
+    """``rnn_layers._lstm_step_gates`` in one kernel: a (N, 4H) += ah, activated; c, tanh_c, h (N, H)."""
+    _kernel("cs231n_lstm_step_forward")(ah, c_prev, c.shape[1], a, c, tanh_c, h)
+
+
+def lstm_step_backward(a, tc, c_prev, dh_t, dprev_h, dc, da):
+    """``rnn_layers._lstm_step_gates_backward`` in one kernel: writes da (N, 4H), updates dc (N, H)."""
+    _kernel("cs231n_lstm_step_backward")(a, tc, c_prev, dh_t, dprev_h, tc.shape[1], dc, da)
+
+
+def gru_step_forward(a, ah, bh, h_prev, hn, h):
+    """``rnn_layers._gru_step_gates`` in one kernel: a (N, 3H) activated; hn, h (N, H). ah is not written."""
+    _kernel("cs231n_gru_step_forward")(ah, bh, h_prev, h.shape[1], a, hn, h)
+
+
+def gru_step_backward(a, hn, h_prev, dh_t, dprev_h, dax, dah, dh_z):
+    """``rnn_layers._gru_step_gates_backward`` in one kernel: writes dax, dah (N, 3H) and dh_z (N, H)."""
+    _kernel("cs231n_gru_step_backward")(a, hn, h_prev, dh_t, dprev_h, hn.shape[1], dax, dah, dh_z)
