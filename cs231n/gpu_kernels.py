@@ -19,7 +19,14 @@ import sys
 
 ENABLED = True
 
-# name -> (in_params, out_params, operation); sigmoid(x) is written 0.5 * tanh(x / 2) + 0.5 as in numpy.
+# sigmoid as rnn_layers computes it: 0.5 * tanh(x / 2) + 0.5 (no overflow for any x).
+_PREAMBLE = """
+template <typename F> __device__ F cs231n_sigmoid(F x) {
+  return tanh(x * (F)0.5) * (F)0.5 + (F)0.5;
+}
+"""
+
+# name -> (in_params, out_params, operation)
 _SOURCES = {
     "cs231n_lstm_step_forward": (
         "raw T ah, T c_prev, int64 H",
@@ -27,10 +34,9 @@ _SOURCES = {
         """
         const ptrdiff_t row = i / H, col = i % H;
         const ptrdiff_t gi_at = row * 4 * H + col;  // gates i, f, o, g of this unit: +0, +H, +2H, +3H
-        const T half = 0.5;
-        const T gi = tanh((a[gi_at] + ah[gi_at]) * half) * half + half;
-        const T gf = tanh((a[gi_at + H] + ah[gi_at + H]) * half) * half + half;
-        const T go = tanh((a[gi_at + 2 * H] + ah[gi_at + 2 * H]) * half) * half + half;
+        const T gi = cs231n_sigmoid(a[gi_at] + ah[gi_at]);
+        const T gf = cs231n_sigmoid(a[gi_at + H] + ah[gi_at + H]);
+        const T go = cs231n_sigmoid(a[gi_at + 2 * H] + ah[gi_at + 2 * H]);
         const T gg = tanh(a[gi_at + 3 * H] + ah[gi_at + 3 * H]);
         a[gi_at] = gi;
         a[gi_at + H] = gf;
@@ -63,12 +69,11 @@ _SOURCES = {
         """
         const ptrdiff_t row = i / H, col = i % H;
         const ptrdiff_t r_at = row * 3 * H + col;  // r, z, n of this unit: +0, +H, +2H
-        const T half = 0.5;
         const T h_r = ah[r_at] + (T)bh[col];
         const T h_z = ah[r_at + H] + (T)bh[col + H];
         const T h_n = ah[r_at + 2 * H] + (T)bh[col + 2 * H];  // h_prev Wh_n + bh_n
-        const T r = tanh((a[r_at] + h_r) * half) * half + half;
-        const T z = tanh((a[r_at + H] + h_z) * half) * half + half;
+        const T r = cs231n_sigmoid(a[r_at] + h_r);
+        const T z = cs231n_sigmoid(a[r_at + H] + h_z);
         const T cand = tanh(a[r_at + 2 * H] + r * h_n);
         a[r_at] = r;
         a[r_at + H] = z;
@@ -112,7 +117,8 @@ def _kernel(name):
     if kernel is None:
         cupy = sys.modules["cupy"]  # imported by whoever made the arrays
         in_params, out_params, operation = _SOURCES[name]
-        kernel = _kernels[name] = cupy.ElementwiseKernel(in_params, out_params, operation, name)
+        kernel = _kernels[name] = cupy.ElementwiseKernel(in_params, out_params, operation, name,
+                                                         preamble=_PREAMBLE)
     return kernel
 
 

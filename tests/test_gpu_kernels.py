@@ -140,3 +140,163 @@ def test_whole_sequence_fused_equals_generic(cupy, monkeypatch, cell, dtype):
     for k, (fused, generic) in enumerate(zip(*outs)):
         assert fused.dtype == generic.dtype
         np.testing.assert_allclose(fused, generic, err_msg=f"output {k}", **tol)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Without a GPU: the kernel bodies compiled as C++ on the host
+# ----------------------------------------------------------------------------------------------------
+# The CUDA bodies are plain C++ over scalars and indexed arrays, so they can be compiled for the CPU and
+# run through gpu_kernels' own wrappers by a small stand-in for cupy.ElementwiseKernel. That checks the
+# gate offsets, the formulas, the argument order of each call and which buffers are written, against the
+# numpy code, on any machine with a C++ compiler. (CuPy's compiler and launch rules are only checked on
+# a GPU, above.)
+_CPP_HEADER = """
+#include <cmath>
+#include <cstddef>
+#define __device__
+using std::tanh;
+template <typename V> struct Raw {
+  V* p;
+  V& operator[](ptrdiff_t k) const { return p[k]; }
+};
+"""
+
+
+def _params(spec):
+    """'raw T a, T c, int64 H' -> [(raw, type, name), ...]"""
+    return [(item.split()[0] == "raw", item.split()[-2], item.split()[-1]) for item in spec.split(",")]
+
+
+def _host_function(name, in_params, out_params, operation):
+    """C++ for one kernel: a loop over i calling the body, with extern "C" float and double entry points."""
+    params = _params(in_params) + _params(out_params)
+    n_in = len(_params(in_params))
+    c_args, lines = ["ptrdiff_t _size"], []
+    for k, (raw, typ, pname) in enumerate(params):
+        if typ == "int64":
+            c_args.append(f"long long {pname}")
+            continue
+        c_args.append(f"{typ}* _p{k}")
+        if raw:
+            lines.append(f"  Raw<{typ}> {pname}{{_p{k}}};")
+    lines.append("  for (ptrdiff_t i = 0; i < _size; ++i) {")
+    for k, (raw, typ, pname) in enumerate(params):
+        if typ != "int64" and not raw:
+            lines.append(f"    {typ}& {pname} = _p{k}[i];" if k >= n_in else f"    const {typ} {pname} = _p{k}[i];")
+    src = ["template <typename T, typename U>", f"void {name}({', '.join(c_args)}) {{", *lines, operation, "  }", "}"]
+    names = ", ".join(a.split()[-1] for a in c_args)
+    for suffix, t in (("f", "float"), ("d", "double")):
+        typed = ", ".join(a.replace("T*", t + "*").replace("U*", t + "*") for a in c_args)
+        src.append(f'extern "C" void {name}_{suffix}({typed}) {{ {name}<{t}, {t}>({names}); }}')
+    return "\n".join(src)
+
+
+class HostElementwiseKernel:
+    """Enough of cupy.ElementwiseKernel to run one of gpu_kernels' bodies, compiled by g++, on numpy arrays.
+
+    Like CuPy: the loop index ``i`` runs over the shape shared by the non-raw arrays, ``T``/``U`` are
+    bound from the arguments' dtypes (a mismatch is a TypeError), non-raw outputs are references.
+    """
+
+    def __init__(self, lib, in_params, out_params, name):
+        self.lib, self.name = lib, name
+        self.params = _params(in_params) + _params(out_params)
+
+    def __call__(self, *args):
+        import ctypes
+        assert len(args) == len(self.params), (self.name, len(args), len(self.params))
+        bound, shape = {}, None
+        for (raw, typ, pname), a in zip(self.params, args):
+            if typ == "int64":
+                assert isinstance(a, int), (pname, type(a))
+                continue
+            if bound.setdefault(typ, a.dtype) != a.dtype:
+                raise TypeError(f"{self.name}: type {typ} is {bound[typ]} but {pname} is {a.dtype}")
+            if not raw:
+                assert shape is None or a.shape == shape, (pname, a.shape, shape)
+                shape = a.shape
+        assert bound.get("U", bound["T"]) == bound["T"], "the host harness binds U to T's type only"
+        suffix = {np.dtype(np.float32): "f", np.dtype(np.float64): "d"}[bound["T"]]
+        c_args, copies = [ctypes.c_ssize_t(int(np.prod(shape)))], []
+        for (raw, typ, pname), a in zip(self.params, args):
+            if typ == "int64":
+                c_args.append(ctypes.c_longlong(a))
+                continue
+            buf = np.ascontiguousarray(a)
+            if buf is not a:
+                copies.append((a, buf))
+            c_args.append(buf.ctypes.data_as(ctypes.c_void_p))
+        getattr(self.lib, f"{self.name}_{suffix}")(*c_args)
+        for a, buf in copies:  # results written to a contiguous copy go back to the caller's array
+            a[...] = buf
+
+
+@pytest.fixture(scope="module")
+def host_kernel_library(tmp_path_factory):
+    """Every kernel body of gpu_kernels compiled for the host in one shared library (one g++ call)."""
+    import ctypes
+    import shutil
+    import subprocess
+    if shutil.which("g++") is None:
+        pytest.skip("no g++ to compile the kernel bodies for the host")
+    build = tmp_path_factory.mktemp("host_kernels")
+    cpp, lib = build / "kernels.cpp", build / "kernels.so"
+    cpp.write_text("\n".join([_CPP_HEADER, gpu_kernels._PREAMBLE] +
+                             [_host_function(name, *source) for name, source in gpu_kernels._SOURCES.items()]))
+    subprocess.run(["g++", "-O0", "-ffp-contract=off", "-shared", "-fPIC", "-o", str(lib), str(cpp)],
+                   check=True, capture_output=True)
+    return ctypes.CDLL(str(lib))
+
+
+@pytest.fixture
+def host_kernels(host_kernel_library, monkeypatch):
+    """``xp`` for the step helpers, whose ElementwiseKernel runs the CUDA bodies compiled for the host."""
+    import sys
+    import types
+
+    def elementwise_kernel(in_params, out_params, operation, name, preamble=""):
+        assert (in_params, out_params, operation) == gpu_kernels._SOURCES[name]
+        assert preamble == gpu_kernels._PREAMBLE
+        return HostElementwiseKernel(host_kernel_library, in_params, out_params, name)
+
+    xp = types.SimpleNamespace(ElementwiseKernel=elementwise_kernel)
+    monkeypatch.setitem(sys.modules, "cupy", xp)
+    monkeypatch.setattr(gpu_kernels, "_kernels", {})
+    return xp
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_kernel_bodies_on_the_host_equal_the_numpy_helpers(host_kernels, dtype):
+    rng = np.random.default_rng(6)
+    N, H = 3, 5
+    tol = dict(rtol=1e-6, atol=1e-7) if dtype == np.float32 else dict(rtol=1e-14, atol=1e-16)
+
+    def randn(*shape):
+        return rng.standard_normal(shape).astype(dtype)
+
+    def both(helper, args, written):
+        ours = {k: v.copy() for k, v in args.items()}
+        helper(host_kernels, *ours.values())
+        ref = {k: v.copy() for k, v in args.items()}
+        helper(np, *ref.values())
+        for name in written:
+            np.testing.assert_allclose(ours[name], ref[name], err_msg=f"{helper.__name__}: {name}", **tol)
+        # nothing else the kernel could touch was changed (scratch buffers of the numpy path excepted)
+        for name in set(args) - set(written) - {"ig", "dht", "tmp", "ah"}:
+            np.testing.assert_array_equal(ours[name], args[name], err_msg=f"{helper.__name__}: {name}")
+
+    both(rnn_layers._lstm_step_gates,
+         dict(a=randn(N, 4 * H), ah=randn(N, 4 * H), c_prev=randn(N, H), c=randn(N, H),
+              tanh_c=randn(N, H), h=randn(N, H), ig=randn(N, H)), ["a", "c", "tanh_c", "h"])
+    dh = randn(N, 4, H)
+    both(rnn_layers._lstm_step_gates_backward,
+         dict(a=rng.uniform(-0.9, 0.9, (N, 4 * H)).astype(dtype), tc=np.tanh(randn(N, H)),
+              c_prev=randn(N, H), dh_t=dh[:, 2, :], dprev_h=randn(N, H), dc=randn(N, H),
+              da=randn(N, 4 * H), dht=randn(N, H), tmp=randn(N, H)), ["dc", "da"])
+    both(rnn_layers._gru_step_gates,
+         dict(a=randn(N, 3 * H), ah=randn(N, 3 * H), bh=randn(3 * H), h_prev=randn(N, H),
+              hn=randn(N, H), h=randn(N, H), tmp=randn(N, H)), ["a", "hn", "h"])
+    both(rnn_layers._gru_step_gates_backward,
+         dict(a=rng.uniform(-0.9, 0.9, (N, 3 * H)).astype(dtype), hn=randn(N, H), h_prev=randn(N, H),
+              dh_t=dh[:, 1, :], dprev_h=randn(N, H), dax=randn(N, 3 * H), dah=randn(N, 3 * H),
+              dh_z=randn(N, H), dht=randn(N, H), tmp=randn(N, H)), ["dax", "dah", "dh_z"])
