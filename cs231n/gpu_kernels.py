@@ -9,7 +9,7 @@ which stays the reference and the code path for numpy and for anything that is n
 The kernels run over the (N, H) hidden units: thread ``i`` owns unit ``col = i % H`` of batch row
 ``row = i / H`` and reads and writes that unit's gate in every block of the row of the (N, 4H) or
 (N, 3H) gate arrays, at ``row * gH + k * H + col`` for block k. ``T`` is the float type of the layer
-(float32 or float64); ``U`` the type of an argument that may differ (an upstream gradient, GRU's bh).
+(float32 or float64); ``U`` the type of an upstream gradient, which may differ.
 
 Nothing here imports CuPy: the kernels are built on first use from the module of the arrays, which is
 CuPy, so a CPU-only program never pays for the import. ``ENABLED = False`` switches them off (the
@@ -64,14 +64,14 @@ _SOURCES = {
         """,
     ),
     "cs231n_gru_step_forward": (
-        "raw T ah, raw U bh, T h_prev, int64 H",
+        "raw T ah, raw T bh, T h_prev, int64 H",
         "raw T a, T hn, T h",
         """
         const ptrdiff_t row = i / H, col = i % H;
         const ptrdiff_t r_at = row * 3 * H + col;  // r, z, n of this unit: +0, +H, +2H
-        const T h_r = ah[r_at] + (T)bh[col];
-        const T h_z = ah[r_at + H] + (T)bh[col + H];
-        const T h_n = ah[r_at + 2 * H] + (T)bh[col + 2 * H];  // h_prev Wh_n + bh_n
+        const T h_r = ah[r_at] + bh[col];
+        const T h_z = ah[r_at + H] + bh[col + H];
+        const T h_n = ah[r_at + 2 * H] + bh[col + 2 * H];  // h_prev Wh_n + bh_n
         const T r = cs231n_sigmoid(a[r_at] + h_r);
         const T z = cs231n_sigmoid(a[r_at + H] + h_z);
         const T cand = tanh(a[r_at + 2 * H] + r * h_n);
@@ -134,6 +134,7 @@ def lstm_step_backward(a, tc, c_prev, dh_t, dprev_h, dc, da):
 
 def gru_step_forward(a, ah, bh, h_prev, hn, h):
     """``rnn_layers._gru_step_gates`` in one kernel: a (N, 3H) activated; hn, h (N, H). ah is not written."""
+    bh = bh.astype(a.dtype, copy=False)  # the layer's dtype (bh may be float32 in a float64 layer)
     _kernel("cs231n_gru_step_forward")(ah, bh, h_prev, h.shape[1], a, hn, h)
 
 
