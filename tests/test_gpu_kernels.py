@@ -12,8 +12,8 @@ import pytest
 from cs231n import gpu_kernels, rnn_layers
 
 # Tolerances of fused vs unfused on one device: the same formulas, up to FMA contraction and the order
-# of a few roundings inside the kernel.
-TOL = {np.float32: dict(rtol=2e-6, atol=2e-7), np.float64: dict(rtol=1e-13, atol=1e-15)}
+# of a few roundings inside the kernel (a wrong offset or formula gives differences of order 1).
+TOL = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-12, atol=1e-14)}
 # N rows of H units, so that a slip between batch rows, units or gate blocks changes some output.
 SHAPES = [(1, 1), (3, 5), (17, 33)]
 
@@ -136,7 +136,7 @@ def test_whole_sequence_fused_equals_generic(cupy, monkeypatch, cell, dtype):
         monkeypatch.setattr(gpu_kernels, "ENABLED", enabled)
         h, cache = fwd(*args)
         outs.append([cupy.asnumpy(v) for v in (h,) + tuple(bwd(dh, cache))])
-    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-14)
+    tol = dict(rtol=1e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
     for k, (fused, generic) in enumerate(zip(*outs)):
         assert fused.dtype == generic.dtype
         np.testing.assert_allclose(fused, generic, err_msg=f"output {k}", **tol)
