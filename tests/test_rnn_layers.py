@@ -406,7 +406,7 @@ def test_scatter_add_rows_sums_repeated_indices(backend):
     idx, rows, want = scatter_add_cases()
     xp = backend.xp
     dW = _scatter_add_rows(xp, xp.zeros((5, 2)), *backend.put([idx, rows]))
-    backend.assert_close(dW, want, rtol=1e-15, atol=0)
+    backend.assert_close(dW, want, rtol=1e-12, atol=1e-15)  # a GPU's atomic adds come in any order
 
 
 def test_scatter_add_rows_without_add_at_uses_cupyx(monkeypatch):
