@@ -366,9 +366,7 @@ def _mask_bias(fn, xp, mask, shape, dtype):
         raise ValueError(f"{fn}: mask leaves query {tuple(int(i) for i in rows[0])} (index n, h, s) "
                          f"with no key it may attend to ({len(rows)} such (n, h, s) rows); every query "
                          f"needs at least one nonzero entry in its mask row")
-    bias = xp.zeros(m.shape, dtype=dtype)
-    bias[~allowed] = -np.inf
-    return bias
+    return xp.where(allowed, dtype.type(0), dtype.type(-np.inf))  # (no boolean indexing: no sync)
 
 
 # ----------------------------------------------------------------------------------------------------
