@@ -351,3 +351,102 @@ def test_overfits_50_captions():
     words = np.count_nonzero(data["train_captions"][:, 1:] != model._null)
     per_word = float(loss) * N / words
     assert per_word < 0.03, per_word
+
+
+# ----------------------------------------------------------------------------------------------------
+# Array backends: a model whose parameters are device arrays computes on the device
+# ----------------------------------------------------------------------------------------------------
+
+def on_backend(model, backend):
+    """``model`` with its parameters moved onto ``backend`` (what ``model.to`` does)."""
+    model.params = backend.put(model.params)
+    return model
+
+
+def host_float(backend, value):
+    """A loss (a Python/numpy number, or a 0-d array on the backend) as a float on the host."""
+    if backend.name != "numpy" and not isinstance(value, (float, np.floating)):
+        value = backend.get(value)
+    return float(value)
+
+
+def test_loss_and_gradients_on_backend_match_numpy(backend):
+    model = small_model(seed=12, layers=2)
+    model.training = False
+    rng = np.random.RandomState(12)
+    features, captions = rng.randn(3, 5), random_captions(rng, 3, 7, 8)
+    loss, grads = model.loss(features, captions)
+    scores, attention = model.forward(features, captions[:, :-1], return_attention=True)
+    on_backend(model, backend)
+    loss_b, grads_b = model.loss(*backend.put([features, captions]))
+    scores_b, attention_b = model.forward(*backend.put([features, captions[:, :-1]]), return_attention=True)
+    assert host_float(backend, loss_b) == pytest.approx(loss, rel=1e-12)
+    for name in grads:
+        got = backend.get(grads_b[name])
+        np.testing.assert_allclose(got, grads[name], rtol=1e-10, atol=1e-12, err_msg=name)
+    np.testing.assert_allclose(backend.get(scores_b), scores, rtol=1e-10, atol=1e-12)
+    for layer, layer_b in zip(attention, attention_b):
+        for kind in ("self", "cross"):
+            np.testing.assert_allclose(backend.get(layer_b[kind]), layer[kind], rtol=1e-10, atol=1e-12)
+
+
+def test_cached_steps_on_backend_match_forward(backend):
+    """The decoding step (cached keys/values, the position table) runs where the parameters are."""
+    model = small_model(seed=8, V=9)
+    model.training = False
+    rng = np.random.RandomState(6)
+    features, words = rng.randn(4, 5), rng.randint(1, 9, size=(4, 6))
+    full = model.forward(features, words)                                # (N, T, V), numpy
+    on_backend(model, backend)
+    features, words = backend.put([features, words])
+    state = model._initial_state(features @ model.params["W_proj"] + model.params["b_proj"])
+    for t in range(6):
+        state, scores = model._step(words[:, t], state, normalize=False)
+        for s in state:
+            backend.check(s)
+        np.testing.assert_allclose(backend.get(scores), full[:, t], rtol=1e-10, atol=1e-12)
+    # and back on the host, the position table follows the parameters
+    model.params = {k: backend.get(v) for k, v in model.params.items()}
+    np.testing.assert_array_equal(model.forward(backend.get(features), backend.get(words)), full)
+
+
+def test_dropout_training_on_device_is_reproducible_and_checks(device_backend, num_grad, relerr):
+    """With dropout on, a device loss is fixed by np.random.seed as on numpy (the device masks come from
+    one host draw each), and float64 gradients on the device agree with central differences taken on
+    the host."""
+    model = on_backend(small_model(V=7, D=3, W=4, F=6, dropout=0.2, layers=1), device_backend)
+    rng = np.random.RandomState(2)
+    features, captions = device_backend.put([rng.randn(3, 3), random_captions(rng, 3, 6, 7)])
+
+    def loss_at(seed):
+        np.random.seed(seed)
+        return host_float(device_backend, model.loss(features, captions)[0])
+
+    assert loss_at(5) == loss_at(5) != loss_at(6)
+    np.random.seed(5)
+    _, grads = model.loss(features, captions)
+    for name in ["W_proj", "layer0_self_Wq", "layer0_ffn_W1"]:  # the memory, attention and FFN paths
+        host = device_backend.get(model.params[name])
+
+        def loss_of(w, name=name):
+            model.params[name] = device_backend.put(w)
+            return loss_at(5)
+
+        numeric = num_grad(loss_of, host, 1.0)
+        model.params[name] = device_backend.put(host)
+        err = relerr(device_backend.get(grads[name]), numeric)
+        assert err < MODEL_TOL, f"{name}: {err:.2e}"
+
+
+def test_error_messages_unchanged_on_device(device_backend):
+    model = on_backend(small_model(max_length=4), device_backend)
+    put = device_backend.put
+    rng = np.random.RandomState(11)
+    with pytest.raises(ValueError, match="captions has 5 input positions .* max_length = 4"):
+        model.loss(*put([rng.randn(2, 5), random_captions(rng, 2, 6, 8)]))
+    with pytest.raises(ValueError, match=r"features should have shape \(N, D\) = \(2, 5\)"):
+        model.loss(*put([rng.randn(2, 4), random_captions(rng, 2, 4, 8)]))
+    with pytest.raises(ValueError, match="captions holds index 8"):
+        model.loss(*put([rng.randn(2, 5), np.full((2, 3), 8)]))
+    with pytest.raises(ValueError, match="captions_in should have shape"):
+        model.forward(*put([rng.randn(2, 5), np.ones((3, 2), dtype=int)]))

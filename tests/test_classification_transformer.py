@@ -242,3 +242,87 @@ def test_classify_train_transformer_command(tmp_path):
     assert (model.hidden_dim, model.readout, model.pad_mask, model.dropout) == (8, "mean", True, 0.2)
     scores = json.loads((out / "scores.json").read_text())
     assert scores["options"]["class_weight"] == "balanced"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Array backends: a model whose parameters are device arrays computes on the device
+# ----------------------------------------------------------------------------------------------------
+
+def tiny_model(**options):
+    model = ClassificationTransformer(word_to_ix(), hidden_dim=4, num_heads=2, dim_feedforward=6, dim_k=2,
+                                      dim_v=3, dim_q=2, max_length=10, dtype=np.float64, seed=1, **options)
+    rng = np.random.default_rng(0)
+    for name in model.params:
+        model.params[name] += 0.1 * rng.standard_normal(model.params[name].shape)
+    return model
+
+
+def host_float(backend, value):
+    if backend.name != "numpy" and not isinstance(value, (float, np.floating)):
+        value = backend.get(value)
+    return float(value)
+
+
+@pytest.mark.parametrize("options", OPTIONS[:2] + [dict(OPTIONS[2], dropout=0.0)],
+                         ids=["classic", "pad_cls", "pad_mean_2layers_gelu"])
+def test_loss_and_predictions_on_backend_match_numpy(options, backend):
+    model = tiny_model(**options)
+    inputs, labels = make_split(5, 8)
+    inputs[:, -1] = 14  # every row ends in PAD, so the pad mask drops a column
+    loss, grads = model.loss(inputs, labels)
+    proba = model.predict_proba(inputs)
+    evaluation = model.evaluate(inputs, labels)
+    model.params = backend.put(model.params)
+    loss_b, grads_b = model.loss(*backend.put([inputs, labels]))
+    assert host_float(backend, loss_b) == pytest.approx(loss, rel=1e-12)
+    for name in grads:
+        np.testing.assert_allclose(backend.get(grads_b[name]), grads[name], rtol=1e-10, atol=1e-13, err_msg=name)
+    np.testing.assert_allclose(backend.get(model.predict_proba(backend.put(inputs))), proba, rtol=1e-12)
+    evaluation_b = model.evaluate(*backend.put([inputs, labels]))      # plain numbers, on the host
+    assert evaluation_b.pop("loss") == pytest.approx(evaluation.pop("loss"), rel=1e-12)
+    assert evaluation_b == evaluation
+
+
+def test_dropout_on_device_reproducible_and_gradients_check(device_backend, num_grad, relerr):
+    """The device masks come from ``model.rng`` (one host draw each): the same generator state gives the
+    same loss, and float64 gradients on the device agree with central differences on the host."""
+    model = tiny_model(**OPTIONS[2])
+    model.params = device_backend.put(model.params)
+    inputs, labels = device_backend.put(list(make_split(4, 5)))
+
+    def loss_at(seed):
+        model.rng = np.random.default_rng(seed)
+        return host_float(device_backend, model.loss(inputs, labels)[0])
+
+    assert loss_at(7) == loss_at(7) != loss_at(8)
+    model.rng = np.random.default_rng(7)
+    _, grads = model.loss(inputs, labels)
+    for name in ("l0_Wq", "l1_W1", "W_final"):  # attention, feed-forward (both with dropout), readout
+        host = device_backend.get(model.params[name])
+
+        def loss_of(w, name=name):
+            model.params[name] = device_backend.put(w)
+            return loss_at(7)
+
+        numeric = num_grad(loss_of, host, 1.0)
+        model.params[name] = device_backend.put(host)
+        assert relerr(device_backend.get(grads[name]), numeric) < 1e-6, name
+
+
+def test_errors_unchanged_on_device(device_backend):
+    model = ClassificationTransformer(word_to_ix(), hidden_dim=8, num_heads=2, dim_feedforward=12, dim_k=4,
+                                      dim_v=4, dim_q=4, max_length=10, pad_mask=True, readout="cls")
+    model.params = device_backend.put(model.params)
+    put = device_backend.put
+    with pytest.raises(ValueError, match=r"inputs\[0, 1\] = 15 is outside the vocabulary \[0, 15\)"):
+        model.forward(put(np.array([[1, 15]])))
+    with pytest.raises(ValueError, match="row 1 is all PAD"):
+        model.loss(put(np.array([[1, 13], [14, 14]])), put(np.array([1, 0])))
+    with pytest.raises(ValueError, match="every token of the batch is PAD"):
+        model.loss(put(np.array([[14, 14], [14, 14]])), put(np.array([1, 0])))
+    with pytest.raises(ValueError, match="label 0 is 3; labels must be 0"):
+        model.loss(put(np.array([[1, 13]])), put(np.array([3])))
+    with pytest.raises(ValueError, match="row 0 holds 2 CLS tokens"):
+        model.loss(put(np.array([[13, 13]])), put(np.array([1])))
+    with pytest.raises(ValueError, match="weights must be 1 finite non-negative numbers"):
+        model.loss(put(np.array([[1, 13]])), put(np.array([1])), weights=put(np.array([np.nan])))

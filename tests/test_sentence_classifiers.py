@@ -294,3 +294,30 @@ def test_classify_train_command(tmp_path, capsys):
     assert len(json.loads((out / "history.json").read_text())) == 3
     assert main(argv + ["--overwrite", "--option", "nonsense=1"]) == 1
     assert "nonsense" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------------------------- backends
+
+@pytest.mark.parametrize("make", [lambda: BagOfWordsClassifier(word_to_ix(), reg=0.1, dtype=np.float64),
+                                  lambda: LSTMClassifier(word_to_ix(), 5, 6, readout="cls", dtype=np.float64,
+                                                         seed=0),
+                                  lambda: LSTMClassifier(word_to_ix(), 5, 6, readout="mean", dtype=np.float64,
+                                                         seed=0)],
+                         ids=["bag_of_words", "lstm_cls", "lstm_mean"])
+def test_baselines_on_backend_match_numpy(make, backend):
+    """With device parameters and inputs, the baselines' loss, gradients and scores are computed there."""
+    model = make()
+    if isinstance(model, BagOfWordsClassifier):
+        model.params["W"] += np.random.default_rng(0).standard_normal(model.params["W"].shape)
+    inputs, labels = make_split(6, 3)
+    loss, grads = model.loss(inputs, labels)
+    scores = model.scores(inputs)
+    model.params = backend.put(model.params)
+    loss_b, grads_b = model.loss(*backend.put([inputs, labels]))
+    if backend.name != "numpy" and not isinstance(loss_b, (float, np.floating)):
+        loss_b = backend.get(loss_b)  # a 0-d array on the device
+    loss_b = float(loss_b)
+    assert loss_b == pytest.approx(loss, rel=1e-12)
+    for name in grads:
+        np.testing.assert_allclose(backend.get(grads_b[name]), grads[name], rtol=1e-10, atol=1e-14, err_msg=name)
+    np.testing.assert_allclose(backend.get(model.scores(backend.put(inputs))), scores, rtol=1e-12)

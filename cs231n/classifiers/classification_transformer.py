@@ -36,11 +36,15 @@ Parameters (``self.params``; weights multiply from the right, ``x @ W``): ``W_em
 linear layers uniform(+-1/sqrt(fan in)), LayerNorm ones and zeros), drawn from
 ``np.random.default_rng(seed)``.
 
+The forward and backward passes compute with the array module of the parameters: with CuPy
+``params`` (and inputs on the same GPU) everything runs there, dropout masks included.
+
 Letters: N sentences, T positions, V vocabulary size, H hidden size, F feed-forward size.
 """
 import numpy as np
 
 from cs231n import transformer_layers as tl
+from cs231n.backend import get_array_module, to_numpy
 from cs231n.classifiers.sentence import SentenceClassifier, _choice, _positive_int
 from cs231n.layers import affine_backward, affine_forward
 from cs231n.rnn_layers import sigmoid, word_embedding_backward, word_embedding_forward
@@ -173,7 +177,7 @@ class ClassificationTransformer(SentenceClassifier):
 
     def _check_hidden(self, name, x):
         fn = f"ClassificationTransformer.{name}"
-        x = np.asarray(x)
+        x = get_array_module(x).asarray(x)
         if x.ndim != 3 or x.shape[2] != self.hidden_dim or x.dtype.kind != "f":
             raise ValueError(f"{fn}: inputs should be a float array of shape (N, T, H) with H = "
                              f"{self.hidden_dim}, got shape {x.shape} dtype {x.dtype}")
@@ -231,20 +235,21 @@ class ClassificationTransformer(SentenceClassifier):
 
     def _forward(self, inputs, training):
         fn = "ClassificationTransformer"
-        N = inputs.shape[0]
+        xp = get_array_module(inputs)
+        N, T = inputs.shape
         mask = None
         if self.pad_mask:
-            keep_cols = np.flatnonzero(self.not_padding(inputs).any(axis=0))
-            if keep_cols.size == 0:
-                raise ValueError(f"{fn}: every token of the batch is PAD; with pad_mask=True a row needs at "
-                                 f"least one other token")
-            inputs = inputs[:, :int(keep_cols.max()) + 1]  # nothing may attend or read beyond this
-            not_pad = self.not_padding(inputs)                                       # (N, T')
-            empty = ~not_pad.any(axis=1)
-            if empty.any():
+            not_pad = self.not_padding(inputs)                                       # (N, T)
+            if not bool(not_pad.any(axis=1).all()):  # one check (one read from a GPU) for both errors
+                empty = ~to_numpy(not_pad).any(axis=1)
+                if empty.all():
+                    raise ValueError(f"{fn}: every token of the batch is PAD; with pad_mask=True a row needs "
+                                     f"at least one other token")
                 raise ValueError(f"{fn}: inputs row {int(np.flatnonzero(empty)[0])} is all PAD; with "
                                  f"pad_mask=True a row needs at least one other token")
-            mask = not_pad[:, None, None, :]                                         # (N, 1, 1, T')
+            T = T - int(not_pad.any(axis=0)[::-1].argmax())  # up to the last non-PAD column of the batch:
+            inputs = inputs[:, :T]                           # nothing may attend or read beyond it
+            mask = not_pad[:, None, None, :T]                                        # (N, 1, 1, T')
         x, cache_embed = self._embed(inputs, training)
         layer_caches = []
         for i in range(self.num_layers):
@@ -252,17 +257,16 @@ class ClassificationTransformer(SentenceClassifier):
             x, cache_a = self._attention_block(x, w, mask, training)
             x, cache_f = self._feedforward_block(x, w, training)
             layer_caches.append((cache_a, cache_f))
-        T = x.shape[1]
         if self.readout == "first":
-            weights = np.zeros((N, T), dtype=self.dtype)
+            weights = xp.zeros((N, T), dtype=self.dtype)
             weights[:, 0] = 1
         elif self.readout == "cls":
-            weights = np.zeros((N, T), dtype=self.dtype)
-            weights[np.arange(N), self.cls_positions(fn, inputs)] = 1
+            weights = xp.zeros((N, T), dtype=self.dtype)
+            weights[xp.arange(N), self.cls_positions(fn, inputs)] = 1
         else:
             weights = self.not_padding(inputs).astype(self.dtype)                    # (N, T)
-            weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1)
-        v = np.einsum("nt,nth->nh", weights, x)                                      # (N, H)
+            weights /= xp.maximum(weights.sum(axis=1, keepdims=True), 1)
+        v = xp.einsum("nt,nth->nh", weights, x)                                      # (N, H)
         z, cache_out = affine_forward(v, self.params["W_final"], self.params["b_final"])  # (N, 1)
         return z[:, 0], (cache_embed, layer_caches, weights, cache_out)
 
@@ -279,7 +283,7 @@ class ClassificationTransformer(SentenceClassifier):
         cache_words, keep = cache_embed
         dx = tl.dropout_backward(dx, keep)
         grads["W_embed"] = word_embedding_backward(dx, cache_words)
-        dpos = np.zeros_like(self.params["W_pos"])                                   # (max_length, H)
+        dpos = get_array_module(dx).zeros_like(self.params["W_pos"])                # (max_length, H)
         dpos[:dx.shape[1]] = dx.sum(axis=0)
         grads["W_pos"] = dpos
         return grads

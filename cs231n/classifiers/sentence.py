@@ -31,6 +31,7 @@ import numpy as np
 from cs231n import metrics
 from cs231n._validation import copy_params
 from cs231n.archive import load_archive, save_archive
+from cs231n.backend import get_array_module
 from cs231n.classifiers.recurrent import init_recurrent_params, recurrent_backward, recurrent_forward
 from cs231n.classifiers.device import DeviceModel, host_arrays
 from cs231n.cola_utils import CLS, PAD, check_binary_labels
@@ -311,14 +312,15 @@ class BagOfWordsClassifier(SentenceClassifier):
 
     def counts(self, inputs):
         """(N, V) word counts of each row, CLS and PAD excluded, in the model's dtype."""
+        xp = get_array_module(inputs)
         N, V = inputs.shape[0], self.vocab_size
-        keep = np.ones(inputs.shape, dtype=bool)
+        keep = xp.ones(inputs.shape, dtype=bool)
         for special in (self.cls_index, self.pad_index):
             if special is not None:
                 keep &= inputs != special
-        rows = np.broadcast_to(np.arange(N)[:, None], inputs.shape)
+        rows = xp.broadcast_to(xp.arange(N)[:, None], inputs.shape)
         flat = (rows * V + inputs)[keep]
-        return np.bincount(flat, minlength=N * V).reshape(N, V).astype(self.dtype)  # (N, V)
+        return xp.bincount(flat, minlength=N * V).reshape(N, V).astype(self.dtype)  # (N, V)
 
     def _forward(self, inputs, training):
         X = self.counts(inputs)                                          # (N, V)
@@ -331,7 +333,7 @@ class BagOfWordsClassifier(SentenceClassifier):
 
     def _penalty(self):
         W = self.params["W"]
-        return 0.5 * self.reg * float(np.sum(W * W)), {"W": self.reg * W}
+        return 0.5 * self.reg * float((W * W).sum()), {"W": self.reg * W}
 
 
 class LSTMClassifier(SentenceClassifier):
@@ -373,25 +375,26 @@ class LSTMClassifier(SentenceClassifier):
     def _forward(self, inputs, training):
         fn = "LSTMClassifier"
         p = self.params
+        xp = get_array_module(inputs)
         keep = self.not_padding(inputs)                                  # (N, T)
         if self.readout == "cls":
             last = self.cls_positions(fn, inputs)                        # (N,)
             T_used = int(last.max()) + 1
         else:
-            used_cols = np.flatnonzero(keep.any(axis=0))
+            used_cols = xp.flatnonzero(keep.any(axis=0))
             T_used = int(used_cols.max()) + 1 if used_cols.size else 1
         x_idx = inputs[:, :T_used]                                       # (N, T')
         N = x_idx.shape[0]
         x, cache_embed = word_embedding_forward(x_idx, p["W_embed"])     # (N, T', W)
-        h0 = np.zeros((N, self.hidden_dim), dtype=self.dtype)            # (N, H)
+        h0 = xp.zeros((N, self.hidden_dim), dtype=self.dtype)            # (N, H)
         h, cache_lstm = recurrent_forward("lstm", x, h0, p)              # (N, T', H)
         if self.readout == "cls":
-            v = h[np.arange(N), last]                                    # (N, H)
+            v = h[xp.arange(N), last]                                    # (N, H)
             weights = None
         else:
             weights = keep[:, :T_used].astype(self.dtype)                # (N, T')
-            weights /= np.maximum(weights.sum(axis=1, keepdims=True), 1)
-            v = np.einsum("nt,nth->nh", weights, h)                      # (N, H)
+            weights /= xp.maximum(weights.sum(axis=1, keepdims=True), 1)
+            v = xp.einsum("nt,nth->nh", weights, h)                      # (N, H)
         z, cache_out = affine_forward(v, p["W_out"], p["b_out"])         # (N, 1)
         cache = (cache_embed, cache_lstm, cache_out, h.shape, weights, None if weights is not None else last)
         return z[:, 0], cache
@@ -401,8 +404,9 @@ class LSTMClassifier(SentenceClassifier):
         grads = {}
         dv, grads["W_out"], grads["b_out"] = affine_backward(dz[:, None], cache_out)  # dv (N, H)
         if weights is None:
-            dh = np.zeros(h_shape, dtype=dv.dtype)                       # (N, T', H)
-            dh[np.arange(h_shape[0]), last] = dv                         # only the CLS position is read
+            xp = get_array_module(dv)
+            dh = xp.zeros(h_shape, dtype=dv.dtype)                       # (N, T', H)
+            dh[xp.arange(h_shape[0]), last] = dv                         # only the CLS position is read
         else:
             dh = weights[:, :, None] * dv[:, None, :]                    # the mean spreads dv over positions
         dx, _, lstm_grads = recurrent_backward("lstm", dh, cache_lstm)

@@ -20,10 +20,14 @@ Dropout is used only while ``model.training`` is True (the default, as for a fre
 ``dropout > 0``; set ``model.training = False`` for gradient checks or an evaluation loss. Its masks come
 from a ``np.random.Generator`` seeded by one draw from the global ``np.random`` per ``loss`` call, so
 ``np.random.seed`` (and the solver's ``seed`` and checkpoints) make training reproducible.
+
+The forward, backward and decoding steps compute with the array module of the parameters (numpy, or
+CuPy when ``params`` hold GPU arrays; inputs must then be on the GPU too), as the layers do.
 """
 import numpy as np
 
 from cs231n._validation import index_array
+from cs231n.backend import device_of, get_array_module
 from cs231n.classifiers.captioning import CaptioningModel, _is_int, log_softmax_rows
 from cs231n.layers import affine_backward, affine_forward
 from cs231n.rnn_layers import (
@@ -272,14 +276,26 @@ class CaptioningTransformer(CaptioningModel):
         memory, cache["proj"] = affine_forward(features, p["W_proj"], p["b_proj"])   # (N, W)
         memory = memory[:, None, :]                                                   # (N, 1, W)
         x, cache["embed"] = word_embedding_forward(captions_in, p["W_embed"])         # (N, T, W)
-        x += self._positions[:T]
+        x += self._positions_on(x)[:T]
         x, cache["drop"] = dropout_forward(x, drop, train, gen)
-        causal = np.tril(np.ones((T, T), dtype=bool))                                 # (T, T)
+        xp = get_array_module(x)
+        causal = xp.tril(xp.ones((T, T), dtype=bool))                                 # (T, T)
         for l in range(self.num_layers):
             x, layer_cache = self._layer_forward(l, x, memory, causal, drop, gen)     # (N, T, W)
             cache["layers"].append(layer_cache)
         scores, cache["vocab"] = temporal_affine_forward(x, p["W_vocab"], p["b_vocab"])  # (N, T, V)
         return scores, cache
+
+    def _positions_on(self, like):
+        """The (max_length, W) position table on the device of the array ``like``.
+
+        Built there the first time the model computes on that device (a few sines and cosines) and
+        kept until the model computes on the other one, so no step copies it between host and device.
+        """
+        if device_of(self._positions) != device_of(like):
+            self._positions = positional_encoding(self.max_length, self.wordvec_dim, self.dtype,
+                                                  device=device_of(like))
+        return self._positions
 
     def _layer_params(self, l, block, names):
         return [self.params[f"layer{l}_{block}_{name}"] for name in names]
@@ -357,7 +373,7 @@ class CaptioningTransformer(CaptioningModel):
         h = self.num_heads
         M, W = h0.shape
         memory = h0[:, None, :]                                                       # (M, 1, W)
-        empty = np.zeros((M, h, 0, W // h), dtype=self.dtype)                        # (M, h, 0, d)
+        empty = get_array_module(h0).zeros((M, h, 0, W // h), dtype=self.dtype)      # (M, h, 0, d)
         state = []
         for l in range(self.num_layers):
             _, _, Wk, bk, Wv, bv, _, _ = self._layer_params(l, "cross", _ATTN)
@@ -376,14 +392,15 @@ class CaptioningTransformer(CaptioningModel):
         dtype when ``normalize`` is False); the state's self-attention caches are one word longer.
         """
         p, h = self.params, self.num_heads
+        xp = get_array_module(p["W_embed"])
         t = state[2].shape[2]
-        x = (p["W_embed"][words] + self._positions[t])[:, None, :]                  # (M, 1, W)
+        x = (p["W_embed"][words] + self._positions_on(p["W_embed"])[t])[:, None, :]  # (M, 1, W)
         new_state = []
         for l in range(self.num_layers):
             ck, cv, sk, sv = state[4 * l: 4 * l + 4]
             Wq, bq, Wk, bk, Wv, bv, Wo, bo = self._layer_params(l, "self", _ATTN)
-            sk = np.concatenate([sk, split_heads(x @ Wk + bk, h)], axis=2)           # (M, h, t + 1, d)
-            sv = np.concatenate([sv, split_heads(x @ Wv + bv, h)], axis=2)
+            sk = xp.concatenate([sk, split_heads(x @ Wk + bk, h)], axis=2)           # (M, h, t + 1, d)
+            sv = xp.concatenate([sv, split_heads(x @ Wv + bv, h)], axis=2)
             a, _ = scaled_dot_product_attention_forward(split_heads(x @ Wq + bq, h), sk, sv)  # (M, h, 1, d)
             x = self._layernorm(l, 1, x + merge_heads(a) @ Wo + bo)                  # (M, 1, W)
             Wq, bq, _, _, _, _, Wo, bo = self._layer_params(l, "cross", _ATTN)
