@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from cs231n.backend import get_array_module, to_numpy
+
 WORD_TO_IX_FILE = "word_to_ix.csv"
 SPLITS = ("train", "val")
 UNK, CLS, PAD = "UNK", "CLS", "PAD"
@@ -131,8 +133,9 @@ def check_cola_rows(inputs, vocab_size, cls_index, pad_index, where):
 
 
 def check_binary_labels(labels, num_rows, where, rows_where):
-    """Return ``labels`` as an int64 (N,) array of 0/1, or raise ValueError naming ``where``."""
-    labels = np.asarray(labels)
+    """Return ``labels`` as an int64 (N,) array of 0/1 (GPU labels stay on the GPU), or raise ValueError
+    naming ``where``."""
+    labels = get_array_module(labels).asarray(labels)
     if labels.ndim != 1 or (labels.size and labels.dtype.kind not in "biu"):
         raise ValueError(f"{where} must be a 1-D integer array of 0/1 labels, got shape {labels.shape} "
                          f"dtype {labels.dtype}")
@@ -140,6 +143,7 @@ def check_binary_labels(labels, num_rows, where, rows_where):
         raise ValueError(f"{where} holds {labels.shape[0]} labels but {rows_where} has {num_rows} rows")
     bad = (labels != 0) & (labels != 1)
     if bad.any():
+        labels, bad = to_numpy(labels), to_numpy(bad)
         i = int(np.flatnonzero(bad)[0])
         raise ValueError(f"{where}: label {i} is {labels[i]}; labels must be 0 (unacceptable) or 1 (acceptable)")
     return labels.astype(np.int64)

@@ -378,7 +378,10 @@ def test_loss_and_gradients_on_backend_match_numpy(backend):
     loss, grads = model.loss(features, captions)
     scores, attention = model.forward(features, captions[:, :-1], return_attention=True)
     on_backend(model, backend)
-    loss_b, grads_b = model.loss(*backend.put([features, captions]))
+    features_b, captions_b = backend.put([features, captions])
+    copies = getattr(backend.xp, "transfers", 0)
+    loss_b, grads_b = model.loss(features_b, captions_b)
+    assert getattr(backend.xp, "transfers", 0) == copies  # nothing copied to the device during a step
     scores_b, attention_b = model.forward(*backend.put([features, captions[:, :-1]]), return_attention=True)
     assert host_float(backend, loss_b) == pytest.approx(loss, rel=1e-12)
     for name in grads:

@@ -273,7 +273,10 @@ def test_loss_and_predictions_on_backend_match_numpy(options, backend):
     proba = model.predict_proba(inputs)
     evaluation = model.evaluate(inputs, labels)
     model.params = backend.put(model.params)
-    loss_b, grads_b = model.loss(*backend.put([inputs, labels]))
+    inputs_b, labels_b = backend.put([inputs, labels])
+    copies = getattr(backend.xp, "transfers", 0)
+    loss_b, grads_b = model.loss(inputs_b, labels_b)
+    assert getattr(backend.xp, "transfers", 0) == copies  # device inputs are used where they are
     assert host_float(backend, loss_b) == pytest.approx(loss, rel=1e-12)
     for name in grads:
         np.testing.assert_allclose(backend.get(grads_b[name]), grads[name], rtol=1e-10, atol=1e-13, err_msg=name)

@@ -31,7 +31,7 @@ import numpy as np
 from cs231n import metrics
 from cs231n._validation import copy_params
 from cs231n.archive import load_archive, save_archive
-from cs231n.backend import get_array_module
+from cs231n.backend import get_array_module, to_numpy
 from cs231n.classifiers.recurrent import init_recurrent_params, recurrent_backward, recurrent_forward
 from cs231n.classifiers.device import DeviceModel, host_arrays
 from cs231n.cola_utils import CLS, PAD, check_binary_labels
@@ -103,8 +103,10 @@ class SentenceClassifier(DeviceModel):
     # ------------------------------------------------------------------ inputs
 
     def check_inputs(self, fn, inputs):
-        """Return ``inputs`` as an int64 (N, T) array with 1 <= T <= max_length and indices in [0, V)."""
-        inputs = np.asarray(inputs)
+        """Return ``inputs`` as an int64 (N, T) array with 1 <= T <= max_length and indices in [0, V).
+
+        GPU inputs stay on the GPU (the range check reads one boolean back)."""
+        inputs = get_array_module(inputs).asarray(inputs)
         if inputs.dtype.kind not in "iu":
             raise TypeError(f"{fn}: inputs must hold integer word indices, got dtype {inputs.dtype}")
         if inputs.ndim != 2:
@@ -118,6 +120,7 @@ class SentenceClassifier(DeviceModel):
                              f"{self.max_length}")
         bad = (inputs < 0) | (inputs >= self.vocab_size)
         if bad.any():
+            inputs, bad = to_numpy(inputs), to_numpy(bad)
             r, c = np.argwhere(bad)[0]
             raise ValueError(f"{fn}: inputs[{r}, {c}] = {inputs[r, c]} is outside the vocabulary "
                              f"[0, {self.vocab_size})")
@@ -139,7 +142,7 @@ class SentenceClassifier(DeviceModel):
     def not_padding(self, inputs):
         """(N, T) bool, True where the token is not PAD (all True without a PAD token)."""
         if self.pad_index is None:
-            return np.ones(inputs.shape, dtype=bool)
+            return get_array_module(inputs).ones(inputs.shape, dtype=bool)
         return inputs != self.pad_index
 
     # ------------------------------------------------------------------ loss and prediction
@@ -165,8 +168,9 @@ class SentenceClassifier(DeviceModel):
         inputs = self.check_inputs(fn, inputs)
         labels = check_binary_labels(labels, inputs.shape[0], f"{fn}: labels", "inputs")
         if weights is not None:
-            weights = np.asarray(weights, dtype=self.dtype)
-            if weights.shape != labels.shape or np.any(weights < 0) or not np.all(np.isfinite(weights)):
+            xp = get_array_module(weights)
+            weights = xp.asarray(weights, dtype=self.dtype)
+            if weights.shape != labels.shape or not bool(xp.all((weights >= 0) & xp.isfinite(weights))):
                 raise ValueError(f"{fn}: weights must be {labels.shape[0]} finite non-negative numbers, "
                                  f"got shape {weights.shape}")
         inputs, labels, weights = self._on_device(inputs, labels, weights)
@@ -184,7 +188,7 @@ class SentenceClassifier(DeviceModel):
         inputs = self.check_inputs(fn, inputs)
         batch_size = _positive_int(fn, "batch_size", batch_size)
         inputs = self._on_device(inputs)
-        out = np.empty(inputs.shape[0], dtype=self.dtype)                # (N,)
+        out = get_array_module(inputs).empty(inputs.shape[0], dtype=self.dtype)  # (N,), on the model's device
         for lo in range(0, inputs.shape[0], batch_size):
             out[lo:lo + batch_size], _ = self._forward(inputs[lo:lo + batch_size], training=False)
         return out
@@ -192,7 +196,7 @@ class SentenceClassifier(DeviceModel):
     def predict_proba(self, inputs, batch_size=500):
         """Probabilities (N,) that each sentence is acceptable."""
         z = self.scores(inputs, batch_size)
-        return 0.5 * (1.0 + np.tanh(0.5 * z))                             # sigmoid, no overflow
+        return 0.5 * (1.0 + get_array_module(z).tanh(0.5 * z))           # sigmoid, no overflow
 
     def predict(self, inputs, threshold=0.5, batch_size=500):
         """Labels (N,) int64: 1 where the probability of "acceptable" is at least ``threshold``."""
@@ -207,8 +211,8 @@ class SentenceClassifier(DeviceModel):
         """
         fn = f"{type(self).__name__}.evaluate"
         inputs = self.check_inputs(fn, inputs)
-        labels = check_binary_labels(labels, inputs.shape[0], f"{fn}: labels", "inputs")
-        z = self.scores(inputs, batch_size)
+        labels = to_numpy(check_binary_labels(labels, inputs.shape[0], f"{fn}: labels", "inputs"))
+        z = to_numpy(self.scores(inputs, batch_size))                    # the metrics are counted on the host
         loss, _ = sigmoid_cross_entropy_loss(z.astype(np.float64), labels)
         pred = (z >= 0).astype(np.int64)
         return {"loss": loss, "accuracy": metrics.accuracy(labels, pred),
