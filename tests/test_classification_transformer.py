@@ -272,7 +272,7 @@ def test_loss_and_predictions_on_backend_match_numpy(options, backend):
     loss, grads = model.loss(inputs, labels)
     proba = model.predict_proba(inputs)
     evaluation = model.evaluate(inputs, labels)
-    model.params = backend.put(model.params)
+    model.to(backend.device)
     inputs_b, labels_b = backend.put([inputs, labels])
     copies = getattr(backend.xp, "transfers", 0)
     loss_b, grads_b = model.loss(inputs_b, labels_b)
@@ -289,8 +289,7 @@ def test_loss_and_predictions_on_backend_match_numpy(options, backend):
 def test_dropout_on_device_reproducible_and_gradients_check(device_backend, num_grad, relerr):
     """The device masks come from ``model.rng`` (one host draw each): the same generator state gives the
     same loss, and float64 gradients on the device agree with central differences on the host."""
-    model = tiny_model(**OPTIONS[2])
-    model.params = device_backend.put(model.params)
+    model = tiny_model(**OPTIONS[2]).to(device_backend.device)
     inputs, labels = device_backend.put(list(make_split(4, 5)))
 
     def loss_at(seed):
@@ -315,7 +314,7 @@ def test_dropout_on_device_reproducible_and_gradients_check(device_backend, num_
 def test_errors_unchanged_on_device(device_backend):
     model = ClassificationTransformer(word_to_ix(), hidden_dim=8, num_heads=2, dim_feedforward=12, dim_k=4,
                                       dim_v=4, dim_q=4, max_length=10, pad_mask=True, readout="cls")
-    model.params = device_backend.put(model.params)
+    model.to(device_backend.device)
     put = device_backend.put
     with pytest.raises(ValueError, match=r"inputs\[0, 1\] = 15 is outside the vocabulary \[0, 15\)"):
         model.forward(put(np.array([[1, 15]])))

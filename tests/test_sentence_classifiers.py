@@ -312,7 +312,7 @@ def test_baselines_on_backend_match_numpy(make, backend):
     inputs, labels = make_split(6, 3)
     loss, grads = model.loss(inputs, labels)
     scores = model.scores(inputs)
-    model.params = backend.put(model.params)
+    model.to(backend.device)
     loss_b, grads_b = model.loss(*backend.put([inputs, labels]))
     if backend.name != "numpy" and not isinstance(loss_b, (float, np.floating)):
         loss_b = backend.get(loss_b)  # a 0-d array on the device

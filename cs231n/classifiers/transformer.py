@@ -22,12 +22,12 @@ from a ``np.random.Generator`` seeded by one draw from the global ``np.random`` 
 ``np.random.seed`` (and the solver's ``seed`` and checkpoints) make training reproducible.
 
 The forward, backward and decoding steps compute with the array module of the parameters (numpy, or
-CuPy when ``params`` hold GPU arrays; inputs must then be on the GPU too), as the layers do.
+CuPy after ``model.to("gpu")``, which moves the table of positions too), as the layers do.
 """
 import numpy as np
 
 from cs231n._validation import index_array
-from cs231n.backend import device_of, get_array_module
+from cs231n.backend import get_array_module
 from cs231n.classifiers.captioning import CaptioningModel, _is_int, log_softmax_rows
 from cs231n.layers import affine_backward, affine_forward
 from cs231n.rnn_layers import (
@@ -276,7 +276,7 @@ class CaptioningTransformer(CaptioningModel):
         memory, cache["proj"] = affine_forward(features, p["W_proj"], p["b_proj"])   # (N, W)
         memory = memory[:, None, :]                                                   # (N, 1, W)
         x, cache["embed"] = word_embedding_forward(captions_in, p["W_embed"])         # (N, T, W)
-        x += self._positions_on(x)[:T]
+        x += self._positions[:T]
         x, cache["drop"] = dropout_forward(x, drop, train, gen)
         xp = get_array_module(x)
         causal = xp.tril(xp.ones((T, T), dtype=bool))                                 # (T, T)
@@ -285,17 +285,6 @@ class CaptioningTransformer(CaptioningModel):
             cache["layers"].append(layer_cache)
         scores, cache["vocab"] = temporal_affine_forward(x, p["W_vocab"], p["b_vocab"])  # (N, T, V)
         return scores, cache
-
-    def _positions_on(self, like):
-        """The (max_length, W) position table on the device of the array ``like``.
-
-        Built there the first time the model computes on that device (a few sines and cosines) and
-        kept until the model computes on the other one, so no step copies it between host and device.
-        """
-        if device_of(self._positions) != device_of(like):
-            self._positions = positional_encoding(self.max_length, self.wordvec_dim, self.dtype,
-                                                  device=device_of(like))
-        return self._positions
 
     def _layer_params(self, l, block, names):
         return [self.params[f"layer{l}_{block}_{name}"] for name in names]
@@ -394,7 +383,7 @@ class CaptioningTransformer(CaptioningModel):
         p, h = self.params, self.num_heads
         xp = get_array_module(p["W_embed"])
         t = state[2].shape[2]
-        x = (p["W_embed"][words] + self._positions_on(p["W_embed"])[t])[:, None, :]  # (M, 1, W)
+        x = (p["W_embed"][words] + self._positions[t])[:, None, :]                  # (M, 1, W)
         new_state = []
         for l in range(self.num_layers):
             ck, cv, sk, sv = state[4 * l: 4 * l + 4]
