@@ -127,7 +127,7 @@ def layernorm_backward(dout, cache):
     """
     xhat, rstd, gamma = cache
     xp = get_array_module(xhat)
-    dout = _check_upstream("layernorm_backward", "dout", dout, xhat.shape)
+    dout = _check_upstream("layernorm_backward", "dout", dout, xhat.shape, like=xhat)
     D = xhat.shape[-1]
     dout2 = dout.reshape(-1, D)
     dbeta = dout2.sum(axis=0)                                   # through + beta
@@ -190,7 +190,7 @@ def dropout_backward(dout, cache):
     keep = cache
     if keep is None:
         return get_array_module(dout).asarray(dout)
-    dout = _check_upstream("dropout_backward", "dout", dout, keep.shape)
+    dout = _check_upstream("dropout_backward", "dout", dout, keep.shape, like=keep)
     return dout * keep
 
 
@@ -312,7 +312,8 @@ def scaled_dot_product_attention_backward(dout, cache):
     """
     q, k, v, probs, keep, scale = cache
     N, h, S, _ = q.shape
-    dout = _check_upstream("scaled_dot_product_attention_backward", "dout", dout, (N, h, S, v.shape[3]))
+    dout = _check_upstream("scaled_dot_product_attention_backward", "dout", dout, (N, h, S, v.shape[3]),
+                           like=q)
     weights = probs if keep is None else probs * keep   # what multiplied v, (N, h, S, T)
     dv = weights.swapaxes(-1, -2) @ dout                # through weights @ v, (N, h, T, dv)
     dP = dout @ v.swapaxes(-1, -2)                      # (N, h, S, T)
@@ -461,7 +462,7 @@ def multihead_attention_backward(dout, cache):
     """
     query, key, value, Wq, Wk, Wv, Wo, heads, attn, h = cache
     N, S, _ = query.shape
-    dout = _check_upstream("multihead_attention_backward", "dout", dout, (N, S, Wo.shape[1]))
+    dout = _check_upstream("multihead_attention_backward", "dout", dout, (N, S, Wo.shape[1]), like=query)
     dheads, dWo, dbo = _linear_backward(dout, heads, Wo)             # through the output projection
     dq, dk, dv = scaled_dot_product_attention_backward(split_heads(dheads, h), attn)
     dq, dk, dv = merge_heads(dq), merge_heads(dk), merge_heads(dv)    # (N, S, h*d), (N, T, h*d), ...
@@ -605,7 +606,7 @@ def feedforward_backward(dout, cache):
     - dW1 (D, F), db1 (F,), dW2 (F, M), db2 (M,): gradients of the weights.
     """
     x, W1, W2, pre, hidden, keep, activation = cache
-    dout = _check_upstream("feedforward_backward", "dout", dout, x.shape[:-1] + (W2.shape[1],))
+    dout = _check_upstream("feedforward_backward", "dout", dout, x.shape[:-1] + (W2.shape[1],), like=x)
     dhidden, dW2, db2 = _linear_backward(dout, hidden, W2)           # through hidden W2 + b2
     if keep is not None:
         dhidden *= keep                                              # through the dropout

@@ -727,3 +727,9 @@ def test_errors_unchanged_on_device(device_backend):
     _, cache = layernorm_forward(x, put(np.ones(3)), put(np.zeros(3)), {})
     with pytest.raises(ValueError, match="dout should have the shape"):
         layernorm_backward(put(np.zeros((3, 2))), cache)
+    # an upstream gradient left on the host is named, not a CuPy "Unsupported type" deep inside
+    with pytest.raises(TypeError, match="layernorm_backward: the forward's cache is on the gpu but dout is on the cpu"):
+        layernorm_backward(np.zeros((2, 3)), cache)
+    _, cache = scaled_dot_product_attention_forward(q, k, v)
+    with pytest.raises(TypeError, match="but dout is on the cpu"):
+        scaled_dot_product_attention_backward(np.zeros((2, 2, 3, 2)), cache)
