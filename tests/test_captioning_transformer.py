@@ -412,6 +412,24 @@ def test_cached_steps_on_backend_match_forward(backend):
     np.testing.assert_array_equal(model.forward(backend.get(features), backend.get(words)), full)
 
 
+def test_greedy_and_beam_decoding_on_backend_match_numpy(backend):
+    """The shared search driven by the cached-key/value step gives numpy's captions on the device."""
+    model = small_model(seed=9, V=9, max_length=8)
+    model.training = False
+    features = np.random.RandomState(7).randn(3, 5)
+    greedy, g_logp = model.sample(features, max_length=8, return_log_probs=True)
+    beam, b_logp = model.sample(features, max_length=8, beam_size=3, return_log_probs=True)
+    on_backend(model, backend)
+    greedy_b, g_logp_b = model.sample(backend.put(features), max_length=8, return_log_probs=True)
+    beam_b, b_logp_b = model.sample(backend.put(features), max_length=8, beam_size=3, return_log_probs=True)
+    for a in (greedy_b, g_logp_b, beam_b, b_logp_b):
+        assert type(a) is np.ndarray  # sample returns host arrays whatever the model's device
+    np.testing.assert_array_equal(greedy_b, greedy)
+    np.testing.assert_array_equal(beam_b, beam)
+    np.testing.assert_allclose(g_logp_b, g_logp, rtol=1e-10)
+    np.testing.assert_allclose(b_logp_b, b_logp, rtol=1e-10)
+
+
 def test_dropout_training_on_device_is_reproducible_and_checks(device_backend, num_grad, relerr):
     """With dropout on, a device loss is fixed by np.random.seed as on numpy (the device masks come from
     one host draw each), and float64 gradients on the device agree with central differences taken on
