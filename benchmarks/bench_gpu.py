@@ -40,7 +40,7 @@ unset = reexec_without_openblas_overrides() if __name__ == "__main__" else []
 
 import numpy as np  # noqa: E402
 
-from cs231n.backend import BackendError, to_device, to_numpy, tree_to_device, xp_for  # noqa: E402
+from cs231n.backend import BackendError, to_device, to_numpy, xp_for  # noqa: E402
 from cs231n.classifiers.rnn import CaptioningRNN  # noqa: E402
 from cs231n.optim import adam  # noqa: E402
 
@@ -52,12 +52,6 @@ DEFAULTS = {  # per device: batch sizes, repetitions, steps per repetition, warm
     "gpu": dict(batch_sizes="128,1024", repeats=15, inner=5, warmup=5, decode_images=40_000, decode_repeats=3),
     "cpu": dict(batch_sizes="16,32", repeats=5, inner=1, warmup=1, decode_images=1_000, decode_repeats=1),
 }
-
-
-def move_model(model, device):
-    """Put ``model``'s parameters on ``device`` ("cpu" or "gpu")."""
-    model.params = tree_to_device(model.params, device)
-    return model
 
 
 def synchronizer(device, torch=None):
@@ -166,7 +160,7 @@ def bench_step(N, device, torch, args, rng):
     model = CaptioningRNN(make_vocab(V), input_dim=D, wordvec_dim=W, hidden_dim=H, cell_type="lstm",
                           dtype=np.float32)
     host_params = {k: v.copy() for k, v in model.params.items()}
-    move_model(model, device)
+    model.to(device)
     f, c = to_device(features, device), to_device(captions, device)
     contenders = [("ours", our_step_fn(model, f, c), synchronizer(device))]
     check = None
@@ -192,7 +186,7 @@ def bench_decode(device, args, rng):
     np.random.seed(1)
     model = CaptioningRNN(make_vocab(V), input_dim=D, wordvec_dim=W, hidden_dim=H, cell_type="lstm",
                           dtype=np.float32)
-    move_model(model, device)
+    model.to(device)
     features = rng.standard_normal((args.decode_images, D)).astype(np.float32)
     sync = synchronizer(device)
 
