@@ -56,3 +56,34 @@ def test_bad_arguments_are_named():
         bench_gpu.parse_args(["--batch-sizes", "128,x"])
     with pytest.raises(SystemExit):
         bench_gpu.parse_args(["--repeats", "0"])
+
+
+
+def test_gpu_path_keeps_the_step_and_decoding_on_the_device(device_backend, monkeypatch):
+    # Every Adam update and every decoding must find the model's parameters on the device (a model left
+    # on the host would still run: it copies device inputs back), and the timings must synchronize it.
+    syncs, updates, decodings = [], [], []
+    monkeypatch.setattr(bench_gpu, "synchronizer", lambda device, torch=None: lambda: syncs.append(device))
+    adam, sample = bench_gpu.adam, bench_gpu.CaptioningRNN.sample
+
+    def checked_adam(w, dw, config):
+        device_backend.check(w)
+        device_backend.check(dw)
+        updates.append(w.shape)
+        return adam(w, dw, config)
+
+    def checked_sample(model, features, **kwargs):
+        for p in model.params.values():
+            device_backend.check(p)
+        device_backend.check(features)
+        decodings.append(features.shape[0])
+        return sample(model, features, **kwargs)
+
+    monkeypatch.setattr(bench_gpu, "adam", checked_adam)
+    monkeypatch.setattr(bench_gpu.CaptioningRNN, "sample", checked_sample)
+    times, check = bench_gpu.bench_step(2, "gpu", None, tiny_args(), np.random.default_rng(0))
+    assert set(times) == {"ours"} and check is None
+    assert len(updates) == 8  # one step (no warm-up, one repetition), 8 parameters
+    assert bench_gpu.bench_decode("gpu", tiny_args(), np.random.default_rng(0)) > 0
+    assert decodings == [3, 3]  # the warm-up, then the timed decoding
+    assert syncs and set(syncs) == {"gpu"}
