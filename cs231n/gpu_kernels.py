@@ -17,6 +17,8 @@ generic xp code then runs on the GPU too, e.g. to compare the two in tests/test_
 """
 import sys
 
+import numpy as np
+
 ENABLED = True
 
 # sigmoid as rnn_layers computes it: 0.5 * tanh(x / 2) + 0.5 (no overflow for any x).
@@ -109,7 +111,7 @@ _kernels = {}
 
 def fused(xp):
     """True when ``xp`` is real CuPy (it has ``ElementwiseKernel``) and the fused kernels are enabled."""
-    return ENABLED and getattr(xp, "ElementwiseKernel", None) is not None
+    return xp is not np and ENABLED and getattr(xp, "ElementwiseKernel", None) is not None
 
 
 def _kernel(name):
