@@ -313,7 +313,7 @@ def lstm_step_backward(dnext_h, dnext_c, cache):
     dnext_c = _check_upstream("lstm_step_backward", "dnext_c", dnext_c, (N, H), like=gates)
     i, f, o, g = gates[:, :H], gates[:, H:2 * H], gates[:, 2 * H:3 * H], gates[:, 3 * H:]
     dc = dnext_c + dnext_h * o * (1 - tanh_c * tanh_c)  # through next_h = o * tanh(next_c)
-    da = get_array_module(gates).empty_like(gates)                          # (N, 4H), gradients of the activations
+    da = get_array_module(gates).empty_like(gates)      # (N, 4H), gradients of the activations
     da[:, :H] = dc * g * i * (1 - i)                    # input gate, through sigmoid
     da[:, H:2 * H] = dc * prev_c * f * (1 - f)          # forget gate
     da[:, 2 * H:3 * H] = dnext_h * tanh_c * o * (1 - o)  # output gate
@@ -539,7 +539,7 @@ def gru_step_backward(dnext_h, cache):
     N, H = prev_h.shape
     dnext_h = _check_upstream("gru_step_backward", "dnext_h", dnext_h, (N, H), like=rzn)
     r, z, n = rzn[:, :H], rzn[:, H:2 * H], rzn[:, 2 * H:]
-    dax = get_array_module(rzn).empty_like(rzn)                       # gradients of the input projections (N, 3H)
+    dax = get_array_module(rzn).empty_like(rzn)    # gradients of the input projections (N, 3H)
     dax[:, 2 * H:] = dnext_h * (1 - z) * (1 - n * n)  # candidate, through tanh
     dr = dax[:, 2 * H:] * hn                        # through r * hn
     dax[:, :H] = dr * r * (1 - r)                   # reset gate, through sigmoid

@@ -182,8 +182,10 @@ def _host_function(name, in_params, out_params, operation):
     lines.append("  for (ptrdiff_t i = 0; i < _size; ++i) {")
     for k, (raw, typ, pname) in enumerate(params):
         if typ != "int64" and not raw:
-            lines.append(f"    {typ}& {pname} = _p{k}[i];" if k >= n_in else f"    const {typ} {pname} = _p{k}[i];")
-    src = ["template <typename T, typename U>", f"void {name}({', '.join(c_args)}) {{", *lines, operation, "  }", "}"]
+            is_out = k >= n_in
+            lines.append(f"    {typ}& {pname} = _p{k}[i];" if is_out else f"    const {typ} {pname} = _p{k}[i];")
+    src = ["template <typename T, typename U>", f"void {name}({', '.join(c_args)}) {{", *lines, operation,
+           "  }", "}"]
     names = ", ".join(a.split()[-1] for a in c_args)
     for suffix, t in (("f", "float"), ("d", "double")):
         typed = ", ".join(a.replace("T*", t + "*").replace("U*", t + "*") for a in c_args)
@@ -241,8 +243,8 @@ def host_kernel_library(tmp_path_factory):
         pytest.skip("no g++ to compile the kernel bodies for the host")
     build = tmp_path_factory.mktemp("host_kernels")
     cpp, lib = build / "kernels.cpp", build / "kernels.so"
-    cpp.write_text("\n".join([_CPP_HEADER, gpu_kernels._PREAMBLE] +
-                             [_host_function(name, *source) for name, source in gpu_kernels._SOURCES.items()]))
+    functions = [_host_function(name, *source) for name, source in gpu_kernels._SOURCES.items()]
+    cpp.write_text("\n".join([_CPP_HEADER, gpu_kernels._PREAMBLE] + functions))
     subprocess.run(["g++", "-O0", "-ffp-contract=off", "-shared", "-fPIC", "-o", str(lib), str(cpp)],
                    check=True, capture_output=True)
     return ctypes.CDLL(str(lib))

@@ -126,8 +126,10 @@ def test_lstm_shape_errors(rng, X, H0, backend):
     assert_error_names(ValueError, "Wx", [11], lstm_forward, *put(X, H0, rng.randn(11, 4 * H), Wh, b))
     assert_error_names(ValueError, "h0", [4], lstm_forward, *put(X, rng.randn(4, H), Wx, Wh, b))
     assert_error_names(ValueError, "b", [9], lstm_forward, *put(X, H0, Wx, Wh, rng.randn(9)))
-    assert_error_names(ValueError, "prev_c", [4], lstm_step_forward, *put(X[:, 0], H0, rng.randn(N, 4), Wx, Wh, b))
-    assert_error_names(ValueError, "prev_h", [4], lstm_step_forward, *put(X[:, 0], rng.randn(4, H), H0, Wx, Wh, b))
+    assert_error_names(ValueError, "prev_c", [4], lstm_step_forward,
+                       *put(X[:, 0], H0, rng.randn(N, 4), Wx, Wh, b))
+    assert_error_names(ValueError, "prev_h", [4], lstm_step_forward,
+                       *put(X[:, 0], rng.randn(4, H), H0, Wx, Wh, b))
 
 
 def test_lstm_backward_upstream_shape_errors(rng, X, H0, backend):
@@ -148,7 +150,8 @@ def test_gru_shape_errors(rng, X, H0, backend):
     assert_error_names(ValueError, "bh", [9], gru_forward, *put(X, H0, Wx, Wh, b, rng.randn(9)))
     assert_error_names(ValueError, "bh", [9], gru_step_forward, *put(X[:, 0], H0, Wx, Wh, b, rng.randn(9)))
     Wx4, Wh4, b4 = weights(rng, 4)
-    assert_error_names(ValueError, ["Wx", "Wh"], [4 * H], gru_forward, *put(X, H0, Wx4, Wh4, b4, rng.randn(4 * H)))
+    assert_error_names(ValueError, ["Wx", "Wh"], [4 * H], gru_forward,
+                       *put(X, H0, Wx4, Wh4, b4, rng.randn(4 * H)))
     _, cache = gru_forward(*put(X, H0, Wx, Wh, b, bh))
     assert_error_names(ValueError, "dh", [4], gru_backward, *put(rng.randn(N, T, 4)), cache)
 
@@ -179,7 +182,8 @@ def test_word_embedding_backward_upstream_shape_error(rng, backend):
 # ----------------------------------------------------------------------------------------------------
 def test_temporal_affine_and_affine_shape_errors(rng, X, backend):
     put = on(backend)
-    assert_error_names(ValueError, "w", [11], temporal_affine_forward, *put(X, rng.randn(11, V), rng.randn(V)))
+    assert_error_names(ValueError, "w", [11], temporal_affine_forward,
+                       *put(X, rng.randn(11, V), rng.randn(V)))
     assert_error_names(ValueError, "b", [9], temporal_affine_forward, *put(X, rng.randn(D, V), rng.randn(9)))
     _, cache = temporal_affine_forward(*put(X, rng.randn(D, V), rng.randn(V)))
     assert_error_names(ValueError, "dout", [4], temporal_affine_backward, *put(rng.randn(N, T, 4)), cache)
@@ -193,9 +197,10 @@ def test_temporal_softmax_loss_errors(rng, backend):
     x = rng.randn(N, T, V)
     y = rng.randint(V, size=(N, T))
     mask = np.ones((N, T), dtype=bool)
-    assert_error_names(ValueError, "mask", [4], temporal_softmax_loss, *put(x, y, np.ones((N, 4), dtype=bool)))
-    assert_error_names(ValueError, "mask", [N * T], temporal_softmax_loss, *put(x, y, np.ones(N * T, dtype=bool)))
-    assert_error_names(ValueError, "y", [4], temporal_softmax_loss, *put(x, rng.randint(V, size=(N, 4)), mask))
+    loss = temporal_softmax_loss
+    assert_error_names(ValueError, "mask", [4], loss, *put(x, y, np.ones((N, 4), dtype=bool)))
+    assert_error_names(ValueError, "mask", [N * T], loss, *put(x, y, np.ones(N * T, dtype=bool)))
+    assert_error_names(ValueError, "y", [4], loss, *put(x, rng.randint(V, size=(N, 4)), mask))
     assert_error_names(ValueError, "x", [D], temporal_softmax_loss, *put(rng.randn(N, D), y, mask))
     bad = y.copy()
     bad[1, 1] = V
