@@ -49,6 +49,11 @@ def device_of(a):
     return "gpu" if is_device_array(a) else "cpu"
 
 
+def params_device(params):
+    """Where a dict of arrays (a model's ``params``) lives: "gpu" when any is a CuPy array, else "cpu"."""
+    return "gpu" if any(is_device_array(a) for a in params.values()) else "cpu"
+
+
 def import_cupy():
     """Import CuPy and check that a CUDA device answers; BackendError says what is missing otherwise."""
     try:

@@ -45,6 +45,7 @@ import warnings
 
 import numpy as np
 
+from cs231n.backend import get_array_module, to_numpy
 from cs231n.coco_utils import decode_captions, sample_coco_minibatch, strip_framing
 from cs231n.metrics import score_captions
 from cs231n.solver import Solver
@@ -160,9 +161,10 @@ class CaptioningSolver(Solver):
         for start in range(0, N, batch_size):
             captions = y[start:start + batch_size]                                # (n, T)
             scores = scores_fn(X[start:start + batch_size], captions)           # (n, T - 1, V)
+            predicted = to_numpy(get_array_module(scores).argmax(scores, axis=-1))  # host (n, T - 1)
             targets = captions[:, 1:]                                             # (n, T - 1)
             counts = targets != null                                              # (n, T - 1)
-            correct += int(np.sum((np.argmax(scores, axis=-1) == targets) & counts))
+            correct += int(np.sum((predicted == targets) & counts))
             counted += int(np.sum(counts))
         return correct / counted if counted else 0.0
 

@@ -313,7 +313,8 @@ def format_table(rows):
 
 def train_sentence_classifier(data_dir, out_dir, kind="transformer", lr=None, epochs=None, batch_size=None,
                               lr_decay=None, seed=0, class_weight=None, grad_clip=None, max_train=None,
-                              baselines=False, resume=False, overwrite=False, verbose=True, model_options=None):
+                              baselines=False, resume=False, overwrite=False, verbose=True, model_options=None,
+                              device="cpu"):
     """Train a sentence classifier on a CoLA-format folder and write its files to ``out_dir``.
 
     Writes ``model.npz`` (the parameters of the best val MCC), ``checkpoint.npz`` (the solver state,
@@ -334,6 +335,7 @@ def train_sentence_classifier(data_dir, out_dir, kind="transformer", lr=None, ep
     - overwrite: replace the files of an earlier run in ``out_dir`` (without it, and without
       ``resume``, an ``out_dir`` holding any of them is refused with FileExistsError).
     - model_options: extra constructor options of the model (e.g. dropout, readout).
+    - device: 'cpu' or 'gpu': where the model trains (the baselines train on the CPU).
 
     Returns the summary dict written to ``scores.json``.
     """
@@ -349,7 +351,7 @@ def train_sentence_classifier(data_dir, out_dir, kind="transformer", lr=None, ep
     epochs = d["epochs"] if epochs is None else epochs
     batch_size = d["batch_size"] if batch_size is None else batch_size
     lr_decay = d["lr_decay"] if lr_decay is None else lr_decay
-    model = build_classifier(kind, data, seed=seed, **(model_options or {}))
+    model = build_classifier(kind, data, seed=seed, **(model_options or {})).to(device)
     out = Path(out_dir)
     checkpoint = str(out / CHECKPOINT_FILE)
     if resume and not os.path.exists(checkpoint):

@@ -185,7 +185,7 @@ def train_language_model(text_path, cell_type="lstm", wordvec_dim=15, hidden_dim
                          batch_size=30, num_epochs=50, learning_rate=5e-4, seed=0, out_dir=None,
                          tokenizer="classic", stride=1, val_fraction=0.0, update_rule="adam",
                          lr_decay=1.0, grad_clip=None, stop_at_accuracy=None, resume=False,
-                         verbose=True, print_every=100, progress="eta", checkpoint_every=None):
+                         verbose=True, print_every=100, progress="eta", checkpoint_every=None, device="cpu"):
     """Train a word-level language model on a text file; the defaults are the Alice setting.
 
     The text is tokenized, numbered and cut into windows by :func:`cs231n.text_utils.prepare_text_data`
@@ -210,16 +210,17 @@ def train_language_model(text_path, cell_type="lstm", wordvec_dim=15, hidden_dim
     - checkpoint_every: also write the checkpoint every that many iterations (None: every epoch only).
     - verbose, print_every, progress: printing options of the solver (here the iteration lines end
       with s/it and the ETA by default, ``progress='eta'``; ``'lines'`` gives the classic lines alone).
+    - device: 'cpu' or 'gpu' (CuPy; BackendError when it cannot be used): where the model trains.
 
     Returns a tuple of:
-    - model: the trained LanguageModelRNN (its ``idx_to_word`` holds the vocabulary).
+    - model: the trained LanguageModelRNN (its ``idx_to_word`` holds the vocabulary), on ``device``.
     - history: list of dict, one per epoch (:attr:`LanguageModelSolver.val_history`).
     """
     text = text_utils.read_text(text_path)
     data = text_utils.prepare_text_data(text, seq_len, tokenizer=tokenizer, stride=stride,
                                         val_fraction=val_fraction)
     model = LanguageModelRNN(len(data["idx_to_word"]), wordvec_dim, hidden_dim, cell_type,
-                             idx_to_word=data["idx_to_word"], seed=seed)
+                             idx_to_word=data["idx_to_word"], seed=seed).to(device)
     checkpoint = None if out_dir is None else os.path.join(os.fspath(out_dir), CHECKPOINT_FILE)
     if resume and checkpoint is None:
         raise ValueError("resume=True needs out_dir, the directory holding the checkpoint")
@@ -272,7 +273,7 @@ def load_language_model(path, best=False):
     return model, tokenizer
 
 
-def sample_text(checkpoint, start_word, length=40, temperature=1.0, seed=None, best=False):
+def sample_text(checkpoint, start_word, length=40, temperature=1.0, seed=None, best=False, device="cpu"):
     """Sample ``length`` words after ``start_word`` from a trained model and return them as text.
 
     Inputs:
@@ -284,10 +285,12 @@ def sample_text(checkpoint, start_word, length=40, temperature=1.0, seed=None, b
       :meth:`LanguageModelRNN.sample`).
     - seed: None, an int or a numpy.random.Generator.
     - best: from a checkpoint, use the parameters of its best epoch (see :func:`load_language_model`).
+    - device: 'cpu' or 'gpu': where the model samples (the words are the same on both for a seed).
 
     Returns a str: the start word followed by the sampled words, joined as the tokenizer joins them.
     """
     model, tokenizer = load_language_model(checkpoint, best=best)
+    model.to(device)
     if model.idx_to_word is None:
         raise ValueError(f"{checkpoint} holds a model without a vocabulary (idx_to_word); cannot map "
                          f"words to indices")

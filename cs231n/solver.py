@@ -66,6 +66,14 @@ numpy scalars the model returned; floats print, plot and compare the same, and g
 A loss or gradient that is NaN or infinite stops training with :class:`TrainingDivergedError` naming
 the iteration; the parameters are not updated with it and no checkpoint is written from that state,
 so the last checkpoint stays intact.
+
+A model on the GPU (``model.to("gpu")``, see :mod:`cs231n.classifiers.device`) trains there: each
+minibatch is copied to the device once, the optimizer state is created (or, on resume, moved) there,
+and the loss, the finiteness checks and gradient clipping are computed on the device, so an iteration
+waits for the GPU once: to read the loss (a Python float in ``loss_history``) together with the
+finiteness flags. Checkpoints hold host numpy arrays, like every file of this package, so a run
+checkpointed on the GPU resumes on the CPU and vice versa, bit for bit (the arrays are the same; the
+arithmetic of a real GPU may round differently from numpy's from there on).
 """
 import copy
 import inspect
@@ -82,6 +90,7 @@ import numpy as np
 
 from cs231n import optim
 from cs231n.archive import load_archive, save_archive
+from cs231n.backend import get_array_module, is_device_array, params_device, to_numpy, tree_to_device
 
 CHECKPOINT_FORMAT = "cs231n-solver-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -165,14 +174,17 @@ def clip_grad_norm(grads, max_norm):
     - max_norm: positive float
 
     Returns a tuple of:
-    - clipped: a new dict with the same keys (arrays in their original dtypes; the inputs are not
-      modified)
-    - norm: float, the global norm before clipping
+    - clipped: a new dict with the same keys (arrays in their original dtypes and devices; the inputs
+      are not modified)
+    - norm: float, the global norm before clipping (for GPU gradients, reading it is one sync)
     """
     if isinstance(max_norm, bool) or not isinstance(max_norm, (int, float, np.integer, np.floating)):
         raise TypeError(f"clip_grad_norm: max_norm must be a positive number, got {type(max_norm).__name__}")
     if not max_norm > 0:
         raise ValueError(f"clip_grad_norm: max_norm must be a positive number, got {max_norm}")
+    if any(is_device_array(g) for g in grads.values()):
+        clipped, norm = _clip_on_device(grads, max_norm)
+        return clipped, float(norm)
     total = 0.0
     for g in grads.values():
         g = np.asarray(g)
@@ -186,6 +198,22 @@ def clip_grad_norm(grads, max_norm):
         g = np.asarray(g)
         clipped[name] = (g * scale).astype(g.dtype, copy=False)
     return clipped, norm
+
+
+def _clip_on_device(grads, max_norm):
+    """:func:`clip_grad_norm` without leaving the device: returns (clipped, norm as a 0-d device array).
+
+    The same arithmetic as the host path (float64 sums added in order, one scale for all, rounded to
+    each gradient's dtype as a Python float would be), so the fake GPU of the tests matches it bit for
+    bit; gradients under the limit are multiplied by exactly 1.
+    """
+    xp = get_array_module(*grads.values())
+    total = xp.zeros((), dtype=np.float64)
+    for g in grads.values():
+        total = total + xp.sum(xp.square(g, dtype=np.float64))
+    norm = xp.sqrt(total)
+    scale = xp.where(norm > max_norm, max_norm / norm, 1.0)                 # 0-d, float64
+    return {name: g * scale.astype(g.dtype) for name, g in grads.items()}, norm
 
 
 def checkpoint_path(checkpoint_name):
@@ -460,12 +488,14 @@ class Solver:
             return False
         if self.best_val_score is None or score > self.best_val_score:
             self.best_val_score = score
-            self.best_params = {k: np.array(v, copy=True) for k, v in self.model.params.items()}
+            self.best_params = {k: v.copy() for k, v in self.model.params.items()}  # on the model's device
             return True
         return False
 
     def _step(self):
         """One update: sample a minibatch, compute loss and gradients, check them, clip, update."""
+        if params_device(self.model.params) == "gpu":
+            return self._step_on_device()
         iteration = self.iteration + 1
         args = self._sample_batch()
         loss, grads = self.model.loss(*args)
@@ -489,6 +519,47 @@ class Solver:
             if not np.all(np.isfinite(new_params[p])):
                 self._diverged(iteration, "the update made %r non-finite (loss %f)" % (p, loss))
         # Commit only once everything is finite, so a diverged step leaves the model as it was.
+        self.model.params.update(new_params)
+        self.optim_configs.update(new_configs)
+        self.loss_history.append(loss)
+        self.iteration = iteration
+
+    def _step_on_device(self):
+        """``_step`` for a model on the GPU: the same update, checks and errors, with one sync.
+
+        The minibatch is copied to the device once; clipping and the update run there; then the loss
+        and every finiteness flag (loss, each gradient, each updated weight) come back to the host in
+        one transfer, and only then is the update committed (or the run stopped, as on the host).
+        """
+        iteration = self.iteration + 1
+        args = tree_to_device(tuple(self._sample_batch()), "gpu")      # the minibatch crosses once
+        loss, grads = self.model.loss(*args)
+        names = list(self.model.params)
+        missing = [p for p in names if p not in grads]
+        if missing:
+            raise ValueError(f"model.loss returned no gradient for parameters {missing}")
+        xp = get_array_module(*self.model.params.values())
+        # Flags computed on the device as the step goes; read back together below.
+        flags = [xp.asarray(loss, dtype=np.float64)]
+        flags += [xp.all(xp.isfinite(grads[p])).astype(np.float64) for p in names]  # before clipping
+        if self.grad_clip is not None:
+            grads, _ = _clip_on_device({p: grads[p] for p in names}, self.grad_clip)
+        new_params, new_configs = {}, {}
+        for p in names:
+            new_params[p], new_configs[p] = self.update_rule(self.model.params[p], grads[p],
+                                                             dict(self.optim_configs[p]))
+        flags += [xp.all(xp.isfinite(new_params[p])).astype(np.float64) for p in names]
+        host = to_numpy(xp.stack(flags))  # the iteration's one device -> host sync: loss and flags together
+        loss = float(host[0])
+        grads_finite, params_finite = host[1:1 + len(names)], host[1 + len(names):]
+        if not math.isfinite(loss):
+            self._diverged(iteration, "the loss is %r" % loss)
+        for p, ok in zip(names, grads_finite):
+            if not ok:
+                self._diverged(iteration, "the gradient of %r is not finite (loss %f)" % (p, loss))
+        for p, ok in zip(names, params_finite):
+            if not ok:
+                self._diverged(iteration, "the update made %r non-finite (loss %f)" % (p, loss))
         self.model.params.update(new_params)
         self.optim_configs.update(new_configs)
         self.loss_history.append(loss)
@@ -618,8 +689,8 @@ class Solver:
         for name, config in self.optim_configs.items():
             scalars = {}
             for key, value in config.items():
-                if isinstance(value, np.ndarray):
-                    arrays["optim/%s/%s" % (name, key)] = value
+                if isinstance(value, np.ndarray) or is_device_array(value):
+                    arrays["optim/%s/%s" % (name, key)] = value  # copied to the host by save_archive
                 else:
                     scalars[key] = _json_scalar("optim_configs[%r][%r]" % (name, key), value)
             optim_scalars[name] = scalars
@@ -663,7 +734,7 @@ class Solver:
         if unknown:
             problems.append("parameters the model does not have %s" % unknown)
         for name in sorted(set(mine) & set(params)):
-            a, b = np.asarray(params[name]), np.asarray(mine[name])
+            a, b = params[name], mine[name]  # arrays (host or GPU): only shapes and dtypes are read
             if a.shape != b.shape:
                 problems.append("%s has shape %s in the file, %s in the model" % (name, a.shape, b.shape))
             elif exact_dtype and a.dtype != b.dtype:
@@ -698,10 +769,13 @@ class Solver:
             warnings.warn("resuming %s with different %s than the original run; the result will not "
                           "match an uninterrupted run (the checkpoint's optimizer state is used)"
                           % (path, ", ".join(changed)), stacklevel=3)
+        # The file holds host arrays; they go where the model is (parameters, optimizer state, best).
+        device = params_device(self.model.params)
         for name, w in ckpt["params"].items():
-            self.model.params[name] = w
-        self.optim_configs = {p: ckpt["optim_configs"].get(p, {}) for p in self.model.params}
-        self.best_params = ckpt["best_params"]
+            self.model.params[name] = tree_to_device(w, device)
+        self.optim_configs = {p: tree_to_device(ckpt["optim_configs"].get(p, {}), device)
+                              for p in self.model.params}
+        self.best_params = tree_to_device(ckpt["best_params"], device)
         self.best_val_score = meta["best_val_score"]
         self.epoch = meta["epoch"]
         self.iteration = meta["iteration"]
@@ -735,5 +809,6 @@ class Solver:
         if differences:
             warnings.warn("init_from %s: the saved model config differs in %s"
                           % (path, ", ".join(differences)), stacklevel=3)
+        device = params_device(self.model.params)
         for name, w in params.items():
-            self.model.params[name] = w.astype(self.model.params[name].dtype, copy=True)
+            self.model.params[name] = tree_to_device(w.astype(self.model.params[name].dtype, copy=True), device)

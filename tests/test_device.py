@@ -3,8 +3,11 @@ host files, decoding back to numpy.
 
 Run over the ``backend``/``device_backend`` fixtures of conftest.py: ``fake-gpu`` (tests/fake_cupy.py,
 numpy arithmetic that refuses host arrays mixed with device ones, as CuPy does) always, a real GPU when
-CuPy finds one. With the fake, results must equal numpy's bit for bit; on a real GPU the tests that
-compare with numpy allow float rounding where the GPU's kernels differ (``close``).
+CuPy finds one. With the fake, forward passes, decoding and optimizer steps equal numpy's bit for bit;
+on a real GPU the tests that compare with numpy allow float rounding where the GPU's kernels differ
+(``close``). Training runs are compared to float32 rounding (``close_training``): a layer may sum in
+another order on the device (e.g. the embedding gradient's scatter-add), which changes the last bit
+of a few gradients. What crosses between backends (checkpoints, files, ``model.to``) is bit for bit.
 """
 import sys
 
@@ -12,7 +15,9 @@ import numpy as np
 import pytest
 
 from cs231n import optim
-from cs231n.backend import BackendError
+from cs231n.backend import BackendError, get_array_module, to_numpy
+from cs231n.classifiers.device import DeviceModel
+from cs231n.solver import Solver, TrainingDivergedError
 from cs231n.classifiers.classification_transformer import ClassificationTransformer
 from cs231n.classifiers.language_model import LanguageModelRNN
 from cs231n.classifiers.rnn import CaptioningRNN
@@ -32,6 +37,11 @@ def close(backend, got, want):
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-9)
     else:
         np.testing.assert_array_equal(got, want)
+
+
+def close_training(got, want):
+    """Training histories and weights after a few updates: equal up to float32 rounding."""
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-6)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -166,3 +176,276 @@ def test_model_to_gpu_without_cupy_raises_and_leaves_the_model_alone(monkeypatch
         model.to("gpu")
     assert model.device == "cpu"
     assert all(model.params[k] is before[k] for k in before)
+
+
+# ----------------------------------------------------------------------------------------------------
+# Decoding on the device returns host numpy, the same as on the CPU
+# ----------------------------------------------------------------------------------------------------
+
+def test_language_model_samples_the_cpus_words_on_the_device(device_backend):
+    model = LanguageModelRNN(7, 3, 5, cell_type="lstm", seed=2)
+    want = model.sample(np.array([1, 4, 0]), 12, temperature=1.3, rng=7)
+    want_greedy = model.sample(3, 5, temperature=0)
+    model.to("gpu")
+    got = model.sample(np.array([1, 4, 0]), 12, temperature=1.3, rng=7)
+    assert type(got) is np.ndarray
+    np.testing.assert_array_equal(got, want)  # the same uniform numbers, drawn at once
+    np.testing.assert_array_equal(model.sample(3, 5, temperature=0), want_greedy)
+
+
+# ----------------------------------------------------------------------------------------------------
+# The generic Solver on the device, with a model that needs no layer: least squares
+# ----------------------------------------------------------------------------------------------------
+
+class LeastSquares(DeviceModel):
+    """loss = mean((x w + b - y)^2) over N rows; params w (D, 1), b (1,); float32, computed with xp of x."""
+
+    def __init__(self, D):
+        rng = np.random.default_rng(0)
+        self.params = {"w": rng.standard_normal((D, 1)).astype(np.float32), "b": np.zeros(1, np.float32)}
+
+    def loss(self, x, y):
+        assert get_array_module(x) is get_array_module(self.params["w"]), "the minibatch was not moved"
+        diff = x @ self.params["w"] + self.params["b"] - y                  # (N, 1)
+        loss = (diff * diff).mean()
+        ddiff = (2.0 / diff.shape[0]) * diff
+        return loss, {"w": x.T @ ddiff, "b": ddiff.sum(axis=0)}
+
+
+class ArraySolver(Solver):
+    """Minibatches of rows of host arrays X (N, D) and Y (N, 1), drawn with the global np.random."""
+
+    def __init__(self, model, X, Y, **kwargs):
+        self.X, self.Y = X, Y
+        super().__init__(model, **kwargs)
+
+    def _num_train(self):
+        return self.X.shape[0]
+
+    def _sample_batch(self):
+        idx = np.random.choice(self.X.shape[0], self.batch_size)
+        return self.X[idx], self.Y[idx]
+
+
+def _least_squares_run(device, num_epochs=2, **kwargs):
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((40, 3)).astype(np.float32)
+    Y = (X @ np.array([[1.0], [-2.0], [0.5]]) + 0.1 * rng.standard_normal((40, 1))).astype(np.float32)
+    options = dict(update_rule="adam", optim_config={"learning_rate": 0.1}, batch_size=8, num_epochs=num_epochs,
+                   lr_decay=0.9, grad_clip=1.0, seed=2, verbose=False)
+    options.update(kwargs)
+    return ArraySolver(LeastSquares(3).to(device), X, Y, **options)
+
+
+def _assert_same_run(a, b):
+    """Two solvers ended in the same state, bit for bit: losses, weights, optimizer state, counters."""
+    assert all(type(x) is float for x in a.loss_history + b.loss_history)
+    assert (a.iteration, a.epoch) == (b.iteration, b.epoch)
+    assert a.loss_history == b.loss_history
+    for name in a.model.params:
+        np.testing.assert_array_equal(to_numpy(a.model.params[name]), to_numpy(b.model.params[name]))
+        for key in ("m", "v"):
+            np.testing.assert_array_equal(to_numpy(a.optim_configs[name][key]), to_numpy(b.optim_configs[name][key]))
+        for key in ("t", "learning_rate"):
+            assert a.optim_configs[name][key] == b.optim_configs[name][key]
+
+
+def test_solver_trains_on_the_device_as_on_the_host():
+    from fake_cupy import FakeCupy
+
+    cpu = _least_squares_run("cpu")
+    cpu.train()
+    fake = FakeCupy()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(sys.modules, "cupy", fake)
+        gpu = _least_squares_run("gpu")
+        before = fake.transfers
+        gpu.train()
+        assert fake.transfers - before == 2 * gpu.iteration  # each minibatch (x, y) crosses once, nothing else
+        for name, w in gpu.model.params.items():
+            assert isinstance(w, fake.ndarray)
+            assert isinstance(gpu.optim_configs[name]["m"], fake.ndarray)
+            assert isinstance(gpu.optim_configs[name]["v"], fake.ndarray)
+        _assert_same_run(gpu, cpu)
+    assert cpu.loss_history[-1] < 0.75 * cpu.loss_history[0]  # it did learn
+
+
+@pytest.mark.parametrize("first, second", [("gpu", "cpu"), ("cpu", "gpu")])
+def test_solver_checkpoint_resumes_on_the_other_backend_bit_exact(device_backend, tmp_path, first, second):
+    from cs231n.solver import load_checkpoint
+
+    whole = _least_squares_run("cpu", num_epochs=3)
+    whole.train()
+    part = _least_squares_run(first, num_epochs=1, checkpoint_name=str(tmp_path / "ckpt"))
+    part.train()
+    ckpt = load_checkpoint(part.checkpoint_path)
+    state = [v for c in ckpt["optim_configs"].values() for v in c.values() if hasattr(v, "shape")]
+    assert state and all(type(a) is np.ndarray for a in list(ckpt["params"].values()) + state)
+    resumed = _least_squares_run(second, num_epochs=3, resume_from=part.checkpoint_path)
+    if second == "gpu":  # parameters and optimizer state go where the model is
+        device_backend.check(resumed.model.params["w"])
+        device_backend.check(resumed.optim_configs["w"]["m"])
+    _assert_same_run(resumed, part)  # the state crossed bit for bit
+    resumed.train()
+    if device_backend.name == "fake-gpu":  # numpy's arithmetic on both sides: the whole run, exactly
+        _assert_same_run(resumed, whole)
+    else:
+        close_training(np.array(resumed.loss_history), np.array(whole.loss_history))
+
+
+def test_solver_on_the_device_stops_on_nan_like_the_host(device_backend):
+    solver = _least_squares_run("gpu", grad_clip=None)
+    solver.X = solver.X.copy()
+    solver.X[5:, 1] = np.inf  # most minibatches hold an infinite feature: the gradient of w is not finite
+    with pytest.raises(TrainingDivergedError, match="iteration 1 .*(loss is (nan|inf)|gradient of 'w')"), \
+            np.errstate(invalid="ignore", over="ignore"):
+        solver.train()
+    assert solver.iteration == 0 and solver.loss_history == []
+    device_backend.check(solver.model.params["w"])
+    np.testing.assert_array_equal(to_numpy(solver.model.params["w"]), LeastSquares(3).params["w"])
+
+
+# ----------------------------------------------------------------------------------------------------
+# The models' own layers on the device: decoding, training, checkpoints, the command line
+# ----------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("cell_type", ["rnn", "lstm", "gru"])
+def test_captioning_decoding_on_the_device_returns_the_cpus_captions(device_backend, cell_type):
+    np.random.seed(3)
+    model = CaptioningRNN(VOCAB, input_dim=4, wordvec_dim=3, hidden_dim=5, cell_type=cell_type,
+                          dtype=np.float64)
+    features = np.random.randn(9, 4)
+    cases = [dict(max_length=11), dict(max_length=11, return_log_probs=True),
+             dict(max_length=11, beam_size=3, n_best=2), dict(max_length=11, beam_size=3, length_penalty=0.7)]
+    want = [model.sample(features, **kw) for kw in cases]
+    assert (want[0] == VOCAB["<END>"]).any(), "the case should have captions that end early"
+    model.to("gpu")
+    for kw, w in zip(cases, want):
+        for given in (features, device_backend.put(features)):  # host inputs are moved, device ones used
+            got = model.sample(given, **kw)
+            got, w2 = (got, w) if isinstance(got, tuple) else ((got,), (w,))
+            for g, ref in zip(got, w2):
+                assert type(g) is np.ndarray, f"{kw}: decoding returned {type(g)}"
+                if g.dtype.kind == "f":
+                    np.testing.assert_allclose(g, ref, rtol=1e-12)
+                else:
+                    np.testing.assert_array_equal(g, ref)
+
+
+def test_temperature_sampling_on_the_device_returns_host_captions(device_backend):
+    np.random.seed(4)
+    model = CaptioningRNN(VOCAB, input_dim=4, wordvec_dim=3, hidden_dim=5, cell_type="lstm").to("gpu")
+    features = np.random.randn(6, 4)
+    a = model.sample(features, max_length=7, temperature=1.0, rng=5)
+    b = model.sample(features, max_length=7, temperature=1.0, rng=5)
+    assert type(a) is np.ndarray and a.shape == (6, 7) and a.dtype == np.int32
+    np.testing.assert_array_equal(a, b)  # seeded: reproducible on the device too
+    assert ((a != VOCAB["<NULL>"]) & (a != VOCAB["<START>"])).any()
+
+
+def test_sequence_regressor_generates_host_arrays_on_the_device(device_backend):
+    model = SequenceRegressor(2, 4, 2, cell_type="gru", dtype=np.float64, seed=1)
+    seeds = np.random.default_rng(0).standard_normal((3, 4, 2))
+    want = model.generate_sequence(seeds, 5)
+    got = model.to("gpu").generate_sequence(seeds, 5)
+    assert type(got) is np.ndarray
+    close(device_backend, got, want)
+
+
+def _captioning_run(device, tmp_path=None, num_epochs=2, resume_from=None, name="run", **extra):
+    from test_solver import make_data, make_model
+    from cs231n.captioning_solver import CaptioningSolver
+
+    data = make_data(num_train=30)
+    model = make_model(data, cell_type="lstm").to(device)
+    options = dict(update_rule="adam", optim_config={"learning_rate": 5e-2}, batch_size=10,
+                   num_epochs=num_epochs, lr_decay=0.9, grad_clip=0.5, seed=3, verbose=False)
+    if tmp_path is not None:
+        options["checkpoint_name"] = str(tmp_path / name)
+    options.update(extra)
+    return CaptioningSolver(model, data, resume_from=resume_from, **options)
+
+
+def _assert_same_captioning_run(a, b, check=close_training):
+    """Two solvers ended in the same state: losses, weights, optimizer state."""
+    assert all(type(x) is float for x in a.loss_history + b.loss_history)
+    assert a.iteration == b.iteration and a.epoch == b.epoch
+    check(np.array(a.loss_history), np.array(b.loss_history))
+    for name in a.model.params:
+        check(to_numpy(a.model.params[name]), to_numpy(b.model.params[name]))
+        for key in ("m", "v", "learning_rate"):
+            check(to_numpy(a.optim_configs[name][key]), to_numpy(b.optim_configs[name][key]))
+        assert a.optim_configs[name]["t"] == b.optim_configs[name]["t"]
+
+
+def test_captioning_training_on_the_device_matches_numpy(device_backend):
+    cpu = _captioning_run("cpu")
+    cpu.train()
+    gpu = _captioning_run("gpu")
+    before = device_backend.xp.transfers if device_backend.name == "fake-gpu" else None
+    gpu.train()
+    assert gpu.model.device == "gpu"
+    for name, w in gpu.model.params.items():
+        device_backend.check(w)
+        device_backend.check(gpu.optim_configs[name]["m"])
+        device_backend.check(gpu.optim_configs[name]["v"])
+    _assert_same_captioning_run(gpu, cpu)
+    if before is not None:  # each minibatch (features, captions) crosses once per iteration, nothing else
+        assert device_backend.xp.transfers - before == 2 * gpu.iteration
+
+
+@pytest.mark.parametrize("first, second", [("gpu", "cpu"), ("cpu", "gpu")])
+def test_captioning_checkpoint_resumes_on_the_other_backend(device_backend, tmp_path, first, second):
+    from cs231n.solver import load_checkpoint
+
+    whole = _captioning_run("cpu", num_epochs=2)
+    whole.train()
+    part = _captioning_run(first, tmp_path, num_epochs=1)
+    part.train()
+    ckpt = load_checkpoint(part.checkpoint_path)
+    arrays = list(ckpt["params"].values()) + [v for c in ckpt["optim_configs"].values() for v in c.values()
+                                              if hasattr(v, "shape")]
+    assert arrays and all(type(a) is np.ndarray for a in arrays)
+    resumed = _captioning_run(second, num_epochs=2, resume_from=part.checkpoint_path)
+    if second == "gpu":  # resumed state goes where the model is
+        device_backend.check(resumed.model.params["Wx"])
+        device_backend.check(resumed.optim_configs["Wx"]["m"])
+    _assert_same_captioning_run(resumed, part, np.testing.assert_array_equal)  # the state crossed bit for bit
+    assert resumed.model.device == second
+    resumed.train()
+    _assert_same_captioning_run(resumed, whole)
+
+
+def test_language_model_solver_trains_on_the_device(device_backend):
+    from cs231n import text_utils
+    from cs231n.lm_solver import LanguageModelSolver
+
+    text = " ".join(["the cat sat on the mat and the dog sat on the log"] * 12)
+    data = text_utils.prepare_text_data(text, seq_len=6)
+    runs = []
+    for device in ("cpu", "gpu"):
+        model = LanguageModelRNN(len(data["idx_to_word"]), 4, 6, "gru", seed=0).to(device)
+        solver = LanguageModelSolver(model, data, update_rule="rmsprop", optim_config={"learning_rate": 1e-2},
+                                     batch_size=8, num_epochs=2, seed=1, verbose=False)
+        solver.train()
+        runs.append(solver)
+    close_training(np.array(runs[1].loss_history), np.array(runs[0].loss_history))
+    assert runs[1].val_history[-1] == pytest.approx(runs[0].val_history[-1], rel=1e-5)
+
+
+def test_classification_solver_trains_on_the_device(device_backend):
+    from cs231n.classification_solver import ClassificationSolver
+
+    inputs, labels = cola_fixtures.make_split(60, seed=0)
+    val_inputs, val_labels = cola_fixtures.make_split(20, seed=1)
+    cola = {"train_inxs": inputs, "train_labels": labels, "val_inxs": val_inputs, "val_labels": val_labels,
+            "word_to_ix": cola_fixtures.word_to_ix()}
+    runs = []
+    for device in ("cpu", "gpu"):
+        model = LSTMClassifier(cola["word_to_ix"], wordvec_dim=4, hidden_dim=5, max_length=10, seed=0)
+        solver = ClassificationSolver(model.to(device), cola, update_rule="sgd_momentum", batch_size=20,
+                                      num_epochs=2, seed=1, verbose=False)
+        solver.train()
+        runs.append(solver)
+    close_training(np.array(runs[1].loss_history), np.array(runs[0].loss_history))
+    device_backend.check(runs[1].optim_configs["W_out"]["velocity"])

@@ -11,7 +11,7 @@ on the GPU accepts host numpy arrays (copied to the device once per call) as wel
 Files are always host numpy arrays (``save`` copies GPU arrays to the host); ``load`` gives a CPU model,
 to be moved with ``.to("gpu")``.
 """
-from cs231n.backend import check_device, is_device_array, to_device, to_numpy, tree_to_device
+from cs231n.backend import check_device, is_device_array, params_device, to_device, to_numpy, tree_to_device
 
 
 class DeviceModel:
@@ -26,8 +26,7 @@ class DeviceModel:
     @property
     def device(self):
         """Where the parameters live: ``"gpu"`` when they are CuPy arrays, else ``"cpu"`` (read-only)."""
-        params = getattr(self, "params", None) or {}
-        return "gpu" if any(is_device_array(w) for w in params.values()) else "cpu"
+        return params_device(getattr(self, "params", None) or {})
 
     def to(self, device):
         """Move the parameters (and ``DEVICE_ATTRS``) to ``device``, "cpu" or "gpu"; returns the model.
