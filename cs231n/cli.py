@@ -9,7 +9,10 @@ Shared rules, with the helpers every command uses (see the README's "Rules of th
   never overwritten without ``--overwrite``, a fresh ``runs/<command>-N`` without ``--out``;
 - an expected failure (a bad file, a mismatched dataset, a diverged run) prints one ``error:`` line on
   stderr and exits 1 (:func:`main`); Ctrl-C exits 130 after saying how to resume;
-- subcommands are made with :func:`add_command`, which shows every option's default in ``--help``.
+- subcommands are made with :func:`add_command`, which shows every option's default in ``--help``;
+- commands that compute take ``--device cpu|gpu`` (:func:`add_device_option`): with ``gpu``, CuPy and a
+  CUDA device are checked before any work (:func:`main`), and their absence is one ``error:`` line,
+  exit 1.
 
 Commands:
   train          train a captioning model (default: LSTM on the synthetic shapes dataset, made on first use)
@@ -142,6 +145,13 @@ def existing_dir(text):
     return text
 
 
+def add_device_option(p):
+    """``--device cpu|gpu``: where the model computes (checked by :func:`main` before the command runs)."""
+    p.add_argument("--device", choices=["cpu", "gpu"], default="cpu",
+                   help="where the model computes: cpu (numpy) or gpu (an NVIDIA GPU through CuPy, which "
+                        "must be installed: pip install cupy-cuda12x, or the build for your CUDA)")
+
+
 def add_run_dir_options(p, default, what="run", resume_file="checkpoint.npz"):
     """``--out``, ``--resume`` and ``--overwrite`` with the run-directory rule (see :func:`claim_run_dir`).
 
@@ -237,6 +247,7 @@ def _add_train(sub):
                         "default model on 2 cores; besides every epoch end), so a crash loses at most that")
     add_run_dir_options(p, "runs/train", "training run")
     p.add_argument("--quiet", action="store_true", help="no per-iteration output")
+    add_device_option(p)
     p.set_defaults(func=cmd_train)
 
 
@@ -256,6 +267,7 @@ def _add_evaluate(sub):
     p.add_argument("--max-length", type=positive_int, default=30, help="longest caption generated")
     p.add_argument("--num-images", type=positive_int, help="score only the first N images of the split")
     p.add_argument("--json", action="store_true", help="print the scores as JSON")
+    add_device_option(p)
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -271,6 +283,7 @@ def _add_caption(sub):
     p.add_argument("--beam-size", type=positive_int, default=1, help="beam width (1: greedy)")
     p.add_argument("--max-length", type=positive_int, default=30, help="longest caption generated")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or URLs")
+    add_device_option(p)
     p.set_defaults(func=cmd_caption)
 
 
@@ -453,7 +466,7 @@ def cmd_train(a):
           f"{data['train_features'].shape[0]} train images, {data['val_features'].shape[0]} val images, "
           f"vocabulary {len(data['idx_to_word'])}); writing to {out}")
 
-    model = _new_model(a, data)
+    model = _new_model(a, data).to(a.device)
     model.identity = identity
     ckpt = out / "checkpoint"
     solver = CaptioningSolver(
@@ -502,7 +515,7 @@ def cmd_evaluate(a):
     from cs231n.data.shapes.accuracy import format_scene_accuracy, judge_dataset_captions
     from cs231n.metrics import score_model
 
-    model = _load_model(a.checkpoint)
+    model = _load_model(a.checkpoint).to(a.device)
     base, data = _load_data(_data_dir_of(a, model))
     if data["word_to_idx"] != model.word_to_idx:
         from cs231n.classifiers.captioning import _vocab_difference
@@ -539,7 +552,7 @@ def cmd_caption(a):
     from cs231n.image_utils import image_from_url
     from cs231n.runs import dataset_identity
 
-    model = _load_model(a.checkpoint)
+    model = _load_model(a.checkpoint).to(a.device)
     base = Path(_data_dir_of(a, model) or default_shapes_dir())
     featurizer = _featurizer_files()[0]
     if not (base / featurizer).is_file():
@@ -643,6 +656,7 @@ def _add_lm(sub):
                    help="also write the checkpoint every this many iterations (besides every epoch end)")
     add_run_dir_options(p, "runs/lm", "language-model run", resume_file=LM_CHECKPOINT)
     p.add_argument("--quiet", action="store_true", help="no per-epoch output")
+    add_device_option(p)
     p.set_defaults(func=cmd_lm_train)
 
     p = add_command(sub, "lm-sample", "generate text from a language-model checkpoint")
@@ -654,6 +668,7 @@ def _add_lm(sub):
     p.add_argument("--seed", type=nonnegative_int, default=0, help="seeds the sampling")
     p.add_argument("--best", action="store_true",
                    help="use the weights of the epoch with the best accuracy instead of the last ones")
+    add_device_option(p)
     p.set_defaults(func=cmd_lm_sample)
 
 
@@ -669,7 +684,7 @@ def cmd_lm_train(a):
         a.text, cell_type=a.cell_type, wordvec_dim=a.wordvec_dim, hidden_dim=a.hidden_dim,
         seq_len=a.seq_len, batch_size=a.batch_size, num_epochs=a.epochs, learning_rate=a.lr, seed=a.seed,
         out_dir=str(out), tokenizer=a.tokenizer, verbose=not a.quiet, resume=a.resume,
-        checkpoint_every=a.checkpoint_every)
+        checkpoint_every=a.checkpoint_every, device=a.device)
     written = [name for name in LM_OUTPUTS if (out / name).is_file()]
     print(f"wrote {out}/: {', '.join(written)} ({len(history)} epochs); sample with: python -m cs231n "
           f"lm-sample --checkpoint {out / LM_CHECKPOINT} --start WORD")
@@ -680,7 +695,7 @@ def cmd_lm_sample(a):
     from cs231n.lm_solver import sample_text
 
     print(sample_text(a.checkpoint, a.start, length=a.length, temperature=a.temperature, seed=a.seed,
-                      best=a.best))
+                      best=a.best, device=a.device))
     return 0
 
 
@@ -716,6 +731,7 @@ def _add_classify(sub):
                         "read as JSON when they parse, else as text)")
     add_run_dir_options(p, "runs/classify", "classification run", resume_file="checkpoint.npz")
     p.add_argument("--quiet", action="store_true", help="no per-iteration output")
+    add_device_option(p)
     p.set_defaults(func=cmd_classify_train)
 
 
@@ -741,7 +757,8 @@ def cmd_classify_train(a):
                               lr_decay=a.lr_decay, seed=a.seed,
                               class_weight=None if a.class_weight == "none" else a.class_weight,
                               grad_clip=a.grad_clip, max_train=a.max_train, baselines=a.baselines,
-                              resume=a.resume, overwrite=True, verbose=not a.quiet, model_options=options)
+                              resume=a.resume, overwrite=True, verbose=not a.quiet, model_options=options,
+                              device=a.device)
     return 0
 
 
@@ -865,6 +882,9 @@ def main(argv=None):
     except SystemExit as e:  # --help (0) or a bad option (2): returned, so callers in Python see it too
         return e.code
     try:
+        if getattr(args, "device", "cpu") == "gpu":
+            from cs231n.backend import import_cupy
+            import_cupy()  # BackendError (a RuntimeError) says what is missing, before any work
         return args.func(args)
     except KeyboardInterrupt as e:
         return _interrupted(args, argv, e)

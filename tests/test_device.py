@@ -449,3 +449,108 @@ def test_classification_solver_trains_on_the_device(device_backend):
         runs.append(solver)
     close_training(np.array(runs[1].loss_history), np.array(runs[0].loss_history))
     device_backend.check(runs[1].optim_configs["W_out"]["velocity"])
+
+
+# ----------------------------------------------------------------------------------------------------
+# Command line: --device
+# ----------------------------------------------------------------------------------------------------
+
+def _device_commands(tmp_path):
+    """Every command that takes --device, with arguments that would run it (files exist, dirs are new)."""
+    text = tmp_path / "t.txt"
+    text.write_text("the cat sat on the mat\n" * 5)
+    some_file = tmp_path / "some.npz"
+    some_file.write_bytes(b"not read: the device is checked first")
+    return {
+        "train": ["train", "--out", str(tmp_path / "train")],
+        "evaluate": ["evaluate", "--checkpoint", str(some_file)],
+        "caption": ["caption", "--checkpoint", str(some_file), str(some_file)],
+        "lm-train": ["lm-train", "--text", str(text), "--out", str(tmp_path / "lm")],
+        "lm-sample": ["lm-sample", "--checkpoint", str(some_file), "--start", "cat"],
+        "classify-train": ["classify-train", "--data", str(tmp_path), "--out", str(tmp_path / "cls")],
+    }
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "caption", "lm-train", "lm-sample", "classify-train"])
+def test_cli_device_gpu_without_cupy_is_one_error_line_before_any_work(command, tmp_path, monkeypatch, capsys):
+    from cs231n.cli import main
+
+    monkeypatch.setitem(sys.modules, "cupy", None)  # `import cupy` raises ImportError
+    argv = _device_commands(tmp_path)[command]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main(argv + ["--device", "gpu"]) == 1
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "CuPy" in lines[0], err
+    assert "--device cpu" in lines[0]
+    assert out == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing written, no run directory
+
+
+def test_cli_device_option_is_documented_and_checked(capsys):
+    from cs231n.cli import main
+
+    for command in ("train", "evaluate", "caption", "lm-train", "lm-sample", "classify-train"):
+        assert main([command, "--help"]) == 0
+        assert "--device {cpu,gpu}" in capsys.readouterr().out
+    assert main(["lm-sample", "--checkpoint", __file__, "--start", "a", "--device", "tpu"]) == 2
+    assert "invalid choice: 'tpu'" in capsys.readouterr().err
+
+
+def test_cli_python_m_cs231n_without_cupy_exits_1(tmp_path):
+    import subprocess
+
+    code = ("import sys; sys.modules['cupy'] = None; from cs231n.cli import main; "
+            "sys.exit(main(['lm-train', '--text', sys.argv[1], '--device', 'gpu', '--out', sys.argv[2]]))")
+    text = tmp_path / "t.txt"
+    text.write_text("a b c\n")
+    run = subprocess.run([sys.executable, "-c", code, str(text), str(tmp_path / "lm")], capture_output=True,
+                         text=True)
+    assert run.returncode == 1 and run.stdout == ""
+    assert run.stderr.startswith("error: the GPU needs CuPy") and run.stderr.count("\n") == 1
+    assert not (tmp_path / "lm").exists()
+
+
+@pytest.fixture(scope="module")
+def shapes_dir(tmp_path_factory):
+    from cs231n.data.shapes import make_shapes_dataset
+
+    return make_shapes_dataset(tmp_path_factory.mktemp("shapes") / "tiny", "tiny", seed=1)
+
+
+def test_cli_trains_evaluates_and_samples_on_the_device(device_backend, shapes_dir, tmp_path, capsys,
+                                                          monkeypatch):
+    from cs231n import vis
+    from cs231n.archive import load_archive
+    from cs231n.cli import main
+
+    for figure in ("caption_grid", "plot_training_curves"):  # drawing PNGs is most of train's time
+        monkeypatch.setattr(vis, figure, lambda *args, **kwargs: None)
+
+    small = ["--data-dir", str(shapes_dir), "--epochs", "1", "--num-val-images", "5", "--wordvec-dim", "8",
+             "--hidden-dim", "8", "--batch-size", "50", "--seed", "3", "--quiet"]
+    # Training on the device is compared with numpy in the solver tests; here: the command runs there and
+    # writes host files, which evaluate reads on either device with the same captions.
+    out = tmp_path / "gpu"
+    assert main(["train", "--out", str(out), "--device", "gpu"] + small) == 0
+    capsys.readouterr()
+    arrays, _ = load_archive(out / "model.npz")
+    assert arrays and all(type(a) is np.ndarray for a in arrays.values())
+    runs = {"gpu": out}
+    assert main(["evaluate", "--checkpoint", str(runs["gpu"] / "model.npz"), "--device", "gpu", "--json"]) == 0
+    on_gpu = capsys.readouterr().out
+    assert main(["evaluate", "--checkpoint", str(runs["gpu"] / "model.npz"), "--json"]) == 0
+    assert on_gpu == capsys.readouterr().out  # the same captions, decoded on either device
+
+    text = tmp_path / "t.txt"
+    text.write_text("the cat sat on the mat and the dog sat on the log\n" * 10)
+    lm = tmp_path / "lm"
+    assert main(["lm-train", "--text", str(text), "--hidden-dim", "8", "--wordvec-dim", "4", "--seq-len", "5",
+                 "--batch-size", "10", "--epochs", "1", "--out", str(lm), "--quiet", "--device", "gpu"]) == 0
+    capsys.readouterr()
+    samples = []
+    for device in ("cpu", "gpu"):
+        assert main(["lm-sample", "--checkpoint", str(lm / "lm_checkpoint.npz"), "--start", "cat",
+                     "--length", "6", "--device", device]) == 0
+        samples.append(capsys.readouterr().out)
+    assert samples[0] == samples[1] and samples[0].startswith("cat ")
