@@ -124,14 +124,20 @@ def seeds_on_backends(seeds, device_seeds):
     return pytest.mark.parametrize("seed, backend", cases, indirect=["backend"])
 
 
-def _real_cupy_or_skip():
+def _real_cupy_or_skip(what="no GPU backend"):
     try:
         import cupy
         if cupy.cuda.runtime.getDeviceCount() < 1:
             raise RuntimeError("no CUDA device")
     except Exception as e:  # ImportError, CUDARuntimeError, driver errors
-        pytest.skip(f"no GPU backend: {type(e).__name__}: {e}")
+        pytest.skip(f"{what}: {type(e).__name__}: {e}")
     return cupy
+
+
+@pytest.fixture
+def real_cupy():
+    """The real CuPy module with a GPU behind it; the test is skipped (saying why) otherwise."""
+    return _real_cupy_or_skip("needs CuPy and a GPU")
 
 
 @pytest.fixture(params=["numpy", "fake-gpu", "gpu"])
