@@ -387,6 +387,9 @@ def test_loss_and_gradients_on_backend_match_numpy(backend):
         got = backend.get(grads_b[name])
         np.testing.assert_allclose(got, grads[name], rtol=1e-10, atol=1e-12, err_msg=name)
     np.testing.assert_allclose(backend.get(scores_b), scores, rtol=1e-10, atol=1e-12)
+    # forward, like loss, takes host inputs for a model on the device (moved once) and computes there
+    np.testing.assert_allclose(backend.get(model.forward(features, captions[:, :-1])), scores,
+                               rtol=1e-10, atol=1e-12)
     for layer, layer_b in zip(attention, attention_b):
         for kind in ("self", "cross"):
             np.testing.assert_allclose(backend.get(layer_b[kind]), layer[kind], rtol=1e-10, atol=1e-12)

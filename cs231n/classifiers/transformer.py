@@ -254,6 +254,7 @@ class CaptioningTransformer(CaptioningModel):
             raise ValueError(f"{fn}: captions_in should have shape (N, T) with N = {features.shape[0]} and "
                              f"T >= 1, got {captions_in.shape}")
         self._check_input_length(fn, "captions_in", captions_in.shape[1], "")
+        features, captions_in = self._on_device(features, captions_in)  # host inputs of a GPU model, once
         scores, cache = self._forward(features, captions_in)
         if not return_attention:
             return scores
