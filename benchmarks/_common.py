@@ -36,6 +36,30 @@ def median_time(fn, repeats=5, warmup=1):
     return statistics.median(times)
 
 
+def interleaved_medians(contenders, repeats, inner=1, warmup=1):
+    """Median seconds per call of each contender, repetitions interleaved so all see the same machine state.
+
+    ``contenders`` is a list of ``(name, step, sync)``: ``step()`` is timed ``inner`` times in a row per
+    repetition, between two ``sync()`` calls (a GPU's synchronize; None on the CPU). The order of the
+    contenders alternates from one repetition to the next. Returns {name: median seconds per step}.
+    """
+    contenders = [(name, step, sync or (lambda: None)) for name, step, sync in contenders]
+    for _, step, sync in contenders:
+        for _ in range(warmup):
+            step()
+        sync()
+    times = {name: [] for name, _, _ in contenders}
+    for r in range(repeats):
+        for name, step, sync in (contenders if r % 2 == 0 else contenders[::-1]):
+            sync()
+            t0 = time.perf_counter()
+            for _ in range(inner):
+                step()
+            sync()
+            times[name].append((time.perf_counter() - t0) / inner)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
 def blas_description():
     """One line naming the BLAS numpy uses and its core type, from threadpoolctl when installed."""
     try:

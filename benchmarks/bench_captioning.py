@@ -19,12 +19,11 @@ unset in this process (see _common.py), as on users' machines.
 import argparse
 import os
 import sys
-import time
 import tracemalloc
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks._common import (machine_header, make_batch, make_vocab, matmul_gflops, median_time,  # noqa: E402
-                               reexec_without_openblas_overrides)
+from benchmarks._common import (interleaved_medians, machine_header, make_batch, make_vocab,  # noqa: E402
+                               matmul_gflops, median_time, reexec_without_openblas_overrides)
 
 unset = reexec_without_openblas_overrides()
 
@@ -115,23 +114,13 @@ def main():
         np.random.seed(0)
         model = CaptioningRNN(make_vocab(V), input_dim=D, wordvec_dim=W, hidden_dim=H, cell_type=cell,
                               dtype=np.float32)
-        ours = lambda: model.loss(features, captions)  # noqa: E731
-        theirs = torch_step_fn(cell, features, captions) if have_torch else None
-        ours()
-        if theirs:
-            theirs()
-        t_ours, t_theirs = [], []
-        for _ in range(repeats):  # interleaved so both see the same machine state
-            t0 = time.perf_counter()
-            ours()
-            t_ours.append(time.perf_counter() - t0)
-            if theirs:
-                t0 = time.perf_counter()
-                theirs()
-                t_theirs.append(time.perf_counter() - t0)
-        mo = float(np.median(t_ours))
+        contenders = [("numpy", lambda: model.loss(features, captions), None)]
+        if have_torch:
+            contenders.append(("torch", torch_step_fn(cell, features, captions), None))
+        medians = interleaved_medians(contenders, repeats)
+        mo = medians["numpy"]
         rate = N / mo
-        trate = N / float(np.median(t_theirs)) if theirs else float("nan")
+        trate = N / medians["torch"] if have_torch else float("nan")
         achieved = step_flops(cell) / mo / 1e9
         mem = peak_step_memory(model, features, captions)
         print(f"{cell:5} {rate:12.0f} {trate:12.0f} {rate / trate:7.2f} {achieved:8.1f} "

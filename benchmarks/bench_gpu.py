@@ -31,7 +31,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks._common import (machine_header, make_batch, make_vocab,  # noqa: E402
+from benchmarks._common import (interleaved_medians, machine_header, make_batch, make_vocab,  # noqa: E402
                                 reexec_without_openblas_overrides)
 
 # Run as a script, it re-executes itself without the OpenBLAS overrides (see _common); imported (by the
@@ -133,24 +133,6 @@ def torch_step_fn(torch, model, features, captions, tf32):
         return loss
 
     return step
-
-
-def interleaved_medians(contenders, repeats, inner, warmup):
-    """Median seconds per step of each ``(name, step, sync)``, repetitions interleaved, order alternating."""
-    for _, step, sync in contenders:
-        for _ in range(warmup):
-            step()
-        sync()
-    times = {name: [] for name, _, _ in contenders}
-    for r in range(repeats):
-        for name, step, sync in (contenders if r % 2 == 0 else contenders[::-1]):
-            sync()
-            t0 = time.perf_counter()
-            for _ in range(inner):
-                step()
-            sync()
-            times[name].append((time.perf_counter() - t0) / inner)
-    return {name: statistics.median(ts) for name, ts in times.items()}
 
 
 def bench_step(N, device, torch, args, rng):

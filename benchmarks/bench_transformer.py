@@ -22,11 +22,10 @@ unset in this process (see _common.py), as on users' machines.
 import argparse
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks._common import (machine_header, make_batch, make_vocab, matmul_gflops, median_time,  # noqa: E402
-                               reexec_without_openblas_overrides)
+from benchmarks._common import (interleaved_medians, machine_header, make_batch, make_vocab,  # noqa: E402
+                               matmul_gflops, median_time, reexec_without_openblas_overrides)
 
 unset = reexec_without_openblas_overrides()
 
@@ -144,22 +143,12 @@ def main():
     np.random.seed(0)
     model = CaptioningTransformer(make_vocab(V), D, W, num_heads=HEADS, num_layers=LAYERS,
                                   dim_feedforward=F, dropout=P)
-    ours = lambda: model.loss(features, captions)  # noqa: E731
-    theirs = torch_step_fn(features, captions) if have_torch else None
-    ours()
-    if theirs:
-        theirs()
-    t_ours, t_theirs = [], []
-    for _ in range(repeats):  # interleaved so both see the same machine state
-        t0 = time.perf_counter()
-        ours()
-        t_ours.append(time.perf_counter() - t0)
-        if theirs:
-            t0 = time.perf_counter()
-            theirs()
-            t_theirs.append(time.perf_counter() - t0)
-    mo = float(np.median(t_ours))
-    mt = float(np.median(t_theirs)) if theirs else float("nan")
+    contenders = [("numpy", lambda: model.loss(features, captions), None)]
+    if have_torch:
+        contenders.append(("torch", torch_step_fn(features, captions), None))
+    medians = interleaved_medians(contenders, repeats)
+    mo = medians["numpy"]
+    mt = medians.get("torch", float("nan"))
     achieved = step_flops() / mo / 1e9
     header = f"{'':12} {'step ms':>8} {'cap/s':>8} {'GFLOP/s':>8} {'% of GEMM':>9}"
     print(header)
