@@ -2,18 +2,24 @@
 
 CI has no GPU, but most of what can go wrong when a numpy library is handed CuPy arrays is not about
 the GPU at all: an array created with ``np.zeros`` on the host and then mixed with device arrays, a
-``np.asarray`` that silently copies a device array to the host, a result returned as the wrong kind of
-array, a model or optimizer state left behind on the other device. CuPy refuses to mix the two kinds
-(``TypeError: Unsupported type <class 'numpy.ndarray'>``); this module refuses the same way.
+result returned as the wrong kind of array, a model or optimizer state left behind on the other device.
+CuPy refuses to mix the two kinds (``TypeError: Unsupported type <class 'numpy.ndarray'>``); this module
+refuses the same way in operations, in ``__setitem__`` and in its ``xp.*`` functions.
+
+What it cannot catch: ``np.asarray(device_array)`` (and a device value written into a host array)
+silently gives host data here, where real CuPy raises, because its arrays are numpy arrays underneath.
+Such a copy usually shows up later, as a host array mixed with device ones; tests that must be sure
+count the host -> device copies (``FakeCupy.transfers``).
 
 ``FakeCupy`` is a module-like object with CuPy's public surface as far as this package uses it:
 ``ndarray`` (a numpy subclass that stands for device memory), the numpy namespace with every result
-turned into device arrays, ``asnumpy``, ``random`` and ``cuda.runtime.getDeviceCount``. Installed as
-``sys.modules["cupy"]`` (the ``fake_gpu`` fixture in conftest.py does that), it makes
-``cs231n.backend`` treat its arrays exactly as it treats CuPy's. Arithmetic on its arrays is numpy's,
-so results can be compared bit for bit with the numpy path. It has no ``fuse``/``ElementwiseKernel``, so
-code that uses CuPy's fused kernels when they exist takes its generic path here; those kernels are
-checked on a real GPU by ``benchmarks/gpu_check.sh``.
+turned into device arrays, ``asnumpy``, ``random`` (with a seeded ``RandomState``),
+``cuda.runtime.getDeviceCount`` and ``cuda.curand``'s generator constant. Installed as
+``sys.modules["cupy"]`` (the ``backend`` and ``device_backend`` fixtures in conftest.py do that), it
+makes ``cs231n.backend`` treat its arrays exactly as it treats CuPy's. Arithmetic on its arrays is
+numpy's, so results can be compared bit for bit with the numpy path. It has no
+``fuse``/``ElementwiseKernel``, so code that uses CuPy's fused kernels when they exist takes its generic
+path here; those kernels are checked on a real GPU by ``benchmarks/gpu_check.sh``.
 """
 import types
 
@@ -52,11 +58,6 @@ class ndarray(np.ndarray):  # noqa: N801 - named like cupy.ndarray on purpose
     def get(self):
         """The array copied to the host, like ``cupy.ndarray.get``."""
         return np.array(_host_view(self), copy=True)
-
-    def __array__(self, dtype=None, copy=None):
-        # CuPy refuses implicit conversion to numpy (np.asarray(cupy_array) raises TypeError).
-        raise HostDeviceMixError("implicit conversion of a device array to a numpy array is not allowed; "
-                                 "use cupy.asnumpy() or .get()")
 
 
 def _leaves(tree):
@@ -145,7 +146,7 @@ class RandomState:
 
 
 class FakeCupy(_Namespace):
-    """The module object installed as ``sys.modules["cupy"]`` by the ``fake_gpu`` fixture."""
+    """The module object installed as ``sys.modules["cupy"]`` by the ``backend`` fixtures."""
 
     ndarray = ndarray
     __name__ = "cupy"
