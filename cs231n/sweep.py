@@ -569,6 +569,25 @@ def start_ray(address=None, num_cpus=None, cpus_per_trial=1):
     return True
 
 
+@contextlib.contextmanager
+def ray_session(address=None, num_cpus=None, cpus_per_trial=1):
+    """:func:`start_ray` for the length of a ``with`` block; Ray is shut down after it if this started it."""
+    started = start_ray(address, num_cpus, cpus_per_trial)
+    try:
+        yield
+    finally:
+        if started:
+            import ray
+            ray.shutdown()
+
+
+def _fit_and_report(tuner, out, settings, data, verbose):
+    """Run (or resume) the sweep's trials, then write its report; returns the report's dict."""
+    t0 = time.time()
+    grid = tuner.fit()
+    return write_report(out, grid, settings, data, wall_seconds=time.time() - t0, verbose=verbose)
+
+
 def _load_data(data_dir, max_train, seed):
     from cs231n.coco_utils import load_coco_data
     from cs231n.data.shapes import ensure_shapes_dataset
@@ -674,8 +693,7 @@ def run_sweep(out_dir="runs/sweep", space=None, num_samples=8, num_epochs=5, dat
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / SETTINGS_FILE, json.dumps(settings, indent=2) + "\n")
 
-    started = start_ray(address, num_cpus, cpus_per_trial)
-    try:
+    with ray_session(address, num_cpus, cpus_per_trial):
         scheduler = None
         if early_stop:
             from ray.tune.schedulers import ASHAScheduler
@@ -699,13 +717,7 @@ def run_sweep(out_dir="runs/sweep", space=None, num_samples=8, num_epochs=5, dat
                   f"{'ASHA' if early_stop else 'no early stopping'}, {cpus_per_trial} CPU(s) per trial; "
                   f"writing {out}")
             sys.stdout.flush()
-        t0 = time.time()
-        grid = tuner.fit()
-        return write_report(out, grid, settings, data, wall_seconds=time.time() - t0, verbose=verbose)
-    finally:
-        if started:
-            import ray
-            ray.shutdown()
+        return _fit_and_report(tuner, out, settings, data, verbose)
 
 
 REPORT_FILES = ("model.npz", "best.json", "trials.json", "report.md", "sweep.png")
@@ -751,19 +763,12 @@ def resume_sweep(out_dir, address=None, num_cpus=None, verbose=True):
     if problems:
         raise ValueError(f"{base} is not the dataset this sweep started with ({'; '.join(problems)}); "
                          f"resuming would mix results of different data")
-    started = start_ray(address, num_cpus, settings["cpus_per_trial"])
-    try:
+    with ray_session(address, num_cpus, settings["cpus_per_trial"]):
         tuner = tune.Tuner.restore(str(out), _trainable(data, settings), resume_unfinished=True,
                                    resume_errored=True)
         if verbose:
             print(f"sweep: resuming {out}")
-        t0 = time.time()
-        grid = tuner.fit()
-        return write_report(out, grid, settings, data, wall_seconds=time.time() - t0, verbose=verbose)
-    finally:
-        if started:
-            import ray
-            ray.shutdown()
+        return _fit_and_report(tuner, out, settings, data, verbose)
 
 
 # ----------------------------------------------------------------------------------------------------
