@@ -502,23 +502,34 @@ class Solver:
         loss = float(loss)
         if not math.isfinite(loss):
             self._diverged(iteration, "the loss is %r" % loss)
-        missing = [p for p in self.model.params if p not in grads]
-        if missing:
-            raise ValueError(f"model.loss returned no gradient for parameters {missing}")
+        self._check_gradient_names(grads)
         for p in self.model.params:
             if not np.all(np.isfinite(grads[p])):
                 self._diverged(iteration, "the gradient of %r is not finite (loss %f)" % (p, loss))
         if self.grad_clip is not None:
             grads, _ = clip_grad_norm({p: grads[p] for p in self.model.params}, self.grad_clip)
 
-        new_params, new_configs = {}, {}
-        for p, w in self.model.params.items():
-            # A shallow copy suffices: the rules store new state arrays instead of writing into the old.
-            new_params[p], new_configs[p] = self.update_rule(w, grads[p], dict(self.optim_configs[p]))
+        new_params, new_configs = self._updates(grads)
         for p in new_params:
             if not np.all(np.isfinite(new_params[p])):
                 self._diverged(iteration, "the update made %r non-finite (loss %f)" % (p, loss))
         # Commit only once everything is finite, so a diverged step leaves the model as it was.
+        self._commit(iteration, loss, new_params, new_configs)
+
+    def _check_gradient_names(self, grads):
+        missing = [p for p in self.model.params if p not in grads]
+        if missing:
+            raise ValueError(f"model.loss returned no gradient for parameters {missing}")
+
+    def _updates(self, grads):
+        """The new parameters and optimizer configs of one update, not yet committed."""
+        new_params, new_configs = {}, {}
+        for p, w in self.model.params.items():
+            # A shallow copy suffices: the rules store new state arrays instead of writing into the old.
+            new_params[p], new_configs[p] = self.update_rule(w, grads[p], dict(self.optim_configs[p]))
+        return new_params, new_configs
+
+    def _commit(self, iteration, loss, new_params, new_configs):
         self.model.params.update(new_params)
         self.optim_configs.update(new_configs)
         self.loss_history.append(loss)
@@ -535,19 +546,14 @@ class Solver:
         args = tree_to_device(tuple(self._sample_batch()), "gpu")      # the minibatch crosses once
         loss, grads = self.model.loss(*args)
         names = list(self.model.params)
-        missing = [p for p in names if p not in grads]
-        if missing:
-            raise ValueError(f"model.loss returned no gradient for parameters {missing}")
+        self._check_gradient_names(grads)
         xp = get_array_module(*self.model.params.values())
         # Flags computed on the device as the step goes; read back together below.
         flags = [xp.asarray(loss, dtype=np.float64)]
         flags += [xp.all(xp.isfinite(grads[p])).astype(np.float64) for p in names]  # before clipping
         if self.grad_clip is not None:
             grads, _ = _clip_on_device({p: grads[p] for p in names}, self.grad_clip)
-        new_params, new_configs = {}, {}
-        for p in names:
-            new_params[p], new_configs[p] = self.update_rule(self.model.params[p], grads[p],
-                                                             dict(self.optim_configs[p]))
+        new_params, new_configs = self._updates(grads)
         flags += [xp.all(xp.isfinite(new_params[p])).astype(np.float64) for p in names]
         host = to_numpy(xp.stack(flags))  # the iteration's one device -> host sync: loss and flags together
         loss = float(host[0])
@@ -560,10 +566,7 @@ class Solver:
         for p, ok in zip(names, params_finite):
             if not ok:
                 self._diverged(iteration, "the update made %r non-finite (loss %f)" % (p, loss))
-        self.model.params.update(new_params)
-        self.optim_configs.update(new_configs)
-        self.loss_history.append(loss)
-        self.iteration = iteration
+        self._commit(iteration, loss, new_params, new_configs)
 
     def _diverged(self, iteration, what):
         where = ""
