@@ -551,6 +551,38 @@ def test_load_refusals(tmp_path):
     assert not os.path.exists(tmp_path / "bad.npz")
 
 
+def test_a_new_kind_registers_its_format_without_editing_the_base(tmp_path):
+    import ast
+    import inspect
+
+    from cs231n.classifiers import captioning
+    from cs231n.classifiers.captioning import CaptioningModel, model_formats
+
+    # The base imports none of its subclasses' modules (no import circle).
+    tree = ast.parse(inspect.getsource(captioning))
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    imported |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+    assert not imported & {"cs231n.classifiers.rnn", "cs231n.classifiers.transformer",
+                           "cs231n.classifiers"}
+
+    class OtherKind(CaptioningRNN):
+        ARCHIVE_FORMAT = "test-other-kind"
+
+    try:
+        assert "test-other-kind" in model_formats()
+        model = random_model("lstm", num_words=4, seed=3, dtype=np.float32)
+        other = OtherKind.__new__(OtherKind)
+        other.__dict__.update(model.__dict__)
+        path = other.save(str(tmp_path / "other.npz"))
+        loaded = CaptioningModel.load(path)
+        assert type(loaded) is OtherKind
+        with pytest.raises(ValueError, match="holds a OtherKind"):
+            CaptioningRNN.load(path)
+    finally:
+        del captioning._FORMATS["test-other-kind"]
+    assert isinstance(CaptioningModel.load(model.save(str(tmp_path / "m.npz"))), CaptioningRNN)
+
+
 # ----------------------------------------------------------------------------------------------------
 # Argument checks
 # ----------------------------------------------------------------------------------------------------

@@ -16,7 +16,10 @@ A subclass provides:
   ``_initial_state``, so every model has ``W_proj`` (D, .) and ``b_proj``.
 
 Models are saved as an ``.npz`` archive with JSON metadata (see :mod:`cs231n.archive`), never pickled;
-``CaptioningModel.load(path)`` reads a file of any registered kind, picked by its format name.
+``CaptioningModel.load(path)`` reads a file of any registered kind, picked by its format name. A kind
+registers itself by subclassing with its own ``ARCHIVE_FORMAT`` (``__init_subclass__`` fills the
+registry); this module never imports its subclasses. ``cs231n/classifiers/__init__.py`` imports every
+kind, and Python runs it before any of its modules, so the registry is complete before a file is read.
 
 A model moves between host and GPU with ``model.to("gpu")`` / ``model.to("cpu")`` (``model.device``
 says where it is; see :mod:`cs231n.classifiers.device`). On the GPU, ``loss``, ``scores`` and
@@ -33,7 +36,7 @@ from cs231n.archive import load_archive, save_archive
 from cs231n.layers import affine_forward
 
 _DTYPES = ("float16", "float32", "float64")
-_FORMATS = {}  # format name -> subclass, filled by __init_subclass__
+_FORMATS = {}  # format name -> subclass, filled by __init_subclass__ as each kind is defined
 
 
 class CaptioningModel(DeviceModel):
@@ -97,7 +100,6 @@ class CaptioningModel(DeviceModel):
         checkpoint keeps the model's ``get_config()`` but not its class).
         """
         if cls.ARCHIVE_FORMAT is None:
-            _register_models()
             keys = set(config) if isinstance(config, dict) else None
             kinds = [c for c in _FORMATS.values() if set(c.CONFIG_KEYS) == keys]
             if not kinds:
@@ -143,7 +145,6 @@ class CaptioningModel(DeviceModel):
         """
         fn = f"{cls.__name__}.load"
         arrays, meta = load_archive(path)
-        _register_models()
         got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
         if cls.ARCHIVE_FORMAT is None:
             if got not in _FORMATS:
@@ -577,11 +578,4 @@ def _vocab_difference(saved, given):
 
 def model_formats():
     """The format names of every captioning model's files (what ``CaptioningModel.load`` reads)."""
-    _register_models()
     return set(_FORMATS)
-
-
-def _register_models():
-    """Import the model modules so that every file format has its class in ``_FORMATS``."""
-    import cs231n.classifiers.rnn  # noqa: F401
-    import cs231n.classifiers.transformer  # noqa: F401
