@@ -19,7 +19,10 @@ def _at_both_sides(f, x, ix, h):
 
     Array results are copied, so an f that reuses its output buffer still gives two distinct values.
     """
-    old = x[ix]
+    # A copy: on CuPy, x[ix] is a 0-d device array that views the element, not a value read out of it.
+    # Kept as that view, ``old`` would become old + h with the first write, so f(x - h) would be
+    # evaluated at the unperturbed x and every gradient would come out half the true one.
+    old = x[ix].copy()
     try:
         x[ix] = old + h
         plus = np.array(to_numpy(f(x)), copy=True)

@@ -4,7 +4,10 @@ CI has no GPU, but most of what can go wrong when a numpy library is handed CuPy
 the GPU at all: an array created with ``np.zeros`` on the host and then mixed with device arrays, a
 result returned as the wrong kind of array, a model or optimizer state left behind on the other device.
 CuPy refuses to mix the two kinds (``TypeError: Unsupported type <class 'numpy.ndarray'>``); this module
-refuses the same way in operations, in ``__setitem__`` and in its ``xp.*`` functions.
+refuses the same way in operations, in ``__setitem__`` and in its ``xp.*`` functions. Like CuPy, it
+has no scalars: indexing one element (``x[i, j]``) gives a 0-d device array that is a view of that
+element, so code that keeps ``x[i, j]`` as "the old value" and then writes ``x[i, j]`` sees its old
+value change, on the fake as on a GPU (numpy would have copied the value out).
 
 What it cannot catch: ``np.asarray(device_array)`` (and a device value written into a host array)
 silently gives host data here, where real CuPy raises, because its arrays are numpy arrays underneath.
@@ -53,7 +56,13 @@ class ndarray(np.ndarray):  # noqa: N801 - named like cupy.ndarray on purpose
         np.ndarray.__setitem__(self, _unwrap(key), _host_view(value))
 
     def __getitem__(self, key):
-        return np.ndarray.__getitem__(self, _unwrap(key))
+        key = _unwrap(key)
+        result = np.ndarray.__getitem__(self, key)
+        if isinstance(result, np.generic) and self.dtype != object:
+            # CuPy has no scalars: x[i, j] is a 0-d device array that is a VIEW of the element, so it
+            # changes when x[i, j] is written later (numpy would have copied the value out).
+            result = np.ndarray.__getitem__(self, (key if isinstance(key, tuple) else (key,)) + (Ellipsis,))
+        return result
 
     def get(self):
         """The array copied to the host, like ``cupy.ndarray.get``."""
