@@ -1,0 +1,85 @@
+"""What the captioning commands share: loading a dataset, a saved model (model.npz or a checkpoint), and
+checking that the two belong together (the model's record of its data)."""
+import os
+import sys
+from pathlib import Path
+
+
+def _featurizer_files():
+    """Names of the files that featurize new images for a dataset (the shapes featurizer)."""
+    from cs231n.data import shapes
+
+    return (shapes.FEATURIZER_FILE,)
+
+
+def _load_data(data_dir, max_train=None):
+    from cs231n.coco_utils import load_coco_data
+    from cs231n.data.shapes import ensure_shapes_dataset
+
+    base = Path(data_dir) if data_dir else ensure_shapes_dataset()
+    return base, load_coco_data(base_dir=str(base), max_train=max_train)
+
+
+def _identity(base, data):
+    """The identity of a loaded dataset (see cs231n.runs.dataset_identity): what a model records."""
+    from cs231n.runs import captioning_data_identity
+
+    return captioning_data_identity(base, data["word_to_idx"])
+
+
+def _load_model(path):
+    """A CaptioningRNN or CaptioningTransformer from model.npz (its ``save``) or from a solver checkpoint.
+
+    The model's ``identity`` is the record of its training data (None for files of older versions).
+    """
+    from cs231n.archive import load_archive
+    from cs231n.classifiers.captioning import CaptioningModel, model_formats
+    from cs231n.solver import CHECKPOINT_FORMAT, load_checkpoint
+
+    _, meta = load_archive(path)
+    if meta.get("format") in model_formats():
+        return CaptioningModel.load(path)
+    if meta.get("kind") == "LanguageModelRNN" or meta.get("solver") == "LanguageModelSolver":
+        raise ValueError(f"{path} is a language-model file (from lm-train); this command needs a captioning "
+                         f"model (model.npz from train). Use lm-sample for language models.")
+    if meta.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"{path} is neither a captioning model nor a training checkpoint (format "
+                         f"{meta.get('format')!r}); use the model.npz that train wrote")
+    ckpt = load_checkpoint(path)
+    model = CaptioningModel.from_config(ckpt["meta"]["model_config"])
+    params = ckpt["best_params"] or ckpt["params"]
+    model.params.update({k: v.astype(model.dtype) for k, v in params.items()})
+    model.identity = ckpt["meta"].get("extra", {}).get("identity")
+    return model
+
+
+def _data_dir_of(a, model):
+    """--data-dir, else the dataset recorded in the model file, else the default shapes dataset (None)."""
+    if a.data_dir:
+        return a.data_dir
+    recorded = (model.identity or {}).get("dataset")
+    if recorded and not os.path.isdir(recorded):
+        raise FileNotFoundError(f"{a.checkpoint} was trained on {recorded}, which is not there any more; pass "
+                                f"that dataset's new location with --data-dir")
+    return recorded
+
+
+def _check_identity(model, checkpoint, base, current, parts):
+    """Refuse a dataset that is not the model's (ValueError); warn when the model has no record of it."""
+    from cs231n.runs import identity_problems
+
+    if model.identity is None:
+        print(f"warning: {checkpoint} was saved by an older version and does not record the data it was "
+              f"trained on; the results assume {base} is that dataset", file=sys.stderr)
+        return
+    problems = identity_problems(model.identity, current, parts)
+    if problems:
+        raise ValueError(f"{base} is not the dataset {checkpoint} was trained on ({model.identity['dataset']}): "
+                         f"{'; '.join(problems)}. Its results would be meaningless; pass the model's own "
+                         f"dataset with --data-dir")
+
+
+def _val_images(data, split, idxs):
+    from cs231n.image_utils import image_from_url
+
+    return [image_from_url(data[f"{split}_urls"][i], placeholder=True) for i in idxs]
