@@ -14,6 +14,10 @@ silently gives host data here, where real CuPy raises, because its arrays are nu
 Such a copy usually shows up later, as a host array mixed with device ones; tests that must be sure
 count the host -> device copies (``FakeCupy.transfers``).
 
+It also counts what a GPU would have been asked to do: kernel launches, host synchronisations (reads
+of device values) and host -> device copies, in ``COUNTS`` (see ``Counts`` for the rules);
+``benchmarks/gpu_counts.py`` prints them per training step of every model.
+
 ``FakeCupy`` is a module-like object with CuPy's public surface as far as this package uses it:
 ``ndarray`` (a numpy subclass that stands for device memory), the numpy namespace with every result
 turned into device arrays, ``asnumpy``, ``random`` (with a seeded ``RandomState``),
@@ -24,6 +28,7 @@ numpy's, so results can be compared bit for bit with the numpy path. It has no
 ``fuse``/``ElementwiseKernel``, so code that uses CuPy's fused kernels when they exist takes its generic
 path here; those kernels are checked on a real GPU by ``benchmarks/gpu_check.sh``.
 """
+import operator
 import types
 
 import numpy as np
@@ -33,12 +38,62 @@ class HostDeviceMixError(TypeError):
     """A host (numpy) array met a device array in one operation: CuPy raises TypeError there too."""
 
 
+class Counts:
+    """What the GPU would have been asked to do: kernel launches and host synchronisations.
+
+    - ``launches``: every operation that makes the device compute: a ufunc (``a + b``, ``xp.exp``,
+      ``a.sum()``; one per call, in place or not), an ``xp.*`` function or array method whose result is
+      freshly written memory (``xp.zeros``, ``xp.concatenate``, ``a.astype``, fancy indexing), each
+      ``__setitem__``, each random draw, and each call of a fused kernel object (ElementwiseKernel,
+      ReductionKernel). Views (slicing, ``reshape`` of a contiguous array, ``.T``, ``astype`` to the same
+      dtype without copy) and allocations (``xp.empty``) are not launches, as on a GPU.
+    - ``syncs``: every read of a device value by the host, which waits for the GPU: ``float``, ``int``,
+      ``bool`` (an ``if`` on a device array), ``operator.index``, ``.item()``, ``.tolist()``, ``.get()``,
+      ``xp.asnumpy``, printing.
+    - ``transfers``: host -> device copies through ``xp.asarray``/``xp.array`` of host data.
+
+    One numpy operation is counted as one launch: CuPy launches one kernel for almost every one of
+    them (a reduction such as ``mean`` or ``sum`` is one kernel there too, so the fake counts them as
+    one although numpy's ``mean`` is a sum and a division); a few CuPy functions take more (``var``,
+    ``einsum`` with a transpose, a non-contiguous matmul operand copied first), so the counts are a
+    close lower bound of a real GPU's, good for comparing two versions of the code, not a profile.
+    """
+
+    def __init__(self):
+        self.launches = self.syncs = self.transfers = 0
+
+    def snapshot(self):
+        return {"launches": self.launches, "syncs": self.syncs, "transfers": self.transfers}
+
+
+COUNTS = Counts()  # one tally for the process (the fake's arrays share it, whichever FakeCupy made them)
+
+
+def _launch(n=1):
+    COUNTS.launches += n
+
+
+def _sync():
+    COUNTS.syncs += 1
+
+
+def _fresh(result, inputs):
+    """True when ``result`` holds memory that none of the array ``inputs`` holds (a kernel wrote it)."""
+    results = result if isinstance(result, (tuple, list)) else (result,)
+    if any(isinstance(r, np.generic) for r in results):
+        return True  # a reduction to a scalar: a 0-d device array in CuPy
+    arrays = [_host_view(r) for r in results if isinstance(r, np.ndarray)]
+    inputs = [_host_view(x) for x in inputs if isinstance(x, np.ndarray)]
+    return any(not any(np.may_share_memory(a, x) for x in inputs) for a in arrays)
+
+
 class ndarray(np.ndarray):  # noqa: N801 - named like cupy.ndarray on purpose
     """A numpy array that stands for an array in GPU memory."""
 
     def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
         _refuse_host(f"{ufunc.__name__}.{method}" if method != "__call__" else ufunc.__name__,
                      inputs + (out or ()))
+        _launch()
         args = [_host_view(x) for x in inputs]
         if out is not None:
             kwargs["out"] = tuple(_host_view(o) for o in out)
@@ -49,10 +104,15 @@ class ndarray(np.ndarray):  # noqa: N801 - named like cupy.ndarray on purpose
 
     def __array_function__(self, func, types_, args, kwargs):
         _refuse_host(func.__name__, _leaves(args) + _leaves(kwargs))
-        return _to_device_view(func(*_unwrap(args), **_unwrap(kwargs)))
+        inputs = _unwrap(_leaves(args) + _leaves(kwargs))
+        result = func(*_unwrap(args), **_unwrap(kwargs))
+        if func.__name__ not in _ALLOCATIONS and _fresh(result, inputs):
+            _launch()
+        return _to_device_view(result)
 
     def __setitem__(self, key, value):
         _refuse_host("__setitem__", (value,))
+        _launch()
         np.ndarray.__setitem__(self, _unwrap(key), _host_view(value))
 
     def __getitem__(self, key):
@@ -62,11 +122,82 @@ class ndarray(np.ndarray):  # noqa: N801 - named like cupy.ndarray on purpose
             # CuPy has no scalars: x[i, j] is a 0-d device array that is a VIEW of the element, so it
             # changes when x[i, j] is written later (numpy would have copied the value out).
             result = np.ndarray.__getitem__(self, (key if isinstance(key, tuple) else (key,)) + (Ellipsis,))
+        elif _fresh(result, (self,)):
+            _launch()  # advanced (integer or boolean array) indexing gathers in a kernel
         return result
 
     def get(self):
-        """The array copied to the host, like ``cupy.ndarray.get``."""
+        """The array copied to the host, like ``cupy.ndarray.get`` (a sync)."""
+        _sync()
         return np.array(_host_view(self), copy=True)
+
+    # Reading a value on the host waits for the device.
+    def __float__(self):
+        _sync()
+        return float(_host_view(self))
+
+    def __int__(self):
+        _sync()
+        return int(_host_view(self))
+
+    def __index__(self):
+        _sync()
+        return operator.index(_host_view(self))
+
+    def __bool__(self):
+        _sync()
+        return bool(_host_view(self))
+
+    def __complex__(self):
+        _sync()
+        return complex(_host_view(self))
+
+    def item(self, *args):
+        _sync()
+        return _host_view(self).item(*args)
+
+    def tolist(self):
+        _sync()
+        return _host_view(self).tolist()
+
+    def __repr__(self):
+        _sync()
+        return repr(_host_view(self)).replace("array(", "fake_cupy.array(", 1)
+
+    def __str__(self):
+        _sync()
+        return str(_host_view(self))
+
+    def __format__(self, spec):
+        _sync()
+        return format(_host_view(self)[()] if self.ndim == 0 else _host_view(self), spec)
+
+
+def _method(name):
+    """A method of ndarray run on the host view: one launch when it writes fresh memory, none for a view."""
+    host_method = getattr(np.ndarray, name)
+
+    def method(self, *args, **kwargs):
+        _refuse_host(name, _leaves(args) + _leaves(kwargs))
+        result = host_method(_host_view(self), *_unwrap(args), **_unwrap(kwargs))
+        if name == "fill" or _fresh(result, (self,) + _unwrap(_leaves(args) + _leaves(kwargs))):
+            _launch()
+        return _to_device_view(result)
+
+    method.__name__ = name
+    return method
+
+
+# Methods whose numpy implementation is not a single ufunc on the subclass (C code, or several ufuncs
+# where CuPy runs one kernel): run on the host view and counted once by ``_method``.
+for _name in ("astype", "copy", "fill", "reshape", "ravel", "flatten", "transpose", "swapaxes", "squeeze",
+              "mean", "var", "std", "sum", "prod", "max", "min", "any", "all", "argmax", "argmin",
+              "cumsum", "clip", "dot", "take", "repeat", "round", "sort", "argsort", "nonzero"):
+    setattr(ndarray, _name, _method(_name))
+del _name
+
+# xp.* functions that only allocate (no kernel runs on a GPU).
+_ALLOCATIONS = {"empty", "empty_like"}
 
 
 def _leaves(tree):
@@ -137,7 +268,14 @@ class _Namespace(types.SimpleNamespace):
         def device_function(*args, **kwargs):
             if not creation:
                 _refuse_host(name, _leaves(args) + _leaves(kwargs))
-            return _to_device_view(obj(*_unwrap(args), **_unwrap(kwargs)))
+            inputs = _unwrap(_leaves(args) + _leaves(kwargs))
+            result = obj(*_unwrap(args), **_unwrap(kwargs))
+            if name not in _ALLOCATIONS and _fresh(result, inputs):
+                if creation and not any(isinstance(x, ndarray) for x in _leaves(args)):
+                    COUNTS.transfers += 1  # xp.array(host data): a copy across, not a kernel
+                else:
+                    _launch()
+            return _to_device_view(result)
 
         device_function.__name__ = name
         return device_function
@@ -151,6 +289,7 @@ class RandomState:
         self._gen = np.random.default_rng(None if seed is None else int(seed))
 
     def random_sample(self, size=None, dtype=float):
+        _launch()
         return _to_device_view(self._gen.random(size, dtype=dtype))
 
 
@@ -166,15 +305,26 @@ class FakeCupy(_Namespace):
         self.random.RandomState = RandomState
         self.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 1),
                                           curand=types.SimpleNamespace(CURAND_RNG_PSEUDO_PHILOX4_32_10=161))
-        self.transfers = 0  # host -> device copies made through asarray, for tests that count them
+        self.counts = COUNTS
+
+    @property
+    def transfers(self):
+        """Host -> device copies made through asarray/array (process-wide, see ``Counts``)."""
+        return COUNTS.transfers
+
+    @transfers.setter
+    def transfers(self, value):
+        COUNTS.transfers = value
 
     def asarray(self, a, dtype=None):
         if isinstance(a, ndarray):
             return a if dtype is None else a.astype(dtype, copy=False)
-        self.transfers += 1
+        COUNTS.transfers += 1
         return np.array(a, dtype=dtype, copy=True).view(ndarray)
 
     def asnumpy(self, a):
+        if isinstance(a, ndarray):
+            _sync()
         return np.array(_host_view(a), copy=True)
 
     def get_array_module(self, *arrays):

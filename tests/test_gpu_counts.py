@@ -1,0 +1,78 @@
+"""Kernel launches and host synchronisations, counted by the fake CuPy (issue 23).
+
+First what the fake counts (one launch per device operation, none for views and allocations, one sync
+per value read by the host), then the training step of every model through the project's solvers
+(``benchmarks/gpu_counts.py`` prints the same counts as a table).
+"""
+import os
+import sys
+
+import numpy as np
+import pytest
+
+import fake_cupy
+from fake_cupy import FakeCupy
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+import gpu_counts  # noqa: E402
+
+
+@pytest.fixture
+def fake(monkeypatch):
+    xp = FakeCupy()
+    monkeypatch.setitem(sys.modules, "cupy", xp)
+    return xp
+
+
+def delta(fn):
+    """(launches, syncs) that ``fn()`` adds."""
+    before = fake_cupy.COUNTS.snapshot()
+    fn()
+    after = fake_cupy.COUNTS.snapshot()
+    return after["launches"] - before["launches"], after["syncs"] - before["syncs"]
+
+
+def test_launches_are_operations_not_views_or_allocations(fake):
+    a = fake.asarray(np.arange(12.0).reshape(3, 4))
+    b = fake.asarray(np.ones((3, 4)))
+    assert delta(lambda: a + b) == (1, 0)
+    assert delta(lambda: fake.exp(a)) == (1, 0)
+    assert delta(lambda: a.sum(axis=1)) == (1, 0)
+    assert delta(lambda: a.mean()) == (1, 0)          # one reduction kernel in CuPy (numpy: sum, divide)
+    assert delta(lambda: a @ b.T) == (1, 0)
+    assert delta(lambda: fake.zeros((2, 2))) == (1, 0)
+    assert delta(lambda: fake.concatenate([a, b])) == (1, 0)
+    assert delta(lambda: a.astype(np.float32)) == (1, 0)
+    assert delta(lambda: a[[0, 2]]) == (1, 0)         # a gather
+    assert delta(lambda: a[a > 3]) == (2, 0)          # the comparison, then the boolean gather
+    assert delta(lambda: fake.random.RandomState(0).random_sample((2,))) == (1, 0)
+
+    def setitem():
+        a[0, 1] = 5.0
+    assert delta(setitem) == (1, 0)
+    # views and allocations launch nothing
+    assert delta(lambda: (a[1:], a.T, a.reshape(4, 3), a[0, 1], a.astype(a.dtype, copy=False),
+                          fake.empty((5,)), fake.empty_like(a), fake.broadcast_to(a[0], (3, 4)))) == (0, 0)
+
+
+def test_syncs_are_reads_of_device_values(fake):
+    a = fake.asarray(np.arange(6.0))
+    assert delta(lambda: float(a[1])) == (0, 1)
+    assert delta(lambda: int(a[1])) == (0, 1)
+    assert delta(lambda: a.max().item()) == (1, 1)
+    assert delta(lambda: a.tolist()) == (0, 1)
+    assert delta(lambda: a.get()) == (0, 1)
+    assert delta(lambda: fake.asnumpy(a)) == (0, 1)
+    assert delta(lambda: bool((a > 2).any())) == (2, 1)  # an `if` on a device value waits for it
+    assert delta(lambda: "%f" % a[2]) == (0, 1)
+    assert delta(lambda: a.shape[0] + a.ndim + a.size) == (0, 0)  # metadata lives on the host
+    assert delta(lambda: fake.asnumpy(np.ones(2))) == (0, 0)     # a host array is not read from a device
+
+
+def test_every_model_trains_a_step_on_the_fake_and_the_table_shows_it(fake):
+    counts = {k: gpu_counts.count_step(k) for k in gpu_counts.MODELS}
+    text = gpu_counts.table(counts).splitlines()
+    assert len(text) == 1 + len(gpu_counts.MODELS)
+    for line, (kind, c) in zip(text[1:], counts.items()):
+        assert c["launches"] > 0 and c["transfers"] >= 2  # the minibatch crossed, the step ran
+        assert line.split() == [kind, str(c["launches"]), str(c["syncs"]), str(c["transfers"])]
