@@ -20,11 +20,16 @@ reads and writes contiguous memory, and form the weight gradients with one produ
 LSTM gates are ordered i, f, o, g along the 4H axis (cs231n's order; PyTorch uses i, f, g, o).
 The GRU follows ``torch.nn.GRU``: gates r, z, n along the 3H axis, a second bias ``bh`` on the hidden
 projection, and the reset gate applied to ``h Wh_n + bh_n``.
+
+Attention over R image regions (``attention_forward``, the attention LSTM ``lstm_attention_*``) is the
+last section: the LSTM above whose gates also read a context, a softmax-weighted sum of region vectors
+scored against the previous hidden state.
 """
 import numpy as np
 
 from cs231n import gpu_kernels
-from cs231n._validation import check_recurrent_args, expect_shape, float_array, index_array, same_device
+from cs231n._validation import (check_recurrent_args, expect_shape, float_array, gate_hint, index_array,
+                                same_device)
 from cs231n.backend import get_array_module
 
 
@@ -817,3 +822,315 @@ def _check_upstream(fn, name, d, shape, like=None):
     if like is not None:
         same_device(fn, ((name, d), ("the forward's cache", like)))
     return d
+
+
+# ----------------------------------------------------------------------------------------------------
+# Attention over image regions (SPEC §10): soft attention of Xu et al. 2015, as EECS 498-007 poses it
+# ----------------------------------------------------------------------------------------------------
+#
+# R is the number of image regions. A (N, R, H) holds the regions already projected to the hidden size.
+# Attention scores each region against a hidden state h: s = A h / sqrt(H) (N, R), weights w =
+# softmax(s) over R, context attn = sum_r w_r A_r (N, H). The attention LSTM is the LSTM above whose gate
+# pre-activations also read the context through their own weights: a = x Wx + h Wh + attn Wattn + b, with
+# attn recomputed from the previous h at every step and h0 = c0 = the mean of A over the regions.
+#
+# Backward through the softmax (one row of weights w, upstream dw): ds = w * (dw - sum(dw * w)).
+
+def attention_forward(prev_h, A):
+    """Scaled dot-product attention of one hidden state over R region vectors.
+
+    The minibatch size is N, the number of regions R and the hidden size H. Each region is scored
+    against the hidden state, ``scores = A prev_h / sqrt(H)``; the weights are the softmax of the scores
+    over the R regions, and the context is the weighted sum of the regions.
+
+    Inputs:
+    - prev_h: hidden state, of shape (N, H), floating.
+    - A: projected region features, of shape (N, R, H), R >= 1.
+
+    Returns a tuple of:
+    - attn: the context, of shape (N, H).
+    - cache: (prev_h, A, weights) with weights (N, R), the attention weights (each row sums to 1).
+    """
+    fn = "attention_forward"
+    prev_h = float_array(fn, "prev_h", prev_h, 2)
+    A = _check_regions(fn, A, prev_h.shape[0], prev_h.shape[1])
+    same_device(fn, (("prev_h", prev_h), ("A", A)))
+    xp = get_array_module(A)
+    N, R, H = A.shape
+    dtype = _result_dtype(prev_h, A)
+    weights = xp.empty((N, R), dtype=dtype)
+    _attention_weights(xp, A, prev_h, weights)
+    attn = (weights[:, None, :] @ A)[:, 0, :]       # (N, H), sum over regions of w_r A_r
+    return attn.astype(dtype, copy=False), (prev_h, A, weights)
+
+
+def attention_backward(dattn, cache):
+    """Backward pass of attention_forward.
+
+    Inputs:
+    - dattn: gradient of the context, of shape (N, H).
+    - cache: the cache from attention_forward.
+
+    Returns a tuple of:
+    - dprev_h: gradient of the hidden state, of shape (N, H).
+    - dA: gradient of the projected region features, of shape (N, R, H).
+    """
+    prev_h, A, weights = cache
+    N, R, H = A.shape
+    dattn = _check_upstream("attention_backward", "dattn", dattn, (N, H), like=weights)
+    dA = weights[:, :, None] * dattn[:, None, :]     # (N, R, H), through attn = sum_r w_r A_r
+    dscores = (A @ dattn[:, :, None])[:, :, 0]       # (N, R), gradient of the weights
+    _attention_weights_backward(weights, dscores, H)  # now of the products A prev_h
+    dprev_h = (dscores[:, None, :] @ A)[:, 0, :]     # (N, H), through scores = A prev_h / sqrt(H)
+    dA += dscores[:, :, None] * prev_h[:, None, :]
+    return dprev_h, dA
+
+
+def lstm_attention_step_forward(x, prev_h, prev_c, attn, Wx, Wh, Wattn, b):
+    """One timestep of an attention LSTM: the LSTM of lstm_step_forward whose gates also read a context.
+
+    The input has dimension D, the hidden state dimension H, and the minibatch size is N. The activation
+    ``a = x Wx + prev_h Wh + attn Wattn + b`` of shape (N, 4H) is split in the order i, f, o, g and used
+    as in lstm_step_forward. ``attn`` is usually ``attention_forward(prev_h, A)``'s context.
+
+    Inputs:
+    - x: input data, of shape (N, D), floating.
+    - prev_h: previous hidden state, of shape (N, H).
+    - prev_c: previous cell state, of shape (N, H).
+    - attn: the attention context, of shape (N, H).
+    - Wx: input-to-hidden weights, of shape (D, 4H).
+    - Wh: hidden-to-hidden weights, of shape (H, 4H).
+    - Wattn: context-to-hidden weights, of shape (H, 4H).
+    - b: biases, of shape (4H,).
+
+    Returns a tuple of:
+    - next_h: next hidden state, of shape (N, H).
+    - next_c: next cell state, of shape (N, H).
+    - cache: (x, prev_h, prev_c, attn, Wx, Wh, Wattn, gates, tanh_c) with gates the activated (N, 4H)
+      i, f, o, g and tanh_c (N, H) = tanh(next_c).
+    """
+    fn = "lstm_attention_step_forward"
+    x, prev_h, Wx, Wh, b = check_recurrent_args(fn, x, prev_h, Wx, Wh, b, 4, True)
+    N, H = prev_h.shape
+    prev_c = float_array(fn, "prev_c", prev_c, 2)
+    expect_shape(fn, "prev_c", prev_c, (("N", N), ("H", H)))
+    attn = float_array(fn, "attn", attn, 2)
+    expect_shape(fn, "attn", attn, (("N", N), ("H", H)))
+    Wattn = _check_wattn(fn, Wattn, H)
+    same_device(fn, (("x", x), ("prev_c", prev_c), ("attn", attn), ("Wattn", Wattn)))
+    xp = get_array_module(x)
+    dtype = _result_dtype(x, prev_h, prev_c, attn, Wx, Wh, Wattn, b)
+    gates = (x @ Wx + attn @ Wattn + b).astype(dtype, copy=False)   # (N, 4H)
+    next_c, tanh_c, next_h, ig = (xp.empty((N, H), dtype=dtype) for _ in range(4))
+    _lstm_step_gates(xp, gates, prev_h @ Wh, prev_c.astype(dtype, copy=False), next_c, tanh_c, next_h, ig)
+    return next_h, next_c, (x, prev_h, prev_c, attn, Wx, Wh, Wattn, gates, tanh_c)
+
+
+def lstm_attention_step_backward(dnext_h, dnext_c, cache):
+    """Backward pass for one timestep of an attention LSTM.
+
+    Inputs:
+    - dnext_h: gradient of the next hidden state, of shape (N, H).
+    - dnext_c: gradient of the next cell state, of shape (N, H).
+    - cache: the cache from lstm_attention_step_forward.
+
+    Returns a tuple of:
+    - dx: gradient of the input, of shape (N, D).
+    - dprev_h: gradient of the previous hidden state, of shape (N, H).
+    - dprev_c: gradient of the previous cell state, of shape (N, H).
+    - dattn: gradient of the context, of shape (N, H).
+    - dWx: gradient of the input-to-hidden weights, of shape (D, 4H).
+    - dWh: gradient of the hidden-to-hidden weights, of shape (H, 4H).
+    - dWattn: gradient of the context-to-hidden weights, of shape (H, 4H).
+    - db: gradient of the biases, of shape (4H,).
+    """
+    fn = "lstm_attention_step_backward"
+    x, prev_h, prev_c, attn, Wx, Wh, Wattn, gates, tanh_c = cache
+    N, H = tanh_c.shape
+    dnext_h = _check_upstream(fn, "dnext_h", dnext_h, (N, H), like=gates)
+    dnext_c = _check_upstream(fn, "dnext_c", dnext_c, (N, H), like=gates)
+    xp = get_array_module(gates)
+    dprev_c = dnext_c.astype(gates.dtype, copy=True)    # updated in place to the gradient of prev_c
+    da = xp.empty_like(gates)                            # (N, 4H), gradients of the gate pre-activations
+    dht, tmp = xp.empty((N, H), dtype=gates.dtype), xp.empty((N, H), dtype=gates.dtype)
+    no_later_steps = xp.zeros((N, H), dtype=gates.dtype)
+    _lstm_step_gates_backward(xp, gates, tanh_c, prev_c, dnext_h, no_later_steps, dprev_c, da, dht, tmp)
+    dx = da @ Wx.T              # through x Wx
+    dprev_h = da @ Wh.T         # through prev_h Wh
+    dattn = da @ Wattn.T        # through attn Wattn
+    dWx = x.T @ da
+    dWh = prev_h.T @ da
+    dWattn = attn.T @ da
+    db = da.sum(axis=0)
+    return dx, dprev_h, dprev_c, dattn, dWx, dWh, dWattn, db
+
+
+def lstm_attention_forward(x, A, Wx, Wh, Wattn, b):
+    """Run an attention LSTM over a whole sequence of T timesteps.
+
+    The input has dimension D, the hidden size is H, the minibatch size is N, the sequence length T and
+    the number of regions R. The initial hidden and cell states are both the mean of A over the regions;
+    at every step the context ``attention_forward(h_prev, A)`` enters the gates through Wattn (see
+    lstm_attention_step_forward).
+
+    The context's share of the gates, ``attn Wattn = sum_r w_r (A_r Wattn)``, is computed the cheaper way
+    for the sizes given: when R < T the regions are multiplied by Wattn once, (N, R, 4H), and each step
+    only weights them; otherwise each step multiplies its context by Wattn. Both give the same values.
+
+    Inputs:
+    - x: input data, of shape (N, T, D), floating.
+    - A: projected region features, of shape (N, R, H), R >= 1.
+    - Wx: input-to-hidden weights, of shape (D, 4H).
+    - Wh: hidden-to-hidden weights, of shape (H, 4H).
+    - Wattn: context-to-hidden weights, of shape (H, 4H).
+    - b: biases, of shape (4H,).
+
+    Returns a tuple of:
+    - h: hidden states for the whole sequence, of shape (N, T, H).
+    - cache: a tuple of time-major arrays for the backward pass; its element ``weights`` (index 6) holds
+      the attention weights of every step, of shape (T, N, R).
+    """
+    fn = "lstm_attention_forward"
+    x = float_array(fn, "x", x, 3)
+    N, T, D = x.shape
+    A = _check_regions(fn, A, N)
+    H = A.shape[2]
+    Wx, Wh, b = float_array(fn, "Wx", Wx, 2), float_array(fn, "Wh", Wh, 2), float_array(fn, "b", b, 1)
+    expect_shape(fn, "Wx", Wx, (("D", D), ("4H", 4 * H)), gate_hint(Wx, H, 4))
+    expect_shape(fn, "Wh", Wh, (("H", H), ("4H", 4 * H)), gate_hint(Wh, H, 4))
+    Wattn = _check_wattn(fn, Wattn, H)
+    expect_shape(fn, "b", b, (("4H", 4 * H),), gate_hint(b, H, 4))
+    same_device(fn, (("x", x), ("A", A), ("Wx", Wx), ("Wh", Wh), ("Wattn", Wattn), ("b", b)))
+    xp = get_array_module(x)
+    R = A.shape[1]
+    dtype = _result_dtype(x, A, Wx, Wh, Wattn, b)
+    A = A.astype(dtype, copy=False)
+    xt = xp.ascontiguousarray(x.transpose(1, 0, 2), dtype=dtype)   # (T, N, D)
+    gates = xp.empty((T, N, 4 * H), dtype=dtype)
+    # Input projection of all timesteps in one matrix product.
+    xp.matmul(xt.reshape(T * N, D), Wx, out=gates.reshape(T * N, 4 * H))
+    gates += b
+    hs = xp.empty((T + 1, N, H), dtype=dtype)     # hs[t + 1] is h after step t
+    cs = xp.empty((T + 1, N, H), dtype=dtype)
+    tanh_c = xp.empty((T, N, H), dtype=dtype)
+    weights = xp.empty((T, N, R), dtype=dtype)    # attention weights of every step
+    hs[0] = A.mean(axis=1)
+    cs[0] = hs[0]
+    regions_first = R < T
+    if regions_first:
+        AW = (A.reshape(N * R, H) @ Wattn).reshape(N, R, 4 * H)   # each region's share of the gates
+        ctx_in = AW
+    else:
+        attns = xp.empty((T, N, H), dtype=dtype)  # the context of every step
+        ctx_in = attns
+    ah = xp.empty((N, 4 * H), dtype=dtype)        # the step's h_prev Wh + attn Wattn
+    ctx = xp.empty((N, 4 * H), dtype=dtype)
+    ig = xp.empty((N, H), dtype=dtype)
+    for t in range(T):
+        _attention_weights(xp, A, hs[t], weights[t])
+        xp.matmul(hs[t], Wh, out=ah)
+        if regions_first:
+            xp.matmul(weights[t][:, None, :], AW, out=ctx[:, None, :])        # sum_r w_r A_r Wattn
+        else:
+            xp.matmul(weights[t][:, None, :], A, out=attns[t][:, None, :])    # attn = sum_r w_r A_r
+            xp.matmul(attns[t], Wattn, out=ctx)
+        ah += ctx
+        _lstm_step_gates(xp, gates[t], ah, cs[t], cs[t + 1], tanh_c[t], hs[t + 1], ig)
+    h = xp.ascontiguousarray(hs[1:].transpose(1, 0, 2))   # (N, T, H)
+    return h, (xt, A, hs, cs, gates, tanh_c, weights, ctx_in, regions_first, Wx, Wh, Wattn)
+
+
+def lstm_attention_backward(dh, cache):
+    """Backward pass of an attention LSTM over a whole sequence.
+
+    Inputs:
+    - dh: upstream gradients of every hidden state, of shape (N, T, H).
+    - cache: the cache from lstm_attention_forward.
+
+    Returns a tuple of:
+    - dx: gradient of the inputs, of shape (N, T, D).
+    - dA: gradient of the projected region features, of shape (N, R, H).
+    - dWx: gradient of the input-to-hidden weights, of shape (D, 4H).
+    - dWh: gradient of the hidden-to-hidden weights, of shape (H, 4H).
+    - dWattn: gradient of the context-to-hidden weights, of shape (H, 4H).
+    - db: gradient of the biases, of shape (4H,).
+    """
+    xt, A, hs, cs, gates, tanh_c, weights, ctx_in, regions_first, Wx, Wh, Wattn = cache
+    T, N, D = xt.shape
+    R, H = A.shape[1], A.shape[2]
+    dh = _check_upstream("lstm_attention_backward", "dh", dh, (N, T, H), like=hs)
+    xp = get_array_module(hs)
+    dtype = hs.dtype
+    da = xp.empty((T, N, 4 * H), dtype=dtype)         # gradients of the gate pre-activations, all steps
+    dscores = xp.empty((T, N, R), dtype=dtype)        # gradients of the attention scores, all steps
+    dprev_h = xp.zeros((N, H), dtype=dtype)
+    dc = xp.zeros((N, H), dtype=dtype)                # gradient flowing into the cell state
+    dht = xp.empty((N, H), dtype=dtype)
+    tmp = xp.empty((N, H), dtype=dtype)
+    WhT = xp.ascontiguousarray(Wh.T)
+    if not regions_first:
+        dattns = xp.empty((T, N, H), dtype=dtype)     # gradients of the contexts, all steps
+        WattnT = xp.ascontiguousarray(Wattn.T)
+    for t in reversed(range(T)):
+        _lstm_step_gates_backward(xp, gates[t], tanh_c[t], cs[t], dh[:, t, :], dprev_h, dc, da[t], dht, tmp)
+        # gradient of the weights, through the context's share of the gates
+        if regions_first:
+            xp.matmul(ctx_in, da[t][:, :, None], out=dscores[t][:, :, None])      # AW da
+        else:
+            xp.matmul(da[t], WattnT, out=dattns[t])                                # through attn Wattn
+            xp.matmul(A, dattns[t][:, :, None], out=dscores[t][:, :, None])       # through sum_r w_r A_r
+        _attention_weights_backward(weights[t], dscores[t], H)
+        dprev_h = da[t] @ WhT                          # through h_prev Wh
+        dprev_h += (dscores[t][:, None, :] @ A)[:, 0, :]   # through the scores A h_prev / sqrt(H)
+    da2 = da.reshape(T * N, 4 * H)
+    dx = (da2 @ Wx.T).reshape(T, N, D).transpose(1, 0, 2)
+    dWx = xt.reshape(T * N, D).T @ da2               # one product over all steps
+    dWh = hs[:-1].reshape(T * N, H).T @ da2
+    db = da2.sum(axis=0)
+    # dA, over all steps at once: through the scores, through the contexts, and through h0 = c0 = mean(A).
+    dA = dscores.transpose(1, 2, 0) @ hs[:-1].transpose(1, 0, 2)           # (N, R, T) (N, T, H)
+    w_nrt = weights.transpose(1, 2, 0)                                      # (N, R, T)
+    if regions_first:
+        dAW = w_nrt @ da.transpose(1, 0, 2)                                 # (N, R, 4H)
+        dA += (dAW.reshape(N * R, 4 * H) @ Wattn.T).reshape(N, R, H)
+        dWattn = A.reshape(N * R, H).T @ dAW.reshape(N * R, 4 * H)
+    else:
+        dA += w_nrt @ dattns.transpose(1, 0, 2)
+        dWattn = ctx_in.reshape(T * N, H).T @ da2
+    dprev_h += dc
+    dprev_h *= 1.0 / R
+    dA += dprev_h[:, None, :]
+    return xp.ascontiguousarray(dx), dA, dWx, dWh, dWattn, db
+
+
+def _attention_weights(xp, A, h, out):
+    """Write softmax over R of ``A h / sqrt(H)`` into ``out`` (N, R); A (N, R, H), h (N, H)."""
+    xp.matmul(A, h[:, :, None], out=out[:, :, None])
+    out *= 1.0 / np.sqrt(A.shape[2])
+    out -= out.max(axis=1, keepdims=True)
+    xp.exp(out, out=out)
+    out /= out.sum(axis=1, keepdims=True)
+
+
+def _attention_weights_backward(weights, d, H):
+    """Turn ``d`` (N, R), the gradient of the weights, into that of ``A h`` in place (softmax, 1/sqrt(H))."""
+    d -= (d * weights).sum(axis=1, keepdims=True)
+    d *= weights                                     # ds = w * (dw - sum(dw * w))
+    d *= 1.0 / np.sqrt(H)
+
+
+def _check_regions(fn, A, N, H=None):
+    """Check region features A (N, R, H) with R >= 1; N (and H, when given) come from prev_h or x."""
+    A = float_array(fn, "A", A, 3)
+    H = A.shape[2] if H is None else H
+    if A.shape[0] != N or A.shape[2] != H or A.shape[1] == 0:
+        source = "x" if fn == "lstm_attention_forward" else "prev_h"
+        raise ValueError(f"{fn}: A should have shape (N, R, H) = ({N}, R, {H}) with R >= 1 regions "
+                         f"(N from {source}), got {A.shape}")
+    return A
+
+
+def _check_wattn(fn, Wattn, H):
+    Wattn = float_array(fn, "Wattn", Wattn, 2)
+    expect_shape(fn, "Wattn", Wattn, (("H", H), ("4H", 4 * H)), gate_hint(Wattn, H, 4))
+    return Wattn
