@@ -54,6 +54,8 @@ class ClassificationSolver(Solver):
     - ``eval_batch_size`` (500): sentences per forward pass in the end-of-epoch evaluation.
     - ``num_train_eval`` (1000): training sentences scored after every epoch (a fixed subset drawn
       with ``np.random.default_rng(seed)``; 0 for none), to compare training and val accuracy.
+    - ``val_name`` ('val'): what the per-epoch lines call the val split (e.g. 'holdout' when it is
+      a held-out slice of train).
 
     A model with a ``np.random.Generator`` in ``model.rng`` (for dropout masks) has its state saved in
     checkpoints and restored on resume, so resumed runs with dropout are bit-exact too.
@@ -102,6 +104,7 @@ class ClassificationSolver(Solver):
             raise ValueError(f"class_weight must be one of {_CLASS_WEIGHTS}, got {self.class_weight!r}")
         self.eval_batch_size = kwargs.pop("eval_batch_size", 500)
         self.num_train_eval = kwargs.pop("num_train_eval", 1000)
+        self.val_name = str(kwargs.pop("val_name", "val"))
         for name in ("eval_batch_size", "num_train_eval"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (name == "eval_batch_size"):
@@ -182,8 +185,8 @@ class ClassificationSolver(Solver):
             line += ", train acc %.1f%% MCC %.3f" % (100 * entry["train_eval_accuracy"], entry["train_eval_mcc"])
         if "val_mcc" in entry:
             best = self._track_best(entry["val_mcc"])
-            line += ", val loss %.4f acc %.1f%% MCC %.3f (%.0f%% predicted acceptable)%s" % (
-                entry["val_loss"], 100 * entry["val_accuracy"], entry["val_mcc"],
+            line += ", %s loss %.4f acc %.1f%% MCC %.3f (%.0f%% predicted acceptable)%s" % (
+                self.val_name, entry["val_loss"], 100 * entry["val_accuracy"], entry["val_mcc"],
                 100 * entry["val_positive_rate"], "  *best" if best else "")
         self._log(line)
         return False
@@ -406,3 +409,211 @@ def train_sentence_classifier(data_dir, out_dir, kind="transformer", lr=None, ep
         print(f"trained in {seconds:.0f} s; wrote {out}/{MODEL_FILE}, {CHECKPOINT_FILE}, {HISTORY_FILE}, "
               f"{CURVES_FILE}, {SCORES_FILE}")
     return summary
+
+
+# ----------------------------------------------------------------------------------------------------
+# Honest selection: every choice on a held-out slice of train, the report sets scored once
+# ----------------------------------------------------------------------------------------------------
+
+# Regularisation strengths the n-gram logistic regression chooses from on the holdout (its features are
+# normalised per sentence, so useful strengths are small).
+NGRAM_REGS = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3)
+HONEST_KINDS = ("majority", "ngram") + tuple(MODEL_DEFAULTS)
+
+
+def holdout_split(num, fraction=0.1, seed=0):
+    """Split ``range(num)`` into a fitting part and a held-out part.
+
+    Inputs:
+    - num: number of training sentences (>= 2).
+    - fraction: share held out, in (0, 1); the holdout has ``round(fraction * num)`` sentences, at least
+      1 and at most num - 1.
+    - seed: seed of the permutation (``np.random.default_rng(seed)``).
+
+    Returns (fit_ids, holdout_ids): sorted int64 arrays, disjoint, together every index once.
+    """
+    if isinstance(num, bool) or not isinstance(num, (int, np.integer)) or num < 2:
+        raise ValueError(f"holdout_split: num must be an int >= 2, got {num!r}")
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction < 1:
+        raise ValueError(f"holdout_split: holdout must be a fraction in (0, 1), got {fraction!r}")
+    size = min(max(int(round(fraction * num)), 1), num - 1)
+    order = np.random.default_rng(seed).permutation(num)
+    return np.sort(order[size:]).astype(np.int64), np.sort(order[:size]).astype(np.int64)
+
+
+def choose_threshold(scores, labels):
+    """The logit threshold with the best MCC of ``scores >= threshold`` against ``labels``.
+
+    Candidates are 0 and the midpoints between consecutive distinct scores; ties go to the candidate
+    closest to 0 (the class-weighted models' natural threshold). Returns (threshold, mcc).
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = np.asarray(labels)
+    s = np.unique(scores)
+    candidates = np.concatenate([[0.0], (s[1:] + s[:-1]) / 2])
+    best = (-np.inf, 0.0)
+    for t in candidates[np.argsort(np.abs(candidates), kind="stable")]:
+        mcc = metrics.matthews_corrcoef(labels, (scores >= t).astype(np.int64))
+        if mcc > best[0]:
+            best = (mcc, float(t))
+    return best[1], best[0]
+
+
+class MajorityClassifier:
+    """Predicts the training majority label for every sentence (logit +-1), for tables."""
+
+    def __init__(self, labels):
+        self.label = int(np.mean(labels) >= 0.5)
+
+    def scores(self, inputs, batch_size=500):
+        return np.full(np.asarray(inputs).shape[0], 1.0 if self.label else -1.0)
+
+
+def _subset(data, ids, val_ids=None):
+    """A data dict for the solver: train = rows ``ids`` of train, val = rows ``val_ids`` (or none)."""
+    out = {k: data[k] for k in ("word_to_ix", "max_length")}
+    out["train_inxs"], out["train_labels"] = data["train_inxs"][ids], data["train_labels"][ids]
+    if val_ids is not None:
+        out["val_inxs"], out["val_labels"] = data["train_inxs"][val_ids], data["train_labels"][val_ids]
+    return out
+
+
+def _mcc_at(model, inputs, labels, threshold=0.0):
+    z = np.asarray(to_host(model.scores(inputs)), dtype=np.float64)
+    return metrics.matthews_corrcoef(labels, (z >= threshold).astype(np.int64))
+
+
+def to_host(array):
+    from cs231n.backend import to_numpy
+    return to_numpy(array)
+
+
+def select_on_holdout(kind, data, holdout=0.1, seed=0, refit=False, candidates=None, class_weight="balanced",
+                      tune_threshold=False, model_options=None, lr=None, epochs=None, batch_size=None,
+                      lr_decay=None, device="cpu", verbose=True, log=print):
+    """Train a classifier choosing everything on a held-out slice of train; the report sets are not read.
+
+    Inputs:
+    - kind: 'majority', 'ngram' (:class:`cs231n.classifiers.ngram.NgramClassifier`, its ``reg`` chosen
+      from :data:`NGRAM_REGS`) or a kind of :data:`MODEL_DEFAULTS` (its epoch chosen).
+    - data: a data dict (:func:`cs231n.cola_tsv.load_classification_data`); only its train split is used.
+    - holdout: the share of train held out (:func:`holdout_split` with ``seed``).
+    - refit: after choosing, train a fresh model on all of train with the chosen options (for the
+      solver's models: for the chosen number of epochs) instead of keeping the model fit without the
+      holdout.
+    - candidates: list of dicts of options to choose between (for 'ngram' model options such as
+      ``{'reg': 1e-4}``; for the solver's models any of 'lr', 'epochs', 'batch_size', 'lr_decay' and
+      model constructor options); None: the defaults (for 'ngram' one per NGRAM_REGS).
+    - class_weight: None or 'balanced'.
+    - tune_threshold: also choose the logit threshold on the holdout (:func:`choose_threshold`); else 0.
+    - model_options, lr, epochs, batch_size, lr_decay: the defaults every candidate starts from.
+    - device: where the solver's models train.
+
+    Returns a dict: 'model' (the final model, with ``scores``), 'threshold', 'chosen' (the options,
+    'epoch' for the solver's models), 'holdout_mcc' (of the chosen candidate, at its threshold),
+    'selection' (one entry per candidate: options, epoch, holdout MCC), 'refit' (bool), 'num_fit',
+    'num_holdout', 'train_seconds' and 'history' (per-epoch entries of the chosen candidate).
+    """
+    if kind not in HONEST_KINDS:
+        raise ValueError(f"kind must be one of {HONEST_KINDS}, got {kind!r}")
+    t0 = time.perf_counter()
+    X, y = data["train_inxs"], data["train_labels"]
+    fit_ids, hold_ids = holdout_split(X.shape[0], holdout, seed)
+    result = {"refit": bool(refit), "num_fit": int(fit_ids.size), "num_holdout": int(hold_ids.size),
+              "selection": [], "history": []}
+    if kind == "majority":
+        model = MajorityClassifier(y if refit else y[fit_ids])
+        result.update(model=model, threshold=0.0, chosen={}, holdout_mcc=_mcc_at(model, X[hold_ids], y[hold_ids]),
+                      train_seconds=time.perf_counter() - t0)
+        return result
+    best = None
+    if kind == "ngram":
+        from cs231n.classifiers.ngram import NgramClassifier
+
+        base = dict(model_options or {})
+        for cand in candidates or [{"reg": r} for r in NGRAM_REGS]:
+            options = dict(base, **cand)
+            model = NgramClassifier(data["word_to_ix"], max_length=data["max_length"], **options)
+            model.fit(X[fit_ids], y[fit_ids], class_weight=class_weight)
+            entry = _score_candidate(model, X[hold_ids], y[hold_ids], tune_threshold, options, None)
+            result["selection"].append({k: v for k, v in entry.items() if k != "model"})
+            if verbose:
+                log("  holdout MCC %.3f (threshold %.2f) for %s" % (entry["holdout_mcc"], entry["threshold"], options))
+            if best is None or entry["holdout_mcc"] > best["holdout_mcc"]:
+                best = entry
+        model = best["model"]
+        if refit:
+            model = NgramClassifier(data["word_to_ix"], max_length=data["max_length"], **best["options"])
+            model.fit(X, y, class_weight=class_weight)
+    else:
+        d = MODEL_DEFAULTS[kind]
+        base = {"lr": d["lr"] if lr is None else lr, "epochs": d["epochs"] if epochs is None else epochs,
+                "batch_size": d["batch_size"] if batch_size is None else batch_size,
+                "lr_decay": d["lr_decay"] if lr_decay is None else lr_decay}
+        for cand in candidates or [{}]:
+            options = dict(base, **(model_options or {}))
+            options.update(cand)
+            solver_opts = {k: options.pop(k) for k in ("lr", "epochs", "batch_size", "lr_decay")}
+            model = build_classifier(kind, data, seed=seed, **options).to(device)
+            solver = ClassificationSolver(model, _subset(data, fit_ids, hold_ids), update_rule="adam",
+                                          optim_config={"learning_rate": solver_opts["lr"]},
+                                          lr_decay=solver_opts["lr_decay"], batch_size=solver_opts["batch_size"],
+                                          num_epochs=solver_opts["epochs"], seed=seed, class_weight=class_weight,
+                                          num_train_eval=0, val_name="holdout", verbose=verbose,
+                                          print_every=10 ** 9,
+                                          progress="lines")
+            solver.train()
+            model.params.update(solver.best_params)
+            epoch = int(max(solver.val_history, key=lambda e: e["val_mcc"])["epoch"])  # first best wins
+            entry = _score_candidate(model, X[hold_ids], y[hold_ids], tune_threshold, dict(options, **solver_opts),
+                                     epoch)
+            entry["history"] = solver.val_history
+            result["selection"].append({k: v for k, v in entry.items() if k not in ("model", "history")})
+            if verbose:
+                log("  holdout MCC %.3f (threshold %.2f) at epoch %d of %s" % (
+                    entry["holdout_mcc"], entry["threshold"], epoch, entry["options"]))
+            if best is None or entry["holdout_mcc"] > best["holdout_mcc"]:
+                best = entry
+        model = best["model"]
+        result["history"] = best["history"]
+        if refit:
+            options = dict(best["options"])
+            solver_opts = {k: options.pop(k) for k in ("lr", "epochs", "batch_size", "lr_decay")}
+            model = build_classifier(kind, data, seed=seed, **options).to(device)
+            ClassificationSolver(model, _subset(data, np.arange(X.shape[0])), update_rule="adam",
+                                 optim_config={"learning_rate": solver_opts["lr"]}, lr_decay=solver_opts["lr_decay"],
+                                 batch_size=solver_opts["batch_size"], num_epochs=best["epoch"], seed=seed,
+                                 class_weight=class_weight, num_train_eval=0, verbose=False,
+                                 progress="lines").train()
+    chosen = dict(best["options"])
+    if best["epoch"] is not None:
+        chosen["epoch"] = best["epoch"]
+    result.update(model=model, threshold=best["threshold"], chosen=chosen, holdout_mcc=best["holdout_mcc"],
+                  train_seconds=time.perf_counter() - t0)
+    return result
+
+
+def _score_candidate(model, inputs, labels, tune_threshold, options, epoch):
+    z = np.asarray(to_host(model.scores(inputs)), dtype=np.float64)
+    if tune_threshold:
+        threshold, mcc = choose_threshold(z, labels)
+    else:
+        threshold, mcc = 0.0, metrics.matthews_corrcoef(labels, (z >= 0).astype(np.int64))
+    return {"model": model, "options": options, "epoch": epoch, "threshold": threshold, "holdout_mcc": mcc}
+
+
+def report_scores(model, data, threshold=0.0, num_samples=1000, seed=0):
+    """Scores of ``model`` on every report set of ``data['eval_sets']`` (each read once), with bootstrap
+    95% intervals: dict set name -> :func:`cs231n.metrics.scores_with_intervals`."""
+    out = {}
+    for name, ev in data["eval_sets"].items():
+        z = np.asarray(to_host(model.scores(ev["inxs"])), dtype=np.float64)
+        out[name] = metrics.scores_with_intervals(ev["labels"], (z >= threshold).astype(np.int64),
+                                                  num_samples=num_samples, seed=seed)
+    return out
+
+
+def format_score(s):
+    """'MCC 0.123 [0.050, 0.190], accuracy 0.650 [0.610, 0.690]' for one set's scores."""
+    return "MCC %.3f [%.3f, %.3f], accuracy %.3f [%.3f, %.3f]" % (
+        s["mcc"], s["mcc_ci"][0], s["mcc_ci"][1], s["accuracy"], s["accuracy_ci"][0], s["accuracy_ci"][1])

@@ -456,3 +456,54 @@ def matthews_corrcoef(y_true, y_pred):
     if denominator == 0:
         return 0.0
     return float((tp * tn - fp * fn) / math.sqrt(denominator))
+
+
+def _mcc_from_counts(tn, fp, fn, tp):
+    """MCC of arrays of confusion counts (float64), 0 where a factor of the denominator is 0."""
+    denominator = (tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)
+    safe = np.where(denominator > 0, denominator, 1.0)
+    return np.where(denominator > 0, (tp * tn - fp * fn) / np.sqrt(safe), 0.0)
+
+
+def bootstrap_intervals(y_true, y_pred, num_samples=1000, level=0.95, seed=0):
+    """Percentile bootstrap intervals of accuracy and MCC.
+
+    The N (true, predicted) pairs are resampled with replacement ``num_samples`` times
+    (``np.random.default_rng(seed)``); each interval runs from the ``(1 - level) / 2`` to the
+    ``(1 + level) / 2`` quantile of the resampled scores (numpy's default linear interpolation).
+
+    Inputs:
+    - y_true, y_pred: (N,) labels in {0, 1}.
+    - num_samples: int >= 1. level: in (0, 1). seed: seed of the resampling.
+
+    Returns a dict with 'accuracy' and 'mcc': each a [low, high] list of floats.
+    """
+    fn = "bootstrap_intervals"
+    y_true, y_pred = _binary_pair(fn, y_true, y_pred)
+    if isinstance(num_samples, bool) or not isinstance(num_samples, (int, np.integer)) or num_samples < 1:
+        raise ValueError(f"{fn}: num_samples must be an int >= 1, got {num_samples!r}")
+    if not 0 < level < 1:
+        raise ValueError(f"{fn}: level must be in (0, 1), got {level!r}")
+    N = y_true.shape[0]
+    rng = np.random.default_rng(seed)
+    pair = 2 * y_true + y_pred                                           # (N,) 0=TN 1=FP 2=FN 3=TP
+    counts = np.empty((num_samples, 4))
+    for lo in range(0, num_samples, 100):                                # (100, N) draws at a time
+        idx = rng.integers(0, N, size=(min(100, num_samples - lo), N))
+        drawn = pair[idx]
+        counts[lo:lo + idx.shape[0]] = np.stack([(drawn == k).sum(axis=1) for k in range(4)], axis=1)
+    tn, fp, fn_, tp = counts.T
+    q = [(1 - level) / 2, (1 + level) / 2]
+    return {"accuracy": np.quantile((tn + tp) / N, q).tolist(),
+            "mcc": np.quantile(_mcc_from_counts(tn, fp, fn_, tp), q).tolist()}
+
+
+def scores_with_intervals(y_true, y_pred, num_samples=1000, level=0.95, seed=0):
+    """Accuracy, MCC, their bootstrap intervals (:func:`bootstrap_intervals`), the confusion matrix,
+    the share predicted positive and N, as a JSON-ready dict: 'accuracy', 'mcc', 'accuracy_ci',
+    'mcc_ci', 'confusion', 'positive_rate', 'num'."""
+    intervals = bootstrap_intervals(y_true, y_pred, num_samples, level, seed)
+    return {"accuracy": accuracy(y_true, y_pred), "mcc": matthews_corrcoef(y_true, y_pred),
+            "accuracy_ci": intervals["accuracy"], "mcc_ci": intervals["mcc"],
+            "confusion": binary_confusion_matrix(y_true, y_pred).tolist(),
+            "positive_rate": float(np.mean(y_pred)), "num": int(len(y_pred))}

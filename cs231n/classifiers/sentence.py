@@ -276,6 +276,8 @@ def load_sentence_classifier(path):
     kind = meta.get("kind")
     if kind == "ClassificationTransformer":
         import cs231n.classifiers.classification_transformer  # noqa: F401  (registers the class)
+    if kind == "NgramClassifier":
+        import cs231n.classifiers.ngram  # noqa: F401  (registers the class)
     if kind not in _KINDS:
         raise ValueError(f"{fn}: {path} holds an unknown kind of model {kind!r}; known: {sorted(_KINDS)}")
     config = meta.get("config")

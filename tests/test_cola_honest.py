@@ -1,0 +1,115 @@
+"""Tests of honest selection and reporting: the holdout split, the bootstrap intervals (against exact
+binomial quantiles), the threshold choice (against a brute-force search), and select_on_holdout.
+"""
+import math
+
+import numpy as np
+import pytest
+
+from cola_fixtures import make_split, word_to_ix
+from cs231n.classification_solver import (NGRAM_REGS, choose_threshold, holdout_split, report_scores,
+                                          select_on_holdout)
+from cs231n.metrics import bootstrap_intervals, matthews_corrcoef, scores_with_intervals
+
+
+def test_holdout_split_deterministic_disjoint_complete():
+    fit, hold = holdout_split(1000, 0.1, seed=3)
+    fit2, hold2 = holdout_split(1000, 0.1, seed=3)
+    np.testing.assert_array_equal(fit, fit2)
+    np.testing.assert_array_equal(hold, hold2)
+    assert hold.size == 100 and fit.size == 900
+    assert not set(fit) & set(hold)
+    assert sorted(set(fit) | set(hold)) == list(range(1000))
+    assert np.all(np.diff(hold) > 0)
+    _, other = holdout_split(1000, 0.1, seed=4)
+    assert set(other) != set(hold)
+    assert holdout_split(3, 0.01)[1].size == 1 and holdout_split(3, 0.99)[1].size == 2
+    for bad in (0, 1, 1.5, -0.1):
+        with pytest.raises(ValueError, match="holdout"):
+            holdout_split(10, bad)
+
+
+def _binomial_quantile(n, p, q):
+    """Smallest k with P(Binomial(n, p) <= k) >= q, summed exactly."""
+    total = 0.0
+    for k in range(n + 1):
+        total += math.comb(n, k) * p ** k * (1 - p) ** (n - k)
+        if total >= q:
+            return k
+    return n
+
+
+def test_bootstrap_accuracy_matches_binomial_quantiles():
+    # Resampling N pairs of which a share p are right makes the accuracy Binomial(N, p) / N.
+    n, right = 200, 150
+    y_true = np.ones(n, dtype=np.int64)
+    y_pred = np.r_[np.ones(right), np.zeros(n - right)].astype(np.int64)
+    low, high = bootstrap_intervals(y_true, y_pred, num_samples=20000, seed=0)["accuracy"]
+    assert low == pytest.approx(_binomial_quantile(n, 0.75, 0.025) / n, abs=1.5 / n)
+    assert high == pytest.approx(_binomial_quantile(n, 0.75, 0.975) / n, abs=1.5 / n)
+
+
+def test_bootstrap_mcc_known_cases():
+    y = np.r_[np.zeros(50), np.ones(50)].astype(np.int64)
+    assert bootstrap_intervals(y, y)["mcc"] == [1.0, 1.0]
+    assert bootstrap_intervals(y, 1 - y)["mcc"] == [-1.0, -1.0]
+    assert bootstrap_intervals(y, np.ones_like(y))["mcc"] == [0.0, 0.0]   # a constant answer
+    rng = np.random.default_rng(0)
+    noisy = np.where(rng.random(100) < 0.8, y, 1 - y)
+    s = scores_with_intervals(y, noisy, seed=1)
+    assert s["mcc"] == matthews_corrcoef(y, noisy)
+    assert s["mcc_ci"][0] < s["mcc"] < s["mcc_ci"][1]
+    assert s == scores_with_intervals(y, noisy, seed=1)                   # seeded
+    with pytest.raises(ValueError, match="level"):
+        bootstrap_intervals(y, y, level=1.0)
+
+
+def test_choose_threshold_beats_every_grid_threshold():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 60)
+    scores = labels + rng.standard_normal(60) - 0.7
+    t, mcc = choose_threshold(scores, labels)
+    assert mcc == matthews_corrcoef(labels, (scores >= t).astype(np.int64))
+    grid = np.linspace(scores.min() - 1, scores.max() + 1, 2001)
+    assert mcc >= max(matthews_corrcoef(labels, (scores >= g).astype(np.int64)) for g in grid) - 1e-12
+    assert choose_threshold(np.array([-1.0, 1.0]), np.array([0, 1]))[0] == 0.0  # ties go to 0
+
+
+def _data(num_train=200):
+    inputs, labels = make_split(num_train, 0)
+    val, val_labels = make_split(50, 1)
+    return {"word_to_ix": word_to_ix(), "max_length": 10, "train_inxs": inputs, "train_labels": labels,
+            "eval_sets": {"dev": {"inxs": val, "labels": val_labels}}}
+
+
+def test_select_on_holdout_ngram_chooses_on_holdout_only():
+    data = _data()
+    result = select_on_holdout("ngram", data, verbose=False, seed=1)
+    assert result["chosen"]["reg"] in NGRAM_REGS
+    assert [e["options"]["reg"] for e in result["selection"]] == list(NGRAM_REGS)
+    assert result["holdout_mcc"] == max(e["holdout_mcc"] for e in result["selection"])
+    assert result["num_holdout"] == 20 and result["num_fit"] == 180 and not result["refit"]
+    scores = report_scores(result["model"], data)
+    assert scores["dev"]["mcc"] > 0.8 and len(scores["dev"]["mcc_ci"]) == 2
+    # Changing the report set changes nothing of the selection: it is never read.
+    flipped = dict(data, eval_sets={"dev": {"inxs": data["eval_sets"]["dev"]["inxs"],
+                                            "labels": 1 - data["eval_sets"]["dev"]["labels"]}})
+    again = select_on_holdout("ngram", flipped, verbose=False, seed=1)
+    assert again["chosen"] == result["chosen"] and again["holdout_mcc"] == result["holdout_mcc"]
+
+
+def test_select_on_holdout_epoch_and_refit():
+    data = _data(120)
+    cands = [{"lr": 0.05}, {"lr": 0.001}]
+    result = select_on_holdout("bow", data, candidates=cands, epochs=3, verbose=False, tune_threshold=True)
+    best = max(result["selection"], key=lambda e: e["holdout_mcc"])
+    assert result["chosen"]["lr"] == best["options"]["lr"]
+    assert 1 <= result["chosen"]["epoch"] <= 3 == len(result["history"])
+    refit = select_on_holdout("bow", data, candidates=cands, epochs=3, verbose=False, refit=True,
+                              tune_threshold=True)
+    assert refit["refit"] and refit["chosen"] == result["chosen"]
+    assert not np.array_equal(refit["model"].params["W"], result["model"].params["W"])
+    majority = select_on_holdout("majority", data)
+    assert report_scores(majority["model"], data)["dev"]["mcc"] == 0.0
+    with pytest.raises(ValueError, match="kind"):
+        select_on_holdout("svm", data)
