@@ -6,9 +6,15 @@ plus the object count and the layout, a multinomial logistic regression (numpy, 
 shapes dataset and scored on its val images. A decoder reads the same features through one linear map
 (``W_proj``), so a fact that a linear probe cannot tell apart is one the captions will get wrong.
 
-    python benchmarks/probe_shapes_features.py [--data-dir datasets/shapes] [--raw]
+    python benchmarks/probe_shapes_features.py [--data-dir datasets/shapes] [--raw | --regions]
 
 ``--raw`` probes the raw 4096 features instead of the 512 PCA features. Prints one table.
+
+``--regions`` asks what ONE region tells, which is what a model that attends reads: for every object,
+a probe sees only the region that should hold it and reads the object's shape, color, size and its
+place in reading order (first, second, third), for three kinds of regions: the dataset's regions
+(``*_regions.h5``: the object's slot), the same without their last 8 values (which region, its box),
+and a 4x4 grid over the whole-image view (the cell holding the object's center; 64 raw values).
 """
 import argparse
 import json
@@ -49,9 +55,13 @@ def fit_softmax(X, y, num_classes, steps=300, lr=0.05, reg=1e-3):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir")
-    parser.add_argument("--raw", action="store_true", help="probe the raw 4096 features")
+    kind = parser.add_mutually_exclusive_group()
+    kind.add_argument("--raw", action="store_true", help="probe the raw 4096 features")
+    kind.add_argument("--regions", action="store_true", help="probe one region at a time (see above)")
     a = parser.parse_args()
     base = Path(a.data_dir) if a.data_dir else ensure_shapes_dataset()
+    if a.regions:
+        return probe_regions(base)
     scenes = json.loads((base / "shapes_scenes.json").read_text())
     suffix = "vgg16_fc7.h5" if a.raw else "vgg16_fc7_pca.h5"
     feats = {}
@@ -76,6 +86,46 @@ def main():
         W, b = fit_softmax(X["train"][keep["train"]], y["train"][keep["train"]], num_classes)
         acc = {s: float(((X[s][keep[s]] @ W + b).argmax(1) == y[s][keep[s]]).mean()) for s in y}
         print(f"{name:18} {num_classes:7d} {acc['train']:9.1%} {acc['val']:8.1%} {int(keep['val'].sum()):6d}")
+    print(f"({time.time() - t0:.0f} s)")
+
+
+def probe_regions(base):
+    """The --regions table: facts of each object read from the one region that holds it."""
+    scenes = json.loads((base / "shapes_scenes.json").read_text())
+    regions, grid = {}, {}
+    for split in ("train", "val"):
+        with h5py.File(base / f"{split}2014_regions.h5", "r") as f:
+            regions[split] = np.asarray(f["features"], dtype=np.float64)  # (M, R, D)
+        with h5py.File(base / f"{split}2014_vgg16_fc7.h5", "r") as f:
+            whole = np.asarray(f["features"][:, :1024], dtype=np.float64)  # view 0: (M, 4 channels x 16 x 16)
+        cells = whole.reshape(-1, 4, 4, 4, 4, 4)  # (M, channel, grid y, cell y, grid x, cell x)
+        grid[split] = cells.transpose(0, 2, 4, 1, 3, 5).reshape(-1, 16, 64)  # (M, 16 cells, 64) row-major
+    kinds = {
+        "object's slot": (regions, lambda obj, k: 1 + k),
+        "slot, no which/box": ({s: r[:, :, :-8] for s, r in regions.items()}, lambda obj, k: 1 + k),
+        "4x4 grid cell": (grid, lambda obj, k: min(int(obj["y"] * 4), 3) * 4 + min(int(obj["x"] * 4), 3)),
+    }
+    facts = (("shape", SHAPES), ("color", list(COLORS)), ("size", OBJECT_SIZES), ("order", (0, 1, 2)))
+    print(f"linear probes of one region on {base} (val accuracy; the region that holds each object)")
+    print(f"{'region':20} {'D':>4} " + " ".join(f"{f:>7}" for f, _ in facts))
+    t0 = time.time()
+    for name, (feats, where) in kinds.items():
+        rows = {}
+        for split in ("train", "val"):
+            X, y = [], {f: [] for f, _ in facts}
+            for i, sc in enumerate(scenes[split]):
+                for k, obj in enumerate(sc["objects"]):
+                    X.append(feats[split][i, where(obj, k)])
+                    for fact, names in facts:
+                        y[fact].append(k if fact == "order" else names.index(obj[fact]))
+            rows[split] = (np.array(X), {f: np.array(v) for f, v in y.items()})
+        mu, sd = rows["train"][0].mean(0), rows["train"][0].std(0) + 1e-6
+        X = {s: (rows[s][0] - mu) / sd for s in rows}
+        accs = []
+        for fact, names in facts:
+            W, b = fit_softmax(X["train"], rows["train"][1][fact], len(names))
+            accs.append(float(((X["val"] @ W + b).argmax(1) == rows["val"][1][fact]).mean()))
+        print(f"{name:20} {X['val'].shape[1]:4d} " + " ".join(f"{v:7.1%}" for v in accs))
     print(f"({time.time() - t0:.0f} s)")
 
 

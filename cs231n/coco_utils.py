@@ -10,6 +10,11 @@ The on-disk format (SPEC section 5), all in one directory:
 - ``coco2014_vocab.json``: ``{"idx_to_word": [...], "word_to_idx": {...}}``, indices 0..3 being
   ``<NULL> <START> <END> <UNK>``.
 - ``train2014_urls.txt``, ``val2014_urls.txt``: one image URL per line, line i for image i.
+- optional, for the models that attend over image regions (SPEC section 10): ``train2014_regions.h5``,
+  ``val2014_regions.h5``: dataset ``features`` (num_images, R, D) float32 in the same image order, an
+  optional dataset ``boxes`` (num_images, R, 4) float32 (x0, y0, x1, y1 as fractions of the image, for
+  drawing) and, when the regions are a row-major grid, an attribute ``grid`` = (h, w). Loaded only with
+  ``load_coco_data(..., regions=True)``; written by :func:`write_regions`.
 
 The real release comes from ``python -m cs231n download coco``; the synthetic shapes dataset
 (:mod:`cs231n.data.shapes`) is written in the same format and loads with the same function.
@@ -79,6 +84,76 @@ def features_file(split, pca_features):
     return f"{split}2014_vgg16_fc7{'_pca' if pca_features else ''}.h5"
 
 
+def regions_file(split):
+    """Name of the region-features file of one split, e.g. ``train2014_regions.h5`` (SPEC section 10)."""
+    return f"{split}2014_regions.h5"
+
+
+def write_regions(path, features, boxes=None, grid=None):
+    """Write a region-features file (SPEC section 10): ``features``, optional ``boxes``, attribute ``grid``.
+
+    Copied in chunks of images, so a memory-mapped ``.npy`` or an h5py dataset larger than memory works.
+
+    Inputs:
+    - path: the file to write (usually ``<dir>/`` + :func:`regions_file`).
+    - features: array-like of shape (M, R, D), one row per image in the split's order, or a grid of
+      shape (M, D, h, w) (channels first, as a CNN gives it), stored as R = h * w regions, row-major.
+    - boxes: None, or an array of shape (M, R, 4): each region's (x0, y0, x1, y1) as fractions of the
+      image. For a grid, None stores the grid cells' boxes.
+    - grid: None, or (h, w) when the (M, R, D) regions are a row-major h x w grid (R = h * w).
+
+    Raises ValueError for other shapes, non-finite values or boxes outside [0, 1].
+    """
+    fn = "write_regions"
+    shape = tuple(getattr(features, "shape", np.shape(features)))
+    dtype = np.dtype(getattr(features, "dtype", np.asarray(features).dtype))
+    if dtype.kind not in "fiu":
+        raise ValueError(f"{fn}: features must hold real numbers, got dtype {dtype}")
+    if len(shape) == 4:
+        M, D, h, w = shape
+        if grid is not None and tuple(grid) != (h, w):
+            raise ValueError(f"{fn}: grid {tuple(grid)} disagrees with the grid features' (h, w) = {(h, w)}")
+        grid = (h, w)
+        R = h * w
+        if boxes is None:
+            boxes = np.broadcast_to(grid_boxes(h, w), (M, R, 4))
+    elif len(shape) == 3:
+        M, R, D = shape
+    else:
+        raise ValueError(f"{fn}: features must have shape (M, R, D), or (M, D, h, w) for a grid, got {shape}")
+    if R < 1 or D < 1:
+        raise ValueError(f"{fn}: features must have at least one region and one value, got {shape}")
+    if grid is not None and (len(tuple(grid)) != 2 or min(grid) < 1 or int(grid[0]) * int(grid[1]) != R):
+        raise ValueError(f"{fn}: grid must be (h, w) with h * w = R = {R}, got {grid!r}")
+    if boxes is not None:
+        boxes = np.asarray(boxes, dtype=np.float32)
+        if boxes.shape != (M, R, 4):
+            raise ValueError(f"{fn}: boxes should have shape (M, R, 4) = {(M, R, 4)}, got {boxes.shape}")
+        if not (np.isfinite(boxes).all() and boxes.min(initial=0) >= 0 and boxes.max(initial=0) <= 1):
+            raise ValueError(f"{fn}: boxes must be fractions of the image, in [0, 1]")
+    rows = max(1, _FINITE_CHECK_ROWS * 512 // (R * D))  # images per chunk: about 16 MB of float32
+    with h5py.File(path, "w") as f:
+        out = f.create_dataset("features", shape=(M, R, D), dtype=np.float32)
+        for lo in range(0, M, rows):
+            chunk = np.asarray(features[lo:lo + rows], dtype=np.float32)
+            if chunk.ndim == 4:
+                chunk = chunk.reshape(chunk.shape[0], D, R).transpose(0, 2, 1)  # (m, h*w, D), row-major cells
+            if not np.isfinite(chunk).all():
+                raise ValueError(f"{fn}: features hold NaN or inf (first at image "
+                                 f"{lo + int(np.argwhere(~np.isfinite(chunk))[0][0])})")
+            out[lo:lo + chunk.shape[0]] = chunk
+        if boxes is not None:
+            f.create_dataset("boxes", data=np.ascontiguousarray(boxes))
+        if grid is not None:
+            f.attrs["grid"] = np.asarray(grid, dtype=np.int64)
+
+
+def grid_boxes(h, w):
+    """The boxes (x0, y0, x1, y1, fractions of the image) of a row-major h x w grid: shape (h * w, 4)."""
+    ys, xs = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")  # (h, w) each
+    return np.stack([xs / w, ys / h, (xs + 1) / w, (ys + 1) / h], axis=-1).reshape(h * w, 4).astype(np.float32)
+
+
 def urls_file(split):
     """Name of the image-URL list of one split, e.g. ``train2014_urls.txt``."""
     return f"{split}2014_urls.txt"
@@ -143,7 +218,7 @@ def find_coco_dir(pca_features=True, verbose=True):
         f"Pass base_dir=<dataset directory>{hint}.\n" + _HOW_TO_GET_DATA)
 
 
-def load_coco_data(base_dir=None, max_train=None, pca_features=True):
+def load_coco_data(base_dir=None, max_train=None, pca_features=True, regions=False):
     """Load the captioning dataset into a dict of arrays.
 
     Inputs:
@@ -157,17 +232,24 @@ def load_coco_data(base_dir=None, max_train=None, pca_features=True):
       ``np.random.randint`` (seed ``np.random`` for reproducibility); the images are untouched.
     - pca_features: load the 512 PCA features (``*_vgg16_fc7_pca.h5``) if True, else the raw 4096
       fc7 features (``*_vgg16_fc7.h5``).
+    - regions: also load the region features (``*_regions.h5``, SPEC section 10). Without it the dict is
+      exactly the classic one.
 
     Returns a dict with:
     - train_captions: (N, T) int32; train_image_idxs: (N,) int32; val_captions, val_image_idxs likewise
     - train_features: (num_train_images, D) float32; val_features likewise (D = 512 or 4096)
     - idx_to_word: list of V words; word_to_idx: dict word -> index
     - train_urls, val_urls: numpy arrays of str, one per image
+    - with regions: train_regions (num_train_images, R, D) float32, val_regions likewise; and, when the
+      files hold boxes, train_region_boxes (num_train_images, R, 4), val_region_boxes; and when they are
+      a grid, region_grid (h, w), a tuple
 
     Raises FileNotFoundError (listing every missing file, every directory looked at and the commands that
     make a dataset) when the directory is missing or partial or none is found, and ValueError when what is loaded is inconsistent: caption values
     outside the vocabulary, image indices outside the features, non-finite features, bad vocabulary.
     """
+    if not isinstance(regions, bool):
+        raise TypeError(f"load_coco_data: regions must be True or False, got {regions!r}")
     if base_dir is None:
         base_dir = find_coco_dir(pca_features)
     if not isinstance(base_dir, (str, os.PathLike)):
@@ -209,6 +291,8 @@ def load_coco_data(base_dir=None, max_train=None, pca_features=True):
         data[f"{split}_urls"] = np.asarray(lines, dtype=str)
 
     _check_loaded(data, base)
+    if regions:
+        data.update(_load_regions(base, {split: data[f"{split}_features"].shape[0] for split in SPLITS}))
 
     if max_train is not None:
         num_train = data["train_captions"].shape[0]
@@ -216,6 +300,58 @@ def load_coco_data(base_dir=None, max_train=None, pca_features=True):
         data["train_captions"] = data["train_captions"][mask]
         data["train_image_idxs"] = data["train_image_idxs"][mask]
     return data
+
+
+def _load_regions(base, num_images):
+    """The region arrays of both splits (see load_coco_data), checked against the splits' image counts."""
+    out, grids = {}, {}
+    for split in SPLITS:
+        path = base / regions_file(split)
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"load_coco_data: regions=True but {path} does not exist. Region features (SPEC section 10) "
+                f"come from the shapes dataset (version 3 or later: python -m cs231n train regenerates an "
+                f"older one) or from `python -m cs231n build-dataset --train-regions ... --val-regions ...`")
+        with h5py.File(path, "r") as f:
+            if "features" not in f:
+                raise ValueError(f"load_coco_data: {path} has no dataset 'features' (found {sorted(f.keys())})")
+            features = np.asarray(f["features"])
+            boxes = np.asarray(f["boxes"]) if "boxes" in f else None
+            grids[split] = tuple(int(v) for v in f.attrs["grid"]) if "grid" in f.attrs else None
+        if features.ndim != 3 or features.dtype.kind != "f" or features.shape[0] != num_images[split]:
+            raise ValueError(f"load_coco_data: {path}: features should have shape (num_images, R, D) with "
+                             f"num_images = {num_images[split]} (the rows of {split}_features), got "
+                             f"{features.shape} dtype {features.dtype}")
+        if not np.isfinite(features).all():
+            raise ValueError(f"load_coco_data: {path}: features hold NaN or inf")
+        if boxes is not None and boxes.shape != features.shape[:2] + (4,):
+            raise ValueError(f"load_coco_data: {path}: boxes should have shape {features.shape[:2] + (4,)}, "
+                             f"got {boxes.shape}")
+        out[f"{split}_regions"] = features
+        if boxes is not None:
+            out[f"{split}_region_boxes"] = boxes
+    if out["train_regions"].shape[1:] != out["val_regions"].shape[1:]:
+        raise ValueError(f"load_coco_data: train regions {out['train_regions'].shape[1:]} and val regions "
+                         f"{out['val_regions'].shape[1:]} differ in (R, D)")
+    if grids["train"] != grids["val"]:
+        raise ValueError(f"load_coco_data: the train and val region files disagree on the grid: {grids}")
+    if grids["train"] is not None:
+        out["region_grid"] = grids["train"]
+    return out
+
+
+def with_regions(data):
+    """A copy of a data dict whose ``train_features`` / ``val_features`` are its region features.
+
+    The solvers and the evaluation read ``{split}_features``; a model that attends over regions trains on
+    ``load_coco_data(..., regions=True)`` passed through this. Arrays are shared, not copied.
+    """
+    missing = [k for k in ("train_regions", "val_regions") if k not in data]
+    if missing:
+        raise ValueError(f"with_regions: data has no {missing}; load it with load_coco_data(..., regions=True)")
+    out = dict(data)
+    out["train_features"], out["val_features"] = data["train_regions"], data["val_regions"]
+    return out
 
 
 def _check_loaded(data, base):

@@ -240,3 +240,35 @@ def test_errors_leave_nothing_behind(inputs, tmp_path):
     with pytest.raises(ValueError, match="min_count must be an integer >= 1"):
         build(inputs, out, min_count=0)
     assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_region_features_from_any_extractor(inputs, tmp_path):
+    """SPEC section 10: regions (M, R, D) from .npy, a grid (M, D, h, w) array, or an .h5 in the region format."""
+    coco_utils = pytest.importorskip("cs231n.coco_utils")
+    rng = np.random.default_rng(1)
+    train = rng.standard_normal((6, 3, 5))  # (M, R, D), float64: written as float32
+    np.save(tmp_path / "train_regions.npy", train)
+    val_grid = rng.standard_normal((3, 5, 1, 3)).astype(np.float32)  # (M, D, h, w): R = 3
+    with pytest.raises(ValueError, match="differ"):  # the train regions are not a grid
+        build(dict(inputs), tmp_path / "out", train_regions=tmp_path / "train_regions.npy", val_regions=val_grid)
+    out = build(dict(inputs), tmp_path / "out", train_regions=tmp_path / "train_regions.npy",
+                val_regions=train[:3])
+    data = coco_utils.load_coco_data(base_dir=out, regions=True)
+    np.testing.assert_array_equal(data["train_regions"], train.astype(np.float32))
+    assert "train_region_boxes" not in data and "region_grid" not in data
+    # a file already in the region format keeps its boxes and grid; a grid array is stored row-major
+    boxes = np.broadcast_to(coco_utils.grid_boxes(1, 3), (6, 3, 4))
+    coco_utils.write_regions(tmp_path / "train_regions.h5", train, boxes=boxes, grid=(1, 3))
+    out = build(dict(inputs), tmp_path / "out2", train_regions=tmp_path / "train_regions.h5", val_regions=val_grid)
+    data = coco_utils.load_coco_data(base_dir=out, regions=True)
+    assert data["region_grid"] == (1, 3)
+    np.testing.assert_array_equal(data["val_regions"], val_grid[:, :, 0].transpose(0, 2, 1))
+    np.testing.assert_allclose(data["train_region_boxes"], boxes)
+    # errors name the argument
+    with pytest.raises(ValueError, match="both train_regions and val_regions"):
+        build(inputs, tmp_path / "out3", train_regions=train)
+    with pytest.raises(ValueError, match="val_regions has 2 rows but val_json lists 3 images"):
+        build(inputs, tmp_path / "out3", train_regions=train, val_regions=train[:2])
+    with pytest.raises(ValueError, match=r"train_regions must have shape \(M, R, D\)"):
+        build(inputs, tmp_path / "out3", train_regions=train[:, 0], val_regions=train[:3])
+    assert not (tmp_path / "out3").exists()

@@ -12,7 +12,8 @@ import h5py
 import numpy as np
 import pytest
 
-from cs231n.coco_utils import decode_captions, load_coco_data, sample_coco_minibatch
+from cs231n.coco_utils import (decode_captions, grid_boxes, load_coco_data, sample_coco_minibatch, with_regions,
+                               write_regions)
 from cs231n.data.shapes import make_shapes_dataset
 
 KEYS = {"train_captions", "train_image_idxs", "val_captions", "val_image_idxs", "train_features",
@@ -66,6 +67,65 @@ def test_raw_features_when_pca_is_off(tiny):
     data = load_coco_data(base_dir=str(tiny), pca_features=False)
     assert data["train_features"].shape == (30, 4096) and data["val_features"].shape == (10, 4096)
     np.testing.assert_array_equal(data["val_features"], _raw(tiny, "val2014_vgg16_fc7.h5", "features"))
+
+
+def test_regions_add_only_the_region_arrays(tiny):
+    data = load_coco_data(base_dir=tiny, regions=True)
+    classic = load_coco_data(base_dir=tiny)
+    assert set(data) == KEYS | {"train_regions", "val_regions", "train_region_boxes", "val_region_boxes"}
+    for key in KEYS - {"idx_to_word", "word_to_idx"}:
+        np.testing.assert_array_equal(data[key], classic[key])
+    for split, n in (("train", 30), ("val", 10)):
+        np.testing.assert_array_equal(data[f"{split}_regions"], _raw(tiny, f"{split}2014_regions.h5", "features"))
+        np.testing.assert_array_equal(data[f"{split}_region_boxes"], _raw(tiny, f"{split}2014_regions.h5", "boxes"))
+        assert data[f"{split}_regions"].shape[:2] == (n, 4) and data[f"{split}_regions"].dtype == np.float32
+    swapped = with_regions(data)
+    assert swapped["train_features"] is data["train_regions"] and swapped["val_features"] is data["val_regions"]
+    assert data["train_features"].shape == (30, 512)  # the original dict is untouched
+    with pytest.raises(ValueError, match="regions=True"):
+        with_regions(classic)
+    with pytest.raises(TypeError, match="regions"):
+        load_coco_data(base_dir=tiny, regions="yes")
+
+
+def test_region_file_errors(copy_of):
+    (copy_of / "val2014_regions.h5").unlink()
+    load_coco_data(base_dir=copy_of)  # the classic load does not need them
+    with pytest.raises(FileNotFoundError, match="val2014_regions.h5.*build-dataset"):
+        load_coco_data(base_dir=copy_of, regions=True)
+    write_regions(copy_of / "val2014_regions.h5", np.zeros((9, 4, 64), np.float32))  # one image short
+    with pytest.raises(ValueError, match=r"num_images = 10"):
+        load_coco_data(base_dir=copy_of, regions=True)
+    write_regions(copy_of / "val2014_regions.h5", np.zeros((10, 5, 64), np.float32))  # R differs from train
+    with pytest.raises(ValueError, match="differ in"):
+        load_coco_data(base_dir=copy_of, regions=True)
+
+
+def test_write_regions_stores_a_grid_row_major_with_its_boxes(copy_of):
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 30), ("val", 10)):
+        grid = rng.standard_normal((n, 8, 2, 3)).astype(np.float32)  # (M, D, h, w), channels first
+        write_regions(copy_of / f"{split}2014_regions.h5", grid)
+        with h5py.File(copy_of / f"{split}2014_regions.h5") as f:
+            assert tuple(f.attrs["grid"]) == (2, 3)
+            stored = f["features"][:]
+        for i, j in ((0, 0), (0, 2), (1, 1)):
+            np.testing.assert_array_equal(stored[:, 3 * i + j], grid[:, :, i, j])  # row-major cells
+    data = load_coco_data(base_dir=copy_of, regions=True)
+    assert data["region_grid"] == (2, 3) and data["val_regions"].shape == (10, 6, 8)
+    np.testing.assert_allclose(data["val_region_boxes"][0, 5], [2 / 3, 0.5, 1, 1])  # bottom right cell
+    np.testing.assert_allclose(grid_boxes(1, 2), [[0, 0, 0.5, 1], [0.5, 0, 1, 1]])
+    bad = copy_of / "bad.h5"
+    with pytest.raises(ValueError, match=r"\(M, R, D\)"):
+        write_regions(bad, np.zeros((3, 4)))
+    with pytest.raises(ValueError, match="boxes should have shape"):
+        write_regions(bad, np.zeros((3, 4, 2)), boxes=np.zeros((3, 4, 3)))
+    with pytest.raises(ValueError, match="fractions"):
+        write_regions(bad, np.zeros((3, 4, 2)), boxes=np.full((3, 4, 4), 2.0))
+    with pytest.raises(ValueError, match="h \\* w"):
+        write_regions(bad, np.zeros((3, 4, 2)), grid=(3, 3))
+    with pytest.raises(ValueError, match="NaN"):
+        write_regions(bad, np.full((3, 4, 2), np.nan))
 
 
 def test_missing_directory_lists_every_file_and_the_commands(tmp_path):

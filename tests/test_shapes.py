@@ -354,6 +354,71 @@ def test_featurize_for_dataset_reproduces_stored_features(tiny):
         shapes.featurize_for_dataset(images, tiny / "images")
 
 
+def test_region_files_hold_each_view_its_name_and_its_box(tiny):
+    """SPEC section 10: (M, 4, 64) regions = 56 PCA values of each view, a one-hot of the view, its box."""
+    saved = np.load(tiny / shapes.FEATURIZER_FILE)
+    scenes = _scenes(tiny)
+    for split, n in (("train", TINY_TRAIN), ("val", TINY_VAL)):
+        with h5py.File(tiny / f"{split}2014_regions.h5") as f:
+            assert set(f) == {"features", "boxes"} and "grid" not in f.attrs  # not a grid
+            regions, boxes = f["features"][:], f["boxes"][:]
+        with h5py.File(tiny / f"{split}2014_vgg16_fc7.h5") as f:
+            raw = f["features"][:]
+        assert regions.shape == (n, 4, 64) and regions.dtype == np.float32
+        assert boxes.shape == (n, 4, 4) and boxes.dtype == np.float32
+        # the PCA values: each 1024-value view projected with the saved region PCA (computed here in float64)
+        views = raw.reshape(n, 4, 1024).astype(np.float64)
+        expected = (views - saved["region_pca_mean"]) @ saved["region_pca_components"].T.astype(np.float64)
+        np.testing.assert_allclose(regions[:, :, :56], expected * float(saved["region_pca_scale"]),
+                                   rtol=1e-3, atol=1e-3)
+        np.testing.assert_array_equal(regions[:, :, 56:60], np.broadcast_to(np.eye(4), (n, 4, 4)))
+        np.testing.assert_array_equal(regions[:, :, 60:], boxes)
+        for scene, b in zip(scenes[split], boxes):
+            np.testing.assert_array_equal(b[0], [0, 0, 1, 1])  # the whole image
+            for k in range(3):
+                if k >= len(scene["objects"]):
+                    assert not b[1 + k].any()  # no object, no box
+                    continue
+                obj = scene["objects"][k]
+                x0, y0, x1, y1 = b[1 + k]
+                assert abs((x0 + x1) / 2 - obj["x"]) < 0.03 and abs((y0 + y1) / 2 - obj["y"]) < 0.04
+                assert 1.3 * obj["radius"] < x1 - x0 < 2.1 * obj["radius"] + 0.02
+
+
+def test_featurize_regions_for_dataset_reproduces_stored_regions(tiny, tmp_path):
+    urls = (tiny / "val2014_urls.txt").read_text().splitlines()[:4]
+    images = [np.asarray(Image.open(u[len("file://"):]).convert("RGB")) for u in urls]
+    regions, boxes = shapes.featurize_regions_for_dataset(images, tiny)
+    with h5py.File(tiny / "val2014_regions.h5") as f:
+        np.testing.assert_allclose(regions, f["features"][:4], rtol=1e-4, atol=1e-4)
+        np.testing.assert_array_equal(boxes, f["boxes"][:4])
+    # the 4096 raw values are what they were before regions existed; only the boxes are added
+    raw, object_boxes = shapes.featurize_images(np.stack(images), return_boxes=True)
+    np.testing.assert_array_equal(raw, shapes.featurize_images(np.stack(images)))
+    np.testing.assert_array_equal(object_boxes, boxes[:, 1:])
+    # a dataset made before regions (format version 2) has no region PCA: a clear error
+    old = tmp_path / "old"
+    old.mkdir()
+    with np.load(tiny / shapes.FEATURIZER_FILE) as saved:
+        np.savez(old / shapes.FEATURIZER_FILE, **{k: saved[k] for k in saved.files if not k.startswith("region")})
+    with pytest.raises(ValueError, match="older version.*regenerate"):
+        shapes.featurize_regions_for_dataset(images, old)
+
+
+def test_a_cached_dataset_without_regions_is_regenerated(tmp_path):
+    """A version-2 cache (no region files) is rebuilt with regions, not reused."""
+    target = tmp_path / "shapes"
+    path = shapes.ensure_shapes_dataset(target, "tiny", seed=1, **_small())
+    meta = json.loads((path / shapes.META_FILE).read_text())
+    meta["params"]["version"] = 2
+    (path / shapes.META_FILE).write_text(json.dumps(meta))
+    for split in ("train", "val"):
+        (path / f"{split}2014_regions.h5").unlink()
+    shapes.ensure_shapes_dataset(target, "tiny", seed=1, **_small())
+    assert json.loads((path / shapes.META_FILE).read_text())["params"]["version"] == shapes.FORMAT_VERSION
+    assert all((path / f"{split}2014_regions.h5").is_file() for split in ("train", "val"))
+
+
 def test_same_seed_same_dataset_other_seed_other(tmp_path, tiny):
     again = shapes.make_shapes_dataset(tmp_path / "again", "tiny", seed=3)
     other = shapes.make_shapes_dataset(tmp_path / "other", "tiny", seed=4)

@@ -21,12 +21,20 @@ the eight files of SPEC section 5:
 - ``{split}2014_urls.txt`` lists each image's ``url``, ``coco_url`` or ``flickr_url`` field (first
   present), else its ``file_name`` joined to `image_base_url`, else the ``file_name`` as given.
 
+Optionally, region features for the models that attend (SPEC section 10): ``train_regions`` and
+``val_regions``, one row per image again, of shape (M, R, D), or a CNN's grid (M, D, h, w) (stored as
+R = h * w row-major regions with the grid's boxes), from a ``.npy``, an ``.h5`` (dataset ``features``;
+its ``boxes`` dataset and ``grid`` attribute are carried over, so a file in the region format itself
+works) or an array; they are written as ``{split}2014_regions.h5`` unchanged (no PCA).
+``datasets/extract_coco_regions.py`` makes them from COCO images with a torchvision CNN.
+
 The output is written into a temporary directory beside `out_dir`, checked with
 :func:`cs231n.data.download.verify_coco_dir`, and moved into place in one step.
 
 Command-line flags the CLI maps onto :func:`build_dataset` keyword arguments: ``--train-json``,
 ``--val-json``, ``--train-features``, ``--val-features``, ``--out`` (`out_dir`), ``--min-count``,
-``--max-length``, ``--pca-dim``, ``--features-key``, ``--image-base-url``, ``--force``.
+``--max-length``, ``--pca-dim``, ``--features-key``, ``--image-base-url``, ``--force``, ``--train-regions``,
+``--val-regions``.
 """
 import contextlib
 import json
@@ -41,7 +49,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from cs231n.coco_utils import CAPTIONS_FILE, SPECIAL_TOKENS, SPLITS, VOCAB_FILE, features_file, urls_file
+from cs231n.coco_utils import (CAPTIONS_FILE, SPECIAL_TOKENS, SPLITS, VOCAB_FILE, features_file, regions_file,
+                               urls_file, write_regions)
 from cs231n.data.download import move_into_place, verify_coco_dir
 
 _CHUNK_ROWS = 4096
@@ -149,7 +158,8 @@ def fit_pca(features, dim):
 
 
 def build_dataset(train_json, val_json, train_features, val_features, out_dir, *, min_count=5,
-                  max_length=17, pca_dim=512, features_key="features", image_base_url=None, force=False):
+                  max_length=17, pca_dim=512, features_key="features", image_base_url=None, force=False,
+                  train_regions=None, val_regions=None):
     """Write a dataset in the cs231n COCO captioning format from caption JSON and extracted features.
 
     See the module docstring for what each file holds. Let N be the number of captions, M the number
@@ -167,6 +177,9 @@ def build_dataset(train_json, val_json, train_features, val_features, out_dir, *
     - features_key: dataset name inside ``.h5`` feature files.
     - image_base_url: prefix for images that have only a ``file_name``.
     - force: replace an existing `out_dir`.
+    - train_regions, val_regions: optional region features (both or neither), of shape (M, R, D) or a
+      grid (M, D, h, w), rows aligned like the features: a ``.npy`` or ``.h5``/``.hdf5`` path (dataset
+      ``features``, optional ``boxes`` and attribute ``grid``) or a numpy array.
 
     Returns `out_dir` as a ``pathlib.Path``.
 
@@ -181,6 +194,8 @@ def build_dataset(train_json, val_json, train_features, val_features, out_dir, *
         raise TypeError(f"build_dataset: out_dir must be a str or os.PathLike, got {type(out_dir).__name__}")
     if image_base_url is not None and not isinstance(image_base_url, str):
         raise TypeError(f"build_dataset: image_base_url must be a str or None, got {type(image_base_url).__name__}")
+    if (train_regions is None) != (val_regions is None):
+        raise ValueError("build_dataset: give both train_regions and val_regions, or neither")
     out_dir = Path(out_dir).expanduser().absolute()
     if (out_dir.exists() or out_dir.is_symlink()) and not force:
         raise FileExistsError(f"build_dataset: {out_dir} already exists; pass force=True (--force) to replace it")
@@ -232,6 +247,9 @@ def build_dataset(train_json, val_json, train_features, val_features, out_dir, *
                                      data=np.asarray(splits[split]["image_idxs"], dtype=np.int32))
             with open(staging / VOCAB_FILE, "w", encoding="utf-8") as f:
                 json.dump({"idx_to_word": idx_to_word, "word_to_idx": word_to_idx}, f)
+            if train_regions is not None:
+                _write_regions(staging, {"train": train_regions, "val": val_regions},
+                               {split: len(splits[split]["urls"]) for split in SPLITS})
             verify_coco_dir(staging, feature_dim=D, pca_dim=pca_dim)
             move_into_place(staging, out_dir, force=force)
         finally:
@@ -303,8 +321,9 @@ def _image_url(image, base_url, where):
 
 
 @contextlib.contextmanager
-def _open_features(source, name, key):
-    """Yield a 2-D numeric array-like (ndarray, memory-mapped .npy, or h5py dataset) for `source`."""
+def _open_features(source, name, key, ndims=(2,)):
+    """Yield a numeric array-like (ndarray, memory-mapped .npy, or h5py dataset) for `source`, of a number
+    of dimensions in `ndims` (features: 2)."""
     with contextlib.ExitStack() as stack:
         if isinstance(source, np.ndarray):
             array = source
@@ -323,11 +342,41 @@ def _open_features(source, name, key):
                 raise ValueError(f"build_dataset: {name} must be a .npy, .h5 or .hdf5 file, got {path}")
         else:
             raise TypeError(f"build_dataset: {name} must be a path or a numpy array, got {type(source).__name__}")
-        if len(array.shape) != 2 or array.shape[1] == 0:
+        if ndims == (2,) and (len(array.shape) != 2 or array.shape[1] == 0):
             raise ValueError(f"build_dataset: {name} must have shape (M, D) with D >= 1, got {array.shape}")
+        if ndims != (2,) and (len(array.shape) not in ndims or 0 in array.shape[1:]):
+            raise ValueError(f"build_dataset: {name} must have shape (M, R, D), or (M, D, h, w) for a grid, "
+                             f"got {array.shape}")
         if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
             raise ValueError(f"build_dataset: {name} must hold real numbers, got dtype {array.dtype}")
         yield array
+
+
+def _write_regions(staging, sources, num_images):
+    """Write ``{split}2014_regions.h5`` for both splits, checking rows and that (R, D) and grid agree."""
+    layouts = {}
+    for split in SPLITS:
+        name = f"{split}_regions"
+        with contextlib.ExitStack() as stack:
+            boxes, grid = None, None
+            source = sources[split]
+            if isinstance(source, (str, os.PathLike)) and Path(source).suffix.lower() in (".h5", ".hdf5"):
+                f = stack.enter_context(h5py.File(source, "r"))
+                boxes = np.asarray(f["boxes"]) if "boxes" in f else None
+                grid = tuple(int(v) for v in f.attrs["grid"]) if "grid" in f.attrs else None
+            array = stack.enter_context(_open_features(source, name, "features", ndims=(3, 4)))
+            if array.shape[0] != num_images[split]:
+                raise ValueError(f"build_dataset: {name} has {array.shape[0]} rows but {split}_json lists "
+                                 f"{num_images[split]} images; row i must hold the regions of images[i]")
+            try:
+                write_regions(staging / regions_file(split), array, boxes=boxes, grid=grid)
+            except ValueError as e:
+                raise ValueError(f"build_dataset: {name}: {e}") from e
+        with h5py.File(staging / regions_file(split), "r") as f:
+            layouts[split] = (f["features"].shape[1:], tuple(f.attrs["grid"]) if "grid" in f.attrs else None)
+    if layouts["train"] != layouts["val"]:
+        raise ValueError(f"build_dataset: train_regions and val_regions differ: (R, D) and grid "
+                         f"{layouts['train']} vs {layouts['val']}")
 
 
 def _write_features(path, features, split):

@@ -29,6 +29,11 @@ What it is, plainly:
   ``shapes_featurizer.npz`` so that :func:`featurize_for_dataset` can featurize new images later,
   with the statistics that tell how far a new image is from the training images
   (:func:`feature_distance`, calibrated on the val images).
+- Region features (SPEC section 10, for the models that attend): ``*_regions.h5``, the same four views
+  as 4 regions of 64 values (56 values of one PCA fitted on the training views, which region it is,
+  its box) and their boxes, for drawing; :func:`featurize_regions_for_dataset` makes them for new
+  images. The featurizer module's docstring says why these regions (a linear probe reads every fact
+  of an object from its region alone).
 - URLs: ``file://`` URLs of the rendered PNGs (``images/train2014/000000.png``, ...).
 - Also written: ``shapes_meta.json`` (every generation parameter; written last, so it marks a
   complete dataset), ``shapes_scenes.json`` (each image's objects, positions and captions) and a
@@ -40,7 +45,7 @@ two cores; ``size='tiny'`` (60 and 20 images) takes about a second, for tests.
 
 Entry points: :func:`ensure_shapes_dataset` (generate once into a cache directory and reuse it),
 :func:`make_shapes_dataset` (generate into a given directory), :func:`featurize_images`,
-:func:`featurize_for_dataset`; and the pieces: :func:`sample_scene`, :func:`render_scene`,
+:func:`featurize_for_dataset`, :func:`featurize_regions_for_dataset`; and the pieces: :func:`sample_scene`, :func:`render_scene`,
 :func:`describe_scene`.
 
 The package holds one job per module; every name above is importable from the package itself:
@@ -60,7 +65,8 @@ from cs231n.data.shapes.dataset import (FORMAT_NAME, FORMAT_VERSION, META_FILE, 
                                         build_vocab, default_shapes_dir, encode_captions, ensure_shapes_dataset,
                                         make_shapes_dataset)
 from cs231n.data.shapes.featurizer import (FEATURE_INPUT_SIZE, FEATURIZER_FILE, FEATURIZER_NAME, MAX_OBJECTS,
-                                           feature_distance, featurize_for_dataset, featurize_images)
+                                           NUM_REGIONS, REGION_DIM, feature_distance, featurize_for_dataset,
+                                           featurize_images, featurize_regions_for_dataset, region_features)
 from cs231n.data.shapes.grammar import (_COLOR_WORDS, _RELATIONS, _SHAPE_WORDS, _SIZE_WORDS, _TEMPLATES, MAX_WORDS,
                                         ParsedCaption, describe_scene, parse_caption)
 from cs231n.data.shapes.pca import apply_pca, fit_pca
@@ -71,7 +77,8 @@ __all__ = [
     "FORMAT_NAME", "FORMAT_VERSION", "META_FILE", "README_FILE", "SCENES_FILE", "SIZES", "build_vocab",
     "default_shapes_dir", "encode_captions", "ensure_shapes_dataset", "make_shapes_dataset",
     "FEATURE_INPUT_SIZE", "FEATURIZER_FILE", "FEATURIZER_NAME", "MAX_OBJECTS", "feature_distance",
-    "featurize_for_dataset", "featurize_images", "MAX_WORDS", "describe_scene", "ParsedCaption", "parse_caption", "SCENE_METRICS",
+    "featurize_for_dataset", "featurize_images", "NUM_REGIONS", "REGION_DIM", "featurize_regions_for_dataset",
+    "region_features", "MAX_WORDS", "describe_scene", "ParsedCaption", "parse_caption", "SCENE_METRICS",
     "format_scene_accuracy", "judge_caption", "load_scenes", "scene_accuracy", "apply_pca", "fit_pca", "render_scene", "COLORS",
     "OBJECT_SIZES", "SHAPES", "Scene", "ShapeObject", "sample_scene",
 ]

@@ -18,16 +18,18 @@ import h5py
 import numpy as np
 from PIL import Image
 
-from cs231n.coco_utils import CAPTION_LENGTH, CAPTIONS_FILE, PCA_FEATURE_DIM, SPECIAL_TOKENS, VOCAB_FILE
-from cs231n.data.shapes.featurizer import (FEATURIZE_BATCH, FEATURIZER_FILE, FEATURIZER_NAME, distance_limit,
-                                           feature_distance, featurize_images)
+from cs231n.coco_utils import (CAPTION_LENGTH, CAPTIONS_FILE, PCA_FEATURE_DIM, SPECIAL_TOKENS, VOCAB_FILE,
+                               regions_file, write_regions)
+from cs231n.data.shapes.featurizer import (FEATURIZE_BATCH, FEATURIZER_FILE, FEATURIZER_NAME, REGION_PCA_DIM,
+                                           distance_limit, feature_distance, featurize_images, region_boxes,
+                                           region_features, region_views)
 from cs231n.data.shapes.grammar import describe_scene
 from cs231n.data.shapes.pca import apply_pca, fit_pca
 from cs231n.data.shapes.rendering import render_scene
 from cs231n.data.shapes.scenes import sample_scene
 
 FORMAT_NAME = "cs231n-shapes"
-FORMAT_VERSION = 2  # 2: object-slot features (1: random convolutions over fixed regions)
+FORMAT_VERSION = 3  # 3: + region features (2: object-slot features; 1: random convolutions over fixed regions)
 
 # Names of the files of the cs231n COCO captioning format (SPEC section 5) and of this dataset's extras.
 META_FILE = "shapes_meta.json"  # written last: its presence marks a complete dataset
@@ -146,6 +148,14 @@ def _readme(params, stats):
         "  and color); `*_vgg16_fc7_pca.h5` are their projection on 512 principal axes fitted on the\n"
         "  training features. The PCA and the distance statistics of `caption` are in\n"
         "  `shapes_featurizer.npz`.\n"
+        "- `*_regions.h5` are region features for the models that attend (SPEC section 10): `features`\n"
+        "  (images, 4, 64), the whole image and each object slot, each 56 PCA values of its 1024 raw\n"
+        "  values (one PCA for all four, fitted on the training images), a one-hot of which region it is\n"
+        "  and its box; `boxes` (images, 4, 4) are the boxes (x0, y0, x1, y1 as fractions of the image,\n"
+        "  zeros for an absent object). Why these regions: a linear probe reads each object's shape,\n"
+        "  color and size from its own region 100% of the time (a 4x4 grid cell holding the object's\n"
+        "  center: shape 32%, color 99%, size 78%); the one-hot and box say which object it is\n"
+        "  (without them, 48%). `python benchmarks/probe_shapes_features.py --regions` measures it.\n"
         f"- Generated with seed {params['seed']}; `shapes_meta.json` records every parameter.\n"
     )
 
@@ -203,14 +213,18 @@ def make_shapes_dataset(out_dir, size="default", *, num_train_images=None, num_v
                     Image.fromarray(batch[j]).save(image_dir / f"{lo + j:06d}.png", compress_level=1)
                     scenes[split].append(scene)
                     captions[split].append(describe_scene(scene, rng, params["captions_per_image"]))
-                pending[split].append(worker.submit(featurize_images, batch))
+                pending[split].append(worker.submit(featurize_images, batch, return_boxes=True))
         timings["render"] = time.perf_counter() - t0
-        raw = {split: np.concatenate([job.result() for job in pending[split]]) for split in splits}  # (M, 4096)
+        done = {split: [job.result() for job in pending[split]] for split in splits}
+        raw = {split: np.concatenate([r for r, _ in done[split]]) for split in splits}  # (M, 4096)
+        boxes = {split: np.concatenate([b for _, b in done[split]]) for split in splits}  # (M, 3, 4)
     timings["featurize"] = time.perf_counter() - t0 - timings["render"]  # what was left after drawing
 
     t1 = time.perf_counter()
     pca = fit_pca(raw["train"], PCA_FEATURE_DIM, seed=params["seed"])
     projected = {split: apply_pca(raw[split], pca) for split in splits}  # (M, 512)
+    region_pca = fit_pca(region_views(raw["train"]), REGION_PCA_DIM, seed=params["seed"])
+    regions = {split: region_features(raw[split], boxes[split], region_pca) for split in splits}  # (M, 4, 64)
     timings["pca"] = time.perf_counter() - t1
 
     t1 = time.perf_counter()
@@ -226,11 +240,14 @@ def make_shapes_dataset(out_dir, size="default", *, num_train_images=None, num_v
     for split in splits:
         _write_features(out / f"{split}2014_vgg16_fc7.h5", raw[split])
         _write_features(out / f"{split}2014_vgg16_fc7_pca.h5", projected[split])
+        write_regions(out / regions_file(split), regions[split], region_boxes(boxes[split]))
         _write_urls(out, final, split, splits[split])
     train_std = raw["train"].std(axis=0)  # (4096,) the scales of feature_distance (its center: pca["mean"])
     limit = distance_limit(feature_distance(raw["val"], pca["mean"], train_std))
     np.savez(out / FEATURIZER_FILE, pca_mean=pca["mean"], pca_components=pca["components"],
-             pca_scale=pca["scale"], train_std=train_std, distance_limit=np.float64(limit))
+             pca_scale=pca["scale"], train_std=train_std, distance_limit=np.float64(limit),
+             region_pca_mean=region_pca["mean"], region_pca_components=region_pca["components"],
+             region_pca_scale=region_pca["scale"])
     (out / SCENES_FILE).write_text(json.dumps(
         {split: [{"captions": caps, **asdict(scene)} for scene, caps in zip(scenes[split], captions[split])]
          for split in splits}), encoding="utf-8")
@@ -277,7 +294,7 @@ def _is_complete(directory, params):
         return False
     names = [CAPTIONS_FILE, VOCAB_FILE, FEATURIZER_FILE] + [
         f"{split}2014_{suffix}" for split in ("train", "val")
-        for suffix in ("vgg16_fc7.h5", "vgg16_fc7_pca.h5", "urls.txt")]
+        for suffix in ("vgg16_fc7.h5", "vgg16_fc7_pca.h5", "regions.h5", "urls.txt")]
     return all((d / name).is_file() for name in names)
 
 

@@ -19,6 +19,14 @@ What it computes, plainly (images are first resized to 96x96):
      a small one; an absent object is zeros.
 4. The 4 x 4 x 16 x 16 = 4096 values (view, channel, row, column) are the raw features; the PCA of
    ``cs231n.data.shapes.pca`` gives the 512 stored beside them.
+5. Regions (SPEC section 10, for the models that attend): the same four views as R = 4 regions, each
+   described by 64 values: its 1024 raw values projected on 56 principal axes (one PCA for all four
+   views, fitted on the training images' views), then which view it is (4 values, one-hot: whole
+   image, object 1, 2, 3), then its box (x0, y0, x1, y1 as fractions of the image: the whole image
+   (0, 0, 1, 1), an object its mask's bounding box, an absent object zeros). A window is centered on
+   its object, so without the last 8 values a region would not say where its object is: "which object
+   comes first" is what a caption's order needs (benchmarks/probe_shapes_features.py --regions measures
+   what one region tells).
 
 Why: a model reads an image's features through one linear map. With one slot per object in reading
 order, "which object has which shape, color and size" is in fixed places, and a linear map can read it
@@ -26,8 +34,10 @@ order, "which object has which shape, color and size" is in fixed places, and a 
 random convolution filters max-pooled over 16 fixed image regions) mixed the objects' features
 together; linear probes told the first object's shape only 90% of the time from it.
 
-:func:`featurize_images` gives the 4096 raw values; :func:`featurize_for_dataset` applies a dataset's
-saved PCA to new images; :func:`feature_distance` says how far features are from the training images'.
+:func:`featurize_images` gives the 4096 raw values (and the objects' boxes); :func:`featurize_for_dataset`
+applies a dataset's saved PCA to new images and :func:`featurize_regions_for_dataset` its region PCA;
+:func:`region_features` turns raw values and boxes into regions; :func:`feature_distance` says how far
+features are from the training images'.
 """
 from pathlib import Path
 
@@ -47,6 +57,10 @@ _WINDOW = 32  # side in pixels of the window cut around each object
 _MASK_LOW, _MASK_HIGH = 24.0, 64.0  # difference from the background where the mask goes from 0 to 1
 FEATURIZE_BATCH = 100  # images per vectorized pass (bounds the memory)
 assert (1 + MAX_OBJECTS) * 4 * _CELLS * _CELLS == RAW_FEATURE_DIM
+NUM_REGIONS = 1 + MAX_OBJECTS  # R: the whole image and each object slot
+REGION_PCA_DIM = 56  # principal axes per region (the probes read every fact from 16; see the README)
+REGION_DIM = REGION_PCA_DIM + NUM_REGIONS + 4  # D of a region: PCA values, one-hot view, box
+_VIEW_DIM = RAW_FEATURE_DIM // NUM_REGIONS  # 1024 raw values per view
 
 
 def _as_image_batch(images):
@@ -97,7 +111,7 @@ def _object_runs(on):
     return axis, runs
 
 
-def featurize_images(images):
+def featurize_images(images, return_boxes=False):
     """Raw 4096-value features of images: the whole image and up to 3 objects, one slot each.
 
     See the module docstring for what the values are. Images of another size are resized to 96x96
@@ -106,13 +120,17 @@ def featurize_images(images):
     Inputs:
     - images: uint8 array of shape (N, H, W, 3), or a list of N (H, W, 3) arrays (float arrays with
       values in [0, 1] or [0, 255] are accepted too).
+    - return_boxes: also return each object slot's box.
 
-    Returns features, of shape (N, 4096), float32, in [0, 1].
+    Returns features, of shape (N, 4096), float32, in [0, 1]; with return_boxes, the tuple (features,
+    boxes) where boxes (N, 3, 4) float32 holds each object's mask bounding box (x0, y0, x1, y1) as
+    fractions of the image, zeros for an absent object.
     """
     batch = _as_image_batch(images)  # (N, 96, 96, 3)
     N, S = batch.shape[0], FEATURE_INPUT_SIZE
     C, half = _CELLS, _WINDOW // 2
     features = np.zeros((N, 1 + MAX_OBJECTS, C, C, 4), dtype=np.float32)  # (N, view, y, x, channel)
+    boxes = np.zeros((N, MAX_OBJECTS, 4), dtype=np.float32)  # (N, slot, x0 y0 x1 y1)
     for lo in range(0, N, FEATURIZE_BATCH):
         x = batch[lo:lo + FEATURIZE_BATCH].astype(np.float32) / np.float32(255.0)  # (n, S, S, 3)
         n = x.shape[0]
@@ -139,6 +157,7 @@ def featurize_images(images):
                     inside[half + a:half + b] = 1
                     xs = np.flatnonzero(on[a:b].any(axis=0))
                     y0, y1, x0, x1 = a, b, xs[0], xs[-1] + 1
+                boxes[lo + i, k] = np.array([x0, y0, x1, y1], dtype=np.float32) / np.float32(S)
                 cy, cx = (y0 + y1) // 2, (x0 + x1) // 2  # window [c - W/2, c + W/2) in image pixels
                 window = padded[i, cy:cy + _WINDOW, cx:cx + _WINDOW]  # (W, W, 4)
                 own = window[..., 0] * inside[cy:cy + _WINDOW, cx:cx + _WINDOW]  # (W, W) this object's diff
@@ -147,7 +166,43 @@ def featurize_images(images):
                 solid = own >= 0.8 * own.max()  # its pixels least blended with the background
                 color = window[..., 1:][solid].mean(axis=0)  # (3,)
                 features[lo + i, 1 + k, :, :, 1:] = color  # the mean color, in every cell
-    return features.transpose(0, 1, 4, 2, 3).reshape(N, RAW_FEATURE_DIM)  # (N, 4096) view, channel, y, x
+    raw = features.transpose(0, 1, 4, 2, 3).reshape(N, RAW_FEATURE_DIM)  # (N, 4096) view, channel, y, x
+    return (raw, boxes) if return_boxes else raw
+
+
+def region_views(raw_features):
+    """The raw values of each region (view), stacked: (N, 4096) -> (N * 4, 1024), for the region PCA."""
+    raw = np.asarray(raw_features, dtype=np.float32)
+    return raw.reshape(raw.shape[0] * NUM_REGIONS, _VIEW_DIM)
+
+
+def region_boxes(object_boxes):
+    """The box of every region: the whole image (0, 0, 1, 1), then the objects' boxes.
+
+    Inputs:
+    - object_boxes: array of shape (N, 3, 4) from ``featurize_images(..., return_boxes=True)``.
+
+    Returns boxes of shape (N, 4, 4), float32.
+    """
+    object_boxes = np.asarray(object_boxes, dtype=np.float32)
+    whole = np.broadcast_to(np.array([0, 0, 1, 1], dtype=np.float32), (object_boxes.shape[0], 1, 4))
+    return np.concatenate([whole, object_boxes], axis=1)
+
+
+def region_features(raw_features, object_boxes, pca):
+    """Region features (module docstring, item 5): each view's PCA values, one-hot view, box.
+
+    Inputs:
+    - raw_features: array of shape (N, 4096) from :func:`featurize_images`.
+    - object_boxes: array of shape (N, 3, 4) from ``featurize_images(..., return_boxes=True)``.
+    - pca: the region PCA, a dict from ``fit_pca(region_views(train_raw), REGION_PCA_DIM)``.
+
+    Returns regions, of shape (N, 4, 64), float32.
+    """
+    N = np.asarray(raw_features).shape[0]
+    projected = apply_pca(region_views(raw_features), pca).reshape(N, NUM_REGIONS, -1)  # (N, R, 56)
+    which = np.broadcast_to(np.eye(NUM_REGIONS, dtype=np.float32), (N, NUM_REGIONS, NUM_REGIONS))
+    return np.concatenate([projected, which, region_boxes(object_boxes)], axis=2)  # (N, R, 64)
 
 
 def _load_featurizer(base_dir):
@@ -163,6 +218,29 @@ def _load_featurizer(base_dir):
                          f"(random-convolution features); its featurizer no longer exists. Regenerate it "
                          f"(cs231n.data.shapes.ensure_shapes_dataset, or `python -m cs231n train`) and retrain")
     return contents
+
+
+def featurize_regions_for_dataset(images, base_dir):
+    """The region features a shapes dataset would hold for new images (e.g. a PNG to caption).
+
+    Uses the region PCA saved in ``base_dir/shapes_featurizer.npz``.
+
+    Inputs:
+    - images: as for :func:`featurize_images`.
+    - base_dir: directory of a dataset made by :func:`make_shapes_dataset` (format version 3 or later).
+
+    Returns a tuple of regions (N, 4, 64) float32 and their boxes (N, 4, 4) float32 (x0, y0, x1, y1 as
+    fractions of the image).
+    """
+    saved = _load_featurizer(base_dir)
+    if "region_pca_mean" not in saved:
+        raise ValueError(f"featurize_regions_for_dataset: {base_dir} was made by an older version of the shapes "
+                         f"dataset, without region features; regenerate it "
+                         f"(cs231n.data.shapes.ensure_shapes_dataset, or `python -m cs231n train`)")
+    pca = {"mean": saved["region_pca_mean"], "components": saved["region_pca_components"],
+           "scale": saved["region_pca_scale"]}
+    raw, boxes = featurize_images(images, return_boxes=True)
+    return region_features(raw, boxes, pca), region_boxes(boxes)
 
 
 def featurize_for_dataset(images, base_dir, return_distance=False):
