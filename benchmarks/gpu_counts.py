@@ -12,7 +12,8 @@ fake counts (see ``fake_cupy.Counts``):
   of a fused kernel object, ElementwiseKernel or ReductionKernel, which the fake runs as a numpy
   reference when ``--fused`` is given, see ``fake_cupy.FakeCupy``);
 - syncs: the reads of device values by the host (each one waits for the GPU to finish);
-- transfers: host -> device copies (the minibatch).
+- transfers: host -> device copies (the minibatch);
+- generators: cuRAND generators created (for dropout masks).
 
 Counts depend on the number of timesteps and layers, not on N, H or V, so the models are small here but
 have the structure of the GPU benchmarks: captions of T=16 words (bench_gpu.py), the Transformer's
@@ -105,9 +106,10 @@ def install_fake(**options):
 
 
 def table(counts):
-    lines = ["%-12s %9s %6s %10s" % ("model", "launches", "syncs", "transfers")]
+    lines = ["%-12s %9s %6s %10s %11s" % ("model", "launches", "syncs", "transfers", "generators")]
     for kind, c in counts.items():
-        lines.append("%-12s %9d %6d %10d" % (kind, c["launches"], c["syncs"], c["transfers"]))
+        lines.append("%-12s %9d %6d %10d %11d" % (kind, c["launches"], c["syncs"], c["transfers"],
+                                                  c["generators"]))
     return "\n".join(lines)
 
 

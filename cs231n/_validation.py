@@ -11,7 +11,7 @@ to the host; anything else (numpy arrays, lists, numbers) becomes a numpy array 
 """
 import numpy as np
 
-from cs231n.backend import device_of, get_array_module
+from cs231n.backend import check_on_device, device_of, get_array_module
 
 # Names of the gate layouts, used to say "this looks like LSTM weights" when columns are a multiple of H.
 _GATE_NAMES = {1: "RNN", 3: "GRU", 4: "LSTM"}
@@ -37,8 +37,9 @@ def float_array(fn, name, a, ndim):
 def index_array(fn, name, a, ndim, upper):
     """Return ``a`` as an integer ndarray of ``ndim`` dimensions with values in ``[0, upper)``.
 
-    A device array stays on the device; its range check reads its minimum and maximum back to the host,
-    two small device->host syncs, so call this once per minibatch, never inside a per-timestep loop.
+    A device array stays on the device; its range check reads one flag back to the host (one sync),
+    or none inside ``backend.deferred_checks()`` (the solver reads it with the loss), so call this once
+    per minibatch, never inside a per-timestep loop.
     """
     xp = get_array_module(a)
     a = xp.asarray(a)
@@ -47,10 +48,15 @@ def index_array(fn, name, a, ndim, upper):
     if a.ndim != ndim:
         raise ValueError(f"{fn}: {name} must have {ndim} dimensions, got shape {a.shape}")
     if a.size:
-        lo, hi = int(a.min()), int(a.max())
-        if lo < 0 or hi >= upper:
+        def fail():
+            lo, hi = int(a.min()), int(a.max())
             bad = lo if lo < 0 else hi
             raise ValueError(f"{fn}: {name} holds index {bad}, outside [0, {upper}) (shape {a.shape})")
+        if xp is np:
+            if a.min() < 0 or a.max() >= upper:
+                fail()
+        else:
+            check_on_device((a.min() >= 0) & (a.max() < upper), fail)
     return a
 
 

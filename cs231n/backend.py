@@ -114,3 +114,58 @@ def tree_to_device(tree, device):
     if isinstance(tree, np.ndarray) or is_device_array(tree):
         return to_device(tree, device)
     return tree
+
+
+# ----------------------------------------------------------------------------------------------------
+# Value checks of device arrays without a sync per check
+# ----------------------------------------------------------------------------------------------------
+# Checking values (an index range, a mask row with no allowed key) means reading a device value back,
+# which waits for the GPU. A training step would wait once per check; inside ``deferred_checks()`` the
+# checks are queued instead and read back together with what the caller reads anyway (the solver: the
+# loss), so the step waits once. The error is the same, raised a little later (before the update is
+# committed).
+_pending = []  # one list per active deferred_checks(), innermost last
+
+
+def check_on_device(ok, fail):
+    """Raise through ``fail()`` unless ``ok`` (a 0-d boolean array, True when the values are fine).
+
+    numpy values, and device values outside ``deferred_checks()``, are checked at once (one sync for a
+    device value); inside it, a device check is queued for the caller to read back.
+    ``fail`` must raise; it may read device arrays (it runs only once the check failed).
+    """
+    if _pending and is_device_array(ok):
+        _pending[-1].append((ok, fail))
+    elif not bool(ok):
+        fail()
+        raise AssertionError("check_on_device: fail() returned instead of raising")  # pragma: no cover
+
+
+class deferred_checks:  # noqa: N801 - used like a function: `with deferred_checks() as checks:`
+    """Queue the device value checks made inside the block (see ``check_on_device``).
+
+    ``checks.flags`` are the queued 0-d boolean device arrays, to read back with the caller's own sync;
+    ``checks.raise_failed(host_flags)`` then raises the first failed check's error. If the block raises
+    (e.g. an index out of range met by an operation), the queued checks are read at once and a failed
+    one's error replaces the exception, as if it had been checked before.
+    """
+
+    def __enter__(self):
+        self._checks = []
+        _pending.append(self._checks)
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        _pending.remove(self._checks)
+        if exc_type is not None and self._checks:
+            self.raise_failed([bool(ok) for ok in self.flags])
+        return False
+
+    @property
+    def flags(self):
+        return [ok for ok, _ in self._checks]
+
+    def raise_failed(self, host_flags):
+        for (_, fail), ok in zip(self._checks, host_flags):
+            if not ok:
+                fail()

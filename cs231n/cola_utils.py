@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cs231n.backend import get_array_module, to_numpy
+from cs231n.backend import check_on_device, get_array_module, to_numpy
 
 WORD_TO_IX_FILE = "word_to_ix.csv"
 SPLITS = ("train", "val")
@@ -142,10 +142,12 @@ def check_binary_labels(labels, num_rows, where, rows_where):
     if labels.shape[0] != num_rows:
         raise ValueError(f"{where} holds {labels.shape[0]} labels but {rows_where} has {num_rows} rows")
     bad = (labels != 0) & (labels != 1)
-    if bad.any():
-        labels, bad = to_numpy(labels), to_numpy(bad)
-        i = int(np.flatnonzero(bad)[0])
-        raise ValueError(f"{where}: label {i} is {labels[i]}; labels must be 0 (unacceptable) or 1 (acceptable)")
+
+    def fail():
+        host = to_numpy(labels)
+        i = int(np.flatnonzero(to_numpy(bad))[0])
+        raise ValueError(f"{where}: label {i} is {host[i]}; labels must be 0 (unacceptable) or 1 (acceptable)")
+    check_on_device(~bad.any(), fail)
     return labels.astype(np.int64)
 
 

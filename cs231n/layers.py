@@ -7,7 +7,7 @@ numpy arrays in, numpy out; CuPy arrays in, CuPy out (``xp`` below is the array 
 import math
 
 from cs231n._validation import expect_shape, float_array, same_device
-from cs231n.backend import get_array_module
+from cs231n.backend import get_array_module, is_device_array
 
 
 def affine_forward(x, w, b):
@@ -79,7 +79,8 @@ def sigmoid_cross_entropy_loss(z, y, weights=None):
     - weights: optional non-negative per-example weights, of shape (N,).
 
     Returns a tuple of:
-    - loss: scalar, ``sum(weights * cost) / N``.
+    - loss: ``sum(weights * cost) / N``, a float (a 0-d array on the device for device inputs:
+      ``float(loss)`` reads it, one sync).
     - dz: gradient of the loss with respect to z, of shape (N,), ``weights * (p - y) / N``.
     """
     fn = "sigmoid_cross_entropy_loss"
@@ -101,4 +102,6 @@ def sigmoid_cross_entropy_loss(z, y, weights=None):
         expect_shape(fn, "weights", w, (("N", N),))
         cost = cost * w
         dz = dz * w
-    return float(xp.sum(cost) / N), dz.astype(z.dtype, copy=False)  # float(): one device->host sync
+    loss = xp.sum(cost) / N
+    # numpy: a float, as always; a GPU: a 0-d device array, so that a training step needs no sync here
+    return (loss if is_device_array(loss) else float(loss)), dz.astype(z.dtype, copy=False)

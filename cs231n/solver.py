@@ -71,7 +71,8 @@ A model on the GPU (``model.to("gpu")``, see :mod:`cs231n.classifiers.device`) t
 minibatch is copied to the device once, the optimizer state is created (or, on resume, moved) there,
 and the loss, the finiteness checks and gradient clipping are computed on the device, so an iteration
 waits for the GPU once: to read the loss (a Python float in ``loss_history``) together with the
-finiteness flags. Checkpoints hold host numpy arrays, like every file of this package, so a run
+finiteness flags (and the model's checks of its inputs' values, e.g. index ranges, queued by
+``backend.deferred_checks`` instead of each reading its own flag back). Checkpoints hold host numpy arrays, like every file of this package, so a run
 checkpointed on the GPU resumes on the CPU and vice versa, bit for bit (the arrays are the same; the
 arithmetic of a real GPU may round differently from numpy's from there on).
 """
@@ -90,7 +91,7 @@ import numpy as np
 
 from cs231n import optim
 from cs231n.archive import load_archive, save_archive
-from cs231n.backend import get_array_module, is_device_array, params_device, to_numpy, tree_to_device
+from cs231n.backend import deferred_checks, get_array_module, is_device_array, params_device, to_numpy, tree_to_device
 
 CHECKPOINT_FORMAT = "cs231n-solver-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -544,12 +545,13 @@ class Solver:
         """
         iteration = self.iteration + 1
         args = tree_to_device(tuple(self._sample_batch()), "gpu")      # the minibatch crosses once
-        loss, grads = self.model.loss(*args)
+        with deferred_checks() as checks:  # the model's value checks are read back with the loss
+            loss, grads = self.model.loss(*args)
         names = list(self.model.params)
         self._check_gradient_names(grads)
         xp = get_array_module(*self.model.params.values())
         # Flags computed on the device as the step goes; read back together below.
-        flags = [xp.asarray(loss, dtype=np.float64)]
+        flags = [xp.asarray(loss, dtype=np.float64)] + [ok.astype(np.float64) for ok in checks.flags]
         flags += [xp.all(xp.isfinite(grads[p])).astype(np.float64) for p in names]  # before clipping
         if self.grad_clip is not None:
             grads, _ = _clip_on_device({p: grads[p] for p in names}, self.grad_clip)
@@ -557,6 +559,8 @@ class Solver:
         flags += [xp.all(xp.isfinite(new_params[p])).astype(np.float64) for p in names]
         host = to_numpy(xp.stack(flags))  # the iteration's one device -> host sync: loss and flags together
         loss = float(host[0])
+        checks.raise_failed(host[1:1 + len(checks.flags)])  # bad input: the model's own error
+        host = host[len(checks.flags):]
         grads_finite, params_finite = host[1:1 + len(names)], host[1 + len(names):]
         if not math.isfinite(loss):
             self._diverged(iteration, "the loss is %r" % loss)

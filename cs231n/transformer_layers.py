@@ -36,7 +36,7 @@ from collections import namedtuple
 import numpy as np
 
 from cs231n._validation import expect_shape, float_array
-from cs231n.backend import check_device, get_array_module, to_device, xp_for
+from cs231n.backend import check_device, check_on_device, get_array_module, to_device, xp_for
 from cs231n.rnn_layers import _check_upstream
 
 AttentionCache = namedtuple("AttentionCache", "q k v probs keep scale")
@@ -232,8 +232,18 @@ def _device_uniforms(xp, seed, shape):
     is used because (re)seeding it costs nothing, unlike the default XORWOW's state setup; the same
     seed gives the same numbers on the same GPU software.
     """
-    rs = xp.random.RandomState(np.uint64(seed), method=xp.cuda.curand.CURAND_RNG_PSEUDO_PHILOX4_32_10)
+    # One generator, reseeded for each mask (the same numbers as a fresh one with this seed): creating
+    # one per mask cost a cuRAND create and destroy each time (issue 23).
+    module, rs = _device_generator
+    if module is not xp:
+        rs = xp.random.RandomState(np.uint64(seed), method=xp.cuda.curand.CURAND_RNG_PSEUDO_PHILOX4_32_10)
+        _device_generator[:] = [xp, rs]
+    else:
+        rs.seed(np.uint64(seed))
     return rs.random_sample(shape, dtype=np.float32)
+
+
+_device_generator = [None, None]  # (array module, its RandomState)
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -358,15 +368,21 @@ def _mask_bias(fn, xp, mask, shape, dtype):
         raise ValueError(f"{fn}: mask of shape {m.shape} does not broadcast to the scores' shape "
                          f"(N, h, S, T) = {shape}; use (S, T), (N, 1, S, T) or (N, 1, 1, T)") from None
     m = to_device(m, "cpu" if xp is np else "gpu")
-    if m.dtype.kind == "f" and not bool(xp.all(xp.isfinite(m))):
+
+    def not_finite():
         raise ValueError(f"{fn}: mask holds NaN or inf; use 0 (may not attend) and 1 (may attend)")
-    allowed = m != 0
-    if not bool(xp.all(xp.broadcast_to(allowed.any(axis=-1, keepdims=True), shape[:-1] + (1,)))):
-        allowed = to_device(allowed, "cpu")  # only to name the rows in the message
+
+    def row_without_key():
+        allowed = to_device(m != 0, "cpu")  # only to name the rows in the message
         rows = np.argwhere(~np.broadcast_to(allowed.any(axis=-1), shape[:-1]))
         raise ValueError(f"{fn}: mask leaves query {tuple(int(i) for i in rows[0])} (index n, h, s) "
                          f"with no key it may attend to ({len(rows)} such (n, h, s) rows); every query "
                          f"needs at least one nonzero entry in its mask row")
+    if m.dtype.kind == "f":
+        check_on_device(xp.all(xp.isfinite(m)), not_finite)
+    allowed = m != 0
+    every_row = xp.broadcast_to(allowed.any(axis=-1, keepdims=True), shape[:-1] + (1,))
+    check_on_device(xp.all(every_row), row_without_key)  # no sync inside backend.deferred_checks()
     return xp.where(allowed, dtype.type(0), dtype.type(-np.inf))  # (no boolean indexing: no sync)
 
 

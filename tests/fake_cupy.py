@@ -51,6 +51,8 @@ class Counts:
       ``bool`` (an ``if`` on a device array), ``operator.index``, ``.item()``, ``.tolist()``, ``.get()``,
       ``xp.asnumpy``, printing.
     - ``transfers``: host -> device copies through ``xp.asarray``/``xp.array`` of host data.
+    - ``generators``: random generators created (``xp.random.RandomState``): each is a cuRAND
+      generator created and, later, destroyed, several host calls into the CUDA libraries.
 
     One numpy operation is counted as one launch: CuPy launches one kernel for almost every one of
     them (a reduction such as ``mean`` or ``sum`` is one kernel there too, so the fake counts them as
@@ -60,10 +62,11 @@ class Counts:
     """
 
     def __init__(self):
-        self.launches = self.syncs = self.transfers = 0
+        self.launches = self.syncs = self.transfers = self.generators = 0
 
     def snapshot(self):
-        return {"launches": self.launches, "syncs": self.syncs, "transfers": self.transfers}
+        return {"launches": self.launches, "syncs": self.syncs, "transfers": self.transfers,
+                "generators": self.generators}
 
 
 COUNTS = Counts()  # one tally for the process (the fake's arrays share it, whichever FakeCupy made them)
@@ -286,6 +289,11 @@ class RandomState:
     draws are device arrays (numpy's PCG64 stands in for cuRAND, so the numbers differ from a GPU's)."""
 
     def __init__(self, seed=None, method=None):
+        COUNTS.generators += 1
+        self.seed(seed)
+
+    def seed(self, seed=None):
+        """Restart the stream from ``seed``, as CuPy's ``RandomState.seed`` does (a host call, no launch)."""
         self._gen = np.random.default_rng(None if seed is None else int(seed))
 
     def random_sample(self, size=None, dtype=float):

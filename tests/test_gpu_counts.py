@@ -75,4 +75,35 @@ def test_every_model_trains_a_step_on_the_fake_and_the_table_shows_it(fake):
     assert len(text) == 1 + len(gpu_counts.MODELS)
     for line, (kind, c) in zip(text[1:], counts.items()):
         assert c["launches"] > 0 and c["transfers"] >= 2  # the minibatch crossed, the step ran
-        assert line.split() == [kind, str(c["launches"]), str(c["syncs"]), str(c["transfers"])]
+        assert line.split() == [kind] + [str(c[k]) for k in ("launches", "syncs", "transfers", "generators")]
+
+
+@pytest.mark.parametrize("kind", gpu_counts.MODELS)
+def test_a_training_step_reads_the_device_once(fake, kind):
+    """The loss, the finiteness flags and the model's input checks come back in one read (issue 23)."""
+    assert gpu_counts.count_step(kind)["syncs"] == 1
+
+
+@pytest.mark.parametrize("kind", ["transformer", "cola"])
+def test_dropout_reuses_one_generator(fake, kind):
+    """Each dropout mask reseeds one cuRAND generator instead of creating (and destroying) its own."""
+    gpu_counts.count_step(kind)  # the process's generator exists from here on
+    assert gpu_counts.count_step(kind)["generators"] == 0
+
+
+def test_input_checks_deferred_by_the_solver_still_raise_their_own_error(fake):
+    from cs231n.backend import to_device
+    solver = gpu_counts.make_solver("lstm")
+    solver.data["train_captions"][:, 3] = 99  # not a word of the vocabulary
+    with pytest.raises(ValueError, match="captions holds index 99, outside"):
+        solver._step()
+    assert solver.iteration == 0 and solver.loss_history == []  # nothing committed
+    captions = to_device(solver.data["train_captions"][:4], "gpu")
+    features = to_device(solver.data["train_features"][:4], "gpu")
+    with pytest.raises(ValueError, match="captions holds index 99, outside"):  # outside a solver: at once
+        solver.model.loss(features, captions)
+
+    cola = gpu_counts.make_solver("cola")
+    cola.train_labels[:] = 2
+    with pytest.raises(ValueError, match="label 0 is 2"):
+        cola._step()

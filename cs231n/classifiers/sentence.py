@@ -31,7 +31,7 @@ import numpy as np
 from cs231n import metrics
 from cs231n._validation import copy_params
 from cs231n.archive import load_archive, save_archive
-from cs231n.backend import get_array_module, to_numpy
+from cs231n.backend import check_on_device, get_array_module, to_numpy
 from cs231n.classifiers.recurrent import init_recurrent_params, recurrent_backward, recurrent_forward
 from cs231n.classifiers.device import DeviceModel, host_arrays
 from cs231n.cola_utils import CLS, PAD, check_binary_labels
@@ -119,11 +119,13 @@ class SentenceClassifier(DeviceModel):
             raise ValueError(f"{fn}: inputs has T = {T} positions, beyond the model's max_length "
                              f"{self.max_length}")
         bad = (inputs < 0) | (inputs >= self.vocab_size)
-        if bad.any():
-            inputs, bad = to_numpy(inputs), to_numpy(bad)
-            r, c = np.argwhere(bad)[0]
-            raise ValueError(f"{fn}: inputs[{r}, {c}] = {inputs[r, c]} is outside the vocabulary "
+
+        def fail():
+            host, where = to_numpy(inputs), to_numpy(bad)
+            r, c = np.argwhere(where)[0]
+            raise ValueError(f"{fn}: inputs[{r}, {c}] = {host[r, c]} is outside the vocabulary "
                              f"[0, {self.vocab_size})")
+        check_on_device(~bad.any(), fail)
         return inputs.astype(np.int64, copy=False)
 
     def cls_positions(self, fn, inputs):
