@@ -314,10 +314,26 @@ def format_table(rows):
     return "\n".join(lines)
 
 
+def _prepare_out(out_dir, resume, overwrite):
+    """The run directory as a Path (created) and its checkpoint's path, after the rules of
+    :func:`train_sentence_classifier` (no overwriting without ``overwrite``, no resume without a checkpoint)."""
+    out = Path(out_dir)
+    checkpoint = str(out / CHECKPOINT_FILE)
+    if resume and not os.path.exists(checkpoint):
+        raise FileNotFoundError(f"resume: there is no checkpoint at {checkpoint}")
+    existing = [name for name in OUTPUTS if (out / name).exists()]
+    if existing and not (resume or overwrite):
+        raise FileExistsError(f"{out} already holds {', '.join(existing)} of an earlier run; choose another "
+                              f"output directory, or resume it (--resume) or replace it (--overwrite)")
+    out.mkdir(parents=True, exist_ok=True)
+    return out, checkpoint
+
+
 def train_sentence_classifier(data_dir, out_dir, kind="transformer", lr=None, epochs=None, batch_size=None,
                               lr_decay=None, seed=0, class_weight=None, grad_clip=None, max_train=None,
                               baselines=False, resume=False, overwrite=False, verbose=True, model_options=None,
-                              device="cpu"):
+                              device="cpu", holdout=None, refit=False, eval_files=None, min_count=2,
+                              tune_threshold=False):
     """Train a sentence classifier on a CoLA-format folder and write its files to ``out_dir``.
 
     Writes ``model.npz`` (the parameters of the best val MCC), ``checkpoint.npz`` (the solver state,
@@ -339,9 +355,21 @@ def train_sentence_classifier(data_dir, out_dir, kind="transformer", lr=None, ep
       ``resume``, an ``out_dir`` holding any of them is refused with FileExistsError).
     - model_options: extra constructor options of the model (e.g. dropout, readout).
     - device: 'cpu' or 'gpu': where the model trains (the baselines train on the CPU).
+    - holdout: None (the classic behaviour above: epoch chosen and scores reported on val), or the
+      share of train held out for every choice, with the report sets scored once
+      (:func:`train_with_holdout`, which also reads TSV folders; ``refit``, ``eval_files``,
+      ``min_count`` and ``tune_threshold`` are its options).
 
     Returns the summary dict written to ``scores.json``.
     """
+    if holdout is not None:
+        return train_with_holdout(data_dir, out_dir, kind=kind, holdout=holdout, refit=refit, eval_files=eval_files,
+                                  min_count=min_count, tune_threshold=tune_threshold, lr=lr, epochs=epochs,
+                                  batch_size=batch_size, lr_decay=lr_decay, seed=seed, class_weight=class_weight,
+                                  grad_clip=grad_clip, max_train=max_train, baselines=baselines, resume=resume,
+                                  overwrite=overwrite, verbose=verbose, model_options=model_options, device=device)
+    if refit or eval_files is not None or tune_threshold:
+        raise ValueError("refit, eval_files and tune_threshold need a holdout (holdout=0.1, --holdout 0.1)")
     from cs231n.cola_utils import inputs_file, labels_file, load_cola_data
     from cs231n.runs import dataset_identity
     from cs231n.vis import plot_training_curves
@@ -355,15 +383,7 @@ def train_sentence_classifier(data_dir, out_dir, kind="transformer", lr=None, ep
     batch_size = d["batch_size"] if batch_size is None else batch_size
     lr_decay = d["lr_decay"] if lr_decay is None else lr_decay
     model = build_classifier(kind, data, seed=seed, **(model_options or {})).to(device)
-    out = Path(out_dir)
-    checkpoint = str(out / CHECKPOINT_FILE)
-    if resume and not os.path.exists(checkpoint):
-        raise FileNotFoundError(f"resume: there is no checkpoint at {checkpoint}")
-    existing = [name for name in OUTPUTS if (out / name).exists()]
-    if existing and not (resume or overwrite):
-        raise FileExistsError(f"{out} already holds {', '.join(existing)} of an earlier run; choose another "
-                              f"output directory, or resume it (--resume) or replace it (--overwrite)")
-    out.mkdir(parents=True, exist_ok=True)
+    out, checkpoint = _prepare_out(out_dir, resume, overwrite)
     if verbose:
         print("data: %s (%d train, %d val sentences, %.1f%% / %.1f%% acceptable, vocabulary %d, T = %d)"
               % (data["base_dir"], len(data["train_labels"]), len(data["val_labels"]),
@@ -490,7 +510,8 @@ def to_host(array):
 
 def select_on_holdout(kind, data, holdout=0.1, seed=0, refit=False, candidates=None, class_weight="balanced",
                       tune_threshold=False, model_options=None, lr=None, epochs=None, batch_size=None,
-                      lr_decay=None, device="cpu", verbose=True, log=print):
+                      lr_decay=None, grad_clip=None, device="cpu", checkpoint=None, resume=False, verbose=True,
+                      log=print):
     """Train a classifier choosing everything on a held-out slice of train; the report sets are not read.
 
     Inputs:
@@ -507,12 +528,15 @@ def select_on_holdout(kind, data, holdout=0.1, seed=0, refit=False, candidates=N
     - class_weight: None or 'balanced'.
     - tune_threshold: also choose the logit threshold on the holdout (:func:`choose_threshold`); else 0.
     - model_options, lr, epochs, batch_size, lr_decay: the defaults every candidate starts from.
-    - device: where the solver's models train.
+    - grad_clip: the solver's gradient-norm limit. device: where the solver's models train.
+    - checkpoint, resume: the solver's checkpoint file for the selection run (one candidate only), and
+      whether to continue it.
 
     Returns a dict: 'model' (the final model, with ``scores``), 'threshold', 'chosen' (the options,
     'epoch' for the solver's models), 'holdout_mcc' (of the chosen candidate, at its threshold),
     'selection' (one entry per candidate: options, epoch, holdout MCC), 'refit' (bool), 'num_fit',
-    'num_holdout', 'train_seconds' and 'history' (per-epoch entries of the chosen candidate).
+    'num_holdout', 'train_seconds', 'history' (per-epoch entries of the chosen candidate) and for the
+    solver's models 'loss_history' (its per-iteration losses).
     """
     if kind not in HONEST_KINDS:
         raise ValueError(f"kind must be one of {HONEST_KINDS}, got {kind!r}")
@@ -550,6 +574,8 @@ def select_on_holdout(kind, data, holdout=0.1, seed=0, refit=False, candidates=N
         base = {"lr": d["lr"] if lr is None else lr, "epochs": d["epochs"] if epochs is None else epochs,
                 "batch_size": d["batch_size"] if batch_size is None else batch_size,
                 "lr_decay": d["lr_decay"] if lr_decay is None else lr_decay}
+        if checkpoint is not None and candidates is not None and len(candidates) > 1:
+            raise ValueError("a checkpoint can follow one candidate only; give one or none")
         for cand in candidates or [{}]:
             options = dict(base, **(model_options or {}))
             options.update(cand)
@@ -559,23 +585,24 @@ def select_on_holdout(kind, data, holdout=0.1, seed=0, refit=False, candidates=N
                                           optim_config={"learning_rate": solver_opts["lr"]},
                                           lr_decay=solver_opts["lr_decay"], batch_size=solver_opts["batch_size"],
                                           num_epochs=solver_opts["epochs"], seed=seed, class_weight=class_weight,
-                                          num_train_eval=0, val_name="holdout", verbose=verbose,
-                                          print_every=10 ** 9,
-                                          progress="lines")
+                                          grad_clip=grad_clip, num_train_eval=0, val_name="holdout",
+                                          checkpoint_name=checkpoint, resume_from=checkpoint if resume else None,
+                                          verbose=verbose, print_every=10 ** 9, progress="lines")
             solver.train()
             model.params.update(solver.best_params)
             epoch = int(max(solver.val_history, key=lambda e: e["val_mcc"])["epoch"])  # first best wins
             entry = _score_candidate(model, X[hold_ids], y[hold_ids], tune_threshold, dict(options, **solver_opts),
                                      epoch)
-            entry["history"] = solver.val_history
-            result["selection"].append({k: v for k, v in entry.items() if k not in ("model", "history")})
+            entry["history"], entry["loss_history"] = solver.val_history, solver.loss_history
+            result["selection"].append({k: v for k, v in entry.items()
+                                        if k not in ("model", "history", "loss_history")})
             if verbose:
                 log("  holdout MCC %.3f (threshold %.2f) at epoch %d of %s" % (
                     entry["holdout_mcc"], entry["threshold"], epoch, entry["options"]))
             if best is None or entry["holdout_mcc"] > best["holdout_mcc"]:
                 best = entry
         model = best["model"]
-        result["history"] = best["history"]
+        result["history"], result["loss_history"] = best["history"], best["loss_history"]
         if refit:
             options = dict(best["options"])
             solver_opts = {k: options.pop(k) for k in ("lr", "epochs", "batch_size", "lr_decay")}
@@ -583,7 +610,7 @@ def select_on_holdout(kind, data, holdout=0.1, seed=0, refit=False, candidates=N
             ClassificationSolver(model, _subset(data, np.arange(X.shape[0])), update_rule="adam",
                                  optim_config={"learning_rate": solver_opts["lr"]}, lr_decay=solver_opts["lr_decay"],
                                  batch_size=solver_opts["batch_size"], num_epochs=best["epoch"], seed=seed,
-                                 class_weight=class_weight, num_train_eval=0, verbose=False,
+                                 class_weight=class_weight, grad_clip=grad_clip, num_train_eval=0, verbose=False,
                                  progress="lines").train()
     chosen = dict(best["options"])
     if best["epoch"] is not None:
@@ -617,3 +644,168 @@ def format_score(s):
     """'MCC 0.123 [0.050, 0.190], accuracy 0.650 [0.610, 0.690]' for one set's scores."""
     return "MCC %.3f [%.3f, %.3f], accuracy %.3f [%.3f, %.3f]" % (
         s["mcc"], s["mcc_ci"][0], s["mcc_ci"][1], s["accuracy"], s["accuracy_ci"][0], s["accuracy_ci"][1])
+
+
+KIND_NAMES = {"majority": "majority class", "bow": "bag of words (LR on counts)",
+              "ngram": "word 1-3-gram LR", "lstm": "LSTM", "transformer": "Transformer"}
+
+
+def _take_train(data, max_train, seed):
+    """``data`` with only ``max_train`` training sentences (a seeded draw), or unchanged for None."""
+    if max_train is None or max_train >= len(data["train_labels"]):
+        return data
+    if isinstance(max_train, bool) or not isinstance(max_train, (int, np.integer)) or max_train < 2:
+        raise ValueError(f"max_train must be None or an int >= 2, got {max_train!r}")
+    keep = np.sort(np.random.default_rng(seed).choice(len(data["train_labels"]), size=int(max_train), replace=False))
+    data = dict(data)
+    for key in ("train_inxs", "train_labels", "train_cls_positions"):
+        data[key] = data[key][keep]
+    if "train_sentences" in data:
+        data["train_sentences"] = [data["train_sentences"][i] for i in keep]
+    return data
+
+
+def describe_data(data, holdout, seed):
+    """Lines that say what was read and how: format, layouts, tokenization, vocabulary, splits."""
+    n = len(data["train_labels"])
+    lines = [f"data: {data['base_dir']} ({n} training sentences, {100 * data['train_labels'].mean():.1f}% "
+             f"acceptable, vocabulary {len(data['word_to_ix'])} with UNK/CLS/PAD, rows of T = {data['max_length']})"]
+    if data.get("format") == "tsv":
+        for name, layout in data["layout"].items():
+            lines.append(f"  {name}: {layout}")
+        lines.append(f"  tokenization: {data['tokenization']}, lower-cased; vocabulary: training words seen "
+                     f">= {data['min_count']} times")
+    size = holdout_split(n, holdout, seed)[1].size
+    lines.append(f"every choice is made on a held-out {size} of the training sentences ({100 * holdout:g}%, "
+                 f"seed {seed}); the report sets are scored once at the end:")
+    for name, ev in data["eval_sets"].items():
+        lines.append(f"  {name}: {len(ev['labels'])} sentences, {100 * np.mean(ev['labels']):.1f}% acceptable, "
+                     f"{100 * ev['unk_rate']:.1f}% of tokens UNK" + (f", {ev['truncated']} cut to T" if ev["truncated"] else ""))
+    return lines
+
+
+def train_with_holdout(data_dir, out_dir, kind="transformer", holdout=0.1, refit=False, eval_files=None,
+                       min_count=2, tune_threshold=False, lr=None, epochs=None, batch_size=None, lr_decay=None,
+                       seed=0, class_weight="balanced", grad_clip=None, max_train=None, baselines=False,
+                       resume=False, overwrite=False, verbose=True, model_options=None, device="cpu",
+                       candidates=None):
+    """Train a sentence classifier with every choice made on held-out training sentences, score the
+    report sets once, and write the run's files to ``out_dir``.
+
+    ``data_dir`` is a TSV folder or a preprocessed-array folder
+    (:func:`cs231n.cola_tsv.load_classification_data` with ``eval_files`` and ``min_count``); ``kind``
+    is 'ngram' or a kind of :data:`MODEL_DEFAULTS`; the choice is :func:`select_on_holdout`'s (with
+    ``holdout``, ``refit``, ``tune_threshold``, ``candidates`` and the solver options). ``baselines``
+    adds a table of the other kinds (:func:`holdout_table`) measured in this run.
+
+    Writes ``model.npz`` (the final model), ``history.json`` (per-epoch holdout scores, or the
+    n-gram's candidates), ``curves.png`` and ``checkpoint.npz`` (the solver's models; ``resume``
+    continues the selection run), and ``scores.json``: the data description, the holdout, what was
+    chosen, the refit, and for each report set accuracy and MCC with bootstrap 95% intervals (under
+    'eval' and under the set's own name). Returns that summary.
+    """
+    from cs231n.cola_tsv import TRAIN_FILE, load_classification_data
+    from cs231n.cola_utils import inputs_file, labels_file
+    from cs231n.runs import dataset_identity
+
+    if kind not in ("ngram",) + tuple(MODEL_DEFAULTS):
+        raise ValueError(f"kind must be 'ngram' or one of {sorted(MODEL_DEFAULTS)}, got {kind!r}")
+    if kind == "ngram" and resume:
+        raise ValueError("the n-gram model trains in seconds and writes no checkpoint; there is nothing to resume")
+    data = _take_train(load_classification_data(data_dir, eval_files, min_count), max_train, seed)
+    out, checkpoint = _prepare_out(out_dir, resume, overwrite)
+    say = print if verbose else (lambda *args: None)
+    for line in describe_data(data, holdout, seed):
+        say(line)
+    result = select_on_holdout(kind, data, holdout=holdout, seed=seed, refit=refit, candidates=candidates,
+                               class_weight=class_weight, tune_threshold=tune_threshold, model_options=model_options,
+                               lr=lr, epochs=epochs, batch_size=batch_size, lr_decay=lr_decay, grad_clip=grad_clip,
+                               device=device, checkpoint=None if kind == "ngram" else checkpoint, resume=resume,
+                               verbose=verbose)
+    model = result["model"]
+    model.save(out / MODEL_FILE)
+    atomic_write_json(out / HISTORY_FILE, result["history"] if result["history"] else result["selection"])
+    if result.get("loss_history"):
+        import matplotlib.pyplot as plt
+        from cs231n.vis import plot_training_curves
+
+        plt.close(plot_training_curves(result["loss_history"], result["history"], path=out / CURVES_FILE,
+                                       title=f"{kind} on {Path(data['base_dir']).name} (val = holdout)"))
+    scores = report_scores(model, data, result["threshold"], seed=seed)
+    files = ([TRAIN_FILE] + [Path(ev["file"]).name for ev in data["eval_sets"].values()]
+             if data["format"] == "tsv" else [f(sp) for sp in ("train", "val") for f in (inputs_file, labels_file)])
+    config = {k: v for k, v in model.get_config().items() if k not in ("word_to_ix", "ngrams")}
+    summary = {"model": kind, "model_config": config, "data_dir": data["base_dir"], "format": data["format"],
+               "layout": data.get("layout"), "tokenization": data.get("tokenization"),
+               "min_count": data.get("min_count"), "num_train": int(len(data["train_labels"])),
+               "holdout": {"fraction": holdout, "seed": seed, "num_fit": result["num_fit"],
+                           "num_holdout": result["num_holdout"]},
+               "chosen": result["chosen"], "holdout_mcc": result["holdout_mcc"], "threshold": result["threshold"],
+               "selection": result["selection"], "refit": result["refit"],
+               "options": {"lr": lr, "epochs": epochs, "batch_size": batch_size, "lr_decay": lr_decay, "seed": seed,
+                           "class_weight": class_weight, "grad_clip": grad_clip, "max_train": max_train,
+                           "tune_threshold": tune_threshold},
+               "data_identity": dataset_identity(data["base_dir"], data["word_to_ix"], files),
+               "train_seconds": result["train_seconds"], "eval": scores}
+    summary.update(scores)
+    if baselines:
+        rows = holdout_table(data, kinds=[k for k in ("majority", "bow", "ngram", "lstm") if k != kind],
+                             holdout=holdout, seed=seed, refit=refit, class_weight=class_weight)
+        rows.append(_table_row(kind, result, scores, label=KIND_NAMES[kind] + " (this run)"))
+        summary["table"] = rows
+    atomic_write_json(out / SCORES_FILE, summary)
+    chosen = ", ".join(f"{k} {v}" for k, v in result["chosen"].items()) or "nothing to choose"
+    say(f"\nchosen on the holdout ({result['num_holdout']} sentences): {chosen}; holdout MCC "
+        f"{result['holdout_mcc']:.3f} at logit threshold {result['threshold']:.2f}")
+    if refit:
+        what = f" for {result['chosen']['epoch']} epochs" if "epoch" in result["chosen"] else ""
+        say(f"final model: refit on all {len(data['train_labels'])} training sentences{what}")
+    else:
+        say(f"final model: the one fit on {result['num_fit']} sentences (the holdout left out; refit to use all)")
+    for name, sc in scores.items():
+        say(f"{name} ({sc['num']} sentences, scored once): {format_score(sc)}, "
+            f"{100 * sc['positive_rate']:.0f}% predicted acceptable")
+    if baselines:
+        say(format_holdout_table(summary["table"]))
+    say(f"trained in {result['train_seconds']:.0f} s; wrote {out}/{MODEL_FILE}, {HISTORY_FILE}, {SCORES_FILE}")
+    return summary
+
+
+def _table_row(kind, result, scores, label=None):
+    return {"model": label or KIND_NAMES[kind], "kind": kind, "holdout_mcc": result["holdout_mcc"],
+            "chosen": result["chosen"], "threshold": result["threshold"], "refit": result["refit"],
+            "train_seconds": result["train_seconds"], "eval": scores}
+
+
+def holdout_table(data, kinds=("majority", "bow", "ngram", "lstm", "transformer"), holdout=0.1, seed=0, refit=False,
+                  class_weight="balanced", options=None, verbose=False):
+    """One table, measured in this call: each kind chosen on the holdout (:func:`select_on_holdout`) and
+    scored once on every report set of ``data``.
+
+    ``options`` maps a kind to keyword arguments of :func:`select_on_holdout` (e.g. ``{'lstm':
+    {'epochs': 4}}``). Returns a list of rows: 'model', 'kind', 'holdout_mcc', 'chosen', 'threshold',
+    'refit', 'train_seconds' and 'eval' (set name -> :func:`cs231n.metrics.scores_with_intervals`).
+    """
+    rows = []
+    for kind in kinds:
+        kw = dict((options or {}).get(kind, {}))
+        label = kw.pop("label", None)
+        result = select_on_holdout(kind, data, holdout=holdout, seed=seed, refit=refit, class_weight=class_weight,
+                                   verbose=verbose, **kw)
+        rows.append(_table_row(kind, result, report_scores(result["model"], data, result["threshold"], seed=seed),
+                               label))
+    return rows
+
+
+def format_holdout_table(rows):
+    """The rows of :func:`holdout_table` as a Markdown table: per report set MCC [95% CI] and accuracy."""
+    names = list(rows[0]["eval"])
+    head = "| model | holdout MCC | " + " | ".join(f"{n} MCC [95% CI] | {n} accuracy" for n in names) + " | train s |"
+    lines = [head, "|" + "---|" * (3 + 2 * len(names))]
+    for r in rows:
+        cells = []
+        for n in names:
+            s = r["eval"][n]
+            cells += ["%.3f [%.3f, %.3f]" % (s["mcc"], s["mcc_ci"][0], s["mcc_ci"][1]), "%.3f" % s["accuracy"]]
+        lines.append("| %s | %.3f | %s | %.0f |" % (r["model"], r["holdout_mcc"], " | ".join(cells), r["train_seconds"]))
+    return "\n".join(lines)

@@ -113,3 +113,54 @@ def test_select_on_holdout_epoch_and_refit():
     assert report_scores(majority["model"], data)["dev"]["mcc"] == 0.0
     with pytest.raises(ValueError, match="kind"):
         select_on_holdout("svm", data)
+
+
+def _write_tsv_folder(path):
+    """A tiny learnable TSV folder: label 1 exactly when the word w1 occurs; dev in GLUE's raw layout."""
+    path.mkdir()
+    for name, n, seed, raw in (("train.tsv", 120, 0, False), ("dev_a.tsv", 40, 1, True), ("dev_b.tsv", 30, 2, False)):
+        rows, labels = make_split(n, seed)
+        lines = ["source\tlabel\tjudgement\tsentence"] if raw else []
+        for row, y in zip(rows, labels):
+            sentence = " ".join(w for w in (list(word_to_ix())[i] for i in row) if w not in ("CLS", "PAD"))
+            lines.append(f"src\t{y}\t{'' if y else '*'}\t{sentence}" if raw else f"{sentence}\t{y}")
+        (path / name).write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_cli_end_to_end_on_a_tsv_folder(tmp_path, capsys):
+    import json
+
+    from cs231n.cli import main
+
+    folder = _write_tsv_folder(tmp_path / "tsv")
+    out = tmp_path / "ngram"
+    assert main(["classify-train", "--data", str(folder), "--model", "ngram", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "dev_a.tsv: GLUE raw" in printed and "with a header line" in printed
+    assert "train.tsv: sentence<TAB>label (2 columns), no header" in printed
+    assert "held-out 12 of the training sentences" in printed
+    scores = json.loads((out / "scores.json").read_text())
+    assert set(scores["eval"]) == {"dev_a", "dev_b"}
+    for s in scores["eval"].values():
+        assert s["mcc_ci"][0] <= s["mcc"] <= s["mcc_ci"][1] and s["mcc"] > 0.5
+    assert scores["chosen"]["reg"] in NGRAM_REGS and not scores["refit"]
+
+    out = tmp_path / "bow"
+    argv = ["classify-train", "--data", str(folder), "--model", "bow", "--epochs", "2", "--eval", "dev_b.tsv",
+            "--holdout", "0.2", "--refit", "--min-count", "1", "--tune-threshold", "--out", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "refit on all 120 training sentences" in printed and "dev_b (30 sentences, scored once)" in printed
+    scores = json.loads((out / "scores.json").read_text())
+    assert list(scores["eval"]) == ["dev_b"] and scores["refit"]
+    assert scores["holdout"]["num_holdout"] == 24 and 1 <= scores["chosen"]["epoch"] <= 2
+    assert scores["min_count"] == 1 and scores["tokenization"] == "whitespace"
+
+    # The classic behaviour (no holdout) reads preprocessed folders only; bad fractions are refused.
+    assert main(["classify-train", "--data", str(folder), "--holdout", "0", "--out", str(tmp_path / "c")]) == 1
+    assert "word_to_ix.csv" in capsys.readouterr().err
+    assert main(["classify-train", "--data", str(folder), "--holdout", "0", "--refit"]) == 1
+    assert "--holdout > 0" in capsys.readouterr().err
+    assert main(["classify-train", "--data", str(folder), "--holdout", "1.5"]) == 2
+    assert "must be a fraction in [0, 1)" in capsys.readouterr().err

@@ -1,20 +1,48 @@
-"""``classify-train``: train a sentence classifier on CoLA-format data."""
+"""``classify-train``: train a sentence classifier on CoLA data (TSV files or the preprocessed arrays)."""
+import argparse
 import json
 
-from cs231n.cli.options import (add_command, add_device_option, add_run_dir_options, claim_run_dir, existing_dir,
-                                learning_rate, nonnegative_int, positive_float, positive_int)
+from cs231n.cli.options import (_number, add_command, add_device_option, add_run_dir_options, claim_run_dir,
+                                existing_dir, learning_rate, nonnegative_int, positive_float, positive_int)
+
+
+def holdout_fraction(text):
+    """argparse type: a share in [0, 1) (0: no holdout, the classic behaviour)."""
+    value = _number(text, float)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be a fraction in [0, 1), got {text}")
+    return value
 
 
 def _add_classify(sub):
-    p = add_command(sub, "classify-train", "train a sentence classifier on CoLA-format data",
-                    "Train a sentence-acceptability classifier on a folder in the CoLA format (word_to_ix.csv, "
-                    "train/val _inxs.npy and _labels.npy) and write model.npz, checkpoint.npz, history.json, "
-                    "curves.png and scores.json (val accuracy and Matthews correlation) to a run directory.")
+    p = add_command(sub, "classify-train", "train a sentence classifier on CoLA data",
+                    "Train a sentence-acceptability classifier on a folder of CoLA/GLUE TSV files (train.tsv and "
+                    "dev files, 'sentence<TAB>label' or GLUE's 4 raw columns, with or without a header) or on the "
+                    "course's preprocessed folder (word_to_ix.csv, train/val _inxs.npy and _labels.npy). Every "
+                    "choice (epoch, learning rate, regularisation, threshold) is made on a held-out slice of train "
+                    "(--holdout); the dev/val sets are scored once, with bootstrap 95%% intervals of MCC and "
+                    "accuracy. Writes model.npz, checkpoint.npz, history.json, curves.png and scores.json to a "
+                    "run directory.")
     p.add_argument("--data", required=True, type=existing_dir,
-                   help="the CoLA-format folder, e.g. ../shared/data/cola")
-    p.add_argument("--model", choices=["transformer", "lstm", "bow"], default="transformer",
+                   help="a TSV folder (e.g. ../shared/data/cola_public) or the preprocessed folder "
+                        "(../shared/data/cola)")
+    p.add_argument("--model", choices=["transformer", "lstm", "bow", "ngram"], default="transformer",
                    help="which classifier (the Transformer's defaults: H 64, F 256, 2 heads of 32, padding "
-                        "mask, mean readout, dropout 0.2; --option changes them)")
+                        "mask, mean readout, dropout 0.2; --option changes them; ngram: class-balanced "
+                        "logistic regression on word 1-3-grams, its regularisation chosen on the holdout)")
+    p.add_argument("--eval", metavar="FILE[,FILE]",
+                   help="the TSV file(s) to report, names in --data or paths (default: every *.tsv of the folder "
+                        "but train.tsv and test*.tsv, e.g. both CoLA dev sets)")
+    p.add_argument("--holdout", type=holdout_fraction, default=0.1,
+                   help="share of train held out (seeded by --seed) on which the epoch and every other choice "
+                        "is made; 0: the classic behaviour (preprocessed folders only): the epoch of best val "
+                        "MCC, scored on that same val")
+    p.add_argument("--refit", action="store_true",
+                   help="after choosing on the holdout, retrain on all of train for the chosen number of epochs")
+    p.add_argument("--min-count", type=positive_int, default=2,
+                   help="TSV folders: vocabulary words must occur this often in train.tsv (rarer ones are UNK)")
+    p.add_argument("--tune-threshold", action="store_true",
+                   help="also choose the decision threshold on the holdout (default: probability 0.5)")
     p.add_argument("--epochs", type=positive_int, help="passes over the training sentences (default: per model)")
     p.add_argument("--lr", type=learning_rate, help="Adam learning rate (default: per model)")
     p.add_argument("--lr-decay", type=positive_float, help="learning-rate factor per epoch (default: per model)")
@@ -26,8 +54,8 @@ def _add_classify(sub):
     p.add_argument("--max-train", type=positive_int, help="train on this many sentences only (a seeded subset)")
     p.add_argument("--seed", type=nonnegative_int, default=0, help="seeds the weights and the minibatch order")
     p.add_argument("--baselines", action="store_true",
-                   help="also score the majority class and train the bag-of-words and LSTM baselines, "
-                        "and print one table of val accuracy and MCC")
+                   help="also score the majority class and train the bag-of-words, n-gram (with --holdout) and "
+                        "LSTM baselines, and print one table of accuracy and MCC")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="a model constructor option, e.g. readout=mean or dropout=0.2 (repeatable; values are "
                         "read as JSON when they parse, else as text)")
@@ -54,11 +82,19 @@ def cmd_classify_train(a):
     from cs231n.classification_solver import OUTPUTS, train_sentence_classifier
 
     options = _model_options(a.option)
+    eval_files = [f for f in a.eval.split(",") if f] if a.eval else None
+    if not a.holdout and (a.refit or eval_files or a.tune_threshold or a.model == "ngram"):
+        raise ValueError("--refit, --eval, --tune-threshold and --model ngram choose on a holdout; "
+                         "give --holdout > 0")
     out = claim_run_dir(a, OUTPUTS, "classification run")
+    extra = {}
+    if a.holdout:
+        extra = dict(holdout=a.holdout, refit=a.refit, eval_files=eval_files, min_count=a.min_count,
+                     tune_threshold=a.tune_threshold)
     train_sentence_classifier(a.data, out, kind=a.model, lr=a.lr, epochs=a.epochs, batch_size=a.batch_size,
                               lr_decay=a.lr_decay, seed=a.seed,
                               class_weight=None if a.class_weight == "none" else a.class_weight,
                               grad_clip=a.grad_clip, max_train=a.max_train, baselines=a.baselines,
                               resume=a.resume, overwrite=True, verbose=not a.quiet, model_options=options,
-                              device=a.device)
+                              device=a.device, **extra)
     return 0
