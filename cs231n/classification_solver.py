@@ -56,6 +56,8 @@ class ClassificationSolver(Solver):
       with ``np.random.default_rng(seed)``; 0 for none), to compare training and val accuracy.
     - ``val_name`` ('val'): what the per-epoch lines call the val split (e.g. 'holdout' when it is
       a held-out slice of train).
+    - ``word_dropout`` (0): the probability with which each word of a training minibatch is replaced
+      by UNK (CLS and PAD never are), drawn from the solver's generator; 0 draws nothing.
 
     A model with a ``np.random.Generator`` in ``model.rng`` (for dropout masks) has its state saved in
     checkpoints and restored on resume, so resumed runs with dropout are bit-exact too.
@@ -105,6 +107,17 @@ class ClassificationSolver(Solver):
         self.eval_batch_size = kwargs.pop("eval_batch_size", 500)
         self.num_train_eval = kwargs.pop("num_train_eval", 1000)
         self.val_name = str(kwargs.pop("val_name", "val"))
+        self.word_dropout = kwargs.pop("word_dropout", 0.0)
+        if isinstance(self.word_dropout, bool) or not isinstance(self.word_dropout, (int, float)) \
+                or not 0 <= self.word_dropout < 1:
+            raise ValueError(f"word_dropout must be a number in [0, 1), got {self.word_dropout!r}")
+        self._unk_index = None
+        if self.word_dropout:
+            vocab = data.get("word_to_ix", {})
+            if "UNK" not in vocab:
+                raise ValueError("word_dropout needs an 'UNK' word in data['word_to_ix'] to replace words with")
+            self._unk_index = int(vocab["UNK"])
+            self._special = [int(vocab[w]) for w in ("CLS", "PAD") if w in vocab]
         for name in ("eval_batch_size", "num_train_eval"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (name == "eval_batch_size"):
@@ -144,7 +157,12 @@ class ClassificationSolver(Solver):
         idx = self._order[k * self.batch_size:(k + 1) * self.batch_size]
         if idx.size == 0:  # batch_size > N: one iteration per epoch over everything
             idx = self._order
-        args = (self.train_inputs[idx], self.train_labels[idx])
+        inputs = self.train_inputs[idx]
+        if self.word_dropout:
+            drop = self.rng.random(inputs.shape) < self.word_dropout      # (B, T)
+            drop &= ~np.isin(inputs, self._special)
+            inputs = np.where(drop, self._unk_index, inputs)
+        args = (inputs, self.train_labels[idx])
         if self.example_weights is not None:
             args += (self.example_weights[idx],)
         return args
@@ -173,6 +191,8 @@ class ClassificationSolver(Solver):
         config = super()._config()
         config.update(class_weight=self.class_weight, eval_batch_size=int(self.eval_batch_size),
                       num_train_eval=int(self.num_train_eval))
+        if self.word_dropout:
+            config["word_dropout"] = float(self.word_dropout)
         return config
 
     def _epoch_end(self):
@@ -439,6 +459,7 @@ def train_sentence_classifier(data_dir, out_dir, kind="transformer", lr=None, ep
 # normalised per sentence, so useful strengths are small).
 NGRAM_REGS = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3)
 HONEST_KINDS = ("majority", "ngram") + tuple(MODEL_DEFAULTS)
+SOLVER_OPTIONS = ("lr", "epochs", "batch_size", "lr_decay", "word_dropout")  # candidates' keys for the solver
 
 
 def holdout_split(num, fraction=0.1, seed=0):
@@ -511,20 +532,22 @@ def to_host(array):
 def select_on_holdout(kind, data, holdout=0.1, seed=0, refit=False, candidates=None, class_weight="balanced",
                       tune_threshold=False, model_options=None, lr=None, epochs=None, batch_size=None,
                       lr_decay=None, grad_clip=None, device="cpu", checkpoint=None, resume=False, verbose=True,
-                      log=print):
+                      log=print, holdout_seed=None):
     """Train a classifier choosing everything on a held-out slice of train; the report sets are not read.
 
     Inputs:
     - kind: 'majority', 'ngram' (:class:`cs231n.classifiers.ngram.NgramClassifier`, its ``reg`` chosen
       from :data:`NGRAM_REGS`) or a kind of :data:`MODEL_DEFAULTS` (its epoch chosen).
     - data: a data dict (:func:`cs231n.cola_tsv.load_classification_data`); only its train split is used.
-    - holdout: the share of train held out (:func:`holdout_split` with ``seed``).
+    - holdout: the share of train held out (:func:`holdout_split` with ``holdout_seed``, by default
+      ``seed``, which also seeds the weights and minibatches).
     - refit: after choosing, train a fresh model on all of train with the chosen options (for the
       solver's models: for the chosen number of epochs) instead of keeping the model fit without the
       holdout.
     - candidates: list of dicts of options to choose between (for 'ngram' model options such as
-      ``{'reg': 1e-4}``; for the solver's models any of 'lr', 'epochs', 'batch_size', 'lr_decay' and
-      model constructor options); None: the defaults (for 'ngram' one per NGRAM_REGS).
+      ``{'reg': 1e-4}``; for the solver's models any of :data:`SOLVER_OPTIONS` ('word_dropout': see
+      :class:`ClassificationSolver`) and model constructor options); None: the defaults (for 'ngram'
+      one per NGRAM_REGS).
     - class_weight: None or 'balanced'.
     - tune_threshold: also choose the logit threshold on the holdout (:func:`choose_threshold`); else 0.
     - model_options, lr, epochs, batch_size, lr_decay: the defaults every candidate starts from.
@@ -542,7 +565,7 @@ def select_on_holdout(kind, data, holdout=0.1, seed=0, refit=False, candidates=N
         raise ValueError(f"kind must be one of {HONEST_KINDS}, got {kind!r}")
     t0 = time.perf_counter()
     X, y = data["train_inxs"], data["train_labels"]
-    fit_ids, hold_ids = holdout_split(X.shape[0], holdout, seed)
+    fit_ids, hold_ids = holdout_split(X.shape[0], holdout, seed if holdout_seed is None else holdout_seed)
     result = {"refit": bool(refit), "num_fit": int(fit_ids.size), "num_holdout": int(hold_ids.size),
               "selection": [], "history": []}
     if kind == "majority":
@@ -573,18 +596,19 @@ def select_on_holdout(kind, data, holdout=0.1, seed=0, refit=False, candidates=N
         d = MODEL_DEFAULTS[kind]
         base = {"lr": d["lr"] if lr is None else lr, "epochs": d["epochs"] if epochs is None else epochs,
                 "batch_size": d["batch_size"] if batch_size is None else batch_size,
-                "lr_decay": d["lr_decay"] if lr_decay is None else lr_decay}
+                "lr_decay": d["lr_decay"] if lr_decay is None else lr_decay, "word_dropout": 0.0}
         if checkpoint is not None and candidates is not None and len(candidates) > 1:
             raise ValueError("a checkpoint can follow one candidate only; give one or none")
         for cand in candidates or [{}]:
             options = dict(base, **(model_options or {}))
             options.update(cand)
-            solver_opts = {k: options.pop(k) for k in ("lr", "epochs", "batch_size", "lr_decay")}
+            solver_opts = {k: options.pop(k) for k in SOLVER_OPTIONS}
             model = build_classifier(kind, data, seed=seed, **options).to(device)
             solver = ClassificationSolver(model, _subset(data, fit_ids, hold_ids), update_rule="adam",
                                           optim_config={"learning_rate": solver_opts["lr"]},
                                           lr_decay=solver_opts["lr_decay"], batch_size=solver_opts["batch_size"],
                                           num_epochs=solver_opts["epochs"], seed=seed, class_weight=class_weight,
+                                          word_dropout=solver_opts["word_dropout"],
                                           grad_clip=grad_clip, num_train_eval=0, val_name="holdout",
                                           checkpoint_name=checkpoint, resume_from=checkpoint if resume else None,
                                           verbose=verbose, print_every=10 ** 9, progress="lines")
@@ -605,11 +629,12 @@ def select_on_holdout(kind, data, holdout=0.1, seed=0, refit=False, candidates=N
         result["history"], result["loss_history"] = best["history"], best["loss_history"]
         if refit:
             options = dict(best["options"])
-            solver_opts = {k: options.pop(k) for k in ("lr", "epochs", "batch_size", "lr_decay")}
+            solver_opts = {k: options.pop(k) for k in SOLVER_OPTIONS}
             model = build_classifier(kind, data, seed=seed, **options).to(device)
             ClassificationSolver(model, _subset(data, np.arange(X.shape[0])), update_rule="adam",
                                  optim_config={"learning_rate": solver_opts["lr"]}, lr_decay=solver_opts["lr_decay"],
                                  batch_size=solver_opts["batch_size"], num_epochs=best["epoch"], seed=seed,
+                                 word_dropout=solver_opts["word_dropout"],
                                  class_weight=class_weight, grad_clip=grad_clip, num_train_eval=0, verbose=False,
                                  progress="lines").train()
     chosen = dict(best["options"])
@@ -809,3 +834,70 @@ def format_holdout_table(rows):
             cells += ["%.3f [%.3f, %.3f]" % (s["mcc"], s["mcc_ci"][0], s["mcc_ci"][1]), "%.3f" % s["accuracy"]]
         lines.append("| %s | %.3f | %s | %.0f |" % (r["model"], r["holdout_mcc"], " | ".join(cells), r["train_seconds"]))
     return "\n".join(lines)
+
+
+class EnsembleClassifier:
+    """Scores ``sum_i weights[i] * models[i].scores(inputs)``: seed ensembles (equal weights) and
+    combinations of different models (weights chosen on the holdout by :func:`choose_combination`)."""
+
+    def __init__(self, models, weights=None):
+        if not models:
+            raise ValueError("EnsembleClassifier needs at least one model")
+        self.models = list(models)
+        self.weights = [1.0 / len(models)] * len(models) if weights is None else [float(w) for w in weights]
+        if len(self.weights) != len(self.models):
+            raise ValueError(f"EnsembleClassifier: {len(self.models)} models but {len(self.weights)} weights")
+
+    def scores(self, inputs, batch_size=500):
+        return sum(w * np.asarray(to_host(m.scores(inputs, batch_size)), dtype=np.float64)
+                   for w, m in zip(self.weights, self.models))
+
+
+def choose_combination(first, second, data, holdout=0.1, seed=0, weights=(0.0, 0.25, 0.5, 1.0, 2.0, 4.0, np.inf)):
+    """Combine two models chosen on the same holdout, ``z = z_first + a * z_second``, with ``a`` chosen
+    from ``weights`` by holdout MCC at threshold 0 (``inf``: the second alone).
+
+    Inputs:
+    - first, second: results of :func:`select_on_holdout` with this ``holdout`` and ``seed`` and
+      without refit (their models never saw the holdout).
+    - data: the data dict they were trained on.
+
+    Returns a result dict like :func:`select_on_holdout`'s ('model' an :class:`EnsembleClassifier`,
+    'chosen' {'weight': a}, 'holdout_mcc', 'threshold' 0, 'selection', 'train_seconds' the sum).
+    """
+    for r in (first, second):
+        if r["refit"]:
+            raise ValueError("choose_combination needs models fit without the holdout (refit=False)")
+    X, y = data["train_inxs"], data["train_labels"]
+    _, hold = holdout_split(X.shape[0], holdout, seed)
+    if hold.size != first["num_holdout"] or hold.size != second["num_holdout"]:
+        raise ValueError("choose_combination: the two models were not chosen on this holdout")
+    z1 = np.asarray(to_host(first["model"].scores(X[hold])), dtype=np.float64)
+    z2 = np.asarray(to_host(second["model"].scores(X[hold])), dtype=np.float64)
+    best, selection = None, []
+    for a in weights:
+        z = z2 if np.isinf(a) else z1 + a * z2
+        mcc = metrics.matthews_corrcoef(y[hold], (z >= 0).astype(np.int64))
+        selection.append({"weight": float(a), "holdout_mcc": mcc})
+        if best is None or mcc > best[1]:
+            best = (a, mcc)
+    a = best[0]
+    pair = ([second["model"]], [1.0]) if np.isinf(a) else ([first["model"], second["model"]], [1.0, a])
+    return {"model": EnsembleClassifier(*pair), "chosen": {"weight": float(a)}, "holdout_mcc": best[1],
+            "threshold": 0.0, "selection": selection, "refit": False, "num_fit": first["num_fit"],
+            "num_holdout": first["num_holdout"], "history": [],
+            "train_seconds": first["train_seconds"] + second["train_seconds"]}
+
+
+def seed_ensemble(results, data, holdout=0.1, seed=0):
+    """The equal-weight average of the logits of models chosen on one holdout (``holdout``, ``seed``;
+    e.g. models of several initialisation seeds), as a result dict; its holdout MCC is the ensemble's at
+    threshold 0 (meaningful when no member was refit)."""
+    model = EnsembleClassifier([r["model"] for r in results])
+    X, y = data["train_inxs"], data["train_labels"]
+    _, hold = holdout_split(X.shape[0], holdout, seed)
+    return {"model": model, "chosen": {"members": len(results)}, "threshold": 0.0,
+            "refit": any(r["refit"] for r in results), "selection": [], "history": [],
+            "num_fit": results[0]["num_fit"], "num_holdout": results[0]["num_holdout"],
+            "holdout_mcc": _mcc_at(model, X[hold], y[hold]),
+            "train_seconds": sum(r["train_seconds"] for r in results)}

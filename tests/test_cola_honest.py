@@ -164,3 +164,46 @@ def test_cli_end_to_end_on_a_tsv_folder(tmp_path, capsys):
     assert "--holdout > 0" in capsys.readouterr().err
     assert main(["classify-train", "--data", str(folder), "--holdout", "1.5"]) == 2
     assert "must be a fraction in [0, 1)" in capsys.readouterr().err
+
+
+def test_word_dropout_replaces_only_words_and_is_off_by_default():
+    from cs231n.classification_solver import ClassificationSolver
+    from cs231n.classifiers.sentence import BagOfWordsClassifier
+
+    data = _data(100)
+    w = word_to_ix()
+    model = BagOfWordsClassifier(w, max_length=10)
+    classic = ClassificationSolver(model, data, batch_size=100, num_epochs=1, verbose=False)
+    np.testing.assert_array_equal(classic._sample_batch()[0], data["train_inxs"][classic._order])
+    solver = ClassificationSolver(model, data, batch_size=100, num_epochs=1, verbose=False, word_dropout=0.5)
+    inputs = solver._sample_batch()[0]
+    original = data["train_inxs"][solver._order]
+    changed = inputs != original
+    assert np.all(inputs[changed] == w["UNK"])
+    special = np.isin(original, [w["CLS"], w["PAD"]])
+    assert not changed[special].any()
+    words = ~special & (original != w["UNK"])
+    assert 0.35 < changed[words].mean() < 0.65
+    with pytest.raises(ValueError, match="word_dropout"):
+        ClassificationSolver(model, data, word_dropout=1.0)
+
+
+def test_ensembles_on_the_holdout():
+    from cs231n.classification_solver import EnsembleClassifier, choose_combination, seed_ensemble
+
+    data = _data(150)
+    ngram = select_on_holdout("ngram", data, verbose=False, candidates=[{"reg": 1e-4}])
+    bow = select_on_holdout("bow", data, verbose=False, epochs=2)
+    combo = choose_combination(bow, ngram, data)
+    a = combo["chosen"]["weight"]
+    assert combo["holdout_mcc"] == max(e["holdout_mcc"] for e in combo["selection"])
+    x = data["eval_sets"]["dev"]["inxs"]
+    expected = ngram["model"].scores(x) if np.isinf(a) else bow["model"].scores(x) + a * ngram["model"].scores(x)
+    np.testing.assert_allclose(combo["model"].scores(x), expected, rtol=1e-6)
+    pair = seed_ensemble([bow, ngram], data)
+    np.testing.assert_allclose(pair["model"].scores(x), (bow["model"].scores(x) + ngram["model"].scores(x)) / 2,
+                               rtol=1e-6)
+    with pytest.raises(ValueError, match="refit"):
+        choose_combination(select_on_holdout("ngram", data, verbose=False, refit=True), ngram, data)
+    with pytest.raises(ValueError, match="weights"):
+        EnsembleClassifier([bow["model"]], [1.0, 2.0])
