@@ -31,6 +31,7 @@ from cs231n import gpu_kernels
 from cs231n._validation import (check_recurrent_args, expect_shape, float_array, gate_hint, index_array,
                                 same_device)
 from cs231n.backend import get_array_module
+from cs231n.workspace import empty as _empty
 
 
 def sigmoid(x):
@@ -63,6 +64,34 @@ def _sigmoid_inplace(xp, a, halved=False):
 
 def _result_dtype(*arrays):
     return np.result_type(*[a.dtype for a in arrays])
+
+
+def _column_sums(a2):
+    """Sum over the rows of a 2-D array (a bias gradient), of shape (a2.shape[1],).
+
+    On numpy this is the product ``ones @ a2``: one BLAS pass over the rows, faster than
+    ``a2.sum(axis=0)``; other array modules (CuPy) keep their own reduction.
+    """
+    xp = get_array_module(a2)
+    if xp is np:
+        return np.ones(a2.shape[0], dtype=a2.dtype) @ a2
+    return a2.sum(axis=0)
+
+
+def _time_major(xp, x, dtype, workspace):
+    """x (N, T, D) copied time-major to (T, N, D) in ``dtype`` (a workspace buffer when given)."""
+    N, T, D = x.shape
+    xt = _empty(xp, workspace, "xt", (T, N, D), dtype)
+    xt[...] = x.transpose(1, 0, 2)
+    return xt
+
+
+def _batch_major(xp, at, workspace, name):
+    """at (T, N, .) copied batch-major to a contiguous (N, T, .) (a workspace buffer when given)."""
+    T, N, C = at.shape
+    out = _empty(xp, workspace, name, (N, T, C), at.dtype)
+    out[...] = at.transpose(1, 0, 2)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -116,7 +145,7 @@ def rnn_step_backward(dnext_h, cache):
     return dx, dprev_h, dWx, dWh, db
 
 
-def rnn_forward(x, h0, Wx, Wh, b):
+def rnn_forward(x, h0, Wx, Wh, b, workspace=None):
     """Run a vanilla RNN over a whole sequence of T timesteps.
 
     The input has dimension D, the hidden size is H, the minibatch size is N and the sequence length T.
@@ -127,6 +156,8 @@ def rnn_forward(x, h0, Wx, Wh, b):
     - Wx: input-to-hidden weights, of shape (D, H).
     - Wh: hidden-to-hidden weights, of shape (H, H).
     - b: biases, of shape (H,).
+    - workspace: None (fresh arrays), or a :class:`cs231n.workspace.Workspace` whose buffers hold h
+      and the cache, valid until its next use (see that module).
 
     Returns a tuple of:
     - h: hidden states for the whole sequence, of shape (N, T, H).
@@ -138,25 +169,29 @@ def rnn_forward(x, h0, Wx, Wh, b):
     N, T, D = x.shape
     H = h0.shape[1]
     dtype = _result_dtype(x, h0, Wx, Wh, b)
-    xt = xp.ascontiguousarray(x.transpose(1, 0, 2), dtype=dtype)  # (T, N, D)
-    hs = xp.empty((T + 1, N, H), dtype=dtype)                      # hs[t + 1] is h at step t
+    xt = _time_major(xp, x, dtype, workspace)                      # (T, N, D)
+    hs = _empty(xp, workspace, "hs", (T + 1, N, H), dtype)         # hs[t + 1] is h at step t
     hs[0] = h0
     # Input projection of every timestep in one product, written straight into the state buffer.
     xp.matmul(xt.reshape(T * N, D), Wx, out=hs[1:].reshape(T * N, H))
     hs[1:] += b
+    ah = _empty(xp, workspace, "ah", (N, H), dtype)                # the step's h_prev Wh
     for t in range(T):
-        hs[t + 1] += hs[t] @ Wh  # (N, H)
+        xp.matmul(hs[t], Wh, out=ah)
+        hs[t + 1] += ah
         xp.tanh(hs[t + 1], out=hs[t + 1])
-    h = xp.ascontiguousarray(hs[1:].transpose(1, 0, 2))  # (N, T, H)
+    h = _batch_major(xp, hs[1:], workspace, "h")                   # (N, T, H)
     return h, (xt, hs, Wx, Wh)
 
 
-def rnn_backward(dh, cache):
+def rnn_backward(dh, cache, workspace=None):
     """Backward pass of a vanilla RNN over a whole sequence.
 
     Inputs:
     - dh: upstream gradients of every hidden state, of shape (N, T, H).
     - cache: the cache from rnn_forward.
+    - workspace: None, or a Workspace holding dx, dh0 and the work arrays (the weight gradients are
+      always fresh arrays).
 
     Returns a tuple of:
     - dx: gradient of the inputs, of shape (N, T, D).
@@ -170,26 +205,37 @@ def rnn_backward(dh, cache):
     H = hs.shape[2]
     dh = _check_upstream("rnn_backward", "dh", dh, (N, T, H), like=hs)
     xp = get_array_module(hs)
-    da = xp.empty((T, N, H), dtype=hs.dtype)  # gradients of the tanh inputs, all steps
-    dprev_h = xp.zeros((N, H), dtype=hs.dtype)
+    da = _empty(xp, workspace, "da", (T, N, H), hs.dtype)  # gradients of the tanh inputs, all steps
+    dprev_h = _empty(xp, workspace, "dprev_h", (N, H), hs.dtype)
+    dprev_h[...] = 0
+    tmp = _empty(xp, workspace, "tmp", (N, H), hs.dtype)
     for t in reversed(range(T)):
         h = hs[t + 1]
         xp.add(dh[:, t, :], dprev_h, out=da[t])   # the step's own loss plus the later steps
-        da[t] *= 1 - h * h                         # through tanh
-        dprev_h = da[t] @ Wh.T                     # through prev_h Wh
+        xp.multiply(h, h, out=tmp)
+        xp.subtract(1, tmp, out=tmp)
+        da[t] *= tmp                               # through tanh
+        xp.matmul(da[t], Wh.T, out=dprev_h)        # through prev_h Wh
     da2 = da.reshape(T * N, H)
-    dx = (da2 @ Wx.T).reshape(T, N, D).transpose(1, 0, 2)
+    dx = _input_gradient(xp, da2, Wx, (T, N, D), workspace)
     dWx = xt.reshape(T * N, D).T @ da2         # one product over all steps
     dWh = hs[:-1].reshape(T * N, H).T @ da2
-    db = da2.sum(axis=0)
-    return xp.ascontiguousarray(dx), dprev_h, dWx, dWh, db
+    db = _column_sums(da2)
+    return dx, dprev_h, dWx, dWh, db
+
+
+def _input_gradient(xp, da2, Wx, tnd, workspace):
+    """The inputs' gradient ``da2 Wx^T`` of all steps, da2 (T*N, gH), returned batch-major (N, T, D)."""
+    dxt = _empty(xp, workspace, "dxt", tnd, da2.dtype)
+    xp.matmul(da2, Wx.T, out=dxt.reshape(tnd[0] * tnd[1], tnd[2]))
+    return _batch_major(xp, dxt, workspace, "dx")
 
 
 # ----------------------------------------------------------------------------------------------------
 # Word embedding
 # ----------------------------------------------------------------------------------------------------
 
-def word_embedding_forward(x, W):
+def word_embedding_forward(x, W, workspace=None):
     """Look up word vectors: row ``W[x[n, t]]`` for every index.
 
     The minibatch size is N, the sequence length T, the vocabulary size V and each word vector has
@@ -198,6 +244,7 @@ def word_embedding_forward(x, W):
     Inputs:
     - x: integer array of shape (N, T) with indices in [0, V).
     - W: word vectors, of shape (V, D).
+    - workspace: None (a fresh array), or a Workspace whose buffer holds out until its next use.
 
     Returns a tuple of:
     - out: array of shape (N, T, D), dtype of W.
@@ -206,16 +253,21 @@ def word_embedding_forward(x, W):
     W = float_array("word_embedding_forward", "W", W, 2)
     x = index_array("word_embedding_forward", "x", x, 2, W.shape[0])
     same_device("word_embedding_forward", (("W", W), ("x", x)))
-    out = W[x]  # (N, T, D); fancy indexing copies, W is untouched
+    if workspace is None or get_array_module(W) is not np:
+        out = W[x]  # (N, T, D); fancy indexing copies, W is untouched
+    else:
+        out = workspace.empty(np, "embed", x.shape + (W.shape[1],), W.dtype)
+        np.take(W, x, axis=0, out=out, mode="clip")  # indices already checked; "clip" writes unbuffered
     return out, (x, W.shape, W.dtype)
 
 
-def word_embedding_backward(dout, cache):
+def word_embedding_backward(dout, cache, workspace=None):
     """Backward pass for word embeddings: sum the upstream gradients of every use of each word.
 
     Inputs:
     - dout: upstream gradients, of shape (N, T, D).
     - cache: the cache from word_embedding_forward.
+    - workspace: None, or a Workspace for the sorted rows (dW is always a fresh array).
 
     Returns:
     - dW: gradient of the word vectors, of shape (V, D); rows of unused words are zero and a word used
@@ -235,7 +287,9 @@ def word_embedding_backward(dout, cache):
     sorted_idx = idx[order]
     starts = np.flatnonzero(np.r_[True, sorted_idx[1:] != sorted_idx[:-1]])
     if idx.size:
-        dW[sorted_idx[starts]] = np.add.reduceat(rows[order], starts, axis=0)
+        sorted_rows = _empty(np, workspace, "embed_rows", rows.shape, rows.dtype)
+        np.take(rows, order, axis=0, out=sorted_rows, mode="clip")  # rows[order], a permutation
+        dW[sorted_idx[starts]] = np.add.reduceat(sorted_rows, starts, axis=0)
     return dW
 
 
@@ -332,7 +386,7 @@ def lstm_step_backward(dnext_h, dnext_c, cache):
     return dx, dprev_h, dprev_c, dWx, dWh, db
 
 
-def lstm_forward(x, h0, Wx, Wh, b):
+def lstm_forward(x, h0, Wx, Wh, b, workspace=None):
     """Run an LSTM over a whole sequence of T timesteps; the initial cell state is zero.
 
     The input has dimension D, the hidden size is H, the minibatch size is N and the sequence length T.
@@ -344,6 +398,8 @@ def lstm_forward(x, h0, Wx, Wh, b):
     - Wx: input-to-hidden weights, of shape (D, 4H).
     - Wh: hidden-to-hidden weights, of shape (H, 4H).
     - b: biases, of shape (4H,).
+    - workspace: None (fresh arrays), or a :class:`cs231n.workspace.Workspace` whose buffers hold h
+      and the cache, valid until its next use (see that module).
 
     Returns a tuple of:
     - h: hidden states for the whole sequence, of shape (N, T, H).
@@ -356,20 +412,22 @@ def lstm_forward(x, h0, Wx, Wh, b):
     N, T, D = x.shape
     H = h0.shape[1]
     dtype = _result_dtype(x, h0, Wx, Wh, b)
-    xt = xp.ascontiguousarray(x.transpose(1, 0, 2), dtype=dtype)  # (T, N, D)
-    gates = xp.empty((T, N, 4 * H), dtype=dtype)
+    xt = _time_major(xp, x, dtype, workspace)                      # (T, N, D)
+    gates = _empty(xp, workspace, "gates", (T, N, 4 * H), dtype)
     # Input projection of all timesteps in one matrix product.
     xp.matmul(xt.reshape(T * N, D), Wx, out=gates.reshape(T * N, 4 * H))
     gates += b
-    hs = xp.empty((T + 1, N, H), dtype=dtype)  # hs[t + 1] is h after step t
-    cs = xp.empty((T + 1, N, H), dtype=dtype)
-    tanh_c = xp.empty((T, N, H), dtype=dtype)
+    hs = _empty(xp, workspace, "hs", (T + 1, N, H), dtype)        # hs[t + 1] is h after step t
+    cs = _empty(xp, workspace, "cs", (T + 1, N, H), dtype)
+    tanh_c = _empty(xp, workspace, "tanh_c", (T, N, H), dtype)
     hs[0] = h0
     cs[0] = 0
-    ig = xp.empty((N, H), dtype=dtype)  # reused buffer for i * g
+    ah = _empty(xp, workspace, "ah", (N, 4 * H), dtype)           # the step's h_prev Wh
+    ig = _empty(xp, workspace, "ig", (N, H), dtype)               # reused buffer for i * g
     for t in range(T):
-        _lstm_step_gates(xp, gates[t], hs[t] @ Wh, cs[t], cs[t + 1], tanh_c[t], hs[t + 1], ig)
-    h = xp.ascontiguousarray(hs[1:].transpose(1, 0, 2))  # (N, T, H)
+        xp.matmul(hs[t], Wh, out=ah)
+        _lstm_step_gates(xp, gates[t], ah, cs[t], cs[t + 1], tanh_c[t], hs[t + 1], ig)
+    h = _batch_major(xp, hs[1:], workspace, "h")                   # (N, T, H)
     return h, (xt, hs, cs, gates, tanh_c, Wx, Wh)
 
 
@@ -396,12 +454,14 @@ def _lstm_step_gates(xp, a, ah, c_prev, c, tanh_c, h, ig):
     xp.multiply(a[:, 2 * H:3 * H], tanh_c, out=h)   # h = o * tanh(c)
 
 
-def lstm_backward(dh, cache):
+def lstm_backward(dh, cache, workspace=None):
     """Backward pass of an LSTM over a whole sequence.
 
     Inputs:
     - dh: upstream gradients of every hidden state, of shape (N, T, H).
     - cache: the cache from lstm_forward.
+    - workspace: None, or a Workspace holding dx, dh0 and the work arrays (the weight gradients are
+      always fresh arrays).
 
     Returns a tuple of:
     - dx: gradient of the inputs, of shape (N, T, D).
@@ -416,21 +476,23 @@ def lstm_backward(dh, cache):
     dh = _check_upstream("lstm_backward", "dh", dh, (N, T, H), like=hs)
     xp = get_array_module(hs)
     dtype = hs.dtype
-    da = xp.empty((T, N, 4 * H), dtype=dtype)  # gradients of the gate activations, all steps
-    dprev_h = xp.zeros((N, H), dtype=dtype)
-    dc = xp.zeros((N, H), dtype=dtype)          # gradient flowing into the cell state
-    dht = xp.empty((N, H), dtype=dtype)
-    tmp = xp.empty((N, H), dtype=dtype)
-    WhT = xp.ascontiguousarray(Wh.T)
+    da = _empty(xp, workspace, "da", (T, N, 4 * H), dtype)  # gradients of the gate activations, all steps
+    dprev_h = _empty(xp, workspace, "dprev_h", (N, H), dtype)
+    dc = _empty(xp, workspace, "dc", (N, H), dtype)          # gradient flowing into the cell state
+    dprev_h[...] = 0
+    dc[...] = 0
+    dht = _empty(xp, workspace, "dht", (N, H), dtype)
+    tmp = _empty(xp, workspace, "tmp", (N, H), dtype)
     for t in reversed(range(T)):
         _lstm_step_gates_backward(xp, gates[t], tanh_c[t], cs[t], dh[:, t, :], dprev_h, dc, da[t], dht, tmp)
-        dprev_h = da[t] @ WhT                    # through h_prev Wh
+        # Wh.T as it is: BLAS reads the transposed layout directly, cheaper than copying it once.
+        xp.matmul(da[t], Wh.T, out=dprev_h)      # through h_prev Wh
     da2 = da.reshape(T * N, 4 * H)
-    dx = (da2 @ Wx.T).reshape(T, N, D).transpose(1, 0, 2)
+    dx = _input_gradient(xp, da2, Wx, (T, N, D), workspace)
     dWx = xt.reshape(T * N, D).T @ da2           # one product over all steps
     dWh = hs[:-1].reshape(T * N, H).T @ da2
-    db = da2.sum(axis=0)
-    return xp.ascontiguousarray(dx), dprev_h, dWx, dWh, db
+    db = _column_sums(da2)
+    return dx, dprev_h, dWx, dWh, db
 
 
 def _lstm_step_gates_backward(xp, a, tc, c_prev, dh_t, dprev_h, dc, da, dht, tmp):
@@ -560,7 +622,7 @@ def gru_step_backward(dnext_h, cache):
     return dx, dprev_h, dWx, dWh, db, dbh
 
 
-def gru_forward(x, h0, Wx, Wh, b, bh):
+def gru_forward(x, h0, Wx, Wh, b, bh, workspace=None):
     """Run a GRU (``torch.nn.GRU`` equations) over a whole sequence of T timesteps.
 
     The input has dimension D, the hidden size is H, the minibatch size is N and the sequence length T.
@@ -573,6 +635,8 @@ def gru_forward(x, h0, Wx, Wh, b, bh):
     - Wh: hidden-to-hidden weights, of shape (H, 3H).
     - b: input biases, of shape (3H,).
     - bh: hidden biases, of shape (3H,).
+    - workspace: None (fresh arrays), or a :class:`cs231n.workspace.Workspace` whose buffers hold h
+      and the cache, valid until its next use (see that module).
 
     Returns a tuple of:
     - h: hidden states for the whole sequence, of shape (N, T, H).
@@ -586,17 +650,19 @@ def gru_forward(x, h0, Wx, Wh, b, bh):
     N, T, D = x.shape
     H = h0.shape[1]
     dtype = _result_dtype(x, h0, Wx, Wh, b, bh)
-    xt = xp.ascontiguousarray(x.transpose(1, 0, 2), dtype=dtype)  # (T, N, D)
-    rzn = xp.empty((T, N, 3 * H), dtype=dtype)
+    xt = _time_major(xp, x, dtype, workspace)                      # (T, N, D)
+    rzn = _empty(xp, workspace, "rzn", (T, N, 3 * H), dtype)
     xp.matmul(xt.reshape(T * N, D), Wx, out=rzn.reshape(T * N, 3 * H))  # all input projections
     rzn += b
-    hs = xp.empty((T + 1, N, H), dtype=dtype)
-    hn = xp.empty((T, N, H), dtype=dtype)
+    hs = _empty(xp, workspace, "hs", (T + 1, N, H), dtype)
+    hn = _empty(xp, workspace, "hn", (T, N, H), dtype)
     hs[0] = h0
-    tmp = xp.empty((N, H), dtype=dtype)
+    ah = _empty(xp, workspace, "ah", (N, 3 * H), dtype)           # the step's h_prev Wh
+    tmp = _empty(xp, workspace, "tmp", (N, H), dtype)
     for t in range(T):
-        _gru_step_gates(xp, rzn[t], hs[t] @ Wh, bh, hs[t], hn[t], hs[t + 1], tmp)
-    h = xp.ascontiguousarray(hs[1:].transpose(1, 0, 2))
+        xp.matmul(hs[t], Wh, out=ah)
+        _gru_step_gates(xp, rzn[t], ah, bh, hs[t], hn[t], hs[t + 1], tmp)
+    h = _batch_major(xp, hs[1:], workspace, "h")                   # (N, T, H)
     return h, (xt, hs, rzn, hn, Wx, Wh)
 
 
@@ -626,12 +692,14 @@ def _gru_step_gates(xp, a, ah, bh, h_prev, hn, h, tmp):
     xp.add(a[:, 2 * H:], tmp, out=h)
 
 
-def gru_backward(dh, cache):
+def gru_backward(dh, cache, workspace=None):
     """Backward pass of a GRU over a whole sequence.
 
     Inputs:
     - dh: upstream gradients of every hidden state, of shape (N, T, H).
     - cache: the cache from gru_forward.
+    - workspace: None, or a Workspace holding dx, dh0 and the work arrays (the weight gradients are
+      always fresh arrays).
 
     Returns a tuple of:
     - dx: gradient of the inputs, of shape (N, T, D).
@@ -647,24 +715,24 @@ def gru_backward(dh, cache):
     dh = _check_upstream("gru_backward", "dh", dh, (N, T, H), like=hs)
     xp = get_array_module(hs)
     dtype = hs.dtype
-    dax = xp.empty((T, N, 3 * H), dtype=dtype)  # gradients of x Wx + b, all steps
-    dah = xp.empty((T, N, 3 * H), dtype=dtype)  # gradients of h Wh + bh, all steps
-    dprev_h = xp.zeros((N, H), dtype=dtype)
-    dht = xp.empty((N, H), dtype=dtype)
-    dh_z = xp.empty((N, H), dtype=dtype)        # gradient of h_prev through z * h_prev
-    tmp = xp.empty((N, H), dtype=dtype)
-    WhT = xp.ascontiguousarray(Wh.T)
+    dax = _empty(xp, workspace, "dax", (T, N, 3 * H), dtype)  # gradients of x Wx + b, all steps
+    dah = _empty(xp, workspace, "dah", (T, N, 3 * H), dtype)  # gradients of h Wh + bh, all steps
+    dprev_h = _empty(xp, workspace, "dprev_h", (N, H), dtype)
+    dprev_h[...] = 0
+    dht = _empty(xp, workspace, "dht", (N, H), dtype)
+    dh_z = _empty(xp, workspace, "dh_z", (N, H), dtype)      # gradient of h_prev through z * h_prev
+    tmp = _empty(xp, workspace, "tmp", (N, H), dtype)
     for t in reversed(range(T)):
         _gru_step_gates_backward(xp, rzn[t], hn[t], hs[t], dh[:, t, :], dprev_h, dax[t], dah[t], dh_z,
                                  dht, tmp)
-        dprev_h = dah[t] @ WhT
+        xp.matmul(dah[t], Wh.T, out=dprev_h)     # Wh.T as it is (see lstm_backward)
         dprev_h += dh_z
     dax2 = dax.reshape(T * N, 3 * H)
     dah2 = dah.reshape(T * N, 3 * H)
-    dx = (dax2 @ Wx.T).reshape(T, N, D).transpose(1, 0, 2)
+    dx = _input_gradient(xp, dax2, Wx, (T, N, D), workspace)
     dWx = xt.reshape(T * N, D).T @ dax2
     dWh = hs[:-1].reshape(T * N, H).T @ dah2
-    return xp.ascontiguousarray(dx), dprev_h, dWx, dWh, dax2.sum(axis=0), dah2.sum(axis=0)
+    return dx, dprev_h, dWx, dWh, _column_sums(dax2), _column_sums(dah2)
 
 
 def _gru_step_gates_backward(xp, a, hn, h_prev, dh_t, dprev_h, dax, dah, dh_z, dht, tmp):
@@ -710,7 +778,7 @@ def _gru_step_gates_backward(xp, a, hn, h_prev, dh_t, dprev_h, dax, dah, dh_z, d
 # Temporal affine layer and loss
 # ----------------------------------------------------------------------------------------------------
 
-def temporal_affine_forward(x, w, b):
+def temporal_affine_forward(x, w, b, workspace=None):
     """Apply one affine map to the vector at every timestep: ``out[n, t] = x[n, t] w + b``.
 
     The minibatch size is N, the sequence length T, the input dimension D and the output dimension M.
@@ -719,6 +787,7 @@ def temporal_affine_forward(x, w, b):
     - x: input data, of shape (N, T, D), floating.
     - w: weights, of shape (D, M).
     - b: biases, of shape (M,).
+    - workspace: None (a fresh array), or a Workspace whose buffer holds out until its next use.
 
     Returns a tuple of:
     - out: output data, of shape (N, T, M).
@@ -732,17 +801,20 @@ def temporal_affine_forward(x, w, b):
     N, T, D = x.shape
     expect_shape(fn, "w", w, (("D", D), ("M", w.shape[1])))
     expect_shape(fn, "b", b, (("M", w.shape[1]),))
-    out = (x.reshape(N * T, D) @ w).reshape(N, T, -1)  # (N, T, M)
+    xp = get_array_module(x)
+    out = _empty(xp, workspace, "affine_out", (N, T, w.shape[1]), np.result_type(x.dtype, w.dtype))
+    xp.matmul(x.reshape(N * T, D), w, out=out.reshape(N * T, -1))  # (N, T, M)
     out += b
     return out, (x, w)
 
 
-def temporal_affine_backward(dout, cache):
+def temporal_affine_backward(dout, cache, workspace=None):
     """Backward pass for the temporal affine layer.
 
     Inputs:
     - dout: upstream gradients, of shape (N, T, M).
     - cache: the cache from temporal_affine_forward.
+    - workspace: None, or a Workspace whose buffer holds dx (dw and db are always fresh arrays).
 
     Returns a tuple of:
     - dx: gradient of the input, of shape (N, T, D).
@@ -753,14 +825,16 @@ def temporal_affine_backward(dout, cache):
     N, T, D = x.shape
     M = w.shape[1]
     dout = _check_upstream("temporal_affine_backward", "dout", dout, (N, T, M), like=x)
+    xp = get_array_module(dout)
     dout2 = dout.reshape(N * T, M)
-    dx = (dout2 @ w.T).reshape(N, T, D)
+    dx = _empty(xp, workspace, "affine_dx", (N, T, D), np.result_type(dout.dtype, w.dtype))
+    xp.matmul(dout2, w.T, out=dx.reshape(N * T, D))
     dw = x.reshape(N * T, D).T @ dout2
-    db = dout2.sum(axis=0)
+    db = _column_sums(dout2)
     return dx, dw, db
 
 
-def temporal_softmax_loss(x, y, mask, verbose=False):
+def temporal_softmax_loss(x, y, mask, verbose=False, workspace=None):
     """Softmax cross-entropy summed over the unmasked timesteps and divided by the minibatch size N.
 
     Scores over a vocabulary of size V are given at every timestep of every sequence; ``mask`` says
@@ -771,6 +845,7 @@ def temporal_softmax_loss(x, y, mask, verbose=False):
     - y: integer targets in [0, V), of shape (N, T).
     - mask: booleans of shape (N, T); True where the loss at x[n, t] counts (0/1 numbers also accepted).
     - verbose: print the shape of dx (as the classic code does, for debugging).
+    - workspace: None (a fresh dx), or a Workspace whose buffer holds dx until its next use.
 
     Returns a tuple of:
     - loss: a scalar of x's dtype, sum over unmasked steps of -log p(y) divided by N (on a GPU a 0-d
@@ -793,16 +868,19 @@ def temporal_softmax_loss(x, y, mask, verbose=False):
     y2 = y.reshape(N * T)
     m = mask.reshape(N * T).astype(x.dtype)
     rows = xp.arange(N * T)
-    # One (NT, V) buffer: shifted scores, then exponentials, then probabilities, then the gradient.
+    # One (NT, V) buffer: shifted scores, then exponentials, then the gradient
+    # (m / N) * (softmax - onehot(y)), scaled in one pass: exp * (m / (N * sum exp)).
     shift = x2.max(axis=1, keepdims=True)
-    probs = xp.subtract(x2, shift)
-    log_norm = xp.log(xp.exp(probs, out=probs).sum(axis=1))       # log sum exp of shifted scores
-    log_p_y = x2[rows, y2] - shift[:, 0] - log_norm                # (NT,)
+    probs = _empty(xp, workspace, "loss_dx", (N * T, V), x.dtype)
+    xp.subtract(x2, shift, out=probs)
+    xp.exp(probs, out=probs)
+    norm = probs.sum(axis=1)                                       # (NT,) sum exp of shifted scores
+    log_p_y = x2[rows, y2] - shift[:, 0] - xp.log(norm)            # (NT,)
     # Multiplying by the mask (instead of indexing) keeps NaN/inf visible even at masked steps.
     loss = -xp.sum(m * log_p_y) / N
-    probs /= probs.sum(axis=1, keepdims=True)
-    probs[rows, y2] -= 1
-    probs *= (m / N)[:, None]
+    weight = m / N                                                 # (NT,) each row's share of the loss
+    probs *= (weight / norm)[:, None]
+    probs[rows, y2] -= weight
     dx = probs.reshape(N, T, V)
     if verbose:
         print("dx_flat: ", probs.shape)

@@ -12,6 +12,7 @@ Files are always host numpy arrays (``save`` copies GPU arrays to the host); ``l
 to be moved with ``.to("gpu")``.
 """
 from cs231n.backend import check_device, is_device_array, params_device, to_device, to_numpy, tree_to_device
+from cs231n.workspace import Workspace
 
 
 class DeviceModel:
@@ -22,6 +23,16 @@ class DeviceModel:
     """
 
     DEVICE_ATTRS = ()
+
+    @property
+    def workspace(self):
+        """The model's :class:`cs231n.workspace.Workspace`: the large work buffers that ``loss`` reuses
+        from one call to the next (made on first use, emptied by ``to``; ``workspace.clear()`` frees
+        them)."""
+        ws = self.__dict__.get("_workspace")
+        if ws is None:
+            ws = self._workspace = Workspace()
+        return ws
 
     @property
     def device(self):
@@ -42,6 +53,7 @@ class DeviceModel:
         self.params = params
         for name, value in extra.items():
             setattr(self, name, value)
+        self.workspace.clear()  # buffers of the other device
         return self
 
     def _on_device(self, *arrays):

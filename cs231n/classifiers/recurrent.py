@@ -32,7 +32,7 @@ def init_recurrent_params(rng, D, H, cell_type):
     return params
 
 
-def recurrent_forward(cell_type, x, h0, params):
+def recurrent_forward(cell_type, x, h0, params, workspace=None):
     """Run the recurrent layer of ``cell_type`` over a sequence.
 
     Inputs:
@@ -40,6 +40,7 @@ def recurrent_forward(cell_type, x, h0, params):
     - x: inputs, of shape (N, T, D).
     - h0: initial hidden state, of shape (N, H) (the LSTM's initial cell is zero).
     - params: dict holding the recurrent weights (other keys are ignored).
+    - workspace: None, or a :class:`cs231n.workspace.Workspace` for the layer's buffers.
 
     Returns a tuple of:
     - h: hidden states, of shape (N, T, H).
@@ -48,16 +49,17 @@ def recurrent_forward(cell_type, x, h0, params):
     weights = [params[k] for k in recurrent_param_names(cell_type)]
     forward = {"rnn": rnn_layers.rnn_forward, "lstm": rnn_layers.lstm_forward,
                "gru": rnn_layers.gru_forward}[cell_type]
-    return forward(x, h0, *weights)
+    return forward(x, h0, *weights, workspace=workspace)
 
 
-def recurrent_backward(cell_type, dh, cache):
+def recurrent_backward(cell_type, dh, cache, workspace=None):
     """Backward pass of :func:`recurrent_forward`.
 
     Inputs:
     - cell_type: as given to the forward.
     - dh: upstream gradients of every hidden state, of shape (N, T, H).
     - cache: from :func:`recurrent_forward`.
+    - workspace: None, or the Workspace given to the forward.
 
     Returns a tuple of:
     - dx: gradient of the inputs, of shape (N, T, D).
@@ -66,7 +68,7 @@ def recurrent_backward(cell_type, dh, cache):
     """
     backward = {"rnn": rnn_layers.rnn_backward, "lstm": rnn_layers.lstm_backward,
                 "gru": rnn_layers.gru_backward}[cell_type]
-    dx, dh0, *dweights = backward(dh, cache)
+    dx, dh0, *dweights = backward(dh, cache, workspace=workspace)
     return dx, dh0, dict(zip(recurrent_param_names(cell_type), dweights))
 
 

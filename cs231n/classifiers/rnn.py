@@ -162,16 +162,18 @@ class CaptioningRNN(CaptioningModel):
         """
         fn = "CaptioningRNN.loss"
         verbose = self._check_loss_kwargs(fn, kwargs)
-        scores, captions, (cache_proj, cache_embed, cache_rnn, cache_vocab) = self._forward(fn, features, captions)
+        ws = self.workspace  # the step's large arrays, reused by the next call
+        scores, captions, (cache_proj, cache_embed, cache_rnn, cache_vocab) = self._forward(
+            fn, features, captions, ws)
         captions_out = captions[:, 1:]            # (N, T - 1)
         mask = captions_out != self._null         # (N, T - 1)
-        loss, dscores = temporal_softmax_loss(scores, captions_out, mask, verbose=verbose)
+        loss, dscores = temporal_softmax_loss(scores, captions_out, mask, verbose=verbose, workspace=ws)
 
         grads = {}
-        dh, grads["W_vocab"], grads["b_vocab"] = temporal_affine_backward(dscores, cache_vocab)
-        dx, dh0, recurrent_grads = recurrent_backward(self.cell_type, dh, cache_rnn)
+        dh, grads["W_vocab"], grads["b_vocab"] = temporal_affine_backward(dscores, cache_vocab, ws)
+        dx, dh0, recurrent_grads = recurrent_backward(self.cell_type, dh, cache_rnn, ws)
         grads.update(recurrent_grads)
-        grads["W_embed"] = word_embedding_backward(dx, cache_embed)
+        grads["W_embed"] = word_embedding_backward(dx, cache_embed, ws)
         _, grads["W_proj"], grads["b_proj"] = affine_backward(dh0, cache_proj)
         return loss, grads
 
@@ -187,14 +189,17 @@ class CaptioningRNN(CaptioningModel):
         """
         return self._forward("CaptioningRNN.scores", features, captions)[0]
 
-    def _forward(self, fn, features, captions):
-        """Check the inputs and run the forward pass; returns (scores (N, T - 1, V), captions, caches)."""
+    def _forward(self, fn, features, captions, workspace=None):
+        """Check the inputs and run the forward pass; returns (scores (N, T - 1, V), captions, caches).
+
+        With a workspace the scores and caches are its buffers (``loss``); without, fresh arrays.
+        """
         features, captions = self._check_caption_inputs(fn, features, captions)
-        p = self.params
+        p, ws = self.params, workspace
         h0, cache_proj = affine_forward(features, p["W_proj"], p["b_proj"])    # (N, H)
-        x, cache_embed = word_embedding_forward(captions[:, :-1], p["W_embed"])  # (N, T - 1, W)
-        h, cache_rnn = recurrent_forward(self.cell_type, x, h0, p)             # (N, T - 1, H)
-        scores, cache_vocab = temporal_affine_forward(h, p["W_vocab"], p["b_vocab"])  # (N, T - 1, V)
+        x, cache_embed = word_embedding_forward(captions[:, :-1], p["W_embed"], ws)  # (N, T - 1, W)
+        h, cache_rnn = recurrent_forward(self.cell_type, x, h0, p, ws)         # (N, T - 1, H)
+        scores, cache_vocab = temporal_affine_forward(h, p["W_vocab"], p["b_vocab"], ws)  # (N, T - 1, V)
         return scores, captions, (cache_proj, cache_embed, cache_rnn, cache_vocab)
 
     # ------------------------------------------------------------------------------------------------
