@@ -69,13 +69,10 @@ def _result_dtype(*arrays):
 def _column_sums(a2):
     """Sum over the rows of a 2-D array (a bias gradient), of shape (a2.shape[1],).
 
-    On numpy this is the product ``ones @ a2``: one BLAS pass over the rows, faster than
-    ``a2.sum(axis=0)``; other array modules (CuPy) keep their own reduction.
+    Computed as the product ``ones @ a2``: one BLAS pass over the rows, faster on numpy than
+    ``a2.sum(axis=0)`` (and the same operation on every array module, so CuPy agrees with numpy).
     """
-    xp = get_array_module(a2)
-    if xp is np:
-        return np.ones(a2.shape[0], dtype=a2.dtype) @ a2
-    return a2.sum(axis=0)
+    return get_array_module(a2).ones(a2.shape[0], dtype=a2.dtype) @ a2
 
 
 def _time_major(xp, x, dtype, workspace):

@@ -31,13 +31,15 @@ d = dv = E / h with a square output projection; the CS7643 classifier's per-head
 ``dim_v`` projections, concatenated and projected back, are the same function with d = dim_k and
 dv = dim_v (e.g. Wq (128, 2*96), Wo (2*96, 128)).
 """
+import math
 from collections import namedtuple
 
 import numpy as np
 
 from cs231n._validation import expect_shape, float_array
 from cs231n.backend import check_device, check_on_device, get_array_module, to_device, xp_for
-from cs231n.rnn_layers import _check_upstream
+from cs231n.rnn_layers import _check_upstream, _column_sums
+from cs231n.workspace import empty as _empty
 
 AttentionCache = namedtuple("AttentionCache", "q k v probs keep scale")
 AttentionCache.__doc__ = """Cache of scaled_dot_product_attention_forward.
@@ -64,7 +66,7 @@ MultiheadCache.__doc__ = """Cache of multihead_attention_forward.
 # Layer normalization
 # ----------------------------------------------------------------------------------------------------
 
-def layernorm_forward(x, gamma, beta, ln_param=None):
+def layernorm_forward(x, gamma, beta, ln_param=None, workspace=None):
     """Layer normalization over the last axis: ``(x - mean) / sqrt(var + eps) * gamma + beta``.
 
     Each vector along the last axis (of size D) is normalized by its own mean and biased variance, for
@@ -77,6 +79,8 @@ def layernorm_forward(x, gamma, beta, ln_param=None):
     - beta: shift, of shape (D,).
     - ln_param: dict or None; key ``eps`` (default 1e-5, as PyTorch) is the constant added to the
       variance. Other keys are ignored (cs231n passes the batchnorm dict).
+    - workspace: None (fresh arrays), or a :class:`cs231n.workspace.Workspace` whose buffers hold out
+      and the cache until its next use.
 
     Returns a tuple of:
     - out: normalized data, of shape (..., D), dtype of x.
@@ -100,16 +104,28 @@ def layernorm_forward(x, gamma, beta, ln_param=None):
     if isinstance(eps, bool) or not isinstance(eps, (int, float, np.floating)) or not eps >= 0:
         raise ValueError(f"{fn}: ln_param['eps'] must be a number >= 0, got {eps!r}")
     dtype = np.result_type(x.dtype, gamma.dtype, beta.dtype)
-    mean = x.mean(axis=-1, keepdims=True, dtype=dtype)               # (..., 1)
-    xhat = xp.subtract(x, mean, dtype=dtype)                         # (..., D)
-    var = xp.mean(xhat * xhat, axis=-1, keepdims=True)               # (..., 1)
-    rstd = 1.0 / xp.sqrt(var + dtype.type(eps))                      # (..., 1)
-    xhat *= rstd
-    out = xhat * gamma + beta                                        # (..., D)
-    return out, (xhat, rstd, gamma)
+    x2 = x.reshape(-1, D)                                            # (L, D), L rows of any rank
+    xhat = _empty(xp, workspace, "xhat", x.shape, dtype)             # (..., D)
+    xhat2 = xhat.reshape(-1, D)
+    # Row statistics as products (one pass each, no (L, D) temporaries): the mean as x @ ones / D and
+    # the biased variance of the centred rows as their dot products with themselves / D.
+    mean = _row_sums(x2, dtype) / dtype.type(D)                      # (L,)
+    xp.subtract(x2, mean[:, None], out=xhat2)
+    var = xp.einsum("ij,ij->i", xhat2, xhat2) / dtype.type(D)       # (L,)
+    rstd = 1.0 / xp.sqrt(var + dtype.type(eps))                      # (L,), multiplied, not divided by
+    xhat2 *= rstd[:, None]
+    out = _empty(xp, workspace, "out", x.shape, dtype)
+    xp.multiply(xhat, gamma, out=out)
+    out += beta                                                      # (..., D)
+    return out, (xhat, rstd.reshape(x.shape[:-1] + (1,)), gamma)
 
 
-def layernorm_backward(dout, cache):
+def _row_sums(a2, dtype):
+    """Sums along the rows of a 2-D array, in ``dtype``: ``a2 @ ones`` (one BLAS pass on numpy)."""
+    return a2 @ get_array_module(a2).ones(a2.shape[1], dtype=dtype)
+
+
+def layernorm_backward(dout, cache, workspace=None):
     """Backward pass of layer normalization.
 
     With ``xhat = (x - mean) * rstd`` and ``g = dout * gamma`` (the gradient of xhat), the gradient of x
@@ -119,6 +135,7 @@ def layernorm_backward(dout, cache):
     Inputs:
     - dout: upstream gradient, of shape (..., D).
     - cache: the cache from layernorm_forward.
+    - workspace: None, or a Workspace whose buffers hold dx (dgamma, dbeta are always fresh).
 
     Returns a tuple of:
     - dx: gradient of x, of shape (..., D).
@@ -130,12 +147,20 @@ def layernorm_backward(dout, cache):
     dout = _check_upstream("layernorm_backward", "dout", dout, xhat.shape, like=xhat)
     D = xhat.shape[-1]
     dout2 = dout.reshape(-1, D)
-    dbeta = dout2.sum(axis=0)                                   # through + beta
-    dgamma = xp.einsum("ij,ij->j", dout2, xhat.reshape(-1, D))  # through * gamma
-    g = dout * gamma                                            # gradient of xhat
-    dx = g - g.mean(axis=-1, keepdims=True)                     # through the mean subtraction
-    dx -= xhat * xp.mean(g * xhat, axis=-1, keepdims=True)      # through the variance
-    dx *= rstd
+    xhat2 = xhat.reshape(-1, D)
+    dbeta = _column_sums(dout2)                                 # through + beta
+    dgamma = xp.einsum("ij,ij->j", dout2, xhat2)                # through * gamma
+    dx = _empty(xp, workspace, "dx", xhat.shape, np.result_type(dout.dtype, gamma.dtype))
+    g = dx.reshape(-1, D)
+    xp.multiply(dout2, gamma, out=g)                            # gradient of xhat, (L, D)
+    dt = g.dtype.type
+    mean_g = _row_sums(g, g.dtype) / dt(D)                      # (L,)
+    mean_gx = xp.einsum("ij,ij->i", g, xhat2) / dt(D)          # (L,)
+    g -= mean_g[:, None]                                        # through the mean subtraction
+    tmp = _empty(xp, workspace, "tmp", g.shape, g.dtype)
+    xp.multiply(xhat2, mean_gx[:, None], out=tmp)
+    g -= tmp                                                    # through the variance
+    g *= rstd.reshape(-1, 1)
     return dx, dgamma, dbeta
 
 
@@ -143,7 +168,7 @@ def layernorm_backward(dout, cache):
 # Dropout
 # ----------------------------------------------------------------------------------------------------
 
-def dropout_forward(x, p=0.1, train=True, rng=None):
+def dropout_forward(x, p=0.1, train=True, rng=None, workspace=None):
     """Inverted dropout: in training zero each entry with probability ``p`` and scale the rest by 1/(1-p).
 
     ``p`` is the probability of DROPPING an entry, as in PyTorch's ``nn.Dropout(p)`` (cs231n assignment
@@ -156,9 +181,13 @@ def dropout_forward(x, p=0.1, train=True, rng=None):
     - train: True for training (random mask), False for testing (identity).
     - rng: np.random.Generator, an int seed, or None for a fresh unseeded generator. Only used when
       training with p > 0; pass the same Generator along a training run for reproducible masks. On
-      numpy the mask's uniforms come from rng itself; on a GPU, rng gives one integer that seeds
+      numpy the mask comes from rng's raw 32-bit integers (an entry is dropped when its integer is
+      below p * 2^32; versions before December 2026 drew float32 uniforms, so a seed gives other
+      masks than it did then); on a GPU, rng gives one integer that seeds
       CuPy's generator, which draws the mask on the device (so a seed reproduces a run on either
       backend, but numpy and the GPU draw different masks).
+    - workspace: None (fresh arrays), or a Workspace whose buffers hold out and the mask until its
+      next use.
 
     Returns a tuple of:
     - out: data of the shape and dtype of x.
@@ -173,16 +202,19 @@ def dropout_forward(x, p=0.1, train=True, rng=None):
         raise TypeError(f"{fn}: train must be True or False, got {train!r}")
     if not train or p == 0.0:
         return x, None
-    keep = _dropout_multiplier(fn, xp, x.shape, x.dtype, p, rng)
-    return x * keep, keep
+    keep = _dropout_multiplier(fn, xp, x.shape, x.dtype, p, rng, workspace)
+    out = _empty(xp, workspace, "out", x.shape, x.dtype)
+    xp.multiply(x, keep, out=out)
+    return out, keep
 
 
-def dropout_backward(dout, cache):
+def dropout_backward(dout, cache, workspace=None):
     """Backward pass of dropout.
 
     Inputs:
     - dout: upstream gradient, of the shape of the forward's x.
     - cache: the cache from dropout_forward.
+    - workspace: None, or a Workspace whose buffer holds dx.
 
     Returns:
     - dx: gradient of x, of the shape of dout (``dout`` itself when nothing was dropped).
@@ -191,7 +223,10 @@ def dropout_backward(dout, cache):
     if keep is None:
         return get_array_module(dout).asarray(dout)
     dout = _check_upstream("dropout_backward", "dout", dout, keep.shape, like=keep)
-    return dout * keep
+    xp = get_array_module(keep)
+    dx = _empty(xp, workspace, "dx", keep.shape, np.result_type(dout.dtype, keep.dtype))
+    xp.multiply(dout, keep, out=dx)
+    return dx
 
 
 def _check_prob(fn, name, p):
@@ -209,19 +244,25 @@ def _generator(fn, rng):
     raise TypeError(f"{fn}: rng must be a numpy Generator, an int seed or None, got {type(rng).__name__}")
 
 
-def _dropout_multiplier(fn, xp, shape, dtype, p, rng):
-    """An array of module ``xp`` and ``shape`` holding 0 (probability p) or 1 / (1 - p), of ``dtype``."""
+def _dropout_multiplier(fn, xp, shape, dtype, p, rng, workspace=None, name="keep"):
+    """An array of module ``xp`` and ``shape`` holding 0 (probability p) or 1 / (1 - p), of ``dtype``
+    (a workspace buffer under ``name`` when a workspace is given)."""
     gen = _generator(fn, rng)
     if p == 1.0:
         return xp.zeros(shape, dtype=dtype)
-    # float32 uniforms whatever the dtype: half the cost of float64 ones, and a seed gives the same mask
-    # in float32 and float64.
+    scale = dtype.type(1.0 / (1.0 - p))
     if xp is np:
-        u = gen.random(shape, dtype=np.float32)
-    else:
-        u = _device_uniforms(xp, int(gen.integers(2 ** 63)), shape)
+        # Raw 32-bit integers (two per 64-bit draw of the bit generator) against a threshold: about half
+        # the cost of float32 uniforms, and a seed gives the same mask in float32 and float64.
+        size = math.prod(shape)
+        bits = gen.bit_generator.random_raw((size + 1) // 2).view(np.uint32)[:size].reshape(shape)
+        threshold = np.uint32(min(round(p * 2.0 ** 32), 2 ** 32 - 1))  # P(bits < threshold) = p
+        keep = _empty(np, workspace, name, shape, dtype)
+        np.multiply(bits >= threshold, scale, out=keep)
+        return keep
+    u = _device_uniforms(xp, int(gen.integers(2 ** 63)), shape)
     keep = (u >= np.float32(p)).astype(dtype)
-    keep *= dtype.type(1.0 / (1.0 - p))
+    keep *= scale
     return keep
 
 
@@ -391,7 +432,7 @@ def _mask_bias(fn, xp, mask, shape, dtype):
 # ----------------------------------------------------------------------------------------------------
 
 def multihead_attention_forward(query, key, value, Wq, bq, Wk, bk, Wv, bv, Wo, bo, num_heads,
-                                mask=None, dropout_p=0.0, rng=None):
+                                mask=None, dropout_p=0.0, rng=None, workspace=None):
     """Multi-head attention with query/key/value projections and an output projection, biases included.
 
     ``Q = query Wq + bq``, ``K = key Wk + bk``, ``V = value Wv + bv`` are split into h heads along their
@@ -418,6 +459,12 @@ def multihead_attention_forward(query, key, value, Wq, bq, Wk, bk, Wv, bv, Wo, b
       (N, 1, 1, T) to hide padded keys.
     - dropout_p: drop probability of the attention weights (0 at test time).
     - rng: np.random.Generator, int seed or None; used only when dropout_p > 0.
+    - workspace: None (fresh arrays), or a Workspace whose buffers hold out and the cache until its
+      next use.
+
+    With one key (T = 1, e.g. cross-attention to one image token) every softmax row is [1]: the output
+    is the value path alone, the query and key projections cannot change it and are not computed
+    (their gradients are exactly 0), and the attention dropout still draws its mask from rng.
 
     Returns a tuple of:
     - out: output, of shape (N, S, M).
@@ -452,16 +499,43 @@ def multihead_attention_forward(query, key, value, Wq, bq, Wk, bk, Wv, bv, Wo, b
     expect_shape(fn, "Wo", Wo, (("h*dv", hdv), ("M", Wo.shape[1])), f" (Wv has shape {Wv.shape})")
     expect_shape(fn, "bo", bo, (("M", Wo.shape[1]),))
 
-    q = split_heads(_linear(query, Wq, bq), h)                       # (N, h, S, d)
-    k = split_heads(_linear(key, Wk, bk), h)                         # (N, h, T, d)
-    v = split_heads(_linear(value, Wv, bv), h)                       # (N, h, T, dv)
-    a, attn = scaled_dot_product_attention_forward(q, k, v, mask, dropout_p, rng)  # (N, h, S, dv)
-    heads = merge_heads(a)                                           # (N, S, h*dv)
-    out = _linear(heads, Wo, bo)                                     # (N, S, M)
+    v = split_heads(_linear(value, Wv, bv, workspace, "v"), h)       # (N, h, T, dv)
+    if T == 1:
+        dtype = np.result_type(query.dtype, Wq.dtype, key.dtype, Wk.dtype)  # that of q k^T
+        a, attn = _one_key_attention(fn, v, S, dtype, mask, dropout_p, rng)  # (N, h, S, dv)
+    else:
+        q = split_heads(_linear(query, Wq, bq, workspace, "q"), h)   # (N, h, S, d)
+        k = split_heads(_linear(key, Wk, bk, workspace, "k"), h)     # (N, h, T, d)
+        a, attn = scaled_dot_product_attention_forward(q, k, v, mask, dropout_p, rng)  # (N, h, S, dv)
+    heads = _merge_heads(a, workspace, "heads")                      # (N, S, h*dv)
+    out = _linear(heads, Wo, bo, workspace, "out")                   # (N, S, M)
     return out, MultiheadCache(query, key, value, Wq, Wk, Wv, Wo, heads, attn, h)
 
 
-def multihead_attention_backward(dout, cache):
+def _one_key_attention(fn, v, S, dtype, mask, dropout_p, rng):
+    """scaled_dot_product_attention_forward of S queries over one key/value v (N, h, 1, dv).
+
+    Every weight is softmax([s]) = 1 whatever the score, so the queries and the key are not needed;
+    the checks of the mask and dropout_p, the dropout mask drawn from rng and the products with the
+    weights are the general function's, so the results are the same. The cache's q and k are None.
+    """
+    N, h, _, dv = v.shape
+    xp = get_array_module(v)
+    dropout_p = _check_prob(fn, "dropout_p", dropout_p)
+    if dropout_p == 1.0:
+        raise ValueError(f"{fn}: dropout_p must be < 1 (dropping every attention weight leaves nothing)")
+    _mask_bias(fn, xp, mask, (N, h, S, 1), dtype)   # a mask must still let every query see the key
+    probs = xp.ones((N, h, S, 1), dtype=dtype)      # (N, h, S, 1)
+    keep = None
+    if dropout_p > 0.0:
+        keep = _dropout_multiplier(fn, xp, probs.shape, probs.dtype, dropout_p, rng)
+        out = (probs * keep) @ v                    # (N, h, S, dv)
+    else:
+        out = probs @ v                             # (N, h, S, dv)
+    return out, AttentionCache(None, None, v, probs, keep, None)
+
+
+def multihead_attention_backward(dout, cache, workspace=None):
     """Backward pass of multi-head attention.
 
     When the same array was passed as query, key and value (self-attention), the caller adds
@@ -470,6 +544,8 @@ def multihead_attention_backward(dout, cache):
     Inputs:
     - dout: upstream gradient, of shape (N, S, M).
     - cache: the MultiheadCache from multihead_attention_forward.
+    - workspace: None, or a Workspace whose buffers hold dquery, dkey, dvalue and the work arrays
+      (the weight gradients are always fresh arrays).
 
     Returns a tuple of:
     - dquery (N, S, E), dkey (N, T, Ek), dvalue (N, T, Ev): gradients of the inputs.
@@ -479,12 +555,27 @@ def multihead_attention_backward(dout, cache):
     query, key, value, Wq, Wk, Wv, Wo, heads, attn, h = cache
     N, S, _ = query.shape
     dout = _check_upstream("multihead_attention_backward", "dout", dout, (N, S, Wo.shape[1]), like=query)
-    dheads, dWo, dbo = _linear_backward(dout, heads, Wo)             # through the output projection
+    xp = get_array_module(query)
+    dheads, dWo, dbo = _linear_backward(dout, heads, Wo, workspace, "dheads")  # the output projection
+    if attn.q is None:  # one key (see the forward): the queries and the key get exactly 0
+        weights = attn.probs if attn.keep is None else attn.probs * attn.keep
+        dv = merge_heads(weights.swapaxes(-1, -2) @ split_heads(dheads, h))  # (N, 1, h*dv)
+        dvalue, dWv, dbv = _linear_backward(dv, value, Wv, workspace, "dvalue")
+        dtype = dheads.dtype
+        dquery = xp.zeros(query.shape, dtype=np.result_type(dtype, Wq.dtype))
+        dkey = xp.zeros(key.shape, dtype=np.result_type(dtype, Wk.dtype))
+        dWq = xp.zeros(Wq.shape, dtype=np.result_type(dtype, query.dtype))
+        dWk = xp.zeros(Wk.shape, dtype=np.result_type(dtype, key.dtype))
+        dbq = xp.zeros(Wq.shape[1], dtype=dtype)
+        dbk = xp.zeros(Wk.shape[1], dtype=dtype)
+        return dquery, dkey, dvalue, dWq, dbq, dWk, dbk, dWv, dbv, dWo, dbo
     dq, dk, dv = scaled_dot_product_attention_backward(split_heads(dheads, h), attn)
-    dq, dk, dv = merge_heads(dq), merge_heads(dk), merge_heads(dv)    # (N, S, h*d), (N, T, h*d), ...
-    dquery, dWq, dbq = _linear_backward(dq, query, Wq)
-    dkey, dWk, dbk = _linear_backward(dk, key, Wk)
-    dvalue, dWv, dbv = _linear_backward(dv, value, Wv)
+    dq = _merge_heads(dq, workspace, "dq")                           # (N, S, h*d)
+    dk = _merge_heads(dk, workspace, "dk")                           # (N, T, h*d)
+    dv = _merge_heads(dv, workspace, "dv")                           # (N, T, h*dv)
+    dquery, dWq, dbq = _linear_backward(dq, query, Wq, workspace, "dquery")
+    dkey, dWk, dbk = _linear_backward(dk, key, Wk, workspace, "dkey")
+    dvalue, dWv, dbv = _linear_backward(dv, value, Wv, workspace, "dvalue")
     return dquery, dkey, dvalue, dWq, dbq, dWk, dbk, dWv, dbv, dWo, dbo
 
 
@@ -500,19 +591,33 @@ def merge_heads(x):
     return x.transpose(0, 2, 1, 3).reshape(N, L, h * c)
 
 
-def _linear(x, W, b):
+def _merge_heads(x, workspace, name):
+    """merge_heads written into a workspace buffer (a fresh array without a workspace)."""
+    if workspace is None:
+        return merge_heads(x)
+    N, h, L, c = x.shape
+    out = workspace.empty(get_array_module(x), name, (N, L, h * c), x.dtype)
+    out.reshape(N, L, h, c)[...] = x.transpose(0, 2, 1, 3)
+    return out
+
+
+def _linear(x, W, b, workspace=None, name="linear"):
     """``x @ W + b`` over the last axis of x, for any leading shape: (..., I) -> (..., O)."""
-    out = x.reshape(-1, x.shape[-1]) @ W   # (L, O)
+    xp = get_array_module(x)
+    out = _empty(xp, workspace, name, x.shape[:-1] + (W.shape[1],), np.result_type(x.dtype, W.dtype))
+    xp.matmul(x.reshape(-1, x.shape[-1]), W, out=out.reshape(-1, W.shape[1]))  # (L, O)
     out += b
-    return out.reshape(*x.shape[:-1], W.shape[1])
+    return out
 
 
-def _linear_backward(dout, x, W):
+def _linear_backward(dout, x, W, workspace=None, name="dx"):
     """Gradients of ``x @ W + b`` for x (..., I): returns dx (..., I), dW (I, O), db (O,)."""
+    xp = get_array_module(dout)
     dout2 = dout.reshape(-1, W.shape[1])
-    dx = (dout2 @ W.T).reshape(x.shape)
+    dx = _empty(xp, workspace, name, x.shape, np.result_type(dout.dtype, W.dtype))
+    xp.matmul(dout2, W.T, out=dx.reshape(-1, x.shape[-1]))
     dW = x.reshape(-1, x.shape[-1]).T @ dout2
-    db = dout2.sum(axis=0)
+    db = _column_sums(dout2)
     return dx, dW, db
 
 
@@ -557,7 +662,7 @@ def positional_encoding(T, D, dtype=np.float64, device="cpu"):
 _GELU_C = np.sqrt(2.0 / np.pi)
 
 
-def feedforward_forward(x, W1, b1, W2, b2, activation="relu", dropout_p=0.0, rng=None):
+def feedforward_forward(x, W1, b1, W2, b2, activation="relu", dropout_p=0.0, rng=None, workspace=None):
     """Position-wise feed-forward block: ``dropout(act(x W1 + b1)) W2 + b2`` at every position.
 
     As in cs231n's and PyTorch's Transformer layers, dropout (if any) acts on the hidden activations.
@@ -571,6 +676,8 @@ def feedforward_forward(x, W1, b1, W2, b2, activation="relu", dropout_p=0.0, rng
       ``torch.nn.GELU(approximate='tanh')``).
     - dropout_p: probability of dropping a hidden unit (0 at test time).
     - rng: np.random.Generator, int seed or None; used only when dropout_p > 0.
+    - workspace: None (fresh arrays), or a Workspace whose buffers hold out and the cache until its
+      next use.
 
     Returns a tuple of:
     - out: output, of shape (..., M).
@@ -593,9 +700,10 @@ def feedforward_forward(x, W1, b1, W2, b2, activation="relu", dropout_p=0.0, rng
     if activation not in ("relu", "gelu"):
         raise ValueError(f"{fn}: activation must be 'relu' or 'gelu', got {activation!r}")
     dropout_p = _check_prob(fn, "dropout_p", dropout_p)
-    pre = _linear(x, W1, b1)                                         # (..., F)
+    pre = _linear(x, W1, b1, workspace, "pre")                       # (..., F)
     if activation == "relu":
-        hidden = xp.maximum(pre, 0)                                  # (..., F)
+        hidden = _empty(xp, workspace, "hidden", pre.shape, pre.dtype)
+        xp.maximum(pre, 0, out=hidden)                               # (..., F)
     else:
         c = pre.dtype.type(_GELU_C)
         hidden = xp.tanh(c * (pre + pre.dtype.type(0.044715) * pre ** 3))
@@ -604,18 +712,20 @@ def feedforward_forward(x, W1, b1, W2, b2, activation="relu", dropout_p=0.0, rng
         hidden *= pre.dtype.type(0.5)
     keep = None
     if dropout_p > 0.0:
-        keep = _dropout_multiplier(fn, xp, hidden.shape, hidden.dtype, dropout_p, rng)
+        keep = _dropout_multiplier(fn, xp, hidden.shape, hidden.dtype, dropout_p, rng, workspace)
         hidden *= keep
-    out = _linear(hidden, W2, b2)                                    # (..., M)
+    out = _linear(hidden, W2, b2, workspace, "out")                  # (..., M)
     return out, (x, W1, W2, pre, hidden, keep, activation)
 
 
-def feedforward_backward(dout, cache):
+def feedforward_backward(dout, cache, workspace=None):
     """Backward pass of the feed-forward block.
 
     Inputs:
     - dout: upstream gradient, of shape (..., M).
     - cache: the cache from feedforward_forward.
+    - workspace: None, or a Workspace whose buffers hold dx and the work arrays (the weight gradients
+      are always fresh arrays).
 
     Returns a tuple of:
     - dx: gradient of x, of shape (..., D).
@@ -623,11 +733,13 @@ def feedforward_backward(dout, cache):
     """
     x, W1, W2, pre, hidden, keep, activation = cache
     dout = _check_upstream("feedforward_backward", "dout", dout, x.shape[:-1] + (W2.shape[1],), like=x)
-    dhidden, dW2, db2 = _linear_backward(dout, hidden, W2)           # through hidden W2 + b2
+    xp = get_array_module(pre)
+    dhidden, dW2, db2 = _linear_backward(dout, hidden, W2, workspace, "dhidden")  # hidden W2 + b2
     if keep is not None:
         dhidden *= keep                                              # through the dropout
     if activation == "relu":
-        dhidden *= pre > 0                                           # through max(pre, 0)
+        positive = _empty(xp, workspace, "positive", pre.shape, bool)
+        dhidden *= xp.greater(pre, 0, out=positive)                  # through max(pre, 0)
     else:
         # d/du [0.5 u (1 + tanh(g))] = 0.5 (1 + tanh(g)) + 0.5 u (1 - tanh(g)^2) g',
         # with g = c (u + 0.044715 u^3) and g' = c (1 + 3 * 0.044715 u^2).
@@ -636,5 +748,5 @@ def feedforward_backward(dout, cache):
         th = get_array_module(pre).tanh(c * (pre + dt(0.044715) * pre ** 3))
         grad = dt(0.5) * (1 + th) + dt(0.5) * pre * (1 - th * th) * c * (1 + dt(3 * 0.044715) * pre * pre)
         dhidden *= grad
-    dx, dW1, db1 = _linear_backward(dhidden, x, W1)                  # through x W1 + b1
+    dx, dW1, db1 = _linear_backward(dhidden, x, W1, workspace, "dx")  # through x W1 + b1
     return dx, dW1, db1, dW2, db2

@@ -65,3 +65,8 @@ def empty(xp, workspace, name, shape, dtype):
     if workspace is None:
         return xp.empty(shape, dtype=dtype)
     return workspace.empty(xp, name, shape, dtype)
+
+
+def scope(workspace, prefix):
+    """``workspace.scope(prefix)``, or None when workspace is None."""
+    return None if workspace is None else workspace.scope(prefix)

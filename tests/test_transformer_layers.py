@@ -733,3 +733,46 @@ def test_errors_unchanged_on_device(device_backend):
     _, cache = scaled_dot_product_attention_forward(q, k, v)
     with pytest.raises(TypeError, match="but dout is on the cpu"):
         scaled_dot_product_attention_backward(np.zeros((2, 2, 3, 2)), cache)
+
+
+@pytest.mark.parametrize("dropout_p", [0.0, 0.3])
+def test_multihead_attention_with_one_key_matches_the_general_computation(dropout_p):
+    """With one key the layer skips the query and key projections (every softmax row is [1]); its
+    output and gradients equal the general formula: the projections, then attention over one key."""
+    from cs231n.transformer_layers import scaled_dot_product_attention_backward, split_heads
+    rng = np.random.default_rng(3)
+    N, S, E, h = 2, 5, 8, 2
+    query, memory = rng.standard_normal((N, S, E)), rng.standard_normal((N, 1, E))
+    W = [rng.standard_normal(s) for s in ((E, E), (E,)) * 4]
+    dout = rng.standard_normal((N, S, E))
+    out, cache = multihead_attention_forward(query, memory, memory, *W, h, dropout_p=dropout_p, rng=7)
+    grads = multihead_attention_backward(dout, cache)
+    # The general path, written out: q, k, v projections and attention over the one key.
+    Wq, bq, Wk, bk, Wv, bv, Wo, bo = W
+    q, k, v = (split_heads(a @ Wp + bp, h) for a, Wp, bp in ((query, Wq, bq), (memory, Wk, bk), (memory, Wv, bv)))
+    a, attn = scaled_dot_product_attention_forward(q, k, v, dropout_p=dropout_p, rng=7)
+    heads = a.transpose(0, 2, 1, 3).reshape(N, S, E)
+    np.testing.assert_allclose(out, heads @ Wo + bo, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(cache.attn.probs, attn.probs)
+    dheads = split_heads(dout @ Wo.T, h)
+    dq, dk, dv = scaled_dot_product_attention_backward(dheads, attn)
+    merge = lambda x: x.transpose(0, 2, 1, 3).reshape(N, -1, E)  # noqa: E731
+    dv2 = merge(dv)
+    want = {"dquery": merge(dq) @ Wq.T, "dkey": merge(dk) @ Wk.T, "dvalue": dv2 @ Wv.T,
+            "dWq": np.zeros((E, E)), "dWv": memory.reshape(-1, E).T @ dv2.reshape(-1, E),
+            "dbv": dv2.reshape(-1, E).sum(axis=0), "dWo": heads.reshape(-1, E).T @ dout.reshape(-1, E)}
+    got = dict(zip(("dquery", "dkey", "dvalue", "dWq", "dbq", "dWk", "dbk", "dWv", "dbv", "dWo", "dbo"), grads))
+    for name, value in want.items():
+        np.testing.assert_allclose(got[name], value, rtol=1e-10, atol=1e-12, err_msg=name)
+    assert not np.any(got["dquery"]) and not np.any(got["dkey"]) and not np.any(got["dbq"])
+
+
+def test_dropout_mask_drops_about_p_and_keeps_the_seed_across_dtypes():
+    x = np.ones((200, 500))
+    out64, keep64 = dropout_forward(x, p=0.25, train=True, rng=5)
+    out32, keep32 = dropout_forward(x.astype(np.float32), p=0.25, train=True, rng=5)
+    np.testing.assert_array_equal(keep64 == 0, keep32 == 0)           # the same mask in both dtypes
+    assert abs(np.mean(keep64 == 0) - 0.25) < 0.005                   # 100,000 draws: sd 0.0014
+    np.testing.assert_allclose(np.unique(keep64), [0.0, 1 / 0.75])
+    _, odd = dropout_forward(np.ones(7), p=0.5, train=True, rng=1)    # an odd size (half a 64-bit draw)
+    assert odd.shape == (7,)

@@ -37,6 +37,7 @@ from cs231n.rnn_layers import (
     word_embedding_backward,
     word_embedding_forward,
 )
+from cs231n.workspace import scope
 from cs231n.transformer_layers import (
     dropout_backward,
     dropout_forward,
@@ -207,9 +208,10 @@ class CaptioningTransformer(CaptioningModel):
         captions_in = captions[:, :-1]            # (N, T - 1)
         captions_out = captions[:, 1:]            # (N, T - 1)
         mask = captions_out != self._null         # (N, T - 1)
-        scores, cache = self._forward(features, captions_in)                  # (N, T - 1, V)
-        loss, dscores = temporal_softmax_loss(scores, captions_out, mask, verbose=verbose)
-        return loss, self._backward(dscores, cache)
+        ws = self.workspace  # the step's large arrays, reused by the next call
+        scores, cache = self._forward(features, captions_in, ws)              # (N, T - 1, V)
+        loss, dscores = temporal_softmax_loss(scores, captions_out, mask, verbose=verbose, workspace=ws)
+        return loss, self._backward(dscores, cache, ws)
 
     def scores(self, features, captions):
         """Word scores at every step of teacher-forced captions, without dropout (CaptioningRNN.scores).
@@ -266,8 +268,12 @@ class CaptioningTransformer(CaptioningModel):
             raise ValueError(f"{fn}: {name} has {T} input positions{what}, more than the model's "
                              f"max_length = {self.max_length} (its table of positions)")
 
-    def _forward(self, features, captions_in):
-        """Scores (N, T, V) and a cache for ``_backward``; dropout as ``self.training`` says."""
+    def _forward(self, features, captions_in, workspace=None):
+        """Scores (N, T, V) and a cache for ``_backward``; dropout as ``self.training`` says.
+
+        With a workspace the scores and caches are its buffers (``loss``); without, fresh arrays.
+        """
+        ws = workspace
         p = self.params
         N, T = captions_in.shape
         train = bool(self.training and self.dropout > 0)
@@ -276,70 +282,89 @@ class CaptioningTransformer(CaptioningModel):
         cache = {"train": train, "layers": []}
         memory, cache["proj"] = affine_forward(features, p["W_proj"], p["b_proj"])   # (N, W)
         memory = memory[:, None, :]                                                   # (N, 1, W)
-        x, cache["embed"] = word_embedding_forward(captions_in, p["W_embed"])         # (N, T, W)
+        x, cache["embed"] = word_embedding_forward(captions_in, p["W_embed"], ws)     # (N, T, W)
         x += self._positions[:T]
-        x, cache["drop"] = dropout_forward(x, drop, train, gen)
+        x, cache["drop"] = dropout_forward(x, drop, train, gen, scope(ws, "drop"))
         xp = get_array_module(x)
         causal = xp.tril(xp.ones((T, T), dtype=bool))                                 # (T, T)
         for l in range(self.num_layers):
-            x, layer_cache = self._layer_forward(l, x, memory, causal, drop, gen)     # (N, T, W)
+            x, layer_cache = self._layer_forward(l, x, memory, causal, drop, gen,
+                                                 scope(ws, f"layer{l}"))              # (N, T, W)
             cache["layers"].append(layer_cache)
-        scores, cache["vocab"] = temporal_affine_forward(x, p["W_vocab"], p["b_vocab"])  # (N, T, V)
+        scores, cache["vocab"] = temporal_affine_forward(x, p["W_vocab"], p["b_vocab"], ws)  # (N, T, V)
         return scores, cache
 
     def _layer_params(self, l, block, names):
         return [self.params[f"layer{l}_{block}_{name}"] for name in names]
 
-    def _layer_forward(self, l, x, memory, causal, drop, gen):
-        """One post-norm decoder layer over x (N, T, W) with memory (N, 1, W); returns (out, cache)."""
+    def _layer_forward(self, l, x, memory, causal, drop, gen, ws=None):
+        """One post-norm decoder layer over x (N, T, W) with memory (N, 1, W); returns (out, cache).
+
+        ``ws``: None or the layer's Workspace scope (each sub-layer gets its own names in it).
+        """
         h, train = self.num_heads, drop > 0
         c = {}
         a, c["self"] = multihead_attention_forward(x, x, x, *self._layer_params(l, "self", _ATTN), h,
-                                                   mask=causal, dropout_p=drop, rng=gen)   # (N, T, W)
-        a, c["drop1"] = dropout_forward(a, drop, train, gen)
-        x, c["ln1"] = layernorm_forward(x + a, *self._layer_params(l, "ln1", ("gamma", "beta")), LN_PARAM)
+                                                   mask=causal, dropout_p=drop, rng=gen,
+                                                   workspace=scope(ws, "self"))            # (N, T, W)
+        a, c["drop1"] = dropout_forward(a, drop, train, gen, scope(ws, "drop1"))
+        x, c["ln1"] = layernorm_forward(_residual(x, a, ws, "res1"),
+                                        *self._layer_params(l, "ln1", ("gamma", "beta")), LN_PARAM,
+                                        scope(ws, "ln1"))
         a, c["cross"] = multihead_attention_forward(x, memory, memory, *self._layer_params(l, "cross", _ATTN),
-                                                    h, dropout_p=drop, rng=gen)            # (N, T, W)
-        a, c["drop2"] = dropout_forward(a, drop, train, gen)
-        x, c["ln2"] = layernorm_forward(x + a, *self._layer_params(l, "ln2", ("gamma", "beta")), LN_PARAM)
-        f, c["ffn"] = feedforward_forward(x, *self._layer_params(l, "ffn", _FFN), "relu", drop, gen)
-        f, c["drop3"] = dropout_forward(f, drop, train, gen)
-        x, c["ln3"] = layernorm_forward(x + f, *self._layer_params(l, "ln3", ("gamma", "beta")), LN_PARAM)
+                                                    h, dropout_p=drop, rng=gen,
+                                                    workspace=scope(ws, "cross"))          # (N, T, W)
+        a, c["drop2"] = dropout_forward(a, drop, train, gen, scope(ws, "drop2"))
+        x, c["ln2"] = layernorm_forward(_residual(x, a, ws, "res2"),
+                                        *self._layer_params(l, "ln2", ("gamma", "beta")), LN_PARAM,
+                                        scope(ws, "ln2"))
+        f, c["ffn"] = feedforward_forward(x, *self._layer_params(l, "ffn", _FFN), "relu", drop, gen,
+                                          scope(ws, "ffn"))
+        f, c["drop3"] = dropout_forward(f, drop, train, gen, scope(ws, "drop3"))
+        x, c["ln3"] = layernorm_forward(_residual(x, f, ws, "res3"),
+                                        *self._layer_params(l, "ln3", ("gamma", "beta")), LN_PARAM,
+                                        scope(ws, "ln3"))
         return x, c
 
-    def _backward(self, dscores, cache):
-        """Gradients of every parameter from the gradient of the scores (N, T, V)."""
+    def _backward(self, dscores, cache, ws=None):
+        """Gradients of every parameter from the gradient of the scores (N, T, V).
+
+        ``ws``: None or the Workspace given to ``_forward`` (the gradients are fresh arrays either way).
+        """
         grads = {}
-        dx, grads["W_vocab"], grads["b_vocab"] = temporal_affine_backward(dscores, cache["vocab"])
+        dx, grads["W_vocab"], grads["b_vocab"] = temporal_affine_backward(dscores, cache["vocab"], ws)
         dmemory = 0
         for l in reversed(range(self.num_layers)):
-            dx, dmem = self._layer_backward(l, dx, cache["layers"][l], grads)
+            dx, dmem = self._layer_backward(l, dx, cache["layers"][l], grads, scope(ws, f"layer{l}"))
             dmemory = dmemory + dmem                                  # (N, 1, W), every layer reads it
-        dx = dropout_backward(dx, cache["drop"])                      # the positions have no parameters
-        grads["W_embed"] = word_embedding_backward(dx, cache["embed"])
+        dx = dropout_backward(dx, cache["drop"], scope(ws, "drop"))   # the positions have no parameters
+        grads["W_embed"] = word_embedding_backward(dx, cache["embed"], ws)
         _, grads["W_proj"], grads["b_proj"] = affine_backward(dmemory[:, 0, :], cache["proj"])
         return grads
 
-    def _layer_backward(self, l, dout, c, grads):
+    def _layer_backward(self, l, dout, c, grads, ws=None):
         """Backward through ``_layer_forward``: returns (dx, dmemory) and writes the layer's grads."""
         pre = f"layer{l}_"
         # x3 = ln3(x2 + f):  the residual sends the gradient both to x2 and through the FFN
-        ds, grads[pre + "ln3_gamma"], grads[pre + "ln3_beta"] = layernorm_backward(dout, c["ln3"])
-        df = dropout_backward(ds, c["drop3"])
-        dx, *ffn = feedforward_backward(df, c["ffn"])
+        ds, grads[pre + "ln3_gamma"], grads[pre + "ln3_beta"] = layernorm_backward(dout, c["ln3"],
+                                                                                   scope(ws, "ln3"))
+        df = dropout_backward(ds, c["drop3"], scope(ws, "drop3"))
+        dx, *ffn = feedforward_backward(df, c["ffn"], scope(ws, "ffn"))
         grads.update(zip((pre + "ffn_" + n for n in _FFN), ffn))
-        dx = dx + ds
+        dx += ds
         # x2 = ln2(x1 + cross(x1, memory))
-        ds, grads[pre + "ln2_gamma"], grads[pre + "ln2_beta"] = layernorm_backward(dx, c["ln2"])
-        da = dropout_backward(ds, c["drop2"])
-        dq, dk, dv, *cross = multihead_attention_backward(da, c["cross"])
+        ds, grads[pre + "ln2_gamma"], grads[pre + "ln2_beta"] = layernorm_backward(dx, c["ln2"],
+                                                                                   scope(ws, "ln2"))
+        da = dropout_backward(ds, c["drop2"], scope(ws, "drop2"))
+        dq, dk, dv, *cross = multihead_attention_backward(da, c["cross"], scope(ws, "cross"))
         grads.update(zip((pre + "cross_" + n for n in _ATTN), cross))
         dmemory = dk + dv                                             # memory was both key and value
         dx = dq + ds
         # x1 = ln1(x + self(x, x, x))
-        ds, grads[pre + "ln1_gamma"], grads[pre + "ln1_beta"] = layernorm_backward(dx, c["ln1"])
-        da = dropout_backward(ds, c["drop1"])
-        dq, dk, dv, *attn = multihead_attention_backward(da, c["self"])
+        ds, grads[pre + "ln1_gamma"], grads[pre + "ln1_beta"] = layernorm_backward(dx, c["ln1"],
+                                                                                   scope(ws, "ln1"))
+        da = dropout_backward(ds, c["drop1"], scope(ws, "drop1"))
+        dq, dk, dv, *attn = multihead_attention_backward(da, c["self"], scope(ws, "self"))
         grads.update(zip((pre + "self_" + n for n in _ATTN), attn))
         dx = dq + dk + dv + ds                                        # x was query, key and value
         return dx, dmemory
@@ -405,3 +430,11 @@ class CaptioningTransformer(CaptioningModel):
     def _layernorm(self, l, k, x):
         out, _ = layernorm_forward(x, *self._layer_params(l, f"ln{k}", ("gamma", "beta")), LN_PARAM)
         return out
+
+
+def _residual(x, a, ws, name):
+    """``x + a`` (N, T, W), in the workspace buffer ``name`` when ws is given."""
+    if ws is None:
+        return x + a
+    xp = get_array_module(x)
+    return xp.add(x, a, out=ws.empty(xp, name, x.shape, np.result_type(x.dtype, a.dtype)))
