@@ -66,6 +66,7 @@ def make_solver(kind, batch_size=8, **solver_options):
     options = dict(update_rule="adam", optim_config={"learning_rate": 1e-3}, batch_size=batch_size,
                    num_epochs=1, verbose=False, seed=0)
     options.update(solver_options)
+    np.random.seed(0)  # the same weights every time (the captioning models draw them from np.random)
     if kind == "cola":
         import cola_fixtures
         inputs, labels = cola_fixtures.make_split(64, seed=0)
@@ -116,6 +117,9 @@ def table(counts):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated, from %s" % (MODELS,))
+    parser.add_argument("--generic", action="store_true",
+                        help="without the fused kernels: what numpy-style code launches (the default shows "
+                             "what real CuPy runs: the fused kernels' bodies compiled by g++, one launch each)")
     args = parser.parse_args(argv)
     kinds = args.models.split(",")
     bad = [k for k in kinds if k not in MODELS]
@@ -123,9 +127,12 @@ def main(argv=None):
         parser.error("--models: unknown %s; choose from %s" % (bad, MODELS))
     if "cupy" in sys.modules:
         parser.error("CuPy is already imported; the counts need the fake")
-    install_fake()
+    import host_kernels
+    fused = not args.generic and host_kernels.available()
+    install_fake(kernels=fused)
     print("per training step (solver._step: minibatch in, loss + grads, Adam on every parameter), "
-          "counted on the fake CuPy\n")
+          "counted on the fake CuPy, %s\n" % ("with the fused kernels (as on real CuPy)" if fused else
+                                               "WITHOUT the fused kernels (generic array code)"))
     print(table({k: count_step(k) for k in kinds}))
 
 

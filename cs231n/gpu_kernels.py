@@ -1,4 +1,4 @@
-"""Fused GPU kernels for the per-timestep gate math of the LSTM and GRU (CuPy only).
+"""Fused GPU kernels for the per-timestep gate math of the LSTM and GRU and for the optimizers (CuPy only).
 
 On a GPU, the numpy-style in-place code of one LSTM or GRU timestep (``_lstm_step_gates`` and friends in
 ``rnn_layers``) is a dozen small kernel launches over (N, H) arrays; a step's real work is one matrix
@@ -10,6 +10,11 @@ The kernels run over the (N, H) hidden units: thread ``i`` owns unit ``col = i %
 ``row = i / H`` and reads and writes that unit's gate in every block of the row of the (N, 4H) or
 (N, 3H) gate arrays, at ``row * gH + k * H + col`` for block k. ``T`` is the float type of the layer
 (float32 or float64); ``U`` the type of an upstream gradient, which may differ.
+
+The optimizers' kernels (``adam``, ``rmsprop``, ``sgd_momentum``, ``sgd``) update one parameter in one
+launch: the new weights and state from the old ones and the gradient, with the arithmetic of the rules
+in ``cs231n.optim`` (the hyperparameters rounded to the parameter's type ``T`` as numpy rounds a Python
+float meeting a float32 array, the same order of operations), instead of about a dozen launches each.
 
 Nothing here imports CuPy: the kernels are built on first use from the module of the arrays, which is
 CuPy, so a CPU-only program never pays for the import. ``ENABLED = False`` switches them off (the
@@ -104,6 +109,41 @@ _SOURCES = {
         dh_z = dht * z;                                      // through z * h_prev
         """,
     ),
+    # Optimizers: one launch per parameter; inputs are never written (new arrays out, as in optim).
+    "cs231n_sgd": (
+        "T w, T dw, float64 lr",
+        "T w_out",
+        "w_out = w - (T)lr * dw;",
+    ),
+    "cs231n_sgd_momentum": (
+        "T w, T dw, T v, float64 mu, float64 lr",
+        "T w_out, T v_out",
+        """
+        const T v1 = (T)mu * v - (T)lr * dw;
+        v_out = v1;
+        w_out = w + v1;
+        """,
+    ),
+    "cs231n_rmsprop": (
+        "T w, T dw, T cache, float64 d, float64 lr, float64 eps",
+        "T w_out, T cache_out",
+        """
+        const T c1 = (T)d * cache + (T)(1 - d) * dw * dw;
+        cache_out = c1;
+        w_out = w - (T)lr * dw / (sqrt(c1) + (T)eps);
+        """,
+    ),
+    "cs231n_adam": (  # c1, c2: the bias corrections 1 - beta1**t and 1 - beta2**t (host doubles)
+        "T w, T dw, T m, T v, float64 lr, float64 b1, float64 b2, float64 eps, float64 c1, float64 c2",
+        "T w_out, T m_out, T v_out",
+        """
+        const T m1 = (T)b1 * m + (T)(1 - b1) * dw;
+        const T v1 = (T)b2 * v + (T)(1 - b2) * (dw * dw);
+        m_out = m1;
+        v_out = v1;
+        w_out = w - (T)lr * (m1 / (T)c1) / (sqrt(v1 / (T)c2) + (T)eps);
+        """,
+    ),
 }
 
 _kernels = {}
@@ -115,11 +155,11 @@ def fused(xp):
 
 
 def _kernel(name):
-    kernel = _kernels.get(name)
+    cupy = sys.modules["cupy"]  # imported by whoever made the arrays
+    kernel = _kernels.get((id(cupy), name))
     if kernel is None:
-        cupy = sys.modules["cupy"]  # imported by whoever made the arrays
         in_params, out_params, operation = _SOURCES[name]
-        kernel = _kernels[name] = cupy.ElementwiseKernel(in_params, out_params, operation, name,
+        kernel = _kernels[(id(cupy), name)] = cupy.ElementwiseKernel(in_params, out_params, operation, name,
                                                          preamble=_PREAMBLE)
     return kernel
 
@@ -143,3 +183,29 @@ def gru_step_forward(a, ah, bh, h_prev, hn, h):
 def gru_step_backward(a, hn, h_prev, dh_t, dprev_h, dax, dah, dh_z):
     """``rnn_layers._gru_step_gates_backward`` in one kernel: writes dax, dah (N, 3H) and dh_z (N, H)."""
     _kernel("cs231n_gru_step_backward")(a, hn, h_prev, dh_t, dprev_h, hn.shape[1], dax, dah, dh_z)
+
+
+def optimizer_fusable(xp, *arrays):
+    """True when the optimizer kernels can update these arrays: real CuPy, one float dtype for all."""
+    return fused(xp) and arrays[0].dtype.kind == "f" and all(a.dtype == arrays[0].dtype for a in arrays)
+
+
+def sgd(w, dw, lr):
+    """``optim.sgd``'s new w in one kernel."""
+    return _kernel("cs231n_sgd")(w, dw, float(lr))
+
+
+def sgd_momentum(w, dw, v, momentum, lr):
+    """``optim.sgd_momentum``'s (new w, new velocity) in one kernel."""
+    return _kernel("cs231n_sgd_momentum")(w, dw, v, float(momentum), float(lr))
+
+
+def rmsprop(w, dw, cache, decay_rate, lr, eps):
+    """``optim.rmsprop``'s (new w, new cache) in one kernel."""
+    return _kernel("cs231n_rmsprop")(w, dw, cache, float(decay_rate), float(lr), float(eps))
+
+
+def adam(w, dw, m, v, lr, beta1, beta2, eps, t):
+    """``optim.adam``'s (new w, new m, new v) at step ``t`` (already incremented) in one kernel."""
+    return _kernel("cs231n_adam")(w, dw, m, v, float(lr), float(beta1), float(beta2), float(eps),
+                                  1 - beta1 ** t, 1 - beta2 ** t)

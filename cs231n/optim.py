@@ -15,6 +15,9 @@ moved to w's device once, on the first update.
 - adam: ``learning_rate`` (1e-3), ``beta1`` (0.9), ``beta2`` (0.999), ``epsilon`` (1e-8), state ``m``,
   ``v`` and the step count ``t``, with bias correction (``t`` is incremented before it is used).
 
+On real CuPy each rule updates a parameter in one fused kernel (``cs231n.gpu_kernels``) with the same
+arithmetic, instead of about a dozen array operations; numpy (and anything else) runs the code below.
+
 ``rmsprop`` and ``adam`` were ``rmsprop(x, dx, config=None)`` and ``adam(x, dx, config=None)`` in the
 classic cs231n code (and ``(w, dw, config=None)`` in later editions): both accept either pair of
 keyword names, so ``adam(x=w, dx=dw, config=c)`` and ``adam(w=w, dw=dw, config=c)`` both work.
@@ -23,6 +26,7 @@ import functools
 
 import numpy as np
 
+from cs231n import gpu_kernels
 from cs231n.backend import device_of, get_array_module, to_device
 
 
@@ -80,6 +84,8 @@ def sgd(w, dw, config=None):
     Returns a tuple of (next_w, config).
     """
     w, dw, config = _start(w, dw, config, learning_rate=1e-2)
+    if gpu_kernels.optimizer_fusable(get_array_module(w), w, dw):
+        return gpu_kernels.sgd(w, dw, config["learning_rate"]), config
     next_w = w - config["learning_rate"] * dw
     return next_w.astype(w.dtype, copy=False), config
 
@@ -95,7 +101,11 @@ def sgd_momentum(w, dw, config=None):
     Returns a tuple of (next_w, config).
     """
     w, dw, config = _start(w, dw, config, learning_rate=1e-2, momentum=0.9)
-    v, _ = _state(config, "velocity", w)
+    v, xp = _state(config, "velocity", w)
+    if gpu_kernels.optimizer_fusable(xp, w, dw, v):
+        next_w, config["velocity"] = gpu_kernels.sgd_momentum(w, dw, v, config["momentum"],
+                                                              config["learning_rate"])
+        return next_w, config
     v = config["momentum"] * v - config["learning_rate"] * dw
     config["velocity"] = v.astype(w.dtype, copy=False)
     next_w = w + config["velocity"]
@@ -119,6 +129,10 @@ def rmsprop(w, dw, config=None):
     w, dw, config = _start(w, dw, config, learning_rate=1e-2, decay_rate=0.99, epsilon=1e-8)
     cache, xp = _state(config, "cache", w)
     d = config["decay_rate"]
+    if gpu_kernels.optimizer_fusable(xp, w, dw, cache):
+        next_w, config["cache"] = gpu_kernels.rmsprop(w, dw, cache, d, config["learning_rate"],
+                                                      config["epsilon"])
+        return next_w, config
     cache = (d * cache + (1 - d) * dw * dw).astype(w.dtype, copy=False)
     config["cache"] = cache
     next_w = w - config["learning_rate"] * dw / (xp.sqrt(cache) + config["epsilon"])
@@ -144,6 +158,11 @@ def adam(w, dw, config=None):
     v, _ = _state(config, "v", w)
     b1, b2 = config["beta1"], config["beta2"]
     t = config["t"] + 1
+    if gpu_kernels.optimizer_fusable(xp, w, dw, m, v):
+        next_w, config["m"], config["v"] = gpu_kernels.adam(w, dw, m, v, config["learning_rate"], b1, b2,
+                                                            config["epsilon"], t)
+        config["t"] = t
+        return next_w, config
     m = (b1 * m + (1 - b1) * dw).astype(w.dtype, copy=False)
     v = (b2 * v + (1 - b2) * (dw * dw)).astype(w.dtype, copy=False)
     m_hat = m / (1 - b1 ** t)

@@ -25,8 +25,9 @@ turned into device arrays, ``asnumpy``, ``random`` (with a seeded ``RandomState`
 ``sys.modules["cupy"]`` (the ``backend`` and ``device_backend`` fixtures in conftest.py do that), it
 makes ``cs231n.backend`` treat its arrays exactly as it treats CuPy's. Arithmetic on its arrays is
 numpy's, so results can be compared bit for bit with the numpy path. It has no
-``fuse``/``ElementwiseKernel``, so code that uses CuPy's fused kernels when they exist takes its generic
-path here; those kernels are checked on a real GPU by ``benchmarks/gpu_check.sh``.
+``fuse``/``ElementwiseKernel`` unless made with ``kernels=True`` (see ``FakeCupy``), so code that uses
+CuPy's fused kernels when they exist takes its generic path here; the kernels' CUDA bodies run on the CPU
+with ``kernels=True``, and CuPy's compilation of them is checked on a GPU by ``benchmarks/gpu_check.sh``.
 """
 import operator
 import types
@@ -301,14 +302,37 @@ class RandomState:
         return _to_device_view(self._gen.random(size, dtype=dtype))
 
 
+class _FusedKernel:
+    """A fused kernel object of the fake: the CUDA body compiled for the host (``host_kernels``), run on
+    the device arrays' memory and counted as ONE launch, as CuPy launches it once."""
+
+    def __init__(self, host_kernel):
+        self._host = host_kernel
+
+    def __call__(self, *args, **kwargs):
+        _refuse_host(self._host.name, args)
+        _launch()
+        return _to_device_view(self._host(*[_host_view(a) for a in args], **kwargs))
+
+
 class FakeCupy(_Namespace):
-    """The module object installed as ``sys.modules["cupy"]`` by the ``backend`` fixtures."""
+    """The module object installed as ``sys.modules["cupy"]`` by the ``backend`` fixtures.
+
+    ``FakeCupy(kernels=True)`` also has ``ElementwiseKernel``, so the package takes its fused-kernel
+    path (``cs231n.gpu_kernels``) as on real CuPy: each kernel's CUDA body is compiled by g++ for the
+    CPU and run over the arrays (``tests/host_kernels.py``), one call counting one launch. Results then
+    equal numpy's up to float rounding, not bit for bit. The default fake has no fused kernels, so the
+    package's generic array code runs on it and can be compared with numpy bit for bit.
+    """
 
     ndarray = ndarray
     __name__ = "cupy"
 
-    def __init__(self):
+    def __init__(self, kernels=False):
         super().__init__(np, creation=_CREATION)
+        if kernels:
+            from host_kernels import HostElementwiseKernel
+            self.ElementwiseKernel = lambda *args, **kwargs: _FusedKernel(HostElementwiseKernel(*args, **kwargs))
         self.random = _Namespace(np.random)
         self.random.RandomState = RandomState
         self.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 1),

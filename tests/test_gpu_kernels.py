@@ -141,120 +141,26 @@ def test_whole_sequence_fused_equals_generic(cupy, monkeypatch, cell, dtype):
 # Without a GPU: the kernel bodies compiled as C++ on the host
 # ----------------------------------------------------------------------------------------------------
 # The CUDA bodies are plain C++ over scalars and indexed arrays, so they can be compiled for the CPU and
-# run through gpu_kernels' own wrappers by a small stand-in for cupy.ElementwiseKernel. That checks the
-# gate offsets, the formulas, the argument order of each call and which buffers are written, against the
-# numpy code, on any machine with a C++ compiler. (CuPy's compiler and launch rules are only checked on
-# a GPU, above.)
-_CPP_HEADER = """
-#include <cmath>
-#include <cstddef>
-#define __device__
-using std::tanh;
-template <typename V> struct Raw {
-  V* p;
-  V& operator[](ptrdiff_t k) const { return p[k]; }
-};
-"""
-
-
-def _params(spec):
-    """'raw T a, T c, int64 H' -> [(raw, type, name), ...]"""
-    return [(item.split()[0] == "raw", item.split()[-2], item.split()[-1]) for item in spec.split(",")]
-
-
-def _host_function(name, in_params, out_params, operation):
-    """C++ for one kernel: a loop over i calling the body, with extern "C" float and double entry points."""
-    params = _params(in_params) + _params(out_params)
-    n_in = len(_params(in_params))
-    c_args, lines = ["ptrdiff_t _size"], []
-    for k, (raw, typ, pname) in enumerate(params):
-        if typ == "int64":
-            c_args.append(f"long long {pname}")
-            continue
-        c_args.append(f"{typ}* _p{k}")
-        if raw:
-            lines.append(f"  Raw<{typ}> {pname}{{_p{k}}};")
-    lines.append("  for (ptrdiff_t i = 0; i < _size; ++i) {")
-    for k, (raw, typ, pname) in enumerate(params):
-        if typ != "int64" and not raw:
-            is_out = k >= n_in
-            lines.append(f"    {typ}& {pname} = _p{k}[i];" if is_out else f"    const {typ} {pname} = _p{k}[i];")
-    src = ["template <typename T, typename U>", f"void {name}({', '.join(c_args)}) {{", *lines, operation,
-           "  }", "}"]
-    names = ", ".join(a.split()[-1] for a in c_args)
-    for suffix, t in (("f", "float"), ("d", "double")):
-        typed = ", ".join(a.replace("T*", t + "*").replace("U*", t + "*") for a in c_args)
-        src.append(f'extern "C" void {name}_{suffix}({typed}) {{ {name}<{t}, {t}>({names}); }}')
-    return "\n".join(src)
-
-
-class HostElementwiseKernel:
-    """Enough of cupy.ElementwiseKernel to run one of gpu_kernels' bodies, compiled by g++, on numpy arrays.
-
-    Like CuPy: the loop index ``i`` runs over the shape shared by the non-raw arrays, ``T``/``U`` are
-    bound from the arguments' dtypes (a mismatch is a TypeError), non-raw outputs are references.
-    """
-
-    def __init__(self, lib, in_params, out_params, name):
-        self.lib, self.name = lib, name
-        self.params = _params(in_params) + _params(out_params)
-
-    def __call__(self, *args):
-        import ctypes
-        assert len(args) == len(self.params), (self.name, len(args), len(self.params))
-        bound, shape = {}, None
-        for (raw, typ, pname), a in zip(self.params, args):
-            if typ == "int64":
-                assert isinstance(a, int), (pname, type(a))
-                continue
-            if bound.setdefault(typ, a.dtype) != a.dtype:
-                raise TypeError(f"{self.name}: type {typ} is {bound[typ]} but {pname} is {a.dtype}")
-            if not raw:
-                assert shape is None or a.shape == shape, (pname, a.shape, shape)
-                shape = a.shape
-        assert bound.get("U", bound["T"]) == bound["T"], "the host harness binds U to T's type only"
-        suffix = {np.dtype(np.float32): "f", np.dtype(np.float64): "d"}[bound["T"]]
-        c_args, copies = [ctypes.c_ssize_t(int(np.prod(shape)))], []
-        for (raw, typ, pname), a in zip(self.params, args):
-            if typ == "int64":
-                c_args.append(ctypes.c_longlong(a))
-                continue
-            buf = np.ascontiguousarray(a)
-            if buf is not a:
-                copies.append((a, buf))
-            c_args.append(buf.ctypes.data_as(ctypes.c_void_p))
-        getattr(self.lib, f"{self.name}_{suffix}")(*c_args)
-        for a, buf in copies:  # results written to a contiguous copy go back to the caller's array
-            a[...] = buf
-
-
-@pytest.fixture(scope="module")
-def host_kernel_library(tmp_path_factory):
-    """Every kernel body of gpu_kernels compiled for the host in one shared library (one g++ call)."""
-    import ctypes
-    import shutil
-    import subprocess
-    if shutil.which("g++") is None:
-        pytest.skip("no g++ to compile the kernel bodies for the host")
-    build = tmp_path_factory.mktemp("host_kernels")
-    cpp, lib = build / "kernels.cpp", build / "kernels.so"
-    functions = [_host_function(name, *source) for name, source in gpu_kernels._SOURCES.items()]
-    cpp.write_text("\n".join([_CPP_HEADER, gpu_kernels._PREAMBLE] + functions))
-    subprocess.run(["g++", "-O0", "-ffp-contract=off", "-shared", "-fPIC", "-o", str(lib), str(cpp)],
-                   check=True, capture_output=True)
-    return ctypes.CDLL(str(lib))
+# run through gpu_kernels' own wrappers by a stand-in for cupy.ElementwiseKernel (tests/host_kernels.py,
+# which the fake CuPy also uses with kernels=True). That checks the gate offsets, the formulas, the
+# argument order of each call and which buffers are written, against the numpy code, on any machine with
+# a C++ compiler. (CuPy's compiler and launch rules are only checked on a GPU, above.)
 
 
 @pytest.fixture
-def host_kernels(host_kernel_library, monkeypatch):
+def host_kernels(monkeypatch):
     """``xp`` for the step helpers, whose ElementwiseKernel runs the CUDA bodies compiled for the host."""
     import sys
     import types
 
+    import host_kernels as hk
+    if not hk.available():
+        pytest.skip("no g++ to compile the kernel bodies for the host")
+
     def elementwise_kernel(in_params, out_params, operation, name, preamble=""):
         assert (in_params, out_params, operation) == gpu_kernels._SOURCES[name]
         assert preamble == gpu_kernels._PREAMBLE
-        return HostElementwiseKernel(host_kernel_library, in_params, out_params, name)
+        return hk.HostElementwiseKernel(in_params, out_params, operation, name, preamble=preamble)
 
     xp = types.SimpleNamespace(ElementwiseKernel=elementwise_kernel)
     monkeypatch.setitem(sys.modules, "cupy", xp)
@@ -297,3 +203,75 @@ def test_kernel_bodies_on_the_host_equal_the_numpy_helpers(host_kernels, dtype):
          dict(a=rng.uniform(-0.9, 0.9, (N, 3 * H)).astype(dtype), hn=randn(N, H), h_prev=randn(N, H),
               dh_t=dh[:, 1, :], dprev_h=randn(N, H), dax=randn(N, 3 * H), dah=randn(N, 3 * H),
               dh_z=randn(N, H), dht=randn(N, H), tmp=randn(N, H)), ["dax", "dah", "dh_z"])
+
+
+@pytest.fixture
+def fake_with_kernels(monkeypatch):
+    """The fake CuPy with fused kernels (their bodies compiled by g++), installed as ``cupy``."""
+    import sys
+
+    import host_kernels as hk
+    from fake_cupy import FakeCupy
+    if not hk.available():
+        pytest.skip("no g++ to compile the kernel bodies for the host")
+    fake = FakeCupy(kernels=True)
+    monkeypatch.setitem(sys.modules, "cupy", fake)
+    monkeypatch.setattr(gpu_kernels, "_kernels", {})
+    return fake
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("rule, state", [("sgd", ()), ("sgd_momentum", ("velocity",)),
+                                         ("rmsprop", ("cache",)), ("adam", ("m", "v"))])
+def test_optimizer_kernels_equal_the_numpy_rules_in_one_launch(fake_with_kernels, rule, state, dtype):
+    import fake_cupy
+    from cs231n import optim
+    from cs231n.backend import to_numpy
+    rng = np.random.default_rng(7)
+    w = rng.standard_normal((3, 5)).astype(dtype)
+    config = {"learning_rate": 0.05}
+    device_config = {"learning_rate": 0.05}
+    update = getattr(optim, rule)
+    tol = dict(rtol=1e-6, atol=1e-7) if dtype == np.float32 else dict(rtol=1e-14, atol=1e-15)
+    w_dev = fake_with_kernels.asarray(w)
+    for step in range(3):  # the state written by one call is read by the next (and t counts)
+        dw = rng.standard_normal((3, 5)).astype(dtype)
+        dw_dev = fake_with_kernels.asarray(dw)
+        w_before, dw_before = w_dev.copy(), dw_dev.copy()
+        w, config = update(w, dw, config)
+        before = fake_cupy.COUNTS.launches
+        w_dev, device_config = update(w_dev, dw_dev, device_config)
+        if step > 0:  # the first call also creates the zero state
+            assert fake_cupy.COUNTS.launches - before == 1, f"{rule}: one fused kernel per update"
+        assert isinstance(w_dev, fake_with_kernels.ndarray) and w_dev.dtype == dtype
+        np.testing.assert_array_equal(to_numpy(w_before), to_numpy(w_before))
+        np.testing.assert_allclose(to_numpy(w_dev), w, err_msg=rule, **tol)
+        for key in state:
+            assert device_config[key].dtype == dtype
+            np.testing.assert_allclose(to_numpy(device_config[key]), config[key], err_msg=key, **tol)
+        np.testing.assert_array_equal(to_numpy(dw_dev), to_numpy(dw_before))  # inputs never written
+    assert device_config.get("t") == config.get("t")
+
+
+def test_a_training_step_with_the_kernels_matches_the_generic_one(fake_with_kernels):
+    """The whole LSTM captioning step on the fake: fused gates and Adam equal the generic path."""
+    import os
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+    import gpu_counts
+    from cs231n.backend import to_numpy
+    runs = []
+    for enabled in (True, False):
+        gpu_kernels.ENABLED = enabled
+        try:
+            solver = gpu_counts.make_solver("lstm")
+            solver._start_rng()
+            for _ in range(3):
+                solver._step()
+        finally:
+            gpu_kernels.ENABLED = True
+        runs.append(solver)
+    np.testing.assert_allclose(runs[0].loss_history, runs[1].loss_history, rtol=1e-6)
+    for name, w in runs[0].model.params.items():
+        np.testing.assert_allclose(to_numpy(w), to_numpy(runs[1].model.params[name]), rtol=1e-5, atol=1e-6,
+                                   err_msg=name)
