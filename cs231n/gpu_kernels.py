@@ -11,6 +11,8 @@ The kernels run over the (N, H) hidden units: thread ``i`` owns unit ``col = i %
 (N, 3H) gate arrays, at ``row * gH + k * H + col`` for block k. ``T`` is the float type of the layer
 (float32 or float64); ``U`` the type of an upstream gradient, which may differ.
 
+``nonfinite_code`` checks a gradient and its updated weight for NaN/inf in one ``ReductionKernel``.
+
 The optimizers' kernels (``adam``, ``rmsprop``, ``sgd_momentum``, ``sgd``) update one parameter in one
 launch: the new weights and state from the old ones and the gradient, with the arithmetic of the rules
 in ``cs231n.optim`` (the hyperparameters rounded to the parameter's type ``T`` as numpy rounds a Python
@@ -146,6 +148,15 @@ _SOURCES = {
     ),
 }
 
+# name -> (in_params, out_params, map_expr, reduce_expr, post_map_expr, identity, reduce_type)
+_REDUCTIONS = {
+    # The solver's finiteness check of one parameter in one launch: 1 when the gradient holds a NaN or
+    # inf, 2 when the updated weight does, 3 when both do, 0 when all is finite (float64, so that it
+    # is read back with the loss in the same array).
+    "cs231n_nonfinite_code": ("T g, T w", "float64 code", "(isfinite(g) ? 0 : 1) | (isfinite(w) ? 0 : 2)",
+                              "a | b", "code = a", "0", "int32"),
+}
+
 _kernels = {}
 
 
@@ -161,6 +172,17 @@ def _kernel(name):
         in_params, out_params, operation = _SOURCES[name]
         kernel = _kernels[(id(cupy), name)] = cupy.ElementwiseKernel(in_params, out_params, operation, name,
                                                          preamble=_PREAMBLE)
+    return kernel
+
+
+def _reduction(name):
+    cupy = sys.modules["cupy"]
+    kernel = _kernels.get((id(cupy), name))
+    if kernel is None:
+        in_params, out_params, map_expr, reduce_expr, post_map_expr, identity, reduce_type = _REDUCTIONS[name]
+        kernel = _kernels[(id(cupy), name)] = cupy.ReductionKernel(
+            in_params, out_params, map_expr, reduce_expr, post_map_expr, identity, name,
+            reduce_type=reduce_type)
     return kernel
 
 
@@ -209,3 +231,9 @@ def adam(w, dw, m, v, lr, beta1, beta2, eps, t):
     """``optim.adam``'s (new w, new m, new v) at step ``t`` (already incremented) in one kernel."""
     return _kernel("cs231n_adam")(w, dw, m, v, float(lr), float(beta1), float(beta2), float(eps),
                                   1 - beta1 ** t, 1 - beta2 ** t)
+
+
+def nonfinite_code(g, w):
+    """0-d float64: 0 when ``g`` (a gradient) and ``w`` (its updated weight, same shape) are all finite,
+    plus 1 when g is not, plus 2 when w is not; one launch instead of six (isfinite, all, astype each)."""
+    return _reduction("cs231n_nonfinite_code")(g, w.astype(g.dtype, copy=False))

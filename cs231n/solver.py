@@ -89,7 +89,7 @@ import warnings
 
 import numpy as np
 
-from cs231n import optim
+from cs231n import gpu_kernels, optim
 from cs231n.archive import load_archive, save_archive
 from cs231n.backend import deferred_checks, get_array_module, is_device_array, params_device, to_numpy, tree_to_device
 
@@ -552,16 +552,26 @@ class Solver:
         xp = get_array_module(*self.model.params.values())
         # Flags computed on the device as the step goes; read back together below.
         flags = [xp.asarray(loss, dtype=np.float64)] + [ok.astype(np.float64) for ok in checks.flags]
-        flags += [xp.all(xp.isfinite(grads[p])).astype(np.float64) for p in names]  # before clipping
+        fused = gpu_kernels.fused(xp)
+        if not fused:
+            flags += [xp.all(xp.isfinite(grads[p])).astype(np.float64) for p in names]  # before clipping
+        checked_grads = grads
         if self.grad_clip is not None:
             grads, _ = _clip_on_device({p: grads[p] for p in names}, self.grad_clip)
         new_params, new_configs = self._updates(grads)
-        flags += [xp.all(xp.isfinite(new_params[p])).astype(np.float64) for p in names]
+        if fused:  # one kernel per parameter checks its gradient (before clipping) and its new value
+            flags += [gpu_kernels.nonfinite_code(checked_grads[p], new_params[p]) for p in names]
+        else:
+            flags += [xp.all(xp.isfinite(new_params[p])).astype(np.float64) for p in names]
         host = to_numpy(xp.stack(flags))  # the iteration's one device -> host sync: loss and flags together
         loss = float(host[0])
         checks.raise_failed(host[1:1 + len(checks.flags)])  # bad input: the model's own error
-        host = host[len(checks.flags):]
-        grads_finite, params_finite = host[1:1 + len(names)], host[1 + len(names):]
+        host = host[1 + len(checks.flags):]
+        if fused:
+            codes = host.astype(np.int64)
+            grads_finite, params_finite = (codes & 1) == 0, (codes & 2) == 0
+        else:
+            grads_finite, params_finite = host[:len(names)], host[len(names):]
         if not math.isfinite(loss):
             self._diverged(iteration, "the loss is %r" % loss)
         for p, ok in zip(names, grads_finite):

@@ -310,15 +310,17 @@ class _FusedKernel:
         self._host = host_kernel
 
     def __call__(self, *args, **kwargs):
-        _refuse_host(self._host.name, args)
+        _refuse_host(self._host.name, args + tuple(kwargs.values()))
         _launch()
+        if kwargs.get("out") is not None:
+            kwargs["out"] = _host_view(kwargs["out"])
         return _to_device_view(self._host(*[_host_view(a) for a in args], **kwargs))
 
 
 class FakeCupy(_Namespace):
     """The module object installed as ``sys.modules["cupy"]`` by the ``backend`` fixtures.
 
-    ``FakeCupy(kernels=True)`` also has ``ElementwiseKernel``, so the package takes its fused-kernel
+    ``FakeCupy(kernels=True)`` also has ``ElementwiseKernel`` and ``ReductionKernel``, so the package takes its fused-kernel
     path (``cs231n.gpu_kernels``) as on real CuPy: each kernel's CUDA body is compiled by g++ for the
     CPU and run over the arrays (``tests/host_kernels.py``), one call counting one launch. Results then
     equal numpy's up to float rounding, not bit for bit. The default fake has no fused kernels, so the
@@ -331,8 +333,9 @@ class FakeCupy(_Namespace):
     def __init__(self, kernels=False):
         super().__init__(np, creation=_CREATION)
         if kernels:
-            from host_kernels import HostElementwiseKernel
+            from host_kernels import HostElementwiseKernel, HostReductionKernel
             self.ElementwiseKernel = lambda *args, **kwargs: _FusedKernel(HostElementwiseKernel(*args, **kwargs))
+            self.ReductionKernel = lambda *args, **kwargs: _FusedKernel(HostReductionKernel(*args, **kwargs))
         self.random = _Namespace(np.random)
         self.random.RandomState = RandomState
         self.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 1),

@@ -33,7 +33,8 @@ HEADER = """
 #include <cstddef>
 #define __device__
 using std::tanh; using std::exp; using std::log; using std::sqrt; using std::fabs; using std::fmax;
-using std::fmin; using std::pow; using std::erf; using std::log1p; using std::expm1;
+using std::fmin; using std::pow; using std::erf; using std::log1p; using std::expm1; using std::isfinite;
+using std::max; using std::min;
 template <typename V> struct Raw {
   V* p;
   V& operator[](ptrdiff_t k) const { return p[k]; }
@@ -171,3 +172,105 @@ class HostElementwiseKernel:
             a[...] = buf
         outs = tuple(args[len(self.in_params):])
         return outs[0] if len(outs) == 1 else outs
+
+
+class HostReductionKernel:
+    """``cupy.ReductionKernel(in_params, out_params, map_expr, reduce_expr, post_map_expr, identity, name,
+    reduce_type=...)`` over numpy arrays, called as ``kernel(*inputs, axis=None, keepdims=False)``.
+
+    Like CuPy: the non-raw inputs are broadcast together; for each output element ``a`` starts at
+    ``identity`` and takes ``a = reduce_expr`` with ``b = map_expr`` of every element of the reduced
+    axes (in order), then ``post_map_expr`` sets the outputs (``_in_ind.size()`` is the size of the broadcast input and
+    ``_out_ind.size()`` the number of outputs, as in CuPy). Outputs
+    are allocated (``out=`` for the first output is also accepted). Type placeholders are bound from the
+    inputs; ``reduce_type`` defaults to the first input's type.
+    """
+
+    def __init__(self, in_params, out_params, map_expr, reduce_expr, post_map_expr, identity, name="reduce",
+                 reduce_type=None, preamble="", **_options):
+        self.in_params, self.out_params = parse_params(in_params), parse_params(out_params)
+        self.map_expr, self.reduce_expr, self.post_map_expr = map_expr, reduce_expr, post_map_expr
+        self.identity, self.name, self.reduce_type, self.preamble = identity, name, reduce_type, preamble
+        self._libs = {}
+
+    def __call__(self, *args, axis=None, keepdims=False, out=None):
+        if len(args) != len(self.in_params):
+            raise TypeError(f"{self.name}: takes {len(self.in_params)} inputs, got {len(args)}")
+        bound, scalar = {}, []
+        for (raw, typ, pname), a in zip(self.in_params, args):
+            is_scalar = not isinstance(a, np.ndarray)
+            scalar.append(is_scalar)
+            if not is_scalar and np.dtype(_dtype_or_none(typ) or a.dtype) != a.dtype:
+                raise TypeError(f"{self.name}: {pname} should be {typ}, got {a.dtype}")
+            if not is_scalar and _dtype_or_none(typ) is None and bound.setdefault(typ, a.dtype) != a.dtype:
+                raise TypeError(f"{self.name}: type {typ} is {bound[typ]} but {pname} is {a.dtype}")
+        shape = np.broadcast_shapes(*[a.shape for a, s in zip(args, scalar) if not s])
+        ndim = len(shape)
+        axes = tuple(range(ndim)) if axis is None else tuple(
+            sorted(x % ndim for x in ((axis,) if isinstance(axis, int) else axis)))
+        keep = tuple(x for x in range(ndim) if x not in axes)
+        out_shape = tuple(1 if x in axes else shape[x] for x in range(ndim)) if keepdims else \
+            tuple(shape[x] for x in keep)
+        outer = int(np.prod([shape[x] for x in keep]))
+        inner = int(np.prod([shape[x] for x in axes]))
+        reduce_type = self.reduce_type or self.in_params[0][1]
+        key = (tuple(sorted((k, str(v)) for k, v in bound.items())), tuple(scalar))
+        fn = self._libs.get(key)
+        if fn is None:
+            fn = self._libs[key] = self._compile(bound, scalar, reduce_type)
+        c_args = [ctypes.c_ssize_t(outer), ctypes.c_ssize_t(inner)]
+        for (raw, typ, pname), a, is_scalar in zip(self.in_params, args, scalar):
+            dtype = bound.get(typ) or np.dtype(typ)
+            if is_scalar:
+                c_args.append(_C_TYPES[dtype][1](a.item() if isinstance(a, np.generic) else a))
+                continue
+            moved = np.moveaxis(np.broadcast_to(a, shape), keep + axes, tuple(range(ndim)))
+            buf = np.ascontiguousarray(moved)
+            c_args.append(buf.ctypes.data_as(ctypes.c_void_p))
+            c_args.append(buf)  # kept alive until the call (dropped below)
+        outs = []
+        for k, (raw, typ, pname) in enumerate(self.out_params):
+            dtype = bound.get(typ) or np.dtype(typ)
+            o = np.empty(out_shape, dtype=dtype)
+            outs.append(o)
+            c_args.append(o.ctypes.data_as(ctypes.c_void_p))
+        fn(*[a for a in c_args if not isinstance(a, np.ndarray)])
+        if out is not None:
+            out[...] = outs[0]
+            outs[0] = out
+        return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def _compile(self, bound, scalar, reduce_type):
+        def ctype(typ):
+            return _C_TYPES[bound.get(typ) or np.dtype(typ)][0]
+        c_args, reads = ["ptrdiff_t _outer", "ptrdiff_t _inner"], []
+        for k, ((raw, typ, pname), is_scalar) in enumerate(zip(self.in_params, scalar)):
+            if is_scalar:
+                c_args.append(f"{ctype(typ)} {pname}")
+            else:
+                c_args.append(f"const {ctype(typ)}* _p{k}")
+                reads.append(f"      const {ctype(typ)} {pname} = _p{k}[_o * _inner + _j];")
+        writes = []
+        for k, (raw, typ, pname) in enumerate(self.out_params):
+            c_args.append(f"{ctype(typ)}* _q{k}")
+            writes.append(f"    {ctype(typ)}& {pname} = _q{k}[_o];")
+        typedefs = [f"typedef {_C_TYPES[dt][0]} {name};" for name, dt in bound.items()]
+        rtype = ctype(reduce_type)
+        source = "\n".join([
+            HEADER, *typedefs, f"typedef {rtype} _type_reduce;", self.preamble,
+            f'extern "C" void {self.name}({", ".join(c_args)}) {{',
+            "  const Ind _in_ind{_outer * _inner}, _out_ind{_outer};",
+            "  for (ptrdiff_t _o = 0; _o < _outer; ++_o) {",
+            f"    _type_reduce a = ({rtype})({self.identity});",
+            "    for (ptrdiff_t _j = 0; _j < _inner; ++_j) {", *reads,
+            f"      const _type_reduce b = ({rtype})({self.map_expr});",
+            f"      a = ({self.reduce_expr});",
+            "    }", *writes, f"    {self.post_map_expr};", "  }", "}"])
+        return getattr(_compile(source), self.name)
+
+
+def _dtype_or_none(typ):
+    try:
+        return np.dtype(typ) if len(typ) > 1 else None
+    except TypeError:
+        return None

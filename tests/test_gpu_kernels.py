@@ -275,3 +275,29 @@ def test_a_training_step_with_the_kernels_matches_the_generic_one(fake_with_kern
     for name, w in runs[0].model.params.items():
         np.testing.assert_allclose(to_numpy(w), to_numpy(runs[1].model.params[name]), rtol=1e-5, atol=1e-6,
                                    err_msg=name)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_the_fused_finiteness_check_stops_training_as_the_generic_one(fake_with_kernels, monkeypatch, enabled):
+    import os
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+    import gpu_counts
+    from cs231n.solver import TrainingDivergedError
+    monkeypatch.setattr(gpu_kernels, "ENABLED", enabled)
+    solver = gpu_counts.make_solver("lstm")
+    loss = solver.model.loss
+
+    def bad_gradient(*args):
+        value, grads = loss(*args)
+        grads["Wh"] = grads["Wh"] * np.float32(np.inf)
+        return value, grads
+
+    monkeypatch.setattr(solver.model, "loss", bad_gradient)
+    with pytest.raises(TrainingDivergedError, match="the gradient of 'Wh' is not finite"):
+        solver._step()
+    monkeypatch.setattr(solver.model, "loss", loss)
+    solver = gpu_counts.make_solver("lstm", update_rule="sgd", optim_config={"learning_rate": 1e39})
+    with pytest.raises(TrainingDivergedError, match="the update made '.*' non-finite"):
+        solver._step()
+    assert solver.iteration == 0
