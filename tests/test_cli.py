@@ -40,7 +40,7 @@ def test_train_writes_every_output(trained, tiny_dir):
     assert 0 < summary["distinct_caption_fraction"] <= 1
     assert summary["epochs_run"] == 2
     assert set(summary["val_scene_accuracy"]) == {"scene_right", "scene_count", "scene_color", "scene_shape",
-                                                  "scene_size", "scene_arrangement", "scene_unparsed"}
+                                                  "scene_size", "scene_arrangement", "scene_unparsed", "scene_misbound"}
     # PNG files start with the PNG signature.
     assert (trained / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

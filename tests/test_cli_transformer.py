@@ -56,7 +56,7 @@ def test_evaluate_and_caption_load_a_transformer(trained, tiny_dir, capsys):
                            split="val")
     assert {k: printed[k] for k in expected} == pytest.approx(expected)
     assert set(printed) - set(expected) == {"scene_right", "scene_count", "scene_color", "scene_shape",
-                                            "scene_size", "scene_arrangement", "scene_unparsed"}
+                                            "scene_size", "scene_arrangement", "scene_unparsed", "scene_misbound"}
     # the solver checkpoint holds the model's config, not its class: the config's keys pick it
     assert main(["evaluate", "--checkpoint", str(trained / "checkpoint.npz"), "--beam-size", "2",
                  "--num-images", "4"]) == 0

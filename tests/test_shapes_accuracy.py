@@ -149,6 +149,19 @@ def test_judge_caption_on_hand_made_captions(caption, count, arrangement, color,
     assert marked == wrong
 
 
+@pytest.mark.parametrize("caption, misbound", [
+    ("a large red circle to the left of a small blue square", False),
+    ("a large red square to the left of a small blue circle", True),   # the shapes swapped
+    ("a large blue circle to the left of a small red square", True),   # the colors swapped
+    ("a large red triangle to the left of a large blue square", True),  # the circle's size on the square
+    ("a large green circle to the left of a small blue square", False),  # wrong, but no one's color
+    ("a large red circle to the right of a small blue square", False),  # the order is wrong, not a binding
+    ("a red circle and a blue", False),                                  # does not read
+])
+def test_attributes_bound_to_the_wrong_object(caption, misbound):
+    assert shapes.judge_caption(caption, ROW)["misbound"] is misbound
+
+
 def test_scene_accuracy_fractions():
     single = _scene("single", ("star", "yellow", "small"))
     captions = ["a large red circle to the left of a small blue square",  # right
@@ -166,9 +179,13 @@ def test_scene_accuracy_fractions():
     assert got["scene_color"] == pytest.approx(6 / 7)
     assert got["scene_shape"] == pytest.approx(5 / 7)
     assert got["scene_size"] == pytest.approx(5 / 7)
+    assert got["scene_misbound"] == 0.0
+    swapped = shapes.scene_accuracy(["a large blue circle to the left of a small red square"] + captions[:1],
+                                    [ROW, ROW])
+    assert swapped["scene_misbound"] == pytest.approx(1 / 2) and swapped["scene_right"] == pytest.approx(1 / 2)
     assert shapes.scene_accuracy({4: "a small yellow star"}, {4: single})["scene_right"] == 1.0
     line = shapes.format_scene_accuracy(got)
-    assert line.startswith("scene: right 40.0% | count 80.0%") and "unparsed 20.0%" in line
+    assert line.startswith("scene: right 40.0% | count 80.0%") and "unparsed 20.0% misbound 0.0%" in line
     with pytest.raises(ValueError, match="2 captions and 1 scenes"):
         shapes.scene_accuracy(captions[:2], scenes[:1])
     with pytest.raises(ValueError, match="captions is empty"):

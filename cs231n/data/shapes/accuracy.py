@@ -15,7 +15,12 @@ How a caption is compared with its scene (N objects in the scene):
 - size: per scene object, its paired caption object has its size; an object named without a size word
   counts as right (the grammar's own captions leave sizes out 10% of the time).
 - entirely right: the caption reads, and count, arrangement and every color, shape and size are right.
-- A caption that does not read (not a sentence of the grammar) is wrong in every respect.
+- misbound (attributes bound to the wrong object): some object is given a color, shape or size that
+  is not its own but another object's in the scene (e.g. "a purple diamond above an orange square"
+  for a purple square above an orange diamond: each shape is the other object's). This is the error a
+  decoder makes when it reads every object's facts but not which belongs to which.
+- A caption that does not read (not a sentence of the grammar) is wrong in every respect (and not
+  misbound).
 
 :func:`scene_accuracy` gives the fractions over a set of captions; :func:`judge_caption` gives the
 verdict on one caption, word by word (used to mark wrong words in figures).
@@ -30,7 +35,7 @@ from cs231n.data.shapes.scenes import Scene, ShapeObject
 
 # Keys of scene_accuracy's result, in the order they are printed.
 SCENE_METRICS = ("scene_right", "scene_count", "scene_color", "scene_shape", "scene_size",
-                 "scene_arrangement", "scene_unparsed")
+                 "scene_arrangement", "scene_unparsed", "scene_misbound")
 
 
 def load_scenes(base_dir, split):
@@ -79,6 +84,7 @@ def judge_caption(caption, scene):
     Returns a dict with:
     - parsed: bool, whether the caption reads.
     - count, arrangement, right: bool.
+    - misbound: bool, some object is given another scene object's color, shape or size (not its own).
     - color, shape, size: lists of N bools, one per scene object.
     - wrong_words: list of bools, one per word of the caption: the words that say something false (all
       of them when the caption does not read; the template and relation words when the arrangement is
@@ -89,17 +95,22 @@ def judge_caption(caption, scene):
     parsed = parse_caption(caption)
     if parsed is None:
         n = len(truth)
-        return {"parsed": False, "count": False, "arrangement": False, "right": False,
+        return {"parsed": False, "count": False, "arrangement": False, "right": False, "misbound": False,
                 "color": [False] * n, "shape": [False] * n, "size": [False] * n,
                 "wrong_words": [True] * len(words)}
     said = parsed.objects
     pairs = _best_pairing(said, truth)
     partner = dict(pairs)  # caption object -> scene object
     color, shape, size = ([False] * len(truth) for _ in range(3))
+    misbound = False
     for i, j in pairs:
         color[j] = said[i][1] == truth[j].color
         shape[j] = said[i][2] == truth[j].shape
         size[j] = said[i][0] in (None, truth[j].size)
+        others = [o for k, o in enumerate(truth) if k != j]
+        for value, ok, attr in ((said[i][1], color[j], "color"), (said[i][2], shape[j], "shape"),
+                                (said[i][0], size[j], "size")):
+            misbound |= not ok and any(getattr(o, attr) == value for o in others)
     count = len(said) == len(truth)
     arrangement = count and parsed.layout == scene.layout and all(i == j for i, j in pairs)
     wrong = []
@@ -116,7 +127,7 @@ def judge_caption(caption, scene):
             value = said[k][("size", "color", "shape").index(part)]
             wrong.append(value != truth_value)
     right = arrangement and all(color) and all(shape) and all(size)
-    return {"parsed": True, "count": count, "arrangement": arrangement, "right": right,
+    return {"parsed": True, "count": count, "arrangement": arrangement, "right": right, "misbound": misbound,
             "color": color, "shape": shape, "size": size, "wrong_words": wrong}
 
 
@@ -130,7 +141,8 @@ def scene_accuracy(captions, scenes):
 
     Returns a dict of floats in [0, 1] with the keys of SCENE_METRICS: ``scene_right`` (entirely right),
     ``scene_count`` and ``scene_arrangement`` (per caption), ``scene_color``, ``scene_shape`` and
-    ``scene_size`` (per scene object), ``scene_unparsed`` (captions that do not read).
+    ``scene_size`` (per scene object), ``scene_unparsed`` (captions that do not read), ``scene_misbound``
+    (captions that give an object another object's color, shape or size).
     """
     if isinstance(captions, dict):
         pairs = [(c, scenes[i]) for i, c in captions.items()]
@@ -150,6 +162,7 @@ def scene_accuracy(captions, scenes):
         totals["scene_count"] += verdict["count"]
         totals["scene_arrangement"] += verdict["arrangement"]
         totals["scene_unparsed"] += not verdict["parsed"]
+        totals["scene_misbound"] += verdict["misbound"]
         for part in ("color", "shape", "size"):
             totals[f"scene_{part}"] += sum(verdict[part])
         num_objects += len(scene.objects)
