@@ -14,6 +14,7 @@ has already been imported by someone, so a CPU-only program never pays for the i
 Moving data between host and device is explicit and happens at the edges (a model's ``to``, a
 solver's minibatch, a checkpoint's save): ``to_device`` and ``to_numpy`` are the only two ways across.
 """
+import contextlib
 import sys
 
 import numpy as np
@@ -169,3 +170,44 @@ class deferred_checks:  # noqa: N801 - used like a function: `with deferred_chec
         for (_, fail), ok in zip(self._checks, host_flags):
             if not ok:
                 fail()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Precision of float32 matrix products on the GPU
+# ----------------------------------------------------------------------------------------------------
+PRECISIONS = ("float32", "tf32")
+
+
+def check_precision(fn, precision):
+    """Return ``precision`` if it is "float32" or "tf32", else raise ValueError naming the function."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"{fn}: precision must be one of {PRECISIONS}, got {precision!r}")
+    return precision
+
+
+@contextlib.contextmanager
+def matmul_precision(xp, precision):
+    """Within the block, CuPy's float32 matrix products use ``precision``; restored afterwards.
+
+    - "float32" (the default everywhere): IEEE float32 products, as numpy computes them.
+    - "tf32": cuBLAS may use the tensor cores' TF32 mode (NVIDIA Ampere, compute capability 8.0, and
+      newer): the inputs of each float32 matrix product are rounded to TF32's 10-bit mantissa (about 3
+      significant digits; float32 has 23 bits) and the products accumulated in float32. Only matrix
+      products (``@``, ``dot``, ``matmul``, ``einsum``, ``tensordot``) change; elementwise work,
+      reductions, the optimizers and float64 arrays stay exact float32/float64. Expect results that
+      differ from float32's in the third or fourth significant digit, and faster large products.
+      Older GPUs ignore it (CuPy warns).
+
+    With numpy (``xp`` is numpy) both precisions are numpy's float32: the CPU has no TF32.
+    """
+    check_precision("matmul_precision", precision)
+    if precision == "float32" or xp is np:
+        yield
+        return
+    linalg = xp._core._routines_linalg
+    previous = linalg.get_compute_type(np.float32)
+    linalg.set_compute_type(np.float32, linalg.COMPUTE_TYPE_TF32)
+    try:
+        yield
+    finally:
+        linalg.set_compute_type(np.float32, previous)

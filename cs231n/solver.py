@@ -51,6 +51,10 @@ Options (keyword arguments of the constructor; anything else raises ValueError n
   the update rule, batch size and epoch length must match the checkpoint's.
 - ``init_from`` (None): path of a checkpoint (or a params archive) whose parameters initialize the
   model; optimizer, epoch and histories start fresh. It cannot be combined with ``resume_from``.
+- ``precision`` ('float32'): 'tf32' lets the GPU compute the float32 matrix products of the forward
+  and backward passes in TF32 (faster on NVIDIA Ampere and newer, about 3 significant digits in each
+  product's inputs; see :func:`cs231n.backend.matmul_precision` for exactly what changes). float32 is
+  the reference; on the CPU both are numpy's float32.
 
 Ctrl-C (SIGINT, in the main thread) while a solver with ``checkpoint_name`` trains does not stop it in
 the middle of an update: the iteration under way is finished, a checkpoint of it is written, and
@@ -91,7 +95,8 @@ import numpy as np
 
 from cs231n import gpu_kernels, optim
 from cs231n.archive import load_archive, save_archive
-from cs231n.backend import deferred_checks, get_array_module, is_device_array, params_device, to_numpy, tree_to_device
+from cs231n.backend import (check_precision, deferred_checks, get_array_module, matmul_precision,
+                             is_device_array, params_device, to_numpy, tree_to_device)
 
 CHECKPOINT_FORMAT = "cs231n-solver-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -352,6 +357,7 @@ class Solver:
         self.seed = kwargs.pop("seed", None)
         self.checkpoint_name = kwargs.pop("checkpoint_name", None)
         self.checkpoint_every = kwargs.pop("checkpoint_every", None)
+        self.precision = check_precision("Solver", kwargs.pop("precision", "float32"))
         resume_from = kwargs.pop("resume_from", None)
         init_from = kwargs.pop("init_from", None)
         if kwargs:
@@ -439,6 +445,7 @@ class Solver:
             "seed": self.seed,
             "checkpoint_name": self.checkpoint_name,
             "checkpoint_every": self.checkpoint_every,
+            "precision": self.precision,
             "iterations_per_epoch": self.iterations_per_epoch,
         }
 
@@ -545,11 +552,11 @@ class Solver:
         """
         iteration = self.iteration + 1
         args = tree_to_device(tuple(self._sample_batch()), "gpu")      # the minibatch crosses once
-        with deferred_checks() as checks:  # the model's value checks are read back with the loss
-            loss, grads = self.model.loss(*args)
+        xp = get_array_module(*self.model.params.values())
+        with deferred_checks() as checks, matmul_precision(xp, self.precision):
+            loss, grads = self.model.loss(*args)  # (the value checks are read back with the loss)
         names = list(self.model.params)
         self._check_gradient_names(grads)
-        xp = get_array_module(*self.model.params.values())
         # Flags computed on the device as the step goes; read back together below.
         flags = [xp.asarray(loss, dtype=np.float64)] + [ok.astype(np.float64) for ok in checks.flags]
         fused = gpu_kernels.fused(xp)

@@ -99,6 +99,8 @@ class ndarray(np.ndarray):  # noqa: N801 - named like cupy.ndarray on purpose
                      inputs + (out or ()))
         _launch()
         args = [_host_view(x) for x in inputs]
+        if ufunc is np.matmul and _LINALG.compute_types[np.dtype(np.float32)] == _LINALG.COMPUTE_TYPE_TF32:
+            args = [_tf32(a) for a in args]
         if out is not None:
             kwargs["out"] = tuple(_host_view(o) for o in out)
         result = getattr(ufunc, method)(*args, **kwargs)
@@ -302,6 +304,39 @@ class RandomState:
         return _to_device_view(self._gen.random(size, dtype=dtype))
 
 
+class _RoutinesLinalg:
+    """``cupy._core._routines_linalg``'s compute types, which decide how cuBLAS multiplies: with
+    ``COMPUTE_TYPE_TF32`` for float32, the fake's matrix products (``@``/``matmul``) round their float32
+    inputs to TF32 (10-bit mantissa, to nearest) as the GPU's tensor cores do, so the effect of TF32
+    shows on the CPU too (products accumulate in float32 here; the rounding of a GPU may differ)."""
+
+    COMPUTE_TYPE_DEFAULT, COMPUTE_TYPE_TF32 = 1, 7
+
+    def __init__(self):
+        self.compute_types = {np.dtype(np.float32): self.COMPUTE_TYPE_DEFAULT,
+                              np.dtype(np.float64): self.COMPUTE_TYPE_DEFAULT}
+
+    def get_compute_type(self, dtype):
+        return self.compute_types[np.dtype(dtype)]
+
+    def set_compute_type(self, dtype, compute_type):
+        if compute_type not in (self.COMPUTE_TYPE_DEFAULT, self.COMPUTE_TYPE_TF32):
+            raise ValueError(f"Unknown compute type: {compute_type}")
+        self.compute_types[np.dtype(dtype)] = compute_type
+
+
+_LINALG = _RoutinesLinalg()  # process-wide, like CuPy's
+
+
+def _tf32(a):
+    """float32 ``a`` rounded to TF32's 10 mantissa bits (to nearest even); anything else unchanged."""
+    if not isinstance(a, np.ndarray) or a.dtype != np.float32:
+        return a
+    bits = np.ascontiguousarray(a).view(np.uint32)
+    rounded = (bits + np.uint32(0x0FFF) + ((bits >> np.uint32(13)) & np.uint32(1))) & np.uint32(0xFFFFE000)
+    return np.where(np.isfinite(a), rounded.view(np.float32), a)
+
+
 class _FusedKernel:
     """A fused kernel object of the fake: the CUDA body compiled for the host (``host_kernels``), run on
     the device arrays' memory and counted as ONE launch, as CuPy launches it once."""
@@ -341,6 +376,7 @@ class FakeCupy(_Namespace):
         self.cuda = types.SimpleNamespace(runtime=types.SimpleNamespace(getDeviceCount=lambda: 1),
                                           curand=types.SimpleNamespace(CURAND_RNG_PSEUDO_PHILOX4_32_10=161))
         self.counts = COUNTS
+        self._core = types.SimpleNamespace(_routines_linalg=_LINALG)
 
     @property
     def transfers(self):

@@ -554,3 +554,20 @@ def test_cli_trains_evaluates_and_samples_on_the_device(device_backend, shapes_d
                      "--length", "6", "--device", device]) == 0
         samples.append(capsys.readouterr().out)
     assert samples[0] == samples[1] and samples[0].startswith("cat ")
+
+
+def test_cli_train_precision_tf32_on_the_device_only(device_backend, shapes_dir, tmp_path, capsys, monkeypatch):
+    import json
+
+    from cs231n import vis
+    from cs231n.cli import main
+
+    for figure in ("caption_grid", "plot_training_curves"):
+        monkeypatch.setattr(vis, figure, lambda *args, **kwargs: None)
+    small = ["--data-dir", str(shapes_dir), "--epochs", "1", "--num-val-images", "0", "--wordvec-dim", "8",
+             "--hidden-dim", "8", "--batch-size", "50", "--seed", "3", "--quiet"]
+    assert main(["train", "--out", str(tmp_path / "cpu"), "--precision", "tf32"] + small) != 0
+    assert "--precision tf32 changes the GPU's matrix products; it needs --device gpu" in capsys.readouterr().err
+    out = tmp_path / "tf32"
+    assert main(["train", "--out", str(out), "--device", "gpu", "--precision", "tf32"] + small) == 0
+    assert json.loads((out / "config.json").read_text())["precision"] == "tf32"

@@ -107,3 +107,28 @@ def test_input_checks_deferred_by_the_solver_still_raise_their_own_error(fake):
     cola.train_labels[:] = 2
     with pytest.raises(ValueError, match="label 0 is 2"):
         cola._step()
+
+
+def test_tf32_precision_changes_only_the_steps_matrix_products(fake):
+    """precision='tf32': the step's float32 products are TF32 (the fake rounds their inputs as tensor
+    cores do), so the losses move in the 3rd-4th digit; float32 (the default) stays bit for bit."""
+    from cs231n.backend import matmul_precision
+    linalg = fake._core._routines_linalg
+    runs = {}
+    for precision in ("float32", None, "tf32"):
+        options = {} if precision is None else {"precision": precision}
+        solver = gpu_counts.make_solver("transformer", **options)
+        solver._start_rng()
+        for _ in range(3):
+            solver._step()
+        assert linalg.get_compute_type(np.float32) == linalg.COMPUTE_TYPE_DEFAULT  # restored
+        runs[precision] = np.array(solver.loss_history)
+    np.testing.assert_array_equal(runs["float32"], runs[None])  # the default is float32
+    assert not np.array_equal(runs["tf32"], runs["float32"])
+    np.testing.assert_allclose(runs["tf32"], runs["float32"], rtol=1e-2)
+    with pytest.raises(ValueError, match="precision must be one of"):
+        gpu_counts.make_solver("lstm", precision="fp16")
+    a = fake.asarray(np.float32([[1 + 2 ** -12]]))
+    with matmul_precision(fake, "tf32"):
+        assert float((a @ a)[0, 0]) == 1.0   # 1 + 2^-12 is 1 in TF32
+    assert float((a @ a)[0, 0]) > 1.0

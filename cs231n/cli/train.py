@@ -75,6 +75,10 @@ def _add_train(sub):
     add_run_dir_options(p, "runs/train", "training run")
     p.add_argument("--quiet", action="store_true", help="no per-iteration output")
     add_device_option(p)
+    p.add_argument("--precision", choices=["float32", "tf32"], default="float32",
+                   help="float32 matrix products on the GPU: float32 (exact, the default) or tf32 (tensor cores "
+                        "of NVIDIA Ampere and newer: faster, about 3 significant digits per product's inputs); "
+                        "needs --device gpu")
     p.set_defaults(func=cmd_train)
 
 
@@ -102,6 +106,8 @@ def cmd_train(a):
 
     if a.lr is None:
         a.lr = TRAIN_DEFAULTS["transformer_lr" if a.model == "transformer" else "lr"]
+    if a.precision != "float32" and a.device != "gpu":
+        raise ValueError(f"--precision {a.precision} changes the GPU's matrix products; it needs --device gpu")
     if a.model == "transformer" and a.wordvec_dim % a.num_heads:
         raise ValueError(f"--num-heads {a.num_heads} must divide --wordvec-dim {a.wordvec_dim} (the Transformer's "
                          f"model size, shared by its heads)")
@@ -136,6 +142,7 @@ def cmd_train(a):
         batch_size=a.batch_size, num_epochs=a.epochs, print_every=50,
         verbose=not a.quiet, progress="eta", seed=a.seed, num_val_images=a.num_val_images,
         grad_clip=a.grad_clip or None, checkpoint_name=str(ckpt), checkpoint_every=a.checkpoint_every,
+        precision=a.precision,
         resume_from=str(ckpt) + ".npz" if a.resume else None)
     t0 = time.time()
     solver.train()
