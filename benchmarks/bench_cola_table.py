@@ -56,14 +56,14 @@ def run_table(seed, kinds, options):
 def run_improve(seed, folder, epochs, which):
     """Variants of the Transformer (and LSTM), each chosen on the holdout, scored once on the dev sets."""
     from cs231n.classification_solver import (choose_combination, report_scores, seed_ensemble,
-                                              select_on_holdout, _table_row)
+                                              select_on_holdout, table_row)
     from cs231n.cola_tsv import load_classification_data
 
     data = load_classification_data(folder)
     rows, done = [], {}
 
     def add(label, kind, result):
-        rows.append(_table_row(kind, result, report_scores(result["model"], data, result["threshold"], seed=seed),
+        rows.append(table_row(kind, result, report_scores(result["model"], data, result["threshold"], seed=seed),
                                label))
         print(f"  {label}: holdout MCC {result['holdout_mcc']:.3f}, chosen {result['chosen']}, "
               f"{result['train_seconds']:.0f} s", flush=True)

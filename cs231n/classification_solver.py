@@ -675,7 +675,7 @@ KIND_NAMES = {"majority": "majority class", "bow": "bag of words (LR on counts)"
               "ngram": "word 1-3-gram LR", "lstm": "LSTM", "transformer": "Transformer"}
 
 
-def _take_train(data, max_train, seed):
+def take_train(data, max_train, seed):
     """``data`` with only ``max_train`` training sentences (a seeded draw), or unchanged for None."""
     if max_train is None or max_train >= len(data["train_labels"]):
         return data
@@ -737,7 +737,7 @@ def train_with_holdout(data_dir, out_dir, kind="transformer", holdout=0.1, refit
         raise ValueError(f"kind must be 'ngram' or one of {sorted(MODEL_DEFAULTS)}, got {kind!r}")
     if kind == "ngram" and resume:
         raise ValueError("the n-gram model trains in seconds and writes no checkpoint; there is nothing to resume")
-    data = _take_train(load_classification_data(data_dir, eval_files, min_count), max_train, seed)
+    data = take_train(load_classification_data(data_dir, eval_files, min_count), max_train, seed)
     out, checkpoint = _prepare_out(out_dir, resume, overwrite)
     say = print if verbose else (lambda *args: None)
     for line in describe_data(data, holdout, seed):
@@ -776,7 +776,7 @@ def train_with_holdout(data_dir, out_dir, kind="transformer", holdout=0.1, refit
     if baselines:
         rows = holdout_table(data, kinds=[k for k in ("majority", "bow", "ngram", "lstm") if k != kind],
                              holdout=holdout, seed=seed, refit=refit, class_weight=class_weight)
-        rows.append(_table_row(kind, result, scores, label=KIND_NAMES[kind] + " (this run)"))
+        rows.append(table_row(kind, result, scores, label=KIND_NAMES[kind] + " (this run)"))
         summary["table"] = rows
     atomic_write_json(out / SCORES_FILE, summary)
     chosen = ", ".join(f"{k} {v}" for k, v in result["chosen"].items()) or "nothing to choose"
@@ -796,7 +796,8 @@ def train_with_holdout(data_dir, out_dir, kind="transformer", holdout=0.1, refit
     return summary
 
 
-def _table_row(kind, result, scores, label=None):
+def table_row(kind, result, scores, label=None):
+    """One row of :func:`holdout_table` from a :func:`select_on_holdout` result and its report scores."""
     return {"model": label or KIND_NAMES[kind], "kind": kind, "holdout_mcc": result["holdout_mcc"],
             "chosen": result["chosen"], "threshold": result["threshold"], "refit": result["refit"],
             "train_seconds": result["train_seconds"], "eval": scores}
@@ -817,7 +818,7 @@ def holdout_table(data, kinds=("majority", "bow", "ngram", "lstm", "transformer"
         label = kw.pop("label", None)
         result = select_on_holdout(kind, data, holdout=holdout, seed=seed, refit=refit, class_weight=class_weight,
                                    verbose=verbose, **kw)
-        rows.append(_table_row(kind, result, report_scores(result["model"], data, result["threshold"], seed=seed),
+        rows.append(table_row(kind, result, report_scores(result["model"], data, result["threshold"], seed=seed),
                                label))
     return rows
 

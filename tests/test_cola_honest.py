@@ -148,7 +148,8 @@ def test_cli_end_to_end_on_a_tsv_folder(tmp_path, capsys):
 
     out = tmp_path / "bow"
     argv = ["classify-train", "--data", str(folder), "--model", "bow", "--epochs", "2", "--eval", "dev_b.tsv",
-            "--holdout", "0.2", "--refit", "--min-count", "1", "--tune-threshold", "--out", str(out)]
+            "--holdout", "0.2", "--refit", "--min-count", "1", "--tune-threshold", "--word-dropout", "0.1",
+            "--out", str(out)]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "refit on all 120 training sentences" in printed and "dev_b (30 sentences, scored once)" in printed
@@ -156,6 +157,7 @@ def test_cli_end_to_end_on_a_tsv_folder(tmp_path, capsys):
     assert list(scores["eval"]) == ["dev_b"] and scores["refit"]
     assert scores["holdout"]["num_holdout"] == 24 and 1 <= scores["chosen"]["epoch"] <= 2
     assert scores["min_count"] == 1 and scores["tokenization"] == "whitespace"
+    assert scores["chosen"]["word_dropout"] == 0.1
 
     # The classic behaviour (no holdout) reads preprocessed folders only; bad fractions are refused.
     assert main(["classify-train", "--data", str(folder), "--holdout", "0", "--out", str(tmp_path / "c")]) == 1

@@ -41,6 +41,8 @@ def _add_classify(sub):
                    help="after choosing on the holdout, retrain on all of train for the chosen number of epochs")
     p.add_argument("--min-count", type=positive_int, default=2,
                    help="TSV folders: vocabulary words must occur this often in train.tsv (rarer ones are UNK)")
+    p.add_argument("--word-dropout", type=holdout_fraction, default=0.0, metavar="P",
+                   help="replace each word of a training minibatch by UNK with probability P (with --holdout)")
     p.add_argument("--tune-threshold", action="store_true",
                    help="also choose the decision threshold on the holdout (default: probability 0.5)")
     p.add_argument("--epochs", type=positive_int, help="passes over the training sentences (default: per model)")
@@ -83,9 +85,11 @@ def cmd_classify_train(a):
 
     options = _model_options(a.option)
     eval_files = [f for f in a.eval.split(",") if f] if a.eval else None
-    if not a.holdout and (a.refit or eval_files or a.tune_threshold or a.model == "ngram"):
-        raise ValueError("--refit, --eval, --tune-threshold and --model ngram choose on a holdout; "
-                         "give --holdout > 0")
+    if not a.holdout and (a.refit or eval_files or a.tune_threshold or a.word_dropout or a.model == "ngram"):
+        raise ValueError("--refit, --eval, --tune-threshold, --word-dropout and --model ngram go with the "
+                         "holdout; give --holdout > 0")
+    if a.word_dropout:
+        options["word_dropout"] = a.word_dropout
     out = claim_run_dir(a, OUTPUTS, "classification run")
     extra = {}
     if a.holdout:
