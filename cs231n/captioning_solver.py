@@ -132,7 +132,8 @@ class CaptioningSolver(Solver):
         CaptioningSolver's method of this name returned 0.0 without measuring anything.
 
         Inputs:
-        - X: image features, of shape (N, D), one row per caption (e.g.
+        - X: image features, of shape (N, D) (region features (N, R, D) for an attention model), one row
+          per caption (e.g.
           ``data['val_features'][data['val_image_idxs']]``).
         - y: captions, integer word indices of shape (N, T).
         - num_samples: if not None and less than N, score that many captions drawn with
@@ -146,9 +147,9 @@ class CaptioningSolver(Solver):
             raise TypeError(f"check_accuracy needs model.scores(features, captions) -> (N, T - 1, V) word "
                             f"scores; {type(self.model).__name__} has none")
         X, y = np.asarray(X), np.asarray(y)
-        if y.ndim != 2 or X.ndim != 2 or X.shape[0] != y.shape[0]:
-            raise ValueError(f"check_accuracy: X should be (N, D) and y (N, T) with the same N, got "
-                             f"X {X.shape} and y {y.shape}")
+        if y.ndim != 2 or X.ndim < 2 or X.shape[0] != y.shape[0]:
+            raise ValueError(f"check_accuracy: X should be (N, D) (or region features (N, R, D)) and y "
+                             f"(N, T) with the same N, got X {X.shape} and y {y.shape}")
         batch_size = int(batch_size)
         if batch_size < 1:
             raise ValueError(f"check_accuracy: batch_size must be >= 1, got {batch_size}")

@@ -1040,7 +1040,7 @@ def lstm_attention_step_backward(dnext_h, dnext_c, cache):
     return dx, dprev_h, dprev_c, dattn, dWx, dWh, dWattn, db
 
 
-def lstm_attention_forward(x, A, Wx, Wh, Wattn, b):
+def lstm_attention_forward(x, A, Wx, Wh, Wattn, b, workspace=None):
     """Run an attention LSTM over a whole sequence of T timesteps.
 
     The input has dimension D, the hidden size is H, the minibatch size is N, the sequence length T and
@@ -1059,6 +1059,8 @@ def lstm_attention_forward(x, A, Wx, Wh, Wattn, b):
     - Wh: hidden-to-hidden weights, of shape (H, 4H).
     - Wattn: context-to-hidden weights, of shape (H, 4H).
     - b: biases, of shape (4H,).
+    - workspace: None (fresh arrays), or a :class:`cs231n.workspace.Workspace` whose buffers hold h
+      and the cache, valid until its next use (see that module).
 
     Returns a tuple of:
     - h: hidden states for the whole sequence, of shape (N, T, H).
@@ -1080,47 +1082,49 @@ def lstm_attention_forward(x, A, Wx, Wh, Wattn, b):
     R = A.shape[1]
     dtype = _result_dtype(x, A, Wx, Wh, Wattn, b)
     A = A.astype(dtype, copy=False)
-    xt = xp.ascontiguousarray(x.transpose(1, 0, 2), dtype=dtype)   # (T, N, D)
-    gates = xp.empty((T, N, 4 * H), dtype=dtype)
+    ws = workspace
+    xt = _time_major(xp, x, dtype, ws)                             # (T, N, D)
+    gates = _empty(xp, ws, "gates", (T, N, 4 * H), dtype)
     # Input projection of all timesteps in one matrix product.
     xp.matmul(xt.reshape(T * N, D), Wx, out=gates.reshape(T * N, 4 * H))
     gates += b
-    hs = xp.empty((T + 1, N, H), dtype=dtype)     # hs[t + 1] is h after step t
-    cs = xp.empty((T + 1, N, H), dtype=dtype)
-    tanh_c = xp.empty((T, N, H), dtype=dtype)
-    weights = xp.empty((T, N, R), dtype=dtype)    # attention weights of every step
+    hs = _empty(xp, ws, "hs", (T + 1, N, H), dtype)               # hs[t + 1] is h after step t
+    cs = _empty(xp, ws, "cs", (T + 1, N, H), dtype)
+    tanh_c = _empty(xp, ws, "tanh_c", (T, N, H), dtype)
+    weights = _empty(xp, ws, "weights", (T, N, R), dtype)         # attention weights of every step
     hs[0] = A.mean(axis=1)
     cs[0] = hs[0]
     regions_first = R < T
-    if regions_first:
-        AW = (A.reshape(N * R, H) @ Wattn).reshape(N, R, 4 * H)   # each region's share of the gates
-        ctx_in = AW
-    else:
-        attns = xp.empty((T, N, H), dtype=dtype)  # the context of every step
-        ctx_in = attns
-    ah = xp.empty((N, 4 * H), dtype=dtype)        # the step's h_prev Wh + attn Wattn
-    ctx = xp.empty((N, 4 * H), dtype=dtype)
-    ig = xp.empty((N, H), dtype=dtype)
+    if regions_first:   # each region's share of the gates, (N, R, 4H)
+        ctx_in = _empty(xp, ws, "AW", (N, R, 4 * H), dtype)
+        xp.matmul(A.reshape(N * R, H), Wattn, out=ctx_in.reshape(N * R, 4 * H))
+    else:               # the context of every step, (T, N, H)
+        ctx_in = _empty(xp, ws, "attns", (T, N, H), dtype)
+    ah = _empty(xp, ws, "ah", (N, 4 * H), dtype)                  # the step's h_prev Wh + attn Wattn
+    ctx = _empty(xp, ws, "ctx", (N, 4 * H), dtype)
+    ig = _empty(xp, ws, "ig", (N, H), dtype)
     for t in range(T):
         _attention_weights(xp, A, hs[t], weights[t])
         xp.matmul(hs[t], Wh, out=ah)
         if regions_first:
-            xp.matmul(weights[t][:, None, :], AW, out=ctx[:, None, :])        # sum_r w_r A_r Wattn
+            xp.matmul(weights[t][:, None, :], ctx_in, out=ctx[:, None, :])       # sum_r w_r A_r Wattn
         else:
-            xp.matmul(weights[t][:, None, :], A, out=attns[t][:, None, :])    # attn = sum_r w_r A_r
-            xp.matmul(attns[t], Wattn, out=ctx)
+            xp.matmul(weights[t][:, None, :], A, out=ctx_in[t][:, None, :])      # attn = sum_r w_r A_r
+            xp.matmul(ctx_in[t], Wattn, out=ctx)
         ah += ctx
         _lstm_step_gates(xp, gates[t], ah, cs[t], cs[t + 1], tanh_c[t], hs[t + 1], ig)
-    h = xp.ascontiguousarray(hs[1:].transpose(1, 0, 2))   # (N, T, H)
+    h = _batch_major(xp, hs[1:], ws, "h")                          # (N, T, H)
     return h, (xt, A, hs, cs, gates, tanh_c, weights, ctx_in, regions_first, Wx, Wh, Wattn)
 
 
-def lstm_attention_backward(dh, cache):
+def lstm_attention_backward(dh, cache, workspace=None):
     """Backward pass of an attention LSTM over a whole sequence.
 
     Inputs:
     - dh: upstream gradients of every hidden state, of shape (N, T, H).
     - cache: the cache from lstm_attention_forward.
+    - workspace: None, or a Workspace holding dx, dA and the work arrays (the weight gradients are
+      always fresh arrays).
 
     Returns a tuple of:
     - dx: gradient of the inputs, of shape (N, T, D).
@@ -1136,34 +1140,37 @@ def lstm_attention_backward(dh, cache):
     dh = _check_upstream("lstm_attention_backward", "dh", dh, (N, T, H), like=hs)
     xp = get_array_module(hs)
     dtype = hs.dtype
-    da = xp.empty((T, N, 4 * H), dtype=dtype)         # gradients of the gate pre-activations, all steps
-    dscores = xp.empty((T, N, R), dtype=dtype)        # gradients of the attention scores, all steps
-    dprev_h = xp.zeros((N, H), dtype=dtype)
-    dc = xp.zeros((N, H), dtype=dtype)                # gradient flowing into the cell state
-    dht = xp.empty((N, H), dtype=dtype)
-    tmp = xp.empty((N, H), dtype=dtype)
-    WhT = xp.ascontiguousarray(Wh.T)
+    ws = workspace
+    da = _empty(xp, ws, "da", (T, N, 4 * H), dtype)           # gradients of the gate pre-activations
+    dscores = _empty(xp, ws, "dscores", (T, N, R), dtype)     # gradients of the attention scores
+    dprev_h = _empty(xp, ws, "dprev_h", (N, H), dtype)
+    dc = _empty(xp, ws, "dc", (N, H), dtype)                  # gradient flowing into the cell state
+    dprev_h[...] = 0
+    dc[...] = 0
+    dht = _empty(xp, ws, "dht", (N, H), dtype)
+    tmp = _empty(xp, ws, "tmp", (N, H), dtype)
     if not regions_first:
-        dattns = xp.empty((T, N, H), dtype=dtype)     # gradients of the contexts, all steps
-        WattnT = xp.ascontiguousarray(Wattn.T)
+        dattns = _empty(xp, ws, "dattns", (T, N, H), dtype)   # gradients of the contexts, all steps
     for t in reversed(range(T)):
         _lstm_step_gates_backward(xp, gates[t], tanh_c[t], cs[t], dh[:, t, :], dprev_h, dc, da[t], dht, tmp)
         # gradient of the weights, through the context's share of the gates
         if regions_first:
             xp.matmul(ctx_in, da[t][:, :, None], out=dscores[t][:, :, None])      # AW da
         else:
-            xp.matmul(da[t], WattnT, out=dattns[t])                                # through attn Wattn
+            xp.matmul(da[t], Wattn.T, out=dattns[t])                               # through attn Wattn
             xp.matmul(A, dattns[t][:, :, None], out=dscores[t][:, :, None])       # through sum_r w_r A_r
         _attention_weights_backward(weights[t], dscores[t], H)
-        dprev_h = da[t] @ WhT                          # through h_prev Wh
-        dprev_h += (dscores[t][:, None, :] @ A)[:, 0, :]   # through the scores A h_prev / sqrt(H)
+        xp.matmul(da[t], Wh.T, out=dprev_h)                   # through h_prev Wh
+        xp.matmul(dscores[t][:, None, :], A, out=tmp[:, None, :])
+        dprev_h += tmp                                        # through the scores A h_prev / sqrt(H)
     da2 = da.reshape(T * N, 4 * H)
-    dx = (da2 @ Wx.T).reshape(T, N, D).transpose(1, 0, 2)
+    dx = _input_gradient(xp, da2, Wx, (T, N, D), ws)
     dWx = xt.reshape(T * N, D).T @ da2               # one product over all steps
     dWh = hs[:-1].reshape(T * N, H).T @ da2
-    db = da2.sum(axis=0)
+    db = _column_sums(da2)
     # dA, over all steps at once: through the scores, through the contexts, and through h0 = c0 = mean(A).
-    dA = dscores.transpose(1, 2, 0) @ hs[:-1].transpose(1, 0, 2)           # (N, R, T) (N, T, H)
+    dA = _empty(xp, ws, "dA", (N, R, H), dtype)
+    xp.matmul(dscores.transpose(1, 2, 0), hs[:-1].transpose(1, 0, 2), out=dA)   # (N, R, T) (N, T, H)
     w_nrt = weights.transpose(1, 2, 0)                                      # (N, R, T)
     if regions_first:
         dAW = w_nrt @ da.transpose(1, 0, 2)                                 # (N, R, 4H)
@@ -1175,7 +1182,7 @@ def lstm_attention_backward(dh, cache):
     dprev_h += dc
     dprev_h *= 1.0 / R
     dA += dprev_h[:, None, :]
-    return xp.ascontiguousarray(dx), dA, dWx, dWh, dWattn, db
+    return dx, dA, dWx, dWh, dWattn, db
 
 
 def _attention_weights(xp, A, h, out):

@@ -417,3 +417,23 @@ def test_mixed_devices_are_named(device_backend):
                   *device_backend.put([x, A, Wx, Wh]), Wattn, device_backend.put(b))
     raises_naming(TypeError, r"A is on the gpu but prev_h is on the cpu", attention_forward,
                   A[:, 0], device_backend.put(A))
+
+
+@pytest.mark.parametrize("R", [2, 6])
+def test_workspace_gives_the_same_results_and_is_reused(R):
+    from cs231n.workspace import Workspace
+
+    rng = np.random.RandomState(50 + R)
+    args = sequence_args(rng, 2, 4, 3, 3, R, dtype=np.float32)
+    dh = rng.randn(2, 4, 3).astype(np.float32)
+    h, cache = lstm_attention_forward(*args)
+    want = [h.copy()] + [g.copy() for g in lstm_attention_backward(dh, cache)]
+    ws = Workspace()
+    for _ in range(2):   # the second call writes into the first call's buffers
+        h_ws, cache_ws = lstm_attention_forward(*args, workspace=ws)
+        got = [h_ws.copy()] + list(lstm_attention_backward(dh, cache_ws, workspace=ws))
+        for g, w in zip(got, want):
+            np.testing.assert_array_equal(g, w)
+    nbytes = ws.nbytes()
+    lstm_attention_forward(*args, workspace=ws)
+    assert ws.nbytes() == nbytes > 0

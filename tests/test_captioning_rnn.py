@@ -366,9 +366,8 @@ def test_beam_size_one_is_greedy(cell):
     model = random_model(cell, num_words=10, seed=11, scale=1.0, end_bias=0.5)
     features = np.random.default_rng(11).standard_normal((15, 7))
     greedy, lp = model.sample(features, max_length=9, return_log_probs=True)
-    h0 = features @ model.params["W_proj"] + model.params["b_proj"]
     # The beam-search routine itself with one beam (sample() takes a shortcut for beam_size=1).
-    caps, lps = model._beam_search(h0, 9, 1, 0.0, 1)
+    caps, lps, _ = model._beam_search(model._decode_state(features), 9, 1, 0.0, 1)
     np.testing.assert_array_equal(caps[:, 0], greedy)
     np.testing.assert_allclose(lps[:, 0], lp, rtol=0, atol=1e-10)
 

@@ -10,10 +10,15 @@ A subclass provides:
   (the keys of ``get_config()``, which are its constructor's arguments);
 - ``_configure(**config)`` (validates and sets attributes, calling ``_configure_vocabulary``),
   ``_param_shapes()``, ``_random_params()``, ``get_config()``, ``_describe()`` (e.g. 'an lstm model');
-- decoding hooks: ``_initial_state(h0)`` returns a tuple of arrays whose first axis runs over the
-  captions being decoded (rows are selected and regrouped along it), and ``_step(words, state,
-  normalize)`` advances every caption by one word; ``h0 = features W_proj + b_proj`` is given to
-  ``_initial_state``, so every model has ``W_proj`` (D, .) and ``b_proj``.
+- decoding hooks: ``_decode_state(features)`` returns the state before the first word, a tuple of
+  arrays whose first axis runs over the captions being decoded (rows are selected and regrouped along
+  it), and ``_step(words, state, normalize)`` advances every caption by one word. The default
+  ``_decode_state`` gives ``h0 = features W_proj + b_proj`` to ``_initial_state(h0)``, so a model using
+  it has ``W_proj`` (D, .) and ``b_proj``. A model that attends over R image regions also gives
+  ``_step_attention(state)``, the (M, R) attention weights of the word its last step scored, which
+  ``sample(..., return_attention=True)`` collects; the default returns None (no attention).
+- ``_check_features(fn, features)`` when its features are not one vector (N, D) per image
+  (:func:`region_features` checks and flattens region features (N, R, D) or grids (N, D, h, w)).
 
 Models are saved as an ``.npz`` archive with JSON metadata (see :mod:`cs231n.archive`), never pickled;
 ``CaptioningModel.load(path)`` reads a file of any registered kind, picked by its format name. A kind
@@ -195,7 +200,7 @@ class CaptioningModel(DeviceModel):
     # ------------------------------------------------------------------------------------------------
 
     def sample(self, features, max_length=30, beam_size=1, length_penalty=0.0, n_best=1,
-               return_log_probs=False, temperature=None, rng=None):
+               return_log_probs=False, temperature=None, rng=None, return_attention=False):
         """Generate captions for image features, greedily (the default), by beam search or by sampling.
 
         Every caption starts after ``<START>``; column 0 holds the first generated word. A caption ends
@@ -216,7 +221,8 @@ class CaptioningModel(DeviceModel):
           words that may be generated, with ``rng``.
 
         Inputs:
-        - features: image features, of shape (N, D), floating.
+        - features: image features, of shape (N, D), floating; region features (N, R, D) or a grid
+          (N, D, h, w) for a model that attends over regions (``CaptioningRNN(cell_type='attention')``).
         - max_length: maximum number of generated words T, int >= 1.
         - beam_size: int >= 1.
         - length_penalty: alpha >= 0 of the length normalization (beam search only).
@@ -226,6 +232,9 @@ class CaptioningModel(DeviceModel):
         - rng: np.random.Generator or int seed for sampling; None draws a fresh unseeded generator.
           On the GPU all max_length * N uniform numbers are drawn from it at once (one transfer), so
           the same seed samples other captions than on the CPU; greedy and beam search agree.
+        - return_attention: also return, for a model that attends over R regions, the attention weights
+          with which each returned word was chosen (float64; each row over R sums to 1, and rows past a
+          caption's end are zero). ValueError for a model without attention.
 
         Returns, by case:
         - n_best == 1: captions, an int32 array of shape (N, max_length).
@@ -233,6 +242,8 @@ class CaptioningModel(DeviceModel):
         - n_best > 1: the tuple (captions (N, n_best, max_length) int32, log_probs (N, n_best) float64),
           best first. Rows beyond the distinct captions that exist (tiny vocabularies, short
           max_length) are all ``<NULL>`` with log-prob -inf.
+        - return_attention: the same, with the attention weights appended as the last element of the
+          tuple: (N, max_length, R), or (N, n_best, max_length, R) when n_best > 1.
         """
         fn = f"{type(self).__name__}.sample"
         features = self._check_features(fn, features)
@@ -258,22 +269,44 @@ class CaptioningModel(DeviceModel):
                             f"got {type(rng).__name__}")
         self._check_decodable(fn)
 
-        features = self._on_device(features)
-        h0, _ = affine_forward(features, self.params["W_proj"], self.params["b_proj"])  # (N, H)
+        state = self._decode_state(self._on_device(features))
+        if return_attention and self._step_attention(state) is None:
+            raise ValueError(f"{fn}: return_attention=True, but {self._describe()} has no attention "
+                             f"weights to return")
         # Decoding runs where the model is; its results come back to the host once, at the end.
         if beam_size == 1:
             if temperature:
                 gen = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-                captions, log_probs, _ = self._decode_one(h0, max_length, float(temperature), gen)
+                captions, log_probs, _, attention = self._decode_one(
+                    state, max_length, float(temperature), gen, with_attention=return_attention)
             else:  # greedy: the argmax needs no normalization unless log-probs are asked for
-                captions, log_probs, _ = self._decode_one(h0, max_length, None, None,
-                                                          with_log_probs=return_log_probs)
-            return (to_numpy(captions), to_numpy(log_probs)) if return_log_probs else to_numpy(captions)
-        captions, log_probs = self._beam_search(h0, max_length, beam_size, float(length_penalty), n_best)
-        if n_best > 1:
-            return to_numpy(captions), to_numpy(log_probs)
-        captions, log_probs = captions[:, 0], log_probs[:, 0]
-        return (to_numpy(captions), to_numpy(log_probs)) if return_log_probs else to_numpy(captions)
+                captions, log_probs, _, attention = self._decode_one(
+                    state, max_length, None, None, with_log_probs=return_log_probs,
+                    with_attention=return_attention)
+            out = (captions, log_probs) if return_log_probs else (captions,)
+        else:
+            captions, log_probs, attention = self._beam_search(state, max_length, beam_size,
+                                                               float(length_penalty), n_best,
+                                                               with_attention=return_attention)
+            if n_best > 1:
+                out = (captions, log_probs)
+            else:
+                captions, log_probs = captions[:, 0], log_probs[:, 0]
+                attention = None if attention is None else attention[:, 0]
+                out = (captions, log_probs) if return_log_probs else (captions,)
+        if return_attention:
+            out += (attention,)
+        out = tuple(to_numpy(a) for a in out)
+        return out[0] if len(out) == 1 else out
+
+    def _decode_state(self, features):
+        """The decoding state before the first word: ``_initial_state(features W_proj + b_proj)``."""
+        h0, _ = affine_forward(features, self.params["W_proj"], self.params["b_proj"])  # (N, H)
+        return self._initial_state(h0)
+
+    def _step_attention(self, state):
+        """The (M, R) attention weights of the word the last ``_step`` scored; None: no attention."""
+        return None
 
     def caption_features(self, features, max_length=30, beam_size=1, length_penalty=0.0, temperature=None,
                          rng=None):
@@ -283,10 +316,11 @@ class CaptioningModel(DeviceModel):
         e.g. 512-d PCA-reduced VGG-16 fc7 features for the cs231n COCO models.
 
         Inputs:
-        - features: one feature vector of shape (D,), or a batch of shape (N, D).
+        - features: one feature vector of shape (D,), or a batch of shape (N, D); for a model that
+          attends over regions, one image's regions (R, D), or a batch (N, R, D) or (N, D, h, w).
         - max_length, beam_size, length_penalty, temperature, rng: as for ``sample``.
 
-        Returns one string for a (D,) input, otherwise a list of N strings: the generated words joined
+        Returns one string for a single image, otherwise a list of N strings: the generated words joined
         by spaces, without ``<START>``, ``<END>`` or ``<NULL>``. Indices without a word read ``<UNK>``.
 
         Example::
@@ -296,10 +330,11 @@ class CaptioningModel(DeviceModel):
         """
         fn = f"{type(self).__name__}.caption_features"
         a = get_array_module(features).asarray(features)  # a host or GPU array, never copied across
-        single = a.ndim == 1
+        regions = self._takes_regions()
+        single = a.ndim == (2 if regions else 1)
         if single:
-            a = a[None, :]
-        elif a.ndim != 2:
+            a = a[None]
+        elif a.ndim != 2 and not regions:
             raise ValueError(f"{fn}: features should have shape (D,) or (N, D) with D = {self.input_dim}, "
                              f"got {a.shape}")
         captions = self.sample(a, max_length=max_length, beam_size=beam_size, length_penalty=length_penalty,
@@ -336,21 +371,24 @@ class CaptioningModel(DeviceModel):
     def _check_sample_length(self, fn, max_length):
         """Raise if a model cannot decode ``max_length`` words (a Transformer's position table is finite)."""
 
-    def _decode_one(self, h0, max_length, temperature, gen, with_log_probs=True):
-        """Greedy decoding (temperature None) or sampling, one caption per row of h0.
+    def _decode_one(self, state, max_length, temperature, gen, with_log_probs=True, with_attention=False):
+        """Greedy decoding (temperature None) or sampling, one caption per row of the initial ``state``.
 
         On the host only unfinished captions are advanced: finished rows drop out of the batch. On the
         GPU that would need the number of rows left at every step (a device->host sync), so every row
         keeps stepping and the words of finished captions are masked to ``<NULL>``; whether all have
         ended is read back only every ``_SYNC_EVERY`` steps. Both give the same captions. Without
         ``with_log_probs`` the scores are not normalized (argmax and softmax don't need it) and the
-        returned log_probs are zeros.
+        returned log_probs are zeros. With ``with_attention`` the attention weights of every generated
+        word are kept (``_step_attention``), zero past each caption's end.
 
-        Returns (captions (N, T) int32, log_probs (N,) float64, lengths (N,) int64), on h0's device.
+        Returns (captions (N, T) int32, log_probs (N,) float64, lengths (N,) int64, attention (N, T, R)
+        float64 or None), on the state's device.
         """
-        xp = get_array_module(h0)
+        xp = get_array_module(state[0])
         on_host = xp is np
-        N = h0.shape[0]
+        N = state[0].shape[0]
+        attention = None
         captions = xp.full((N, max_length), self._null, dtype=np.int32)
         log_probs = xp.zeros(N)
         lengths = xp.full(N, max_length, dtype=np.int64)
@@ -360,11 +398,18 @@ class CaptioningModel(DeviceModel):
         words = xp.full(N, self._start, dtype=np.int64)
         if temperature is not None and not on_host:
             uniforms = xp.asarray(gen.random((max_length, N)))  # (T, N): one transfer, not one per step
-        state = self._initial_state(h0)
         for t in range(max_length):
             if on_host and rows.size == 0:
                 break
             state, logp = self._step(words, state, normalize=with_log_probs)  # (M, V)
+            if with_attention:
+                weights = self._step_attention(state)                         # (M, R)
+                if attention is None:
+                    attention = xp.zeros((N, max_length, weights.shape[1]))
+                if on_host:
+                    attention[rows, t] = weights
+                else:
+                    attention[:, t] = xp.where(done[:, None], 0.0, weights)
             logits = logp + ban.astype(logp.dtype)
             if temperature is None:
                 words = xp.argmax(logits, axis=1)
@@ -397,21 +442,26 @@ class CaptioningModel(DeviceModel):
                 # The loop's only device->host sync, every few steps: stop once every caption has ended.
                 if (t + 1) % _SYNC_EVERY == 0 and bool(done.all()):
                     break
-        return captions, log_probs, lengths
+        return captions, log_probs, lengths, attention
 
-    def _beam_search(self, h0, max_length, k, alpha, n_best):
+    def _beam_search(self, state0, max_length, k, alpha, n_best, with_attention=False):
         """Beam search over all N * k hypotheses at once; returns the n_best distinct captions per image.
 
-        Returns (captions (N, n_best, T) int32, log_probs (N, n_best) float64), best first.
+        ``state0`` is the initial state of the N images (``_decode_state``). With ``with_attention`` the
+        attention weights of every word of every hypothesis are carried along with it.
+
+        Returns (captions (N, n_best, T) int32, log_probs (N, n_best) float64, attention (N, n_best, T,
+        R) float64 or None), best first.
         """
-        N = h0.shape[0]
+        N = state0[0].shape[0]
         V = self.vocab_size
         T = max_length
-        xp = get_array_module(h0)
+        xp = get_array_module(state0[0])
         on_host = xp is np
         ban = xp.asarray(self._generation_mask())            # (V,)
         n_idx = xp.arange(N)[:, None]                         # (N, 1) for gathers along the beams
-        state = tuple(xp.repeat(s, k, axis=0) for s in self._initial_state(h0))  # each (N * k, H)
+        state = tuple(xp.repeat(s, k, axis=0) for s in state0)  # each (N * k, ...)
+        attention = None                                      # (N, k, T, R) when with_attention
         words = xp.full(N * k, self._start, dtype=np.int64)
         score = xp.full((N, k), -np.inf)                      # log-probs; one live beam to begin with
         score[:, 0] = 0.0
@@ -447,18 +497,26 @@ class CaptioningModel(DeviceModel):
             seqs[:, :, t] = tok
             state = tuple(s.reshape(N, k, *s.shape[1:])[n_idx, beam].reshape(s.shape) for s in state)
             words = tok.reshape(N * k)
+            if with_attention:  # the weights that chose tok: those of its parent beam's step
+                weights = self._step_attention(state).reshape(N, k, -1)       # (N, k, R)
+                if attention is None:
+                    attention = xp.zeros((N, k, T, weights.shape[2]))
+                attention = attention[n_idx, beam]
+                attention[:, :, t] = weights
             # Stop once no live beam is left; on the GPU that question is a sync, asked every few steps
             # (further steps change nothing: every beam is finished or dead).
             if (on_host or (t + 1) % _SYNC_EVERY == 0) and not bool((xp.isfinite(score) & ~finished).any()):
                 break
 
         # Final pool: the k beams plus the greedy caption; rank, drop duplicates, keep n_best.
-        g_caps, g_logp, g_len = self._decode_one(h0, T, None, None)
+        g_caps, g_logp, g_len, g_att = self._decode_one(state0, T, None, None, with_attention=with_attention)
         seqs = xp.concatenate([seqs, g_caps[:, None, :]], axis=1)     # (N, k + 1, T)
         score = xp.concatenate([score, g_logp[:, None]], axis=1)      # (N, k + 1)
         length = xp.concatenate([length, g_len[:, None]], axis=1)
         rank = xp.where(xp.isfinite(score), score / xp.maximum(length, 1) ** alpha, -np.inf)
         order = _stable_argsort(xp, -rank)
+        if with_attention:
+            attention = xp.concatenate([attention, g_att[:, None]], axis=1)[n_idx, order]  # (N, k + 1, T, R)
         seqs = seqs[n_idx, order]
         score = xp.take_along_axis(score, order, axis=1)
         rank = xp.take_along_axis(rank, order, axis=1)
@@ -467,12 +525,16 @@ class CaptioningModel(DeviceModel):
         dup = (same & earlier).any(axis=2)                                # (N, k + 1)
         rank = xp.where(dup, -np.inf, rank)
         order = _stable_argsort(xp, -rank)[:, :n_best]
+        if with_attention:
+            attention = attention[n_idx, order]
         seqs = seqs[n_idx, order]
         score = xp.take_along_axis(score, order, axis=1)
         valid = xp.isfinite(xp.take_along_axis(rank, order, axis=1))      # (N, n_best)
         seqs = xp.where(valid[:, :, None], seqs, self._null).astype(np.int32, copy=False)
         score = xp.where(valid, score, -np.inf)
-        return seqs, score
+        if with_attention:  # zero for the <NULL> padding after a caption's end (and for invalid rows)
+            attention = xp.where((seqs != self._null)[:, :, :, None], attention, 0.0)
+        return seqs, score, attention
 
     def _check_loss_inputs(self, fn, features, captions, kwargs):
         """Check ``loss``'s arguments; return (features in the model's dtype, captions, verbose)."""
@@ -499,10 +561,46 @@ class CaptioningModel(DeviceModel):
                              f" and T >= 2, got {captions.shape}")
         return self._on_device(features, captions)
 
+    def _takes_regions(self):
+        """True when the model reads region features (N, R, D) rather than one vector (N, D) per image."""
+        return False
+
     def _check_features(self, fn, features):
         features = float_array(fn, "features", features, 2)
         expect_shape(fn, "features", features, (("N", features.shape[0]), ("D", self.input_dim)))
         return features.astype(self.dtype, copy=False)
+
+
+def region_features(fn, features, input_dim, dtype):
+    """Check region features and return them as (N, R, D) in ``dtype`` (on the device they are on).
+
+    Inputs:
+    - fn: the calling function's name, for messages.
+    - features: (N, R, D) region vectors, or a grid (N, D, h, w) (a CNN's channels-first feature map),
+      flattened row-major to R = h * w regions.
+    - input_dim: D.
+    - dtype: the model's dtype.
+
+    Raises ValueError naming the shapes for anything else (one vector per image (N, D) included).
+    """
+    xp = get_array_module(features)
+    a = xp.asarray(features)
+    if a.ndim == 4:
+        a = float_array(fn, "features", a, 4)
+        N, D, h, w = a.shape
+        if D != input_dim:
+            raise ValueError(f"{fn}: a grid of features should have shape (N, D, h, w) with D = {input_dim}, "
+                             f"got {a.shape}")
+        a = a.reshape(N, D, h * w).transpose(0, 2, 1)                    # (N, R, D), R = h * w
+    elif a.ndim != 3:
+        raise ValueError(f"{fn}: features should be region features (N, R, D) or a grid (N, D, h, w) with "
+                         f"D = {input_dim}, got shape {a.shape}" +
+                         (" (one vector per image)" if a.ndim == 2 else ""))
+    a = float_array(fn, "features", a, 3)
+    if a.shape[2] != input_dim or a.shape[1] == 0:
+        raise ValueError(f"{fn}: features should have shape (N, R, D) with D = {input_dim} and R >= 1, "
+                         f"got {a.shape}")
+    return xp.ascontiguousarray(a, dtype=dtype)
 
 
 def model_archive_meta(archive_format, version, config, identity=None):

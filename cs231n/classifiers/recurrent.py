@@ -5,6 +5,11 @@ under the same names: ``Wx`` (D, gH), ``Wh`` (H, gH), ``b`` (gH,) and, for the G
 with g = 1 (rnn), 4 (lstm) or 3 (gru). These functions run the matching layer of
 :mod:`cs231n.rnn_layers` over a whole sequence or one step, so a model's ``loss`` and ``sample`` read
 the same for every cell type.
+
+The attention LSTM (cell type ``'attention'``, captioning only, so not in ``GATES``) has the LSTM's
+weights plus ``Wattn`` (H, 4H), and starts from R projected region vectors A (N, R, H) instead of h0:
+its initial state is h = c = the mean region, and its decoding state carries A and the last step's
+attention weights (N, R).
 """
 import numpy as np
 
@@ -15,8 +20,13 @@ from cs231n.backend import get_array_module
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
 
+ATTENTION = "attention"
+
+
 def recurrent_param_names(cell_type):
     """The names of the recurrent weights of ``cell_type``, in the order the layer functions take them."""
+    if cell_type == ATTENTION:
+        return ("Wx", "Wh", "Wattn", "b")
     return ("Wx", "Wh", "b", "bh") if cell_type == "gru" else ("Wx", "Wh", "b")
 
 
@@ -36,9 +46,10 @@ def recurrent_forward(cell_type, x, h0, params, workspace=None):
     """Run the recurrent layer of ``cell_type`` over a sequence.
 
     Inputs:
-    - cell_type: 'rnn', 'lstm' or 'gru'.
+    - cell_type: 'rnn', 'lstm', 'gru' or 'attention'.
     - x: inputs, of shape (N, T, D).
-    - h0: initial hidden state, of shape (N, H) (the LSTM's initial cell is zero).
+    - h0: initial hidden state, of shape (N, H) (the LSTM's initial cell is zero); for 'attention' the
+      projected regions A, of shape (N, R, H).
     - params: dict holding the recurrent weights (other keys are ignored).
     - workspace: None, or a :class:`cs231n.workspace.Workspace` for the layer's buffers.
 
@@ -48,7 +59,7 @@ def recurrent_forward(cell_type, x, h0, params, workspace=None):
     """
     weights = [params[k] for k in recurrent_param_names(cell_type)]
     forward = {"rnn": rnn_layers.rnn_forward, "lstm": rnn_layers.lstm_forward,
-               "gru": rnn_layers.gru_forward}[cell_type]
+               "gru": rnn_layers.gru_forward, ATTENTION: rnn_layers.lstm_attention_forward}[cell_type]
     return forward(x, h0, *weights, workspace=workspace)
 
 
@@ -63,19 +74,28 @@ def recurrent_backward(cell_type, dh, cache, workspace=None):
 
     Returns a tuple of:
     - dx: gradient of the inputs, of shape (N, T, D).
-    - dh0: gradient of the initial hidden state, of shape (N, H).
+    - dh0: gradient of the initial hidden state, of shape (N, H) (of A, (N, R, H), for 'attention').
     - grads: dict with the gradient of every recurrent weight, keyed like ``params``.
     """
     backward = {"rnn": rnn_layers.rnn_backward, "lstm": rnn_layers.lstm_backward,
-                "gru": rnn_layers.gru_backward}[cell_type]
+                "gru": rnn_layers.gru_backward, ATTENTION: rnn_layers.lstm_attention_backward}[cell_type]
     dx, dh0, *dweights = backward(dh, cache, workspace=workspace)
     return dx, dh0, dict(zip(recurrent_param_names(cell_type), dweights))
 
 
 def initial_state(cell_type, h0):
-    """The recurrent state at time 0: ``(h0,)``, or ``(h0, zero cell)`` for the LSTM."""
+    """The recurrent state at time 0: ``(h0,)``, or ``(h0, zero cell)`` for the LSTM.
+
+    For 'attention', ``h0`` is the projected regions A (N, R, H) and the state is ``(h, c, A, weights)``
+    with h = c = the mean region and weights (N, R) uniform (no step has attended yet).
+    """
+    xp = get_array_module(h0)
+    if cell_type == ATTENTION:
+        mean = h0.mean(axis=1)
+        R = h0.shape[1]
+        return (mean, mean.copy(), h0, xp.full((h0.shape[0], R), 1.0 / R, dtype=h0.dtype))
     if cell_type == "lstm":
-        return (h0, get_array_module(h0).zeros_like(h0))
+        return (h0, xp.zeros_like(h0))
     return (h0,)
 
 
@@ -83,7 +103,7 @@ def recurrent_step(cell_type, x, state, params):
     """Advance the recurrent state by one timestep.
 
     Inputs:
-    - cell_type: 'rnn', 'lstm' or 'gru'.
+    - cell_type: 'rnn', 'lstm', 'gru' or 'attention'.
     - x: inputs of this step, of shape (N, D).
     - state: tuple from :func:`initial_state` or a previous step; its first element is h (N, H).
     - params: dict holding the recurrent weights.
@@ -91,6 +111,11 @@ def recurrent_step(cell_type, x, state, params):
     Returns the next state, a tuple whose first element is the next hidden state (N, H).
     """
     weights = [params[k] for k in recurrent_param_names(cell_type)]
+    if cell_type == ATTENTION:
+        h, c, A, _ = state
+        attn, cache = rnn_layers.attention_forward(h, A)          # context from the previous h
+        h, c, _ = rnn_layers.lstm_attention_step_forward(x, h, c, attn, *weights)
+        return (h, c, A, cache[2])
     if cell_type == "lstm":
         h, c, _ = rnn_layers.lstm_step_forward(x, state[0], state[1], *weights)
         return (h, c)

@@ -6,6 +6,11 @@ feature vector is projected to the initial hidden state ``h0 = features W_proj +
 shifted by one word, is embedded, run through a vanilla RNN, LSTM or GRU, and every hidden state is
 mapped to scores over the vocabulary. Training minimizes the softmax loss of predicting each next word.
 
+With ``cell_type='attention'`` (SPEC §10, soft attention of Xu et al. 2015) an image is R region
+vectors (N, R, D) instead of one: each is projected, ``A = features W_proj + b_proj`` (N, R, H), the
+LSTM starts from the mean region, and at every word it attends over the regions with its previous
+hidden state; ``sample(..., return_attention=True)`` returns the weights it gave each region per word.
+
 Decoding (``sample``) starts from ``<START>``: greedy by default, as in cs231n, or beam search, or
 temperature sampling driven by a seedable ``np.random.Generator``. ``<NULL>`` (padding) and ``<START>``
 are never generated; every other word, ``<END>`` included, is. The log-probability reported for a
@@ -18,10 +23,12 @@ are saved as an ``.npz`` archive with JSON metadata (see :mod:`cs231n.archive`),
 """
 import numpy as np
 
-from cs231n.classifiers.captioning import CaptioningModel, _is_int, log_softmax_rows
+from cs231n.backend import get_array_module
+from cs231n.classifiers.captioning import CaptioningModel, _is_int, log_softmax_rows, region_features
 from cs231n.layers import affine_backward, affine_forward
 from cs231n.classifiers.recurrent import (
-    GATES as _GATES,
+    ATTENTION,
+    GATES,
     initial_state,
     recurrent_backward,
     recurrent_forward,
@@ -38,6 +45,9 @@ from cs231n.rnn_layers import (
 ARCHIVE_FORMAT = "cs231n-captioning-model"
 ARCHIVE_VERSION = 1
 
+# Gate blocks of width H in Wx, Wh and b for every cell type (the attention LSTM is an LSTM).
+_GATES = dict(GATES, **{ATTENTION: 4})
+
 
 class CaptioningRNN(CaptioningModel):
     """A recurrent captioning model over image features: vanilla RNN, LSTM or GRU cells.
@@ -52,16 +62,22 @@ class CaptioningRNN(CaptioningModel):
     - input_dim (int, 512): D.
     - wordvec_dim (int, 128): W.
     - hidden_dim (int, 128): H.
-    - cell_type (str, 'rnn'): 'rnn', 'lstm' or 'gru' (gates i, f, o, g for the LSTM; r, z, n with the
-      equations of ``torch.nn.GRU`` for the GRU).
+    - cell_type (str, 'rnn'): 'rnn', 'lstm', 'gru' or 'attention' (gates i, f, o, g for the LSTM; r, z,
+      n with the equations of ``torch.nn.GRU`` for the GRU; 'attention' is the LSTM attending over
+      image regions, whose features are (N, R, D), or a grid (N, D, h, w) flattened row-major to R = h w).
     - dtype (np.float16, np.float32 or np.float64; default np.float32): dtype of the parameters and of
       all computation; use np.float64 for gradient checks.
 
-    Parameters (``self.params``), with g = 1 (rnn), 4 (lstm), 3 (gru):
+    Parameters (``self.params``), with g = 1 (rnn), 4 (lstm, attention), 3 (gru):
     ``W_proj`` (D, H), ``b_proj`` (H,), ``W_embed`` (V, W), ``Wx`` (W, gH), ``Wh`` (H, gH), ``b`` (gH,),
-    ``W_vocab`` (H, V), ``b_vocab`` (V,), and for the GRU its hidden bias ``bh`` (3H,). Weights are drawn
-    with ``np.random.randn`` in cs231n's order (W_embed, W_proj, Wx, Wh, W_vocab), so ``np.random.seed``
-    makes a model reproducible, and scaled by 1 / sqrt(fan_in) (W_embed by 1 / 100); biases are zero.
+    ``W_vocab`` (H, V), ``b_vocab`` (V,), for the GRU its hidden bias ``bh`` (3H,), and for 'attention'
+    the context's weights ``Wattn`` (H, 4H). Weights are drawn with ``np.random.randn`` in cs231n's order
+    (W_embed, W_proj, Wx, Wh, then Wattn for 'attention', W_vocab), so ``np.random.seed`` makes a model
+    reproducible, and scaled by 1 / sqrt(fan_in) (W_embed by 1 / 100); biases are zero.
+
+    Training with :class:`cs231n.captioning_solver.CaptioningSolver`: an attention model's data dict
+    holds the region features under the usual keys, ``train_features`` (num_images, R, D) and
+    ``val_features`` (e.g. ``load_coco_data(regions=True)``'s ``train_regions`` and ``val_regions``).
 
     Attributes: ``params``, ``word_to_idx``, ``idx_to_word`` (dict int -> str), ``cell_type``, ``dtype``,
     ``vocab_size``, ``input_dim``, ``wordvec_dim``, ``hidden_dim``, and the special indices ``_null``,
@@ -108,6 +124,8 @@ class CaptioningRNN(CaptioningModel):
                   "b": (gH,), "W_vocab": (H, V), "b_vocab": (V,)}
         if self.cell_type == "gru":
             shapes["bh"] = (gH,)
+        if self.cell_type == ATTENTION:
+            shapes["Wattn"] = (H, gH)
         return shapes
 
     def _random_params(self):
@@ -120,6 +138,8 @@ class CaptioningRNN(CaptioningModel):
         p["b_proj"] = np.zeros(H)
         p["Wx"] = np.random.randn(W, gH) / np.sqrt(W)
         p["Wh"] = np.random.randn(H, gH) / np.sqrt(H)
+        if self.cell_type == ATTENTION:
+            p["Wattn"] = np.random.randn(H, gH) / np.sqrt(H)
         p["b"] = np.zeros(gH)
         if self.cell_type == "gru":
             p["bh"] = np.zeros(gH)
@@ -138,7 +158,21 @@ class CaptioningRNN(CaptioningModel):
                 "word_to_idx": dict(self.word_to_idx)}
 
     def _describe(self):
-        return f"a {self.cell_type} model"
+        return "an attention model" if self.cell_type == ATTENTION else f"a {self.cell_type} model"
+
+    def _takes_regions(self):
+        return self.cell_type == ATTENTION
+
+    def _check_features(self, fn, features):
+        """Features as this cell type takes them: (N, D), or region features (N, R, D) for 'attention'."""
+        if self.cell_type == ATTENTION:
+            return region_features(fn, features, self.input_dim, self.dtype)
+        ndim = get_array_module(features).asarray(features).ndim
+        if ndim in (3, 4):
+            raise ValueError(f"{fn}: features of {ndim} dimensions are region features or a grid; "
+                             f"{self._describe()} takes one vector per image, (N, D) with D = "
+                             f"{self.input_dim} (cell_type='attention' attends over regions)")
+        return super()._check_features(fn, features)
 
     # ------------------------------------------------------------------------------------------------
     # Training loss
@@ -151,7 +185,8 @@ class CaptioningRNN(CaptioningModel):
         targets equal to ``<NULL>`` do not count. The loss is summed over time and divided by N.
 
         Inputs:
-        - features: image features, of shape (N, D), floating (cast to the model's dtype).
+        - features: image features, of shape (N, D), floating (cast to the model's dtype); for
+          'attention' region features (N, R, D) or a grid (N, D, h, w).
         - captions: integer word indices in [0, V), of shape (N, T) with T >= 2; usually each row is
           ``<START>`` words ``<END>`` then ``<NULL>`` padding.
         - verbose (keyword, default False): passed to temporal_softmax_loss, as in cs231n.
@@ -171,17 +206,18 @@ class CaptioningRNN(CaptioningModel):
 
         grads = {}
         dh, grads["W_vocab"], grads["b_vocab"] = temporal_affine_backward(dscores, cache_vocab, ws)
-        dx, dh0, recurrent_grads = recurrent_backward(self.cell_type, dh, cache_rnn, ws)
+        dx, dh0, recurrent_grads = recurrent_backward(self.cell_type, dh, cache_rnn, ws)  # dh0: dA for attention
         grads.update(recurrent_grads)
         grads["W_embed"] = word_embedding_backward(dx, cache_embed, ws)
-        _, grads["W_proj"], grads["b_proj"] = affine_backward(dh0, cache_proj)
+        proj_backward = temporal_affine_backward if self.cell_type == ATTENTION else affine_backward
+        _, grads["W_proj"], grads["b_proj"] = proj_backward(dh0, cache_proj)
         return loss, grads
 
     def scores(self, features, captions):
         """Word scores at every step of teacher-forced captions (the forward pass of ``loss``).
 
         Inputs:
-        - features: image features, of shape (N, D).
+        - features: image features, of shape (N, D) (region features (N, R, D) for 'attention').
         - captions: integer word indices in [0, V), of shape (N, T) with T >= 2; the first T - 1
           words are fed in.
 
@@ -196,7 +232,7 @@ class CaptioningRNN(CaptioningModel):
         """
         features, captions = self._check_caption_inputs(fn, features, captions)
         p, ws = self.params, workspace
-        h0, cache_proj = affine_forward(features, p["W_proj"], p["b_proj"])    # (N, H)
+        h0, cache_proj = self._project(features)                               # (N, H) or A (N, R, H)
         x, cache_embed = word_embedding_forward(captions[:, :-1], p["W_embed"], ws)  # (N, T - 1, W)
         h, cache_rnn = recurrent_forward(self.cell_type, x, h0, p, ws)         # (N, T - 1, H)
         scores, cache_vocab = temporal_affine_forward(h, p["W_vocab"], p["b_vocab"], ws)  # (N, T - 1, V)
@@ -206,16 +242,26 @@ class CaptioningRNN(CaptioningModel):
     # Decoding: one step of the recurrence (the search itself is CaptioningModel.sample)
     # ------------------------------------------------------------------------------------------------
 
-    def _initial_state(self, h0):
-        """The recurrent state at time 0: (h0,), or (h0, zero cell) for the LSTM."""
-        return initial_state(self.cell_type, h0)
+    def _project(self, features):
+        """``features W_proj + b_proj``: h0 (N, H), or the regions A (N, R, H) for 'attention'; and cache."""
+        project = temporal_affine_forward if self.cell_type == ATTENTION else affine_forward
+        return project(features, self.params["W_proj"], self.params["b_proj"])
+
+    def _decode_state(self, features):
+        """The recurrent state at time 0: (h0,), (h0, zero cell) for the LSTM, (h, c, A, weights) for
+        'attention' (see :func:`cs231n.classifiers.recurrent.initial_state`)."""
+        return initial_state(self.cell_type, self._project(features)[0])
+
+    def _step_attention(self, state):
+        """The attention weights (M, R) of the last step, for 'attention'; None for the other cells."""
+        return state[3] if self.cell_type == ATTENTION else None
 
     def _step(self, words, state, normalize=True):
         """Advance M captions by one word: the same math as ``loss``, one timestep at a time.
 
         Inputs:
         - words: the previous words, int array of shape (M,).
-        - state: tuple of (M, H) arrays from ``_initial_state`` or a previous step.
+        - state: tuple of arrays from ``_decode_state`` or a previous step, each with M rows.
         - normalize: return log-probabilities; False returns the raw scores (same argmax and same
           softmax), which saves the normalization when only the chosen words are wanted.
 
