@@ -11,6 +11,9 @@ The kernels run over the (N, H) hidden units: thread ``i`` owns unit ``col = i %
 (N, 3H) gate arrays, at ``row * gH + k * H + col`` for block k. ``T`` is the float type of the layer
 (float32 or float64); ``U`` the type of an upstream gradient, which may differ.
 
+``layernorm_forward``/``layernorm_backward`` normalize rows with reductions (``ReductionKernel``) and one
+elementwise kernel each, with the arithmetic of ``transformer_layers``' numpy code.
+
 ``nonfinite_code`` checks a gradient and its updated weight for NaN/inf in one ``ReductionKernel``.
 
 The optimizers' kernels (``adam``, ``rmsprop``, ``sgd_momentum``, ``sgd``) update one parameter in one
@@ -157,6 +160,30 @@ _REDUCTIONS = {
                               "a | b", "code = a", "0", "int32"),
 }
 
+# Layer normalization over the last axis of an (L, D) array (transformer_layers.layernorm_*), with the
+# numpy code's arithmetic: mean = sum / D, rstd = 1 / sqrt(sum((x - mean)^2) / D + eps).
+_SOURCES["cs231n_layernorm_forward"] = (
+    "T x, T s, T rstd, T gamma, T beta, int64 D",
+    "T xhat, T out",
+    """
+    xhat = (x - s / (T)D) * rstd;
+    out = xhat * gamma + beta;
+    """,
+)
+_SOURCES["cs231n_layernorm_backward"] = (  # sg = sum(g), sgx = sum(g * xhat) over the row, g = dout * gamma
+    "T dout, T gamma, T xhat, T rstd, T sg, T sgx, int64 D",
+    "T dx",
+    "dx = (dout * gamma - sg / (T)D - xhat * (sgx / (T)D)) * rstd;",
+)
+_REDUCTIONS.update({
+    "cs231n_sum": ("T u", "T y", "u", "a + b", "y = a", "0", None),
+    "cs231n_sum_prod": ("T u, T v", "T y", "u * v", "a + b", "y = a", "0", None),
+    "cs231n_sum_prod3": ("T u, T v, T w", "T y", "u * v * w", "a + b", "y = a", "0", None),
+    "cs231n_layernorm_rstd": ("T x, T s, int64 D, float64 eps", "T rstd",
+                              "(x - s / (T)D) * (x - s / (T)D)", "a + b",
+                              "rstd = (T)1 / sqrt(a / (T)D + (T)eps)", "0", None),
+})
+
 _kernels = {}
 
 
@@ -182,7 +209,7 @@ def _reduction(name):
         in_params, out_params, map_expr, reduce_expr, post_map_expr, identity, reduce_type = _REDUCTIONS[name]
         kernel = _kernels[(id(cupy), name)] = cupy.ReductionKernel(
             in_params, out_params, map_expr, reduce_expr, post_map_expr, identity, name,
-            reduce_type=reduce_type)
+            **({} if reduce_type is None else {"reduce_type": reduce_type}))
     return kernel
 
 
@@ -237,3 +264,31 @@ def nonfinite_code(g, w):
     """0-d float64: 0 when ``g`` (a gradient) and ``w`` (its updated weight, same shape) are all finite,
     plus 1 when g is not, plus 2 when w is not; one launch instead of six (isfinite, all, astype each)."""
     return _reduction("cs231n_nonfinite_code")(g, w.astype(g.dtype, copy=False))
+
+
+def same_float_dtype(*arrays):
+    """True when every array has one floating dtype (the kernels bind one type T)."""
+    return arrays[0].dtype.kind == "f" and all(a.dtype == arrays[0].dtype for a in arrays)
+
+
+def layernorm_forward(x, gamma, beta, eps):
+    """``transformer_layers.layernorm_forward``'s (out, cache) in 3 launches: the row sums, the rows'
+    1/std, then xhat and out together (the numpy code takes about 15)."""
+    D = x.shape[-1]
+    x2 = x.reshape(-1, D)
+    s = _reduction("cs231n_sum")(x2, axis=1, keepdims=True)                           # (L, 1)
+    rstd = _reduction("cs231n_layernorm_rstd")(x2, s, D, float(eps), axis=1, keepdims=True)
+    xhat, out = _kernel("cs231n_layernorm_forward")(x2, s, rstd, gamma, beta, D)
+    return out.reshape(x.shape), (xhat.reshape(x.shape), rstd.reshape(x.shape[:-1] + (1,)), gamma)
+
+
+def layernorm_backward(dout, xhat, rstd, gamma):
+    """``transformer_layers.layernorm_backward``'s (dx, dgamma, dbeta) in 5 launches (numpy's: about 13)."""
+    D = xhat.shape[-1]
+    dout2, xhat2 = dout.reshape(-1, D), xhat.reshape(-1, D)
+    dbeta = _reduction("cs231n_sum")(dout2, axis=0)
+    dgamma = _reduction("cs231n_sum_prod")(dout2, xhat2, axis=0)
+    sg = _reduction("cs231n_sum_prod")(dout2, gamma, axis=1, keepdims=True)           # (L, 1)
+    sgx = _reduction("cs231n_sum_prod3")(dout2, gamma, xhat2, axis=1, keepdims=True)  # (L, 1)
+    dx = _kernel("cs231n_layernorm_backward")(dout2, gamma, xhat2, rstd.reshape(-1, 1), sg, sgx, D)
+    return dx.reshape(xhat.shape), dgamma, dbeta

@@ -258,14 +258,17 @@ class HostReductionKernel:
         rtype = ctype(reduce_type)
         source = "\n".join([
             HEADER, *typedefs, f"typedef {rtype} _type_reduce;", self.preamble,
+            # as in CuPy: the reduction and the post-map see the accumulator as `a` (and `b`), whatever
+            # the inputs are called
+            f"#define _REDUCE(a, b) ({self.reduce_expr})", f"#define _POST_MAP(a) {{ {self.post_map_expr}; }}",
             f'extern "C" void {self.name}({", ".join(c_args)}) {{',
             "  const Ind _in_ind{_outer * _inner}, _out_ind{_outer};",
             "  for (ptrdiff_t _o = 0; _o < _outer; ++_o) {",
-            f"    _type_reduce a = ({rtype})({self.identity});",
+            f"    _type_reduce _acc = ({rtype})({self.identity});",
             "    for (ptrdiff_t _j = 0; _j < _inner; ++_j) {", *reads,
-            f"      const _type_reduce b = ({rtype})({self.map_expr});",
-            f"      a = ({self.reduce_expr});",
-            "    }", *writes, f"    {self.post_map_expr};", "  }", "}"])
+            f"      const _type_reduce _b = ({rtype})({self.map_expr});",
+            "      _acc = _REDUCE(_acc, _b);",
+            "    }", *writes, "    _POST_MAP(_acc);", "  }", "}"])
         return getattr(_compile(source), self.name)
 
 
