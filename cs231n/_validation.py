@@ -11,6 +11,7 @@ to the host; anything else (numpy arrays, lists, numbers) becomes a numpy array 
 """
 import numpy as np
 
+from cs231n import gpu_kernels
 from cs231n.backend import check_on_device, device_of, get_array_module
 
 # Names of the gate layouts, used to say "this looks like LSTM weights" when columns are a multiple of H.
@@ -55,6 +56,8 @@ def index_array(fn, name, a, ndim, upper):
         if xp is np:
             if a.min() < 0 or a.max() >= upper:
                 fail()
+        elif gpu_kernels.fused(xp):
+            check_on_device(gpu_kernels.in_range(a, upper), fail)
         else:
             check_on_device((a.min() >= 0) & (a.max() < upper), fail)
     return a

@@ -175,7 +175,36 @@ _SOURCES["cs231n_layernorm_backward"] = (  # sg = sum(g), sgx = sum(g * xhat) ov
     "T dx",
     "dx = (dout * gamma - sg / (T)D - xhat * (sgx / (T)D)) * rstd;",
 )
+# Dropout's multiplier from float32 uniforms u: 0 where u < p, else 1 / (1 - p) (the numpy-style code's
+# (u >= p) * scale in one launch).
+_SOURCES["cs231n_dropout_keep"] = (
+    "float32 u, float32 p, float64 scale",
+    "T keep",
+    "keep = u >= p ? (T)scale : (T)0;",
+)
+# temporal_softmax_loss over (R, V) rows: per row, the masked log-probability of its target, and the
+# gradient (m / N) * (softmax - onehot(y)) (the numpy code's order: exp(x - shift) * (w / norm), then
+# minus w at the target).
+_SOURCES["cs231n_softmax_loss_rows"] = (
+    "raw T x, I y, T shift, T norm, M m, int64 V",
+    "T term",
+    "term = (T)m * ((x[i * V + y] - shift) - log(norm));",
+)
+_SOURCES["cs231n_softmax_loss_dx"] = (
+    "T x, T shift, T norm, M m, I y, int64 V, int64 N",
+    "T dx",
+    """
+    const T w = (T)m / (T)N;
+    const T e = exp(x - shift) * (w / norm);
+    dx = (i % V == y) ? e - w : e;
+    """,
+)
 _REDUCTIONS.update({
+    # index_array's range check: True when every index is in [0, upper)
+    "cs231n_in_range": ("I u, int64 upper", "bool y", "u >= 0 && u < upper", "a && b", "y = a",
+                        "true", "bool"),
+    "cs231n_sum_exp_shifted": ("T u, T shift", "T y", "exp(u - shift)", "a + b", "y = a", "0", None),
+    "cs231n_neg_sum_over": ("T u, int64 N", "T y", "u", "a + b", "y = -a / (T)N", "0", None),
     "cs231n_sum": ("T u", "T y", "u", "a + b", "y = a", "0", None),
     "cs231n_sum_prod": ("T u, T v", "T y", "u * v", "a + b", "y = a", "0", None),
     "cs231n_sum_prod3": ("T u, T v, T w", "T y", "u * v * w", "a + b", "y = a", "0", None),
@@ -292,3 +321,32 @@ def layernorm_backward(dout, xhat, rstd, gamma):
     sgx = _reduction("cs231n_sum_prod3")(dout2, gamma, xhat2, axis=1, keepdims=True)  # (L, 1)
     dx = _kernel("cs231n_layernorm_backward")(dout2, gamma, xhat2, rstd.reshape(-1, 1), sg, sgx, D)
     return dx.reshape(xhat.shape), dgamma, dbeta
+
+
+def dropout_keep(u, p, dtype):
+    """Dropout's multiplier (0 or 1 / (1 - p), of ``dtype``) from float32 uniforms, in one launch."""
+    keep = sys.modules["cupy"].empty(u.shape, dtype=dtype)  # (an allocation, no launch)
+    _kernel("cs231n_dropout_keep")(u, np.float32(p), 1.0 / (1.0 - p), keep)
+    return keep
+
+
+def column_sums(a2):
+    """Sums over the rows of a 2-D array (a bias gradient) in one reduction."""
+    return _reduction("cs231n_sum")(a2, axis=0)
+
+
+def in_range(a, upper):
+    """0-d bool: True when every entry of an integer array is an index in [0, upper); one launch."""
+    return _reduction("cs231n_in_range")(a, int(upper))
+
+
+def temporal_softmax_loss(x2, y2, m, N):
+    """``rnn_layers.temporal_softmax_loss`` on (R, V) scores in 5 launches: (loss as a 0-d array, dx)."""
+    V = x2.shape[1]
+    x2 = sys.modules["cupy"].ascontiguousarray(x2)  # the rows kernel indexes it flat (no copy if it is)
+    shift = x2.max(axis=1)                                                     # (R,)
+    norm = _reduction("cs231n_sum_exp_shifted")(x2, shift[:, None], axis=1)    # (R,)
+    terms = _kernel("cs231n_softmax_loss_rows")(x2, y2, shift, norm, m, V)    # (R,)
+    loss = _reduction("cs231n_neg_sum_over")(terms, N)
+    dx = _kernel("cs231n_softmax_loss_dx")(x2, shift[:, None], norm[:, None], m[:, None], y2[:, None], V, N)
+    return loss, dx

@@ -266,6 +266,8 @@ def _dropout_multiplier(fn, xp, shape, dtype, p, rng, workspace=None, name="keep
         np.multiply(bits >= threshold, scale, out=keep)
         return keep
     u = _device_uniforms(xp, int(gen.integers(2 ** 63)), shape)
+    if gpu_kernels.fused(xp):
+        return gpu_kernels.dropout_keep(u, p, dtype)
     keep = (u >= np.float32(p)).astype(dtype)
     keep *= scale
     return keep

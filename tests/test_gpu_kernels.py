@@ -326,3 +326,39 @@ def test_layernorm_kernels_equal_the_numpy_code(fake_with_kernels, monkeypatch, 
     for k, (fused, generic) in enumerate(zip(*results)):
         assert fused.dtype == generic.dtype and fused.shape == generic.shape, k
         np.testing.assert_allclose(fused, generic, err_msg=f"output {k}", **tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_loss_dropout_and_bias_sum_kernels_equal_the_numpy_code(fake_with_kernels, monkeypatch, dtype):
+    from cs231n.backend import to_numpy
+    from cs231n.rnn_layers import _column_sums, temporal_softmax_loss
+    from cs231n.transformer_layers import dropout_forward
+    rng = np.random.default_rng(9)
+    N, T, V = 3, 4, 7
+    x = (rng.standard_normal((N, T, V)) * 4).astype(dtype)
+    y = rng.integers(0, V, (N, T)).astype(np.int32)
+    mask = rng.random((N, T)) < 0.7
+    a2 = rng.standard_normal((5, 6)).astype(dtype)
+    dev = [fake_with_kernels.asarray(a) for a in (x, y, mask, a2)]
+    results = []
+    for enabled in (True, False):
+        monkeypatch.setattr(gpu_kernels, "ENABLED", enabled)
+        loss, dx = temporal_softmax_loss(*dev[:3])
+        dropped, keep = dropout_forward(dev[0], p=0.3, rng=5)
+        results.append([to_numpy(a) for a in (loss, dx, dropped, keep, _column_sums(dev[3]))])
+    tol = dict(rtol=2e-6, atol=1e-7) if dtype == np.float32 else dict(rtol=1e-13, atol=1e-15)
+    for k, (fused, generic) in enumerate(zip(*results)):
+        assert fused.dtype == generic.dtype and fused.shape == generic.shape, k
+        np.testing.assert_allclose(fused, generic, err_msg=f"output {k}", **tol)
+    assert results[0][0].shape == ()  # the loss stays a 0-d device value (no sync)
+
+
+def test_fused_index_check_still_names_the_bad_index(fake_with_kernels):
+    from cs231n.rnn_layers import word_embedding_forward
+    W = fake_with_kernels.asarray(np.ones((5, 2), np.float32))
+    with pytest.raises(ValueError, match="x holds index 5, outside"):
+        word_embedding_forward(fake_with_kernels.asarray(np.array([[0, 5]])), W)
+    with pytest.raises(ValueError, match="x holds index -1, outside"):
+        word_embedding_forward(fake_with_kernels.asarray(np.array([[-1, 4]])), W)
+    out, _ = word_embedding_forward(fake_with_kernels.asarray(np.array([[0, 4]])), W)
+    assert out.shape == (1, 2, 2)

@@ -619,7 +619,8 @@ def test_sigmoid_cross_entropy_loss_on_device_equals_numpy(device_backend):
         loss, dz = sigmoid_cross_entropy_loss(z, y, weights)
         on_dev = [z, y] + ([] if weights is None else [weights])
         loss_dev, dz_dev = sigmoid_cross_entropy_loss(*device_backend.put(on_dev))
-        assert isinstance(loss_dev, float) and loss_dev == pytest.approx(loss, rel=1e-12)
+        device_backend.check(loss_dev)  # a 0-d device array: reading it is the caller's one sync
+        assert loss_dev.shape == () and float(loss_dev) == pytest.approx(loss, rel=1e-12)
         device_backend.assert_close(dz_dev, dz, rtol=1e-12, atol=1e-15)
 
 
