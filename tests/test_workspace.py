@@ -61,3 +61,16 @@ def test_model_loss_returns_fresh_gradients_each_call(cell):
     assert loss3 == loss1
     for k in grads1:
         np.testing.assert_array_equal(grads3[k], grads1[k])
+
+
+def test_keep_freed_memory_checks_its_argument_and_reports_whether_it_acted():
+    import platform
+
+    from cs231n._alloc import keep_freed_memory
+
+    with pytest.raises(ValueError, match="threshold_bytes"):
+        keep_freed_memory(1000)
+    result = keep_freed_memory(64 << 20)
+    assert isinstance(result, bool)
+    if platform.system() == "Linux" and platform.libc_ver()[0] == "glibc":
+        assert result

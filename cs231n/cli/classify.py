@@ -81,7 +81,10 @@ def _model_options(pairs):
 
 
 def cmd_classify_train(a):
+    from cs231n._alloc import keep_freed_memory
     from cs231n.classification_solver import OUTPUTS, train_sentence_classifier
+
+    keep_freed_memory()  # this command owns its process: freed blocks stay mapped (cs231n/_alloc.py)
 
     options = _model_options(a.option)
     eval_files = [f for f in a.eval.split(",") if f] if a.eval else None

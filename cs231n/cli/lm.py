@@ -47,7 +47,10 @@ LM_OUTPUTS = (LM_CHECKPOINT, "lm_history.json")
 
 
 def cmd_lm_train(a):
+    from cs231n._alloc import keep_freed_memory
     from cs231n.lm_solver import train_language_model
+
+    keep_freed_memory()  # this command owns its process: freed blocks stay mapped (cs231n/_alloc.py)
 
     out = claim_run_dir(a, LM_OUTPUTS, "language-model run")
     _, history = train_language_model(

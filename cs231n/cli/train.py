@@ -111,6 +111,9 @@ def cmd_train(a):
     if a.model == "transformer" and a.wordvec_dim % a.num_heads:
         raise ValueError(f"--num-heads {a.num_heads} must divide --wordvec-dim {a.wordvec_dim} (the Transformer's "
                          f"model size, shared by its heads)")
+    from cs231n._alloc import keep_freed_memory
+
+    keep_freed_memory()  # this command owns its process: freed blocks stay mapped (cs231n/_alloc.py)
 
     from cs231n.archive import atomic_write_json
     from cs231n.captioning_solver import CaptioningSolver
