@@ -108,6 +108,64 @@ def matmul_gflops(rng, shapes, repeats):
     return best
 
 
+def blas_threads():
+    """The number of threads numpy's BLAS uses (threadpoolctl), else OPENBLAS_NUM_THREADS or the core
+    count; the PyTorch contender is given as many, so the two compete on equal terms."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return int(os.environ.get("OPENBLAS_NUM_THREADS", os.cpu_count()))
+    counts = [info["num_threads"] for info in threadpool_info() if info.get("user_api") == "blas"]
+    return counts[0] if counts else os.cpu_count()
+
+
+def minor_faults_per_call(fn, repeats=3):
+    """Median minor page faults (``resource.getrusage``) of one ``fn()`` call, after one warm-up call."""
+    import resource
+
+    fn()
+    counts = []
+    for _ in range(repeats):
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        fn()
+        counts.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    return statistics.median(counts)
+
+
+def with_gradient_products(products):
+    """The forward products ``(batch, m, k, n, calls)`` and, for each, the two of its backward pass:
+    ``dA = dC B^T`` (m, n, k) and ``dB = A^T dC`` (k, m, n)."""
+    out = list(products)
+    for batch, m, k, n, calls in products:
+        out += [(batch, m, n, k, calls), (batch, k, m, n, calls)]
+    return out
+
+
+def products_flops(products):
+    """FLOPs (2 per multiply-add) of a list of ``(batch, m, k, n, calls)`` matrix products."""
+    return sum(2 * batch * m * k * n * calls for batch, m, k, n, calls in products)
+
+
+def gemm_floor(rng, products, repeats, dtype="float32"):
+    """Seconds that ``products`` (a list of ``(batch, m, k, n, calls)``: ``calls`` products of a
+    (batch, m, k) by a (batch, k, n) array, batch 1 meaning plain 2-D) take at their own measured rates:
+    each distinct shape timed alone (median), times its calls. A step's time minus this floor is what
+    is not matrix products (elementwise work, copies, Python)."""
+    import numpy as np
+
+    total, seen = 0.0, {}
+    for batch, m, k, n, calls in products:
+        key = (batch, m, k, n)
+        if key not in seen:
+            lead = (batch,) if batch > 1 else ()
+            a = rng.standard_normal(lead + (m, k)).astype(dtype)
+            b = rng.standard_normal(lead + (k, n)).astype(dtype)
+            out = np.empty(lead + (m, n), dtype=dtype)
+            seen[key] = median_time(lambda: np.matmul(a, b, out=out), repeats=max(5, repeats), warmup=2)
+        total += calls * seen[key]
+    return total
+
+
 def gpu_description():
     """One line naming the GPU and the CUDA, CuPy, torch and cuDNN versions (CuPy must be importable)."""
     import cupy

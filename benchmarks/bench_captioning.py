@@ -12,7 +12,11 @@ Measures, in one process on one machine:
        interleaved repetition by repetition with (a)/(b) so both see the same machine state;
   e.   float32 matmul throughput of this machine and the fraction of it the numpy step reaches,
        counting the FLOPs of every matrix product the step performs;
-  f.   peak memory allocated during one numpy training step (tracemalloc; numpy reports to it).
+  f.   the GEMM floor: the time all the step's matrix products take at their own measured rates
+       (each shape timed alone), beside the step, so the time that is not products is visible;
+  g.   minor page faults per numpy step after the first (the model reuses its work buffers);
+  h.   peak memory allocated during one numpy training step (tracemalloc; numpy reports to it).
+PyTorch runs with as many threads as numpy's BLAS (set OPENBLAS_NUM_THREADS=1 on a shared machine).
 Figures are medians after a warm-up. OpenBLAS's OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE overrides are
 unset in this process (see _common.py), as on users' machines.
 """
@@ -22,8 +26,9 @@ import sys
 import tracemalloc
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks._common import (interleaved_medians, machine_header, make_batch, make_vocab,  # noqa: E402
-                               matmul_gflops, median_time, reexec_without_openblas_overrides)
+from benchmarks._common import (blas_threads, gemm_floor, interleaved_medians, machine_header,  # noqa: E402
+                               make_batch, make_vocab, matmul_gflops, median_time, minor_faults_per_call,
+                               products_flops, reexec_without_openblas_overrides, with_gradient_products)
 
 unset = reexec_without_openblas_overrides()
 
@@ -35,18 +40,21 @@ N, T, V, W, H, D = 128, 16, 1004, 256, 512, 512
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
 
+def step_products(cell):
+    """Every matrix product of one numpy training step, as (batch, m, k, n, calls)."""
+    gH = GATES[cell] * H
+    NT = N * T
+    fwd = [(1, N, D, H, 1),            # features W_proj
+           (1, NT, W, gH, 1),          # x Wx, all steps at once
+           (1, NT, H, V, 1)]           # h W_vocab
+    # Backward: every product has two gradient products (data and weights), each as large as the forward;
+    # the recurrent one runs per step forward and backward, its weight gradient once over all steps.
+    return with_gradient_products(fwd) + [(1, N, H, gH, T), (1, N, gH, H, T), (1, H, NT, gH, 1)]
+
+
 def step_flops(cell):
     """FLOPs (2 per multiply-add) of every matrix product in one numpy training step."""
-    g = GATES[cell]
-    NT = N * T
-    fwd = {
-        "proj": N * D * H,             # features W_proj
-        "input": NT * W * g * H,       # x Wx, all steps
-        "recurrent": NT * H * g * H,   # h Wh, every step
-        "vocab": NT * H * V,           # h W_vocab
-    }
-    # Backward: every product has two gradient products (data and weights), each as large as the forward.
-    return 2 * 3 * sum(fwd.values())
+    return products_flops(step_products(cell))
 
 
 def torch_step_fn(cell, features, captions, seed=0):
@@ -54,7 +62,7 @@ def torch_step_fn(cell, features, captions, seed=0):
     import torch.nn.functional as F
 
     torch.manual_seed(seed)
-    torch.set_num_threads(os.cpu_count())
+    torch.set_num_threads(blas_threads())
     rnn_cls = {"lstm": torch.nn.LSTM, "rnn": torch.nn.RNN, "gru": torch.nn.GRU}[cell]
     embed = torch.nn.Embedding(V, W)
     proj = torch.nn.Linear(D, H)
@@ -97,6 +105,7 @@ def main():
     p.add_argument("--quick", action="store_true", help="3 repetitions and 200 sampled captions")
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--cells", default="lstm,rnn,gru")
+    p.add_argument("--step-only", action="store_true", help="only the training steps (no sampling)")
     a = p.parse_args()
     repeats = 3 if a.quick else a.repeats
     num_sample = 200 if a.quick else 1000
@@ -107,7 +116,8 @@ def main():
     gflops = matmul_gflops(rng, [(2048, 2048, 2048), (N * T, H, V), (N * T, W, 4 * H), (N, H, 4 * H)], repeats)
     print(f"\nmatmul limit (best float32 GEMM): {gflops:.1f} GFLOP/s\n")
 
-    header = f"{'cell':5} {'numpy cap/s':>12} {'torch cap/s':>12} {'ratio':>7} {'GFLOP/s':>8} {'% of GEMM':>9} {'peak MB':>8}"
+    header = (f"{'cell':5} {'numpy cap/s':>12} {'torch cap/s':>12} {'ratio':>7} {'GFLOP/s':>8} {'% of GEMM':>9} "
+              f"{'step ms':>8} {'floor ms':>8} {'step/floor':>10} {'faults':>7} {'peak MB':>8}")
     print(header)
     print("-" * len(header))
     for cell in a.cells.split(","):
@@ -122,9 +132,14 @@ def main():
         rate = N / mo
         trate = N / medians["torch"] if have_torch else float("nan")
         achieved = step_flops(cell) / mo / 1e9
+        floor = gemm_floor(rng, step_products(cell), repeats)
+        faults = minor_faults_per_call(lambda: model.loss(features, captions))
         mem = peak_step_memory(model, features, captions)
         print(f"{cell:5} {rate:12.0f} {trate:12.0f} {rate / trate:7.2f} {achieved:8.1f} "
-              f"{100 * achieved / gflops:8.0f}% {mem:8.0f}")
+              f"{100 * achieved / gflops:8.0f}% {1e3 * mo:8.1f} {1e3 * floor:8.1f} {mo / floor:10.2f} "
+              f"{faults:7.0f} {mem:8.0f}")
+    if a.step_only:
+        return
 
     np.random.seed(0)
     model = CaptioningRNN(make_vocab(V), input_dim=D, wordvec_dim=W, hidden_dim=H, cell_type="lstm",

@@ -12,20 +12,24 @@ Measures, in one process on one machine:
      cross-entropy summed over unmasked tokens and divided by N, backward), interleaved repetition by
      repetition with (a) so both see the same machine state;
   c. the fraction of this machine's float32 GEMM rate the numpy step reaches, counting the FLOPs of
-     every matrix product it performs;
+     every matrix product it performs, and the GEMM floor: the time those products take at their own
+     measured rates (each shape timed alone), beside the step; minor page faults per step;
   d. where the numpy step's time goes: each layer function's forward + backward timed alone at the
-     step's shapes, times the number of uses per step;
+     step's shapes (weights made once, outside the timing; buffers reused as the model does), times
+     the number of uses per step;
   e. greedy sampling of 1,000 captions of length 30 with cached keys/values.
 Figures are medians after a warm-up. OpenBLAS's OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE overrides are
-unset in this process (see _common.py), as on users' machines.
+unset in this process (see _common.py), as on users' machines. PyTorch runs with as many threads as
+numpy's BLAS (set OPENBLAS_NUM_THREADS=1 on a shared machine).
 """
 import argparse
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from benchmarks._common import (interleaved_medians, machine_header, make_batch, make_vocab,  # noqa: E402
-                               matmul_gflops, median_time, reexec_without_openblas_overrides)
+from benchmarks._common import (blas_threads, gemm_floor, interleaved_medians, machine_header,  # noqa: E402
+                               make_batch, make_vocab, matmul_gflops, median_time, minor_faults_per_call,
+                               products_flops, reexec_without_openblas_overrides, with_gradient_products)
 
 unset = reexec_without_openblas_overrides()
 
@@ -38,17 +42,26 @@ from cs231n.rnn_layers import temporal_affine_backward, temporal_affine_forward,
 N, T, V, W, D, HEADS, LAYERS, F, P = 128, 16, 1004, 256, 512, 4, 2, 2048, 0.1
 
 
+def step_products():
+    """Every matrix product of one numpy training step, as (batch, m, k, n, calls)."""
+    NT, d = N * T, W // HEADS
+    fwd = [(1, N, D, W, 1),                      # the image feature's projection to the memory token
+           (1, NT, W, W, 4 * LAYERS),            # self-attention q, k, v and output projections
+           (N * HEADS, T, d, T, LAYERS),         # scores q k^T, all heads
+           (N * HEADS, T, T, d, LAYERS),         # weights @ v
+           (1, NT, W, W, LAYERS),                # cross-attention output projection
+           (1, N, W, W, LAYERS),                 # cross-attention v of the one memory token
+           (1, NT, W, F, LAYERS), (1, NT, F, W, LAYERS),  # feed-forward
+           (1, NT, W, V, 1)]                     # output projection
+    # Backward: two products per forward product, each as large. The cross-attention's weights @ v over
+    # its one key has only dv = weights^T @ dout: with one key the queries and the key get no gradient
+    # (and their projections are not computed).
+    return with_gradient_products(fwd) + [(N * HEADS, T, 1, d, LAYERS), (N * HEADS, 1, T, d, LAYERS)]
+
+
 def step_flops():
     """FLOPs (2 per multiply-add) of every matrix product in one numpy training step."""
-    NT = N * T
-    per_layer = (4 * NT * W * W          # self-attention q, k, v, out projections
-                 + 2 * NT * T * W        # scores q k^T and weights @ v, all heads
-                 + 2 * NT * W * W        # cross-attention q and out projections
-                 + 2 * N * W * W         # cross-attention k, v of the one memory token
-                 + 2 * NT * W             # cross-attention scores and weights @ v (one key)
-                 + 2 * NT * W * F)       # feed-forward
-    fwd = N * D * W + LAYERS * per_layer + NT * W * V
-    return 2 * 3 * fwd  # backward: two products per forward product, each as large
+    return products_flops(step_products())
 
 
 def torch_step_fn(features, captions, seed=0):
@@ -57,7 +70,7 @@ def torch_step_fn(features, captions, seed=0):
     import torch.nn.functional as Fn
 
     torch.manual_seed(seed)
-    torch.set_num_threads(os.cpu_count())
+    torch.set_num_threads(blas_threads())
     embed = torch.nn.Embedding(V, W)
     proj = torch.nn.Linear(D, W)
     layers = torch.nn.ModuleList([
@@ -89,6 +102,8 @@ def torch_step_fn(features, captions, seed=0):
 
 def breakdown(rng, repeats):
     """Seconds per step spent in each layer function (forward + backward, timed alone) at the step's shapes."""
+    from cs231n.workspace import Workspace
+
     f32 = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
     x, mem = f32(N, T, W), f32(N, 1, W)
     attn_w = [f32(W, W) * 0.05, f32(W), f32(W, W) * 0.05, f32(W), f32(W, W) * 0.05, f32(W), f32(W, W) * 0.05,
@@ -96,31 +111,36 @@ def breakdown(rng, repeats):
     causal = np.tril(np.ones((T, T), dtype=bool))
     gen = np.random.default_rng(0)
     dx = f32(N, T, W)
+    ffn_w = [f32(W, F) * 0.05, f32(F), f32(F, W) * 0.05, f32(W)]   # made once: only the layers are timed
+    gamma, beta = f32(W), f32(W)
+    ws = Workspace()  # buffers reused from call to call, as the model's loss does
 
-    def fb(fwd, bwd):
-        out, cache = fwd()
-        bwd(dx if out.shape == dx.shape else np.ones_like(out), cache)
+    def fb(name, fwd, bwd):
+        scope = ws.scope(name)
+        out, cache = fwd(scope)
+        bwd(dx if out.shape == dx.shape else np.ones_like(out), cache, scope)
 
     parts = {
-        "self-attention": (LAYERS, lambda: fb(lambda: tl.multihead_attention_forward(
-            x, x, x, *attn_w, HEADS, mask=causal, dropout_p=P, rng=gen), tl.multihead_attention_backward)),
-        "cross-attention": (LAYERS, lambda: fb(lambda: tl.multihead_attention_forward(
-            x, mem, mem, *attn_w, HEADS, dropout_p=P, rng=gen), tl.multihead_attention_backward)),
-        "feed-forward": (LAYERS, lambda: fb(lambda: tl.feedforward_forward(
-            x, f32(W, F) * 0.05, f32(F), f32(F, W) * 0.05, f32(W), "relu", P, gen), tl.feedforward_backward)),
-        "layer norm": (3 * LAYERS, lambda: fb(lambda: tl.layernorm_forward(x, f32(W), f32(W)),
+        "self-attention": (LAYERS, lambda: fb("self", lambda s: tl.multihead_attention_forward(
+            x, x, x, *attn_w, HEADS, mask=causal, dropout_p=P, rng=gen, workspace=s),
+            tl.multihead_attention_backward)),
+        "cross-attention": (LAYERS, lambda: fb("cross", lambda s: tl.multihead_attention_forward(
+            x, mem, mem, *attn_w, HEADS, dropout_p=P, rng=gen, workspace=s), tl.multihead_attention_backward)),
+        "feed-forward": (LAYERS, lambda: fb("ffn", lambda s: tl.feedforward_forward(
+            x, *ffn_w, "relu", P, gen, workspace=s), tl.feedforward_backward)),
+        "layer norm": (3 * LAYERS, lambda: fb("ln", lambda s: tl.layernorm_forward(x, gamma, beta, workspace=s),
                                               tl.layernorm_backward)),
-        "dropout (residual)": (3 * LAYERS + 1, lambda: fb(lambda: tl.dropout_forward(x, P, True, gen),
-                                                          tl.dropout_backward)),
+        "dropout (residual)": (3 * LAYERS + 1, lambda: fb("drop", lambda s: tl.dropout_forward(
+            x, P, True, gen, workspace=s), tl.dropout_backward)),
     }
     Wv, bv = f32(W, V) * 0.05, f32(V)
     y = rng.integers(0, V, size=(N, T))
     m = np.ones((N, T), dtype=bool)
 
     def vocab():
-        s, c = temporal_affine_forward(x, Wv, bv)
-        _, ds = temporal_softmax_loss(s, y, m)
-        temporal_affine_backward(ds, c)
+        s, c = temporal_affine_forward(x, Wv, bv, ws)
+        _, ds = temporal_softmax_loss(s, y, m, workspace=ws)
+        temporal_affine_backward(ds, c, ws)
     parts["output layer + softmax loss"] = (1, vocab)
     return {name: uses * median_time(fn, repeats=repeats) for name, (uses, fn) in parts.items()}
 
@@ -129,6 +149,8 @@ def main():
     p = argparse.ArgumentParser(description="CaptioningTransformer vs PyTorch CPU throughput")
     p.add_argument("--quick", action="store_true", help="3 repetitions and 200 sampled captions")
     p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--step-only", action="store_true", help="only the step against PyTorch (no breakdown "
+                   "or sampling)")
     a = p.parse_args()
     repeats = 3 if a.quick else a.repeats
     num_sample = 200 if a.quick else 1000
@@ -157,7 +179,15 @@ def main():
     print(f"{'torch':12} {1e3 * mt:8.1f} {N / mt:8.0f} {step_flops() / mt / 1e9:8.1f} "
           f"{100 * step_flops() / mt / 1e9 / gflops:8.0f}%")
     print(f"numpy / torch throughput: {mt / mo:.2f}x")
+    floor = gemm_floor(rng, step_products(), repeats)
+    print(f"GEMM floor (the step's {len(step_products())} product shapes at their own measured rates): "
+          f"{1e3 * floor:.1f} ms; numpy step {1e3 * mo:.1f} ms = {mo / floor:.2f}x the floor "
+          f"({1e3 * (mo - floor):.1f} ms of other work)")
+    faults = minor_faults_per_call(lambda: model.loss(features, captions))
+    print(f"minor page faults per numpy step (after the first): {faults:.0f}")
 
+    if a.step_only:
+        return
     parts = breakdown(rng, repeats)
     total = sum(parts.values())
     print(f"\nwhere the numpy step's time goes (each part's forward + backward timed alone, x its uses; "
