@@ -132,6 +132,20 @@ def minor_faults_per_call(fn, repeats=3):
     return statistics.median(counts)
 
 
+def faults_in_fresh_process(script, args):
+    """Minor page faults per step measured by ``python script *args --faults-only`` in a new process.
+
+    glibc raises its mmap threshold as large blocks are freed, so a process where PyTorch (or another
+    model) has already run faults less than a user's fresh one would; the figure is taken where only
+    the measured model has run. The script prints the count as its last line.
+    """
+    import subprocess
+
+    out = subprocess.run([sys.executable, script, *args, "--faults-only"], check=True, capture_output=True,
+                         text=True).stdout
+    return float(out.split()[-1])
+
+
 def with_gradient_products(products):
     """The forward products ``(batch, m, k, n, calls)`` and, for each, the two of its backward pass:
     ``dA = dC B^T`` (m, n, k) and ``dB = A^T dC`` (k, m, n)."""

@@ -14,7 +14,8 @@ Measures, in one process on one machine:
        counting the FLOPs of every matrix product the step performs;
   f.   the GEMM floor: the time all the step's matrix products take at their own measured rates
        (each shape timed alone), beside the step, so the time that is not products is visible;
-  g.   minor page faults per numpy step after the first (the model reuses its work buffers);
+  g.   minor page faults per numpy step after the first (the model reuses its work buffers), measured
+       in a fresh process where nothing else has run;
   h.   peak memory allocated during one numpy training step (tracemalloc; numpy reports to it).
 PyTorch runs with as many threads as numpy's BLAS (set OPENBLAS_NUM_THREADS=1 on a shared machine).
 Figures are medians after a warm-up. OpenBLAS's OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE overrides are
@@ -27,7 +28,8 @@ import tracemalloc
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks._common import (blas_threads, gemm_floor, interleaved_medians, machine_header,  # noqa: E402
-                               make_batch, make_vocab, matmul_gflops, median_time, minor_faults_per_call,
+                               faults_in_fresh_process, make_batch, make_vocab, matmul_gflops, median_time,
+                               minor_faults_per_call,
                                products_flops, reexec_without_openblas_overrides, with_gradient_products)
 
 unset = reexec_without_openblas_overrides()
@@ -106,11 +108,17 @@ def main():
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--cells", default="lstm,rnn,gru")
     p.add_argument("--step-only", action="store_true", help="only the training steps (no sampling)")
+    p.add_argument("--faults-only", action="store_true", help=argparse.SUPPRESS)  # see faults_in_fresh_process
     a = p.parse_args()
     repeats = 3 if a.quick else a.repeats
     num_sample = 200 if a.quick else 1000
     rng = np.random.default_rng(0)
     features, captions = make_batch(rng, N, T, V, D)
+    if a.faults_only:
+        model = CaptioningRNN(make_vocab(V), input_dim=D, wordvec_dim=W, hidden_dim=H, cell_type=a.cells,
+                              dtype=np.float32)
+        print(minor_faults_per_call(lambda: model.loss(features, captions)))
+        return
     have_torch = machine_header(unset)
     print(f"shapes: N={N} T={T} V={V} wordvec={W} hidden={H} input={D}, float32; medians of {repeats} after warm-up")
     gflops = matmul_gflops(rng, [(2048, 2048, 2048), (N * T, H, V), (N * T, W, 4 * H), (N, H, 4 * H)], repeats)
@@ -133,7 +141,7 @@ def main():
         trate = N / medians["torch"] if have_torch else float("nan")
         achieved = step_flops(cell) / mo / 1e9
         floor = gemm_floor(rng, step_products(cell), repeats)
-        faults = minor_faults_per_call(lambda: model.loss(features, captions))
+        faults = faults_in_fresh_process(__file__, ["--cells", cell])
         mem = peak_step_memory(model, features, captions)
         print(f"{cell:5} {rate:12.0f} {trate:12.0f} {rate / trate:7.2f} {achieved:8.1f} "
               f"{100 * achieved / gflops:8.0f}% {1e3 * mo:8.1f} {1e3 * floor:8.1f} {mo / floor:10.2f} "

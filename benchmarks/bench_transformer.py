@@ -13,7 +13,8 @@ Measures, in one process on one machine:
      repetition with (a) so both see the same machine state;
   c. the fraction of this machine's float32 GEMM rate the numpy step reaches, counting the FLOPs of
      every matrix product it performs, and the GEMM floor: the time those products take at their own
-     measured rates (each shape timed alone), beside the step; minor page faults per step;
+     measured rates (each shape timed alone), beside the step; minor page faults per step (in a fresh
+     process where only the numpy model has run);
   d. where the numpy step's time goes: each layer function's forward + backward timed alone at the
      step's shapes (weights made once, outside the timing; buffers reused as the model does), times
      the number of uses per step;
@@ -28,7 +29,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks._common import (blas_threads, gemm_floor, interleaved_medians, machine_header,  # noqa: E402
-                               make_batch, make_vocab, matmul_gflops, median_time, minor_faults_per_call,
+                               faults_in_fresh_process, make_batch, make_vocab, matmul_gflops, median_time,
+                               minor_faults_per_call,
                                products_flops, reexec_without_openblas_overrides, with_gradient_products)
 
 unset = reexec_without_openblas_overrides()
@@ -151,11 +153,17 @@ def main():
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--step-only", action="store_true", help="only the step against PyTorch (no breakdown "
                    "or sampling)")
+    p.add_argument("--faults-only", action="store_true", help=argparse.SUPPRESS)  # see faults_in_fresh_process
     a = p.parse_args()
     repeats = 3 if a.quick else a.repeats
     num_sample = 200 if a.quick else 1000
     rng = np.random.default_rng(0)
     features, captions = make_batch(rng, N, T, V, D)
+    if a.faults_only:
+        model = CaptioningTransformer(make_vocab(V), D, W, num_heads=HEADS, num_layers=LAYERS,
+                                      dim_feedforward=F, dropout=P)
+        print(minor_faults_per_call(lambda: model.loss(features, captions)))
+        return
     have_torch = machine_header(unset)
     print(f"shapes: N={N} T={T} V={V} W={W} layers={LAYERS} heads={HEADS} feed-forward={F} input={D}, "
           f"dropout {P}, float32; medians of {repeats} after warm-up")
@@ -183,8 +191,8 @@ def main():
     print(f"GEMM floor (the step's {len(step_products())} product shapes at their own measured rates): "
           f"{1e3 * floor:.1f} ms; numpy step {1e3 * mo:.1f} ms = {mo / floor:.2f}x the floor "
           f"({1e3 * (mo - floor):.1f} ms of other work)")
-    faults = minor_faults_per_call(lambda: model.loss(features, captions))
-    print(f"minor page faults per numpy step (after the first): {faults:.0f}")
+    faults = faults_in_fresh_process(__file__, [])
+    print(f"minor page faults per numpy step (after the first, in a fresh process): {faults:.0f}")
 
     if a.step_only:
         return
