@@ -12,6 +12,7 @@ import sys
 import time
 
 _OVERRIDES = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
 
 def reexec_without_openblas_overrides():
@@ -24,25 +25,31 @@ def reexec_without_openblas_overrides():
     return [k for k in os.environ.get("_CS231N_BENCH_REEXEC", "").split(",") if k]
 
 
-def median_time(fn, repeats=5, warmup=1):
-    """Median wall time in seconds of ``fn()`` over ``repeats`` runs after ``warmup`` runs."""
+def median_time(fn, repeats=5, warmup=1, clock="wall"):
+    """Median time in seconds of ``fn()`` over ``repeats`` runs after ``warmup`` runs (``clock``: "wall"
+    or "cpu", see interleaved_medians)."""
+    now = CLOCKS[clock]
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = now()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(now() - t0)
     return statistics.median(times)
 
 
-def interleaved_medians(contenders, repeats, inner=1, warmup=1):
+def interleaved_medians(contenders, repeats, inner=1, warmup=1, clock="wall"):
     """Median seconds per call of each contender, repetitions interleaved so all see the same machine state.
 
     ``contenders`` is a list of ``(name, step, sync)``: ``step()`` is timed ``inner`` times in a row per
     repetition, between two ``sync()`` calls (a GPU's synchronize; None on the CPU). The order of the
-    contenders alternates from one repetition to the next. Returns {name: median seconds per step}.
+    contenders alternates from one repetition to the next. ``clock`` is "wall" (elapsed time) or "cpu"
+    (this process's CPU time, all threads: on a machine shared with other jobs, time spent waiting for
+    a core is not counted, so with one BLAS thread per contender the ratio reflects the work done).
+    Returns {name: median seconds per step}.
     """
+    now = CLOCKS[clock]
     contenders = [(name, step, sync or (lambda: None)) for name, step, sync in contenders]
     for _, step, sync in contenders:
         for _ in range(warmup):
@@ -52,11 +59,11 @@ def interleaved_medians(contenders, repeats, inner=1, warmup=1):
     for r in range(repeats):
         for name, step, sync in (contenders if r % 2 == 0 else contenders[::-1]):
             sync()
-            t0 = time.perf_counter()
+            t0 = now()
             for _ in range(inner):
                 step()
             sync()
-            times[name].append((time.perf_counter() - t0) / inner)
+            times[name].append((now() - t0) / inner)
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
@@ -95,7 +102,7 @@ def make_batch(rng, N, T, V, D):
     return features, captions
 
 
-def matmul_gflops(rng, shapes, repeats):
+def matmul_gflops(rng, shapes, repeats, clock="wall"):
     """Best float32 GEMM rate (GFLOP/s) over ``shapes``, a list of (m, k, n) like the step's products."""
     import numpy as np
 
@@ -103,7 +110,7 @@ def matmul_gflops(rng, shapes, repeats):
     for m, k, n in shapes:
         a = rng.standard_normal((m, k)).astype(np.float32)
         b = rng.standard_normal((k, n)).astype(np.float32)
-        t = median_time(lambda: a @ b, repeats=max(3, repeats), warmup=2)
+        t = median_time(lambda: a @ b, repeats=max(3, repeats), warmup=2, clock=clock)
         best = max(best, 2 * m * k * n / t / 1e9)
     return best
 
@@ -160,7 +167,7 @@ def products_flops(products):
     return sum(2 * batch * m * k * n * calls for batch, m, k, n, calls in products)
 
 
-def gemm_floor(rng, products, repeats, dtype="float32"):
+def gemm_floor(rng, products, repeats, dtype="float32", clock="wall"):
     """Seconds that ``products`` (a list of ``(batch, m, k, n, calls)``: ``calls`` products of a
     (batch, m, k) by a (batch, k, n) array, batch 1 meaning plain 2-D) take at their own measured rates:
     each distinct shape timed alone (median), times its calls. A step's time minus this floor is what
@@ -175,7 +182,8 @@ def gemm_floor(rng, products, repeats, dtype="float32"):
             a = rng.standard_normal(lead + (m, k)).astype(dtype)
             b = rng.standard_normal(lead + (k, n)).astype(dtype)
             out = np.empty(lead + (m, n), dtype=dtype)
-            seen[key] = median_time(lambda: np.matmul(a, b, out=out), repeats=max(5, repeats), warmup=2)
+            seen[key] = median_time(lambda: np.matmul(a, b, out=out), repeats=max(5, repeats), warmup=2,
+                                    clock=clock)
         total += calls * seen[key]
     return total
 

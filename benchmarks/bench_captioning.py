@@ -108,6 +108,9 @@ def main():
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--cells", default="lstm,rnn,gru")
     p.add_argument("--step-only", action="store_true", help="only the training steps (no sampling)")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="time steps by elapsed time, or by this process's CPU time (steadier on a shared "
+                        "machine; use with OPENBLAS_NUM_THREADS=1)")
     p.add_argument("--faults-only", action="store_true", help=argparse.SUPPRESS)  # see faults_in_fresh_process
     a = p.parse_args()
     repeats = 3 if a.quick else a.repeats
@@ -120,8 +123,10 @@ def main():
         print(minor_faults_per_call(lambda: model.loss(features, captions)))
         return
     have_torch = machine_header(unset)
-    print(f"shapes: N={N} T={T} V={V} wordvec={W} hidden={H} input={D}, float32; medians of {repeats} after warm-up")
-    gflops = matmul_gflops(rng, [(2048, 2048, 2048), (N * T, H, V), (N * T, W, 4 * H), (N, H, 4 * H)], repeats)
+    print(f"shapes: N={N} T={T} V={V} wordvec={W} hidden={H} input={D}, float32; medians of {repeats} after warm-up, "
+          f"{a.clock} clock")
+    gflops = matmul_gflops(rng, [(2048, 2048, 2048), (N * T, H, V), (N * T, W, 4 * H), (N, H, 4 * H)], repeats,
+                           clock=a.clock)
     print(f"\nmatmul limit (best float32 GEMM): {gflops:.1f} GFLOP/s\n")
 
     header = (f"{'cell':5} {'numpy cap/s':>12} {'torch cap/s':>12} {'ratio':>7} {'GFLOP/s':>8} {'% of GEMM':>9} "
@@ -135,12 +140,12 @@ def main():
         contenders = [("numpy", lambda: model.loss(features, captions), None)]
         if have_torch:
             contenders.append(("torch", torch_step_fn(cell, features, captions), None))
-        medians = interleaved_medians(contenders, repeats)
+        medians = interleaved_medians(contenders, repeats, clock=a.clock)
         mo = medians["numpy"]
         rate = N / mo
         trate = N / medians["torch"] if have_torch else float("nan")
         achieved = step_flops(cell) / mo / 1e9
-        floor = gemm_floor(rng, step_products(cell), repeats)
+        floor = gemm_floor(rng, step_products(cell), repeats, clock=a.clock)
         faults = faults_in_fresh_process(__file__, ["--cells", cell])
         mem = peak_step_memory(model, features, captions)
         print(f"{cell:5} {rate:12.0f} {trate:12.0f} {rate / trate:7.2f} {achieved:8.1f} "

@@ -153,6 +153,9 @@ def main():
     p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--step-only", action="store_true", help="only the step against PyTorch (no breakdown "
                    "or sampling)")
+    p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                   help="time steps by elapsed time, or by this process's CPU time (steadier on a shared "
+                        "machine; use with OPENBLAS_NUM_THREADS=1)")
     p.add_argument("--faults-only", action="store_true", help=argparse.SUPPRESS)  # see faults_in_fresh_process
     a = p.parse_args()
     repeats = 3 if a.quick else a.repeats
@@ -166,8 +169,9 @@ def main():
         return
     have_torch = machine_header(unset)
     print(f"shapes: N={N} T={T} V={V} W={W} layers={LAYERS} heads={HEADS} feed-forward={F} input={D}, "
-          f"dropout {P}, float32; medians of {repeats} after warm-up")
-    gflops = matmul_gflops(rng, [(2048, 2048, 2048), (N * T, W, F), (N * T, F, W), (N * T, W, V)], repeats)
+          f"dropout {P}, float32; medians of {repeats} after warm-up, {a.clock} clock")
+    gflops = matmul_gflops(rng, [(2048, 2048, 2048), (N * T, W, F), (N * T, F, W), (N * T, W, V)], repeats,
+                           clock=a.clock)
     print(f"\nmatmul limit (best float32 GEMM): {gflops:.1f} GFLOP/s\n")
 
     np.random.seed(0)
@@ -176,7 +180,7 @@ def main():
     contenders = [("numpy", lambda: model.loss(features, captions), None)]
     if have_torch:
         contenders.append(("torch", torch_step_fn(features, captions), None))
-    medians = interleaved_medians(contenders, repeats)
+    medians = interleaved_medians(contenders, repeats, clock=a.clock)
     mo = medians["numpy"]
     mt = medians.get("torch", float("nan"))
     achieved = step_flops() / mo / 1e9
@@ -187,7 +191,7 @@ def main():
     print(f"{'torch':12} {1e3 * mt:8.1f} {N / mt:8.0f} {step_flops() / mt / 1e9:8.1f} "
           f"{100 * step_flops() / mt / 1e9 / gflops:8.0f}%")
     print(f"numpy / torch throughput: {mt / mo:.2f}x")
-    floor = gemm_floor(rng, step_products(), repeats)
+    floor = gemm_floor(rng, step_products(), repeats, clock=a.clock)
     print(f"GEMM floor (the step's {len(step_products())} product shapes at their own measured rates): "
           f"{1e3 * floor:.1f} ms; numpy step {1e3 * mo:.1f} ms = {mo / floor:.2f}x the floor "
           f"({1e3 * (mo - floor):.1f} ms of other work)")
