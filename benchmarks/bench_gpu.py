@@ -11,7 +11,7 @@ Measures, in one process (benchmarks/gpu_check.sh runs it after the GPU tests):
      h0, nn.Embedding, nn.LSTM, nn.Linear to the vocabulary; cross-entropy over the non-<NULL> targets
      summed over the steps and divided by N) and torch.optim.Adam, in strict float32 (TF32 off for
      cuBLAS and cuDNN, as CuPy computes by default);
-  c. (GPU only) the PyTorch step again with TF32 on for cuBLAS and cuDNN;
+  c. (GPU only) the PyTorch step again with TF32 on for cuBLAS and cuDNN, and ours with precision='tf32';
   d. greedy decoding (``model.sample``, max_length 16) of 40,000 images' features (D=512), end to end:
      host features in, host captions out.
 (a)-(c) are interleaved repetition by repetition (order alternating), so all see the same machine
@@ -40,7 +40,7 @@ unset = reexec_without_openblas_overrides() if __name__ == "__main__" else []
 
 import numpy as np  # noqa: E402
 
-from cs231n.backend import BackendError, to_device, to_numpy, xp_for  # noqa: E402
+from cs231n.backend import BackendError, matmul_precision, to_device, to_numpy, xp_for  # noqa: E402
 from cs231n.classifiers.rnn import CaptioningRNN  # noqa: E402
 from cs231n.optim import adam  # noqa: E402
 
@@ -145,6 +145,15 @@ def bench_step(N, device, torch, args, rng):
     model.to(device)
     f, c = to_device(features, device), to_device(captions, device)
     contenders = [("ours", our_step_fn(model, f, c), synchronizer(device))]
+    if device == "gpu":  # the same step with precision='tf32' (cs231n.backend.matmul_precision)
+        xp, tf32_model = xp_for("gpu"), CaptioningRNN.from_config(model.get_config())
+        tf32_model.params = {k: v.copy() for k, v in host_params.items()}
+        plain = our_step_fn(tf32_model.to(device), f, c)
+
+        def tf32_step():
+            with matmul_precision(xp, "tf32"):
+                return plain()
+        contenders.append(("ours TF32", tf32_step, synchronizer(device)))
     check = None
     if torch is not None:
         dev = "cuda" if device == "gpu" else "cpu"
@@ -274,7 +283,8 @@ def main(argv=None):
     decode_s = bench_decode(args.device, args, rng)
 
     ours = "ours (CuPy)" if args.device == "gpu" else "ours (numpy)"
-    names = [("ours", ours), ("torch fp32", "PyTorch float32"), ("torch TF32", "PyTorch TF32")]
+    names = [("ours", ours), ("torch fp32", "PyTorch float32"), ("torch TF32", "PyTorch TF32"),
+             ("ours TF32", "ours, precision tf32")]
     width = 34
     print()
     print(f"{'ms per step':{width}}" + "".join(f"{f'N={N}':>12}" for N in args.batch_sizes))
@@ -283,7 +293,7 @@ def main(argv=None):
         if any(key in steps[N] for N in args.batch_sizes):
             print(f"{label:{width}}" + "".join(f"{1e3 * steps[N][key]:12.2f}" if key in steps[N] else f"{'-':>12}"
                                                 for N in args.batch_sizes))
-    for key, label in names[1:]:
+    for key, label in names[1:3]:
         if any(key in steps[N] for N in args.batch_sizes):
             print(f"{'ours / ' + label:{width}}" + "".join(
                 f"{steps[N]['ours'] / steps[N][key]:11.2f}x" if key in steps[N] else f"{'-':>12}"

@@ -33,7 +33,9 @@ from benchmarks._common import (blas_threads, gemm_floor, interleaved_medians, m
                                minor_faults_per_call,
                                products_flops, reexec_without_openblas_overrides, with_gradient_products)
 
-unset = reexec_without_openblas_overrides()
+# Run as a script, it re-executes itself without the OpenBLAS overrides (see _common); imported (by
+# bench_gpu_transformer.py), it leaves the process alone.
+unset = reexec_without_openblas_overrides() if __name__ == "__main__" else []
 
 import numpy as np  # noqa: E402
 
@@ -66,26 +68,32 @@ def step_flops():
     return products_flops(step_products())
 
 
-def torch_step_fn(features, captions, seed=0):
-    """The same model in PyTorch (cs231n's CaptioningTransformer built from torch.nn modules)."""
+def torch_step_fn(features, captions, seed=0, device="cpu", adam_lr=None):
+    """The same model in PyTorch (cs231n's CaptioningTransformer built from torch.nn modules).
+
+    ``device``: "cpu" or "gpu" (CUDA); ``adam_lr``: when set, each step ends with torch.optim.Adam's
+    update (its default implementation), as a solver's step does.
+    """
     import torch
     import torch.nn.functional as Fn
 
     torch.manual_seed(seed)
     torch.set_num_threads(blas_threads())
+    dev = "cuda" if device == "gpu" else "cpu"
     embed = torch.nn.Embedding(V, W)
     proj = torch.nn.Linear(D, W)
     layers = torch.nn.ModuleList([
         torch.nn.TransformerDecoderLayer(W, HEADS, dim_feedforward=F, dropout=P, activation="relu",
                                          batch_first=True, norm_first=False) for _ in range(LAYERS)])
     out = torch.nn.Linear(W, V)
-    modules = torch.nn.ModuleList([embed, proj, layers, out]).train()
-    pe = torch.from_numpy(tl.positional_encoding(T, W, np.float32))
-    feats = torch.from_numpy(features)
-    cap = torch.from_numpy(captions.astype(np.int64))
+    modules = torch.nn.ModuleList([embed, proj, layers, out]).train().to(dev)
+    pe = torch.from_numpy(tl.positional_encoding(T, W, np.float32)).to(dev)
+    feats = torch.from_numpy(features).to(dev)
+    cap = torch.from_numpy(captions.astype(np.int64)).to(dev)
     cin, cout = cap[:, :-1], cap[:, 1:]
     mask = (cout != 0).float().reshape(-1)
-    causal = torch.nn.Transformer.generate_square_subsequent_mask(T)
+    causal = torch.nn.Transformer.generate_square_subsequent_mask(T).to(dev)
+    opt = None if adam_lr is None else torch.optim.Adam(modules.parameters(), lr=adam_lr)
 
     def step():
         modules.zero_grad(set_to_none=True)
@@ -95,8 +103,11 @@ def torch_step_fn(features, captions, seed=0):
             x = layer(x, memory, tgt_mask=causal)
         scores = out(x)
         ce = Fn.cross_entropy(scores.reshape(-1, V), cout.reshape(-1), reduction="none")
-        loss = (ce * mask).sum() / N
+        loss = (ce * mask).sum() / features.shape[0]
         loss.backward()
+        if opt is not None:
+            opt.step()
+            return loss  # no read-back: the GPU timing synchronizes by itself
         return float(loss.detach())
 
     return step

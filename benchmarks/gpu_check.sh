@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Issue 15's GPU check in one go: the GPU tests, then benchmarks/bench_gpu.py at N=128 and N=1024 (our
-# CuPy training step against PyTorch CUDA, and greedy decoding of 40,000 images), printing one table.
-# Meant to take under 5 minutes; each part has its own time limit (TEST_LIMIT_S, BENCH_LIMIT_S).
+# Issue 15's and 23's GPU check in one go: the GPU tests, then benchmarks/bench_gpu.py at N=128 and N=1024
+# (our CuPy LSTM training step against PyTorch CUDA, and greedy decoding of 40,000 images), then
+# benchmarks/bench_gpu_transformer.py (the Transformer step, float32 and TF32, against PyTorch's
+# nn.TransformerDecoderLayer model, and Transformer decoding of 40,000 images), printing their tables.
+# Meant to take under 5 minutes; each part has its own time limit (TEST_LIMIT_S, BENCH_LIMIT_S,
+# TRANSFORMER_LIMIT_S: 150 + 75 + 70 s at most).
 #
 #     bash benchmarks/gpu_check.sh          # from the repository root, on a machine with an NVIDIA GPU
 #
@@ -31,8 +34,9 @@ cd "$(dirname "$0")/.." || exit 1
 root=$PWD
 export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
-TEST_LIMIT_S=${TEST_LIMIT_S:-160}
-BENCH_LIMIT_S=${BENCH_LIMIT_S:-120}
+TEST_LIMIT_S=${TEST_LIMIT_S:-150}
+BENCH_LIMIT_S=${BENCH_LIMIT_S:-75}
+TRANSFORMER_LIMIT_S=${TRANSFORMER_LIMIT_S:-70}
 
 GPU_PROBLEM_PY='
 from cs231n.backend import BackendError, import_cupy
@@ -115,6 +119,23 @@ check() {
     rc=$?
     echo "benchmark: exit status $rc after $((SECONDS - t0)) s$([ $rc = 124 ] && echo ' (TIMED OUT)')"
     [ $rc = 0 ] || status=1
+
+    echo
+    echo "== Transformer benchmark (limit ${TRANSFORMER_LIMIT_S} s)"
+    t0=$SECONDS
+    if [ $device = gpu ]; then
+        timeout "$TRANSFORMER_LIMIT_S" "$PY" benchmarks/bench_gpu_transformer.py --device gpu
+    else
+        timeout "$TRANSFORMER_LIMIT_S" "$PY" benchmarks/bench_gpu_transformer.py --device cpu --batch-sizes 2 \
+            --repeats 1 --warmup 0 --decode-images 20
+    fi
+    rc=$?
+    echo "Transformer benchmark: exit status $rc after $((SECONDS - t0)) s$([ $rc = 124 ] && echo ' (TIMED OUT)')"
+    [ $rc = 0 ] || status=1
+
+    echo
+    echo "== launches and syncs per training step (fake CuPy, with the fused kernels' bodies on the CPU)"
+    "$PY" benchmarks/gpu_counts.py || status=1
 
     echo
     if [ $status != 0 ]; then

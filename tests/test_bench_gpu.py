@@ -82,8 +82,8 @@ def test_gpu_path_keeps_the_step_and_decoding_on_the_device(device_backend, monk
     monkeypatch.setattr(bench_gpu, "adam", checked_adam)
     monkeypatch.setattr(bench_gpu.CaptioningRNN, "sample", checked_sample)
     times, check = bench_gpu.bench_step(2, "gpu", None, tiny_args(), np.random.default_rng(0))
-    assert set(times) == {"ours"} and check is None
-    assert len(updates) == 8  # one step (no warm-up, one repetition), 8 parameters
+    assert set(times) == {"ours", "ours TF32"} and check is None
+    assert len(updates) == 16  # one step (no warm-up, one repetition) of each, 8 parameters
     assert bench_gpu.bench_decode("gpu", tiny_args(), np.random.default_rng(0)) > 0
     assert decodings == [3, 3]  # the warm-up, then the timed decoding
     assert syncs and set(syncs) == {"gpu"}
