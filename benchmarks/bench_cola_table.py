@@ -53,7 +53,7 @@ def run_table(seed, kinds, options):
     return out
 
 
-def run_improve(seed, folder, epochs, which):
+def run_improve(seed, folder, epochs, which, pretrain=(10,)):
     """Variants of the Transformer (and LSTM), each chosen on the holdout, scored once on the dev sets."""
     from cs231n.classification_solver import (choose_combination, report_scores, seed_ensemble,
                                               select_on_holdout, table_row)
@@ -86,6 +86,11 @@ def run_improve(seed, folder, epochs, which):
             choose_combination(best_tr, ngram, data, seed=seed))
         add("3-seed Transformer + a x n-gram LR logits", "transformer",
             choose_combination(seed_ensemble(seeds, data, seed=seed), ngram, data, seed=seed))
+    if "pretrain" in which:
+        for n in pretrain:
+            pre = fit("transformer", candidates=[{"pretrain_epochs": n}], **base)
+            add(f"Transformer, {n} epochs of masked-word pre-training, then {epochs}", "transformer", pre)
+            add(f"the same + a x n-gram LR logits", "transformer", choose_combination(pre, ngram, data, seed=seed))
     if "lstm" in which:
         lstm = fit("lstm", **base)
         add(f"LSTM, {epochs} epochs", "lstm", lstm)
@@ -104,7 +109,9 @@ def main():
     p.add_argument("--table", action="store_true", help="the baseline table on both folders")
     p.add_argument("--improve", action="store_true", help="the Transformer/LSTM variants on cola_public")
     p.add_argument("--kinds", default="majority,bow,ngram,lstm,transformer", help="the table's rows")
-    p.add_argument("--which", default="transformer,lstm", help="--improve: which neural models")
+    p.add_argument("--which", default="transformer,lstm,pretrain",
+                   help="--improve: which variants (transformer, lstm, pretrain: masked-word pre-training)")
+    p.add_argument("--pretrain", default="10", help="--improve: epochs of pre-training to try, comma-separated")
     p.add_argument("--epochs", type=int, default=12, help="--improve: epoch budget (the best is chosen)")
     p.add_argument("--seed", type=int, default=0, help="the holdout's and the models' seed")
     p.add_argument("--json", help="also write the rows here")
@@ -118,7 +125,8 @@ def main():
     if a.table:
         result.update(run_table(a.seed, a.kinds.split(","), {}))
     if a.improve:
-        result.update(run_improve(a.seed, FOLDERS[next(iter(FOLDERS))], a.epochs, a.which.split(",")))
+        result.update(run_improve(a.seed, FOLDERS[next(iter(FOLDERS))], a.epochs, a.which.split(","),
+                                  [int(n) for n in a.pretrain.split(",")]))
     print(f"\ntotal {time.perf_counter() - t0:.0f} s")
     if a.json:
         for rows in result.values():

@@ -459,7 +459,9 @@ def train_sentence_classifier(data_dir, out_dir, kind="transformer", lr=None, ep
 # normalised per sentence, so useful strengths are small).
 NGRAM_REGS = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3)
 HONEST_KINDS = ("majority", "ngram") + tuple(MODEL_DEFAULTS)
-SOLVER_OPTIONS = ("lr", "epochs", "batch_size", "lr_decay", "word_dropout")  # candidates' keys for the solver
+# Candidates' keys that are training options, not model constructor options ('pretrain_epochs': epochs of
+# masked-word pre-training of a Transformer's encoder on the fitting sentences, cs231n.classifiers.pretraining).
+SOLVER_OPTIONS = ("lr", "epochs", "batch_size", "lr_decay", "word_dropout", "pretrain_epochs")
 
 
 def holdout_split(num, fraction=0.1, seed=0):
@@ -596,7 +598,8 @@ def select_on_holdout(kind, data, holdout=0.1, seed=0, refit=False, candidates=N
         d = MODEL_DEFAULTS[kind]
         base = {"lr": d["lr"] if lr is None else lr, "epochs": d["epochs"] if epochs is None else epochs,
                 "batch_size": d["batch_size"] if batch_size is None else batch_size,
-                "lr_decay": d["lr_decay"] if lr_decay is None else lr_decay, "word_dropout": 0.0}
+                "lr_decay": d["lr_decay"] if lr_decay is None else lr_decay, "word_dropout": 0.0,
+                "pretrain_epochs": 0}
         if checkpoint is not None and candidates is not None and len(candidates) > 1:
             raise ValueError("a checkpoint can follow one candidate only; give one or none")
         for cand in candidates or [{}]:
@@ -604,6 +607,7 @@ def select_on_holdout(kind, data, holdout=0.1, seed=0, refit=False, candidates=N
             options.update(cand)
             solver_opts = {k: options.pop(k) for k in SOLVER_OPTIONS}
             model = build_classifier(kind, data, seed=seed, **options).to(device)
+            _pretrain(model, X[fit_ids], solver_opts, seed)
             solver = ClassificationSolver(model, _subset(data, fit_ids, hold_ids), update_rule="adam",
                                           optim_config={"learning_rate": solver_opts["lr"]},
                                           lr_decay=solver_opts["lr_decay"], batch_size=solver_opts["batch_size"],
@@ -631,6 +635,7 @@ def select_on_holdout(kind, data, holdout=0.1, seed=0, refit=False, candidates=N
             options = dict(best["options"])
             solver_opts = {k: options.pop(k) for k in SOLVER_OPTIONS}
             model = build_classifier(kind, data, seed=seed, **options).to(device)
+            _pretrain(model, X, solver_opts, seed)
             ClassificationSolver(model, _subset(data, np.arange(X.shape[0])), update_rule="adam",
                                  optim_config={"learning_rate": solver_opts["lr"]}, lr_decay=solver_opts["lr_decay"],
                                  batch_size=solver_opts["batch_size"], num_epochs=best["epoch"], seed=seed,
@@ -643,6 +648,19 @@ def select_on_holdout(kind, data, holdout=0.1, seed=0, refit=False, candidates=N
     result.update(model=model, threshold=best["threshold"], chosen=chosen, holdout_mcc=best["holdout_mcc"],
                   train_seconds=time.perf_counter() - t0)
     return result
+
+
+def _pretrain(model, inputs, options, seed):
+    """Masked-word pre-training of a Transformer for ``options['pretrain_epochs']`` epochs (0: none)."""
+    if not options["pretrain_epochs"]:
+        return
+    from cs231n.classifiers.classification_transformer import ClassificationTransformer
+    from cs231n.classifiers.pretraining import masked_word_pretrain
+
+    if not isinstance(model, ClassificationTransformer):
+        raise ValueError(f"pretrain_epochs: only the Transformer is pre-trained, not a {type(model).__name__}")
+    masked_word_pretrain(model, inputs, epochs=int(options["pretrain_epochs"]), batch_size=options["batch_size"],
+                         seed=seed)
 
 
 def _score_candidate(model, inputs, labels, tune_threshold, options, epoch):

@@ -209,3 +209,42 @@ def test_ensembles_on_the_holdout():
         choose_combination(select_on_holdout("ngram", data, verbose=False, refit=True), ngram, data)
     with pytest.raises(ValueError, match="weights"):
         EnsembleClassifier([bow["model"]], [1.0, 2.0])
+
+
+def test_masked_word_loss_gradients_numerically(num_grad, relerr):
+    from cs231n.classifiers.classification_transformer import ClassificationTransformer
+    from cs231n.classifiers.pretraining import masked_word_loss
+
+    model = ClassificationTransformer(word_to_ix(), hidden_dim=6, num_heads=2, dim_feedforward=8, dim_k=3, dim_v=3,
+                                      dim_q=3, max_length=10, pad_mask=True, readout="mean", dtype=np.float64, seed=0)
+    inputs, _ = make_split(4, 5)
+    rng = np.random.default_rng(0)
+    words = ~np.isin(inputs, [word_to_ix()["CLS"], word_to_ix()["PAD"]])
+    masked = words & (rng.random(inputs.shape) < 0.5)
+    masked[0, 0] = True
+    head = {"W_mlm": rng.standard_normal((6, len(word_to_ix()))), "b_mlm": rng.standard_normal(len(word_to_ix()))}
+    _, grads = masked_word_loss(model, inputs, masked, head, training=False)
+    assert "W_final" not in grads
+    for name, w in list(head.items()) + [(k, model.params[k]) for k in ("W_embed", "l0_Wq", "l0_W1", "W_pos")]:
+        numeric = num_grad(lambda _: masked_word_loss(model, inputs, masked, head, training=False)[0], w, 1.0)
+        assert relerr(grads[name], numeric) < 1e-6, name
+
+
+def test_pretraining_lowers_the_masked_word_loss_and_feeds_selection():
+    from cs231n.classifiers.classification_transformer import ClassificationTransformer
+    from cs231n.classifiers.pretraining import masked_word_pretrain
+
+    model = ClassificationTransformer(word_to_ix(), hidden_dim=8, num_heads=2, dim_feedforward=8, dim_k=4, dim_v=4,
+                                      dim_q=4, max_length=10, pad_mask=True, readout="mean", seed=0)
+    inputs, _ = make_split(200, 0)
+    head_before = {k: model.params[k].copy() for k in ("W_final", "b_final")}
+    history = masked_word_pretrain(model, inputs, epochs=6, batch_size=20, learning_rate=1e-2, mask_prob=0.3)
+    assert history[-1] < history[0]
+    for k, v in head_before.items():
+        np.testing.assert_array_equal(model.params[k], v)
+    options = dict(hidden_dim=8, dim_feedforward=8, dim_k=4, dim_v=4, dim_q=4)
+    result = select_on_holdout("transformer", _data(100), epochs=1, verbose=False, model_options=options,
+                               candidates=[{"pretrain_epochs": 1}])
+    assert result["chosen"]["pretrain_epochs"] == 1
+    with pytest.raises(ValueError, match="pre-trained"):
+        select_on_holdout("bow", _data(100), epochs=1, verbose=False, candidates=[{"pretrain_epochs": 1}])

@@ -233,9 +233,16 @@ class ClassificationTransformer(SentenceClassifier):
 
     # ------------------------------------------------------------------ whole model
 
-    def _forward(self, inputs, training):
+    def encode(self, inputs, training):
+        """The encoder's hidden states, for heads other than the classifier's (e.g. pre-training).
+
+        Inputs: inputs (N, T) checked word indices; training: dropout on or off.
+
+        Returns (x, inputs, cache): x (N, T', H) the last layer's output, inputs (N, T') the inputs cut
+        to the batch's last non-PAD column (with ``pad_mask``; else T' = T), and the cache of
+        :meth:`encode_backward`.
+        """
         fn = "ClassificationTransformer"
-        xp = get_array_module(inputs)
         N, T = inputs.shape
         mask = None
         if self.pad_mask:
@@ -257,24 +264,13 @@ class ClassificationTransformer(SentenceClassifier):
             x, cache_a = self._attention_block(x, w, mask, training)
             x, cache_f = self._feedforward_block(x, w, training)
             layer_caches.append((cache_a, cache_f))
-        if self.readout == "first":
-            weights = xp.zeros((N, T), dtype=self.dtype)
-            weights[:, 0] = 1
-        elif self.readout == "cls":
-            weights = xp.zeros((N, T), dtype=self.dtype)
-            weights[xp.arange(N), self.cls_positions(fn, inputs)] = 1
-        else:
-            weights = self.not_padding(inputs).astype(self.dtype)                    # (N, T)
-            weights /= xp.maximum(weights.sum(axis=1, keepdims=True), 1)
-        v = xp.einsum("nt,nth->nh", weights, x)                                      # (N, H)
-        z, cache_out = affine_forward(v, self.params["W_final"], self.params["b_final"])  # (N, 1)
-        return z[:, 0], (cache_embed, layer_caches, weights, cache_out)
+        return x, inputs, (cache_embed, layer_caches)
 
-    def _backward(self, dz, cache):
-        cache_embed, layer_caches, weights, cache_out = cache
+    def encode_backward(self, dx, cache):
+        """Gradients of the embedding and layer parameters from the upstream gradient dx (N, T', H) of
+        :meth:`encode`'s output."""
+        cache_embed, layer_caches = cache
         grads = {}
-        dv, grads["W_final"], grads["b_final"] = affine_backward(dz[:, None], cache_out)  # dv (N, H)
-        dx = weights[:, :, None] * dv[:, None, :]                                    # (N, T, H)
         for i in reversed(range(self.num_layers)):
             cache_a, cache_f = layer_caches[i]
             dx, g_f = self._feedforward_backward(dx, cache_f)
@@ -286,6 +282,33 @@ class ClassificationTransformer(SentenceClassifier):
         dpos = get_array_module(dx).zeros_like(self.params["W_pos"])                # (max_length, H)
         dpos[:dx.shape[1]] = dx.sum(axis=0)
         grads["W_pos"] = dpos
+        return grads
+
+    def _forward(self, inputs, training):
+        fn = "ClassificationTransformer"
+        xp = get_array_module(inputs)
+        N = inputs.shape[0]
+        x, inputs, cache_encode = self.encode(inputs, training)
+        T = inputs.shape[1]
+        if self.readout == "first":
+            weights = xp.zeros((N, T), dtype=self.dtype)
+            weights[:, 0] = 1
+        elif self.readout == "cls":
+            weights = xp.zeros((N, T), dtype=self.dtype)
+            weights[xp.arange(N), self.cls_positions(fn, inputs)] = 1
+        else:
+            weights = self.not_padding(inputs).astype(self.dtype)                    # (N, T)
+            weights /= xp.maximum(weights.sum(axis=1, keepdims=True), 1)
+        v = xp.einsum("nt,nth->nh", weights, x)                                      # (N, H)
+        z, cache_out = affine_forward(v, self.params["W_final"], self.params["b_final"])  # (N, 1)
+        return z[:, 0], (cache_encode, weights, cache_out)
+
+    def _backward(self, dz, cache):
+        cache_encode, weights, cache_out = cache
+        dv, dW_final, db_final = affine_backward(dz[:, None], cache_out)            # dv (N, H)
+        dx = weights[:, :, None] * dv[:, None, :]                                    # (N, T, H)
+        grads = {"W_final": dW_final, "b_final": db_final}
+        grads.update(self.encode_backward(dx, cache_encode))
         return grads
 
 
