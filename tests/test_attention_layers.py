@@ -15,6 +15,7 @@ import re
 import numpy as np
 import pytest
 from conftest import seeds_on_backends
+from test_gpu_kernels import fake_with_kernels  # noqa: F401  (the fixture, shared)
 
 from cs231n.rnn_layers import (
     attention_backward,
@@ -437,3 +438,29 @@ def test_workspace_gives_the_same_results_and_is_reused(R):
     nbytes = ws.nbytes()
     lstm_attention_forward(*args, workspace=ws)
     assert ws.nbytes() == nbytes > 0
+
+
+@pytest.mark.parametrize("R", [2, 6])
+def test_fused_gate_kernels_give_numpys_values(fake_with_kernels, R):
+    """With the fake CuPy's fused kernels (the CUDA bodies compiled for the host), the attention LSTM's
+    step and sequence take the fused LSTM gate path and agree with numpy."""
+    rng = np.random.RandomState(60 + R)
+    args = sequence_args(rng, 2, 4, 3, 3, R)
+    h, cache = lstm_attention_forward(*args)
+    dh = rng.randn(*h.shape)
+    grads = lstm_attention_backward(dh, cache)
+    dev = [fake_with_kernels.asarray(a) for a in args]
+    h_dev, cache_dev = lstm_attention_forward(*dev)
+    np.testing.assert_allclose(h_dev.get(), h, rtol=1e-12, atol=1e-14)
+    for got, want in zip(lstm_attention_backward(fake_with_kernels.asarray(dh), cache_dev), grads):
+        np.testing.assert_allclose(got.get(), want, rtol=1e-10, atol=1e-12)
+    step = step_args(rng, 2, 3, 3)
+    dnext = [rng.randn(2, 3), rng.randn(2, 3)]
+    next_h, next_c, step_cache = lstm_attention_step_forward(*step)
+    step_grads = lstm_attention_step_backward(*dnext, step_cache)
+    d_h, d_c, d_cache = lstm_attention_step_forward(*[fake_with_kernels.asarray(a) for a in step])
+    np.testing.assert_allclose(d_h.get(), next_h, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(d_c.get(), next_c, rtol=1e-12, atol=1e-14)
+    d_grads = lstm_attention_step_backward(*[fake_with_kernels.asarray(a) for a in dnext], d_cache)
+    for got, want in zip(d_grads, step_grads):
+        np.testing.assert_allclose(got.get(), want, rtol=1e-10, atol=1e-12)
