@@ -77,7 +77,7 @@ class CaptioningRNN(CaptioningModel):
 
     Training with :class:`cs231n.captioning_solver.CaptioningSolver`: an attention model's data dict
     holds the region features under the usual keys, ``train_features`` (num_images, R, D) and
-    ``val_features`` (e.g. ``load_coco_data(regions=True)``'s ``train_regions`` and ``val_regions``).
+    ``val_features``: ``cs231n.coco_utils.with_regions(load_coco_data(..., regions=True))``.
 
     Attributes: ``params``, ``word_to_idx``, ``idx_to_word`` (dict int -> str), ``cell_type``, ``dtype``,
     ``vocab_size``, ``input_dim``, ``wordvec_dim``, ``hidden_dim``, and the special indices ``_null``,
