@@ -35,7 +35,7 @@ sys.path.insert(0, os.path.join(_ROOT, "tests"))
 
 import numpy as np  # noqa: E402
 
-MODELS = ("lstm", "gru", "rnn", "transformer", "cola")
+MODELS = ("lstm", "gru", "rnn", "attention", "transformer", "cola")
 T_CAPTION = 16  # words per caption after <START> (bench_gpu.py's T)
 
 
@@ -44,14 +44,16 @@ def _vocab(V=12):
     return {w: i for i, w in enumerate(words)}
 
 
-def captioning_data(num_train=40, D=6, seed=0):
-    """COCO-layout data with captions of exactly T_CAPTION + 1 tokens, none of them padding."""
+def captioning_data(num_train=40, D=6, seed=0, regions=None):
+    """COCO-layout data with captions of exactly T_CAPTION + 1 tokens, none of them padding; with
+    ``regions=R`` the features are R region vectors per image (for the attention LSTM)."""
     rng = np.random.default_rng(seed)
     V = len(_vocab())
     caps = rng.integers(4, V, size=(num_train, T_CAPTION + 1)).astype(np.int32)
     caps[:, 0], caps[:, -1] = 1, 2
     return {"train_captions": caps, "train_image_idxs": rng.integers(0, 5, num_train).astype(np.int32),
-            "train_features": rng.standard_normal((5, D)).astype(np.float32),
+            "train_features": rng.standard_normal((5, D) if regions is None else (5, regions, D)
+                                                  ).astype(np.float32),
             "train_urls": np.array(["u%d" % i for i in range(5)]),
             "idx_to_word": list(_vocab()), "word_to_idx": _vocab()}
 
@@ -74,7 +76,7 @@ def make_solver(kind, batch_size=8, **solver_options):
         model = ClassificationTransformer(data["word_to_ix"], hidden_dim=8, num_heads=2, dim_feedforward=16,
                                           dim_k=4, dim_v=4, dim_q=4, max_length=cola_fixtures.T, seed=0)
         return ClassificationSolver(model.to("gpu"), data, num_train_eval=0, **options)
-    data = captioning_data()
+    data = captioning_data(regions=4 if kind == "attention" else None)
     if kind == "transformer":
         model = CaptioningTransformer(data["word_to_idx"], 6, 8, num_heads=4, num_layers=2,
                                       max_length=T_CAPTION + 1, dim_feedforward=16, dropout=0.1)
