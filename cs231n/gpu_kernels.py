@@ -199,7 +199,40 @@ _SOURCES["cs231n_softmax_loss_dx"] = (
     dx = (i % V == y) ? e - w : e;
     """,
 )
+# Attention's softmax over the last axis of the scores s (N, h, S, T), scaled and biased by the mask's
+# additive bias: x = s * scale + bias, probs = exp(x - max) / sum(exp(x - max)) (the numpy code's order),
+# and with dropout the weights probs * keep in the same launch. Backward: ds = (dP keep - r) probs scale
+# with r the row sums of dP keep probs.
+_LOWEST = "-3.4028234663852886e+38"  # the row max's identity: below every finite float32 score
+_SOURCES["cs231n_attention_probs"] = (
+    "T s, T bias, T m, T z, float64 scale",
+    "T probs",
+    "probs = exp((s * (T)scale + bias) - m) / z;",
+)
+_SOURCES["cs231n_attention_probs_dropout"] = (
+    "T s, T bias, T m, T z, T keep, float64 scale",
+    "T probs, T weights",
+    """
+    probs = exp((s * (T)scale + bias) - m) / z;
+    weights = probs * keep;
+    """,
+)
+_SOURCES["cs231n_attention_dscores"] = (
+    "T dp, T probs, T r, float64 scale",
+    "T ds",
+    "ds = (dp - r) * probs * (T)scale;",
+)
+_SOURCES["cs231n_attention_dscores_dropout"] = (
+    "T dp, T keep, T probs, T r, float64 scale",
+    "T ds",
+    "ds = (dp * keep - r) * probs * (T)scale;",
+)
+
 _REDUCTIONS.update({
+    "cs231n_attention_max": ("T s, T bias, float64 scale", "T y", "s * (T)scale + bias", "max(a, b)", "y = a",
+                             _LOWEST, None),
+    "cs231n_attention_sum_exp": ("T s, T bias, T m, float64 scale", "T y", "exp((s * (T)scale + bias) - m)",
+                                 "a + b", "y = a", "0", None),
     # index_array's range check: True when every index is in [0, upper)
     "cs231n_in_range": ("I u, int64 upper", "bool y", "u >= 0 && u < upper", "a && b", "y = a",
                         "true", "bool"),
@@ -350,3 +383,37 @@ def temporal_softmax_loss(x2, y2, m, N):
     loss = _reduction("cs231n_neg_sum_over")(terms, N)
     dx = _kernel("cs231n_softmax_loss_dx")(x2, shift[:, None], norm[:, None], m[:, None], y2[:, None], V, N)
     return loss, dx
+
+
+_zeros = {}
+
+
+def _zero(dtype):
+    """A 0-d zero of ``dtype`` on the device, made once (the bias of attention without a mask)."""
+    cupy = sys.modules["cupy"]
+    key = (id(cupy), np.dtype(dtype))
+    if key not in _zeros:
+        _zeros[key] = cupy.zeros((), dtype=dtype)
+    return _zeros[key]
+
+
+def attention_softmax(scores, scale, bias, keep):
+    """``softmax(scores * scale + bias)`` over the last axis in 3 launches (the numpy code: 6), and the
+    dropped-out weights ``probs * keep`` in the same last launch when ``keep`` is given.
+    Returns (probs, weights) (weights is probs without dropout)."""
+    bias = _zero(scores.dtype) if bias is None else bias
+    m = _reduction("cs231n_attention_max")(scores, bias, float(scale), axis=-1, keepdims=True)
+    z = _reduction("cs231n_attention_sum_exp")(scores, bias, m, float(scale), axis=-1, keepdims=True)
+    if keep is None:
+        probs = _kernel("cs231n_attention_probs")(scores, bias, m, z, float(scale))
+        return probs, probs
+    return _kernel("cs231n_attention_probs_dropout")(scores, bias, m, z, keep, float(scale))
+
+
+def attention_dscores(dP, probs, keep, scale):
+    """The gradient of the scores from that of the weights in 2 launches (the numpy code: 5)."""
+    if keep is None:
+        r = _reduction("cs231n_sum_prod")(dP, probs, axis=-1, keepdims=True)
+        return _kernel("cs231n_attention_dscores")(dP, probs, r, float(scale))
+    r = _reduction("cs231n_sum_prod3")(dP, keep, probs, axis=-1, keepdims=True)
+    return _kernel("cs231n_attention_dscores_dropout")(dP, keep, probs, r, float(scale))

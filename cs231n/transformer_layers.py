@@ -339,6 +339,10 @@ def scaled_dot_product_attention_forward(q, k, v, mask=None, dropout_p=0.0, rng=
     bias = _mask_bias(fn, xp, mask, (N, h, S, T), np.result_type(q.dtype, k.dtype, v.dtype))
     scale = 1.0 / np.sqrt(d)
     scores = q @ k.swapaxes(-1, -2)                 # (N, h, S, T)
+    if gpu_kernels.fused(xp) and gpu_kernels.same_float_dtype(scores, v, *([] if bias is None else [bias])):
+        keep = None if dropout_p == 0.0 else _dropout_multiplier(fn, xp, scores.shape, scores.dtype, dropout_p, rng)
+        probs, weights = gpu_kernels.attention_softmax(scores, scale, bias, keep)  # real CuPy: 3 launches
+        return weights @ v, AttentionCache(q, k, v, probs, keep, scale)
     scores *= scores.dtype.type(scale)
     if bias is not None:
         scores += bias
@@ -375,6 +379,9 @@ def scaled_dot_product_attention_backward(dout, cache):
     weights = probs if keep is None else probs * keep   # what multiplied v, (N, h, S, T)
     dv = weights.swapaxes(-1, -2) @ dout                # through weights @ v, (N, h, T, dv)
     dP = dout @ v.swapaxes(-1, -2)                      # (N, h, S, T)
+    if gpu_kernels.fused(get_array_module(dP)) and gpu_kernels.same_float_dtype(dP, probs):
+        dP = gpu_kernels.attention_dscores(dP, probs, keep, scale)  # real CuPy: 2 launches
+        return dP @ k, dP.swapaxes(-1, -2) @ q, dv
     if keep is not None:
         dP *= keep                                      # through the dropout
     # through the softmax: P * (dP - sum_j dP_j P_j), then through the scale

@@ -374,3 +374,30 @@ def test_fused_index_check_still_names_the_bad_index(fake_with_kernels):
         word_embedding_forward(fake_with_kernels.asarray(np.array([[-1, 4]])), W)
     out, _ = word_embedding_forward(fake_with_kernels.asarray(np.array([[0, 4]])), W)
     assert out.shape == (1, 2, 2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("masked, dropout_p", [(False, 0.0), (True, 0.0), (True, 0.2), (False, 0.3)])
+def test_attention_kernels_equal_the_numpy_code(fake_with_kernels, monkeypatch, dtype, masked, dropout_p):
+    from cs231n.backend import to_numpy
+    from cs231n.transformer_layers import (scaled_dot_product_attention_backward,
+                                           scaled_dot_product_attention_forward)
+    rng = np.random.default_rng(10)
+    N, h, S, T, d = 2, 3, 4, 5, 6
+    q, k, v, dout = (rng.standard_normal(s).astype(dtype) for s in ((N, h, S, d), (N, h, T, d), (N, h, T, d),
+                                                                      (N, h, S, d)))
+    mask = np.tril(np.ones((S, T), dtype=bool)) if masked else None
+    dev = [fake_with_kernels.asarray(a) for a in (q, k, v, dout)]
+    dmask = None if mask is None else fake_with_kernels.asarray(mask)
+    results = []
+    for enabled in (True, False):
+        monkeypatch.setattr(gpu_kernels, "ENABLED", enabled)
+        out, cache = scaled_dot_product_attention_forward(*dev[:3], mask=dmask, dropout_p=dropout_p, rng=3)
+        grads = scaled_dot_product_attention_backward(dev[3], cache)
+        results.append([to_numpy(a) for a in (out, cache.probs) + tuple(grads)])
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-13)
+    for i, (fused, generic) in enumerate(zip(*results)):
+        assert fused.dtype == generic.dtype and fused.shape == generic.shape, i
+        np.testing.assert_allclose(fused, generic, err_msg=f"output {i}", **tol)
+    if masked:
+        assert np.all(results[0][1][..., ~mask] == 0)  # masked weights are exactly 0
