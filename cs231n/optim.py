@@ -170,3 +170,93 @@ def adam(w, dw, config=None):
     next_w = w - config["learning_rate"] * m_hat / (xp.sqrt(v_hat) + config["epsilon"])
     config["m"], config["v"], config["t"] = m, v, t
     return next_w.astype(w.dtype, copy=False), config
+
+
+# ----------------------------------------------------------------------------------------------------
+# Every parameter in one launch (real CuPy): the solver's fast path
+# ----------------------------------------------------------------------------------------------------
+# The rules above update one parameter per call: on a GPU one fused kernel each, so a model with 57
+# parameters costs 57 launches per step. When every parameter has the same dtype and the same
+# hyperparameters (the solver gives each a copy of one optim_config and decays them together), the rule's
+# kernel can run once over all of them laid end to end: the weights and the state then live in one flat
+# buffer each, and the model's and the configs' arrays are views into it (no copies from step to step).
+
+_FLAT_STATE = {"sgd": (), "sgd_momentum": ("velocity",), "rmsprop": ("cache",), "adam": ("m", "v")}
+
+
+def flat_update_applies(rule_name, params, configs):
+    """True when ``update_flat`` can update ``params`` (dict of arrays) with their ``configs`` at once:
+    real CuPy with fused kernels, one float dtype, one set of hyperparameters and step count for all,
+    and the state of every parameter present or of none."""
+    arrays = list(params.values())
+    xp = get_array_module(*arrays)
+    if rule_name not in _FLAT_STATE or not gpu_kernels.optimizer_fusable(xp, *arrays):
+        return False
+    state = _FLAT_STATE[rule_name]
+    scalars = [{k: v for k, v in configs[p].items() if k not in state} for p in params]
+    if any(s != scalars[0] for s in scalars[1:]):
+        return False
+    present = {key: [configs[p].get(key) is not None for p in params] for key in state}
+    if any(any(flags) and not all(flags) for flags in present.values()):
+        return False
+    return all(configs[p][key].dtype == arrays[0].dtype and get_array_module(configs[p][key]) is xp
+               for p in params for key in state if present[key][0])
+
+
+def _views(flat, like):
+    """``flat`` cut into arrays shaped like the dict ``like`` (views, in its order)."""
+    out, offset = {}, 0
+    for name, a in like.items():
+        out[name] = flat[offset:offset + a.size].reshape(a.shape)
+        offset += a.size
+    return out
+
+
+def update_flat(rule_name, params, g_flat, configs, flats=None):
+    """One step of rule ``rule_name`` for every parameter at once (see ``flat_update_applies``).
+
+    Inputs: ``params`` dict name -> array, ``g_flat`` the gradients laid end to end in the order of
+    ``params``, ``configs`` dict name -> the rule's config, and ``flats``: None, or the ``new_flats`` of
+    the previous call when ``params`` and the configs' state arrays are still its views (the caller
+    knows: then nothing is concatenated).
+
+    Returns (new_params, new_configs, new_flats): the new weights and state as views of new flat arrays,
+    and those flat arrays ({"w": weights, state key: state}). The inputs are not modified. Each parameter
+    gets exactly what the rule called on it alone would give (the same elementwise kernel).
+    """
+    xp = get_array_module(g_flat)
+    names = list(params)
+    config = dict(configs[names[0]])
+    if flats is None:
+        flats = {"w": xp.concatenate([params[p].ravel() for p in names])}
+        for key in _FLAT_STATE[rule_name]:
+            if config.get(key) is not None:
+                flats[key] = xp.concatenate([configs[p][key].ravel() for p in names])
+    w_flat = flats["w"]
+    state = {key: flats[key] if key in flats else xp.zeros_like(w_flat) for key in _FLAT_STATE[rule_name]}
+    if rule_name == "sgd":
+        config.setdefault("learning_rate", 1e-2)
+        new_w = gpu_kernels.sgd(w_flat, g_flat, config["learning_rate"])
+    elif rule_name == "sgd_momentum":
+        config.setdefault("learning_rate", 1e-2)
+        config.setdefault("momentum", 0.9)
+        new_w, state["velocity"] = gpu_kernels.sgd_momentum(w_flat, g_flat, state["velocity"], config["momentum"],
+                                                             config["learning_rate"])
+    elif rule_name == "rmsprop":
+        for key, value in (("learning_rate", 1e-2), ("decay_rate", 0.99), ("epsilon", 1e-8)):
+            config.setdefault(key, value)
+        new_w, state["cache"] = gpu_kernels.rmsprop(w_flat, g_flat, state["cache"], config["decay_rate"],
+                                                    config["learning_rate"], config["epsilon"])
+    else:
+        for key, value in (("learning_rate", 1e-3), ("beta1", 0.9), ("beta2", 0.999), ("epsilon", 1e-8), ("t", 0)):
+            config.setdefault(key, value)
+        config["t"] += 1
+        new_w, state["m"], state["v"] = gpu_kernels.adam(w_flat, g_flat, state["m"], state["v"],
+                                                         config["learning_rate"], config["beta1"],
+                                                         config["beta2"], config["epsilon"], config["t"])
+    new_params = _views(new_w, params)
+    new_configs = {p: {k: v for k, v in config.items() if k not in state} for p in names}
+    for key, flat in state.items():
+        for p, view in _views(flat, params).items():
+            new_configs[p][key] = view
+    return new_params, new_configs, dict(state, w=new_w)

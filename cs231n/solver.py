@@ -563,19 +563,31 @@ class Solver:
         if not fused:
             flags += [xp.all(xp.isfinite(grads[p])).astype(np.float64) for p in names]  # before clipping
         checked_grads = grads
-        if self.grad_clip is not None:
-            grads, _ = _clip_on_device({p: grads[p] for p in names}, self.grad_clip)
-        new_params, new_configs = self._updates(grads)
-        if fused:  # one kernel per parameter checks its gradient (before clipping) and its new value
-            flags += [gpu_kernels.nonfinite_code(checked_grads[p], new_params[p]) for p in names]
+        flat = fused and optim.flat_update_applies(self.update_rule_name, self.model.params, self.optim_configs)
+        if flat:  # every parameter in one launch of the rule's kernel, checked in one more
+            g_flat = xp.concatenate([grads[p].ravel() for p in names])
+            g_update = g_flat
+            if self.grad_clip is not None:
+                g_update = _clip_on_device({"all": g_flat}, self.grad_clip)[0]["all"]
+            new_params, new_configs, flats = optim.update_flat(
+                self.update_rule_name, self.model.params, g_update, self.optim_configs, self._reusable_flats())
+            flags.append(gpu_kernels.nonfinite_code(g_flat, flats["w"]))
         else:
-            flags += [xp.all(xp.isfinite(new_params[p])).astype(np.float64) for p in names]
+            if self.grad_clip is not None:
+                grads, _ = _clip_on_device({p: grads[p] for p in names}, self.grad_clip)
+            new_params, new_configs = self._updates(grads)
+            if fused:  # one kernel per parameter checks its gradient (before clipping) and its new value
+                flags += [gpu_kernels.nonfinite_code(checked_grads[p], new_params[p]) for p in names]
+            else:
+                flags += [xp.all(xp.isfinite(new_params[p])).astype(np.float64) for p in names]
         host = to_numpy(xp.stack(flags))  # the iteration's one device -> host sync: loss and flags together
         loss = float(host[0])
         checks.raise_failed(host[1:1 + len(checks.flags)])  # bad input: the model's own error
         host = host[1 + len(checks.flags):]
+        if flat and host[0] != 0:  # something is not finite: which parameter (a second read, then stop)
+            host = to_numpy(xp.stack([gpu_kernels.nonfinite_code(checked_grads[p], new_params[p]) for p in names]))
         if fused:
-            codes = host.astype(np.int64)
+            codes = host.astype(np.int64) if not flat or host.size == len(names) else np.zeros(len(names), np.int64)
             grads_finite, params_finite = (codes & 1) == 0, (codes & 2) == 0
         else:
             grads_finite, params_finite = host[:len(names)], host[len(names):]
@@ -588,6 +600,21 @@ class Solver:
             if not ok:
                 self._diverged(iteration, "the update made %r non-finite (loss %f)" % (p, loss))
         self._commit(iteration, loss, new_params, new_configs)
+        self._flats = (flats, new_params, new_configs) if flat else None
+
+    def _reusable_flats(self):
+        """The flat buffers of the last flat update when the model's parameters and the optimizer state
+        are still their views (nothing replaced them since), else None (update_flat concatenates)."""
+        last = getattr(self, "_flats", None)
+        if last is None:
+            return None
+        flats, params, configs = last
+        state_keys = [k for k in flats if k != "w"]
+        if any(self.model.params.get(p) is not a for p, a in params.items()) or len(params) != len(self.model.params):
+            return None
+        if any(self.optim_configs[p].get(k) is not configs[p][k] for p in params for k in state_keys):
+            return None
+        return flats
 
     def _diverged(self, iteration, what):
         where = ""

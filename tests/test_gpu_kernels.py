@@ -401,3 +401,37 @@ def test_attention_kernels_equal_the_numpy_code(fake_with_kernels, monkeypatch, 
         np.testing.assert_allclose(fused, generic, err_msg=f"output {i}", **tol)
     if masked:
         assert np.all(results[0][1][..., ~mask] == 0)  # masked weights are exactly 0
+
+
+@pytest.mark.parametrize("rule", ["sgd", "sgd_momentum", "rmsprop", "adam"])
+def test_the_flat_update_of_all_parameters_equals_one_update_per_parameter(fake_with_kernels, monkeypatch, rule):
+    """The solver's one-launch update of every parameter gives each exactly what its own update gives,
+    step after step (reusing its flat buffers), with clipping too."""
+    import os
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks"))
+    import gpu_counts
+    from cs231n import optim
+    from cs231n.backend import to_numpy
+    runs = []
+    for flat in (True, False):
+        if not flat:
+            monkeypatch.setattr(optim, "flat_update_applies", lambda *args: False)
+        solver = gpu_counts.make_solver("lstm", update_rule=rule, optim_config={"learning_rate": 0.02},
+                                        grad_clip=1.0)
+        solver._start_rng()
+        for _ in range(3):
+            solver._step()
+        runs.append(solver)
+    if _is_fake(fake_with_kernels):
+        assert runs[0]._reusable_flats() is not None  # the third step reused the second's buffers
+    np.testing.assert_allclose(runs[0].loss_history, runs[1].loss_history, rtol=1e-6)
+    for name, w in runs[0].model.params.items():
+        np.testing.assert_allclose(to_numpy(w), to_numpy(runs[1].model.params[name]), rtol=1e-5, atol=1e-7,
+                                   err_msg=name)
+        for key, value in runs[1].optim_configs[name].items():
+            got = runs[0].optim_configs[name][key]
+            if hasattr(value, "shape"):
+                np.testing.assert_allclose(to_numpy(got), to_numpy(value), rtol=1e-5, atol=1e-7, err_msg=key)
+            else:
+                assert got == value, key
