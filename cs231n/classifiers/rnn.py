@@ -209,8 +209,7 @@ class CaptioningRNN(CaptioningModel):
         dx, dh0, recurrent_grads = recurrent_backward(self.cell_type, dh, cache_rnn, ws)  # dh0: dA for attention
         grads.update(recurrent_grads)
         grads["W_embed"] = word_embedding_backward(dx, cache_embed, ws)
-        proj_backward = temporal_affine_backward if self.cell_type == ATTENTION else affine_backward
-        _, grads["W_proj"], grads["b_proj"] = proj_backward(dh0, cache_proj)
+        grads["W_proj"], grads["b_proj"] = self._project_backward(dh0, cache_proj)
         return loss, grads
 
     def scores(self, features, captions):
@@ -246,6 +245,17 @@ class CaptioningRNN(CaptioningModel):
         """``features W_proj + b_proj``: h0 (N, H), or the regions A (N, R, H) for 'attention'; and cache."""
         project = temporal_affine_forward if self.cell_type == ATTENTION else affine_forward
         return project(features, self.params["W_proj"], self.params["b_proj"])
+
+    def _project_backward(self, dproj, cache):
+        """(dW_proj, db_proj) of ``_project``. The features are data, so the R regions' own gradient, as
+        costly as dW_proj, is not formed (``affine_backward``'s of the one vector (N, D) costs nothing)."""
+        if self.cell_type != ATTENTION:
+            _, dW, db = affine_backward(dproj, cache)
+            return dW, db
+        features, _ = cache                                   # temporal_affine_forward's (x, w)
+        H = dproj.shape[2]
+        d2 = dproj.reshape(-1, H)                             # (N R, H)
+        return features.reshape(-1, features.shape[2]).T @ d2, d2.sum(axis=0)
 
     def _decode_state(self, features):
         """The recurrent state at time 0: (h0,), (h0, zero cell) for the LSTM, (h, c, A, weights) for
