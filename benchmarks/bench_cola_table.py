@@ -91,6 +91,12 @@ def run_improve(seed, folder, epochs, which, pretrain=(10,)):
             pre = fit("transformer", candidates=[{"pretrain_epochs": n}], **base)
             add(f"Transformer, {n} epochs of masked-word pre-training, then {epochs}", "transformer", pre)
             add(f"the same + a x n-gram LR logits", "transformer", choose_combination(pre, ngram, data, seed=seed))
+    if "grid" in which:
+        grid = [{"lr": 1e-3}, {"lr": 2e-4}, {"num_layers": 2}, {"dropout": 0.4}]
+        chosen = fit("transformer", candidates=grid, **base)
+        for e in chosen["selection"]:
+            print(f"    candidate {e['options']}: holdout MCC {e['holdout_mcc']:.3f} at epoch {e['epoch']}")
+        add("Transformer, best on the holdout of lr 1e-3 / lr 2e-4 / 2 layers / dropout 0.4", "transformer", chosen)
     if "lstm" in which:
         lstm = fit("lstm", **base)
         add(f"LSTM, {epochs} epochs", "lstm", lstm)
@@ -110,7 +116,8 @@ def main():
     p.add_argument("--improve", action="store_true", help="the Transformer/LSTM variants on cola_public")
     p.add_argument("--kinds", default="majority,bow,ngram,lstm,transformer", help="the table's rows")
     p.add_argument("--which", default="transformer,lstm,pretrain",
-                   help="--improve: which variants (transformer, lstm, pretrain: masked-word pre-training)")
+                   help="--improve: which variants (transformer, lstm, pretrain: masked-word pre-training, grid: a "
+                        "Transformer grid of lr, layers and dropout)")
     p.add_argument("--pretrain", default="10", help="--improve: epochs of pre-training to try, comma-separated")
     p.add_argument("--epochs", type=int, default=12, help="--improve: epoch budget (the best is chosen)")
     p.add_argument("--seed", type=int, default=0, help="the holdout's and the models' seed")
