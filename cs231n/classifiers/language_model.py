@@ -224,10 +224,10 @@ class LanguageModelRNN(DeviceModel):
         """Checked word indices (N, T), on the model's device."""
         return self._on_device(index_array(fn, name, a, 2, self.vocab_size))
 
-    def _recurrent_forward(self, x):
+    def _recurrent_forward(self, x, workspace=None):
         """Run the recurrent layer over embedded words x (N, T, W) from a zero state; return h, cache."""
         h0 = get_array_module(x).zeros((x.shape[0], self.hidden_dim), dtype=self.dtype)  # (N, H)
-        return recurrent_forward(self.cell_type, x, h0, self.params)
+        return recurrent_forward(self.cell_type, x, h0, self.params, workspace)
 
     def scores(self, inputs):
         """Vocabulary scores for the word after each input word.
@@ -269,21 +269,21 @@ class LanguageModelRNN(DeviceModel):
             raise ValueError(f"{fn}: targets should have the shape of inputs {inputs.shape}, "
                              f"got {targets.shape}")
         N, T = inputs.shape
-        p = self.params
+        p, ws = self.params, self.workspace  # the step's large arrays, reused by the next call
 
-        x, cache_embed = rnn_layers.word_embedding_forward(inputs, p["W_embed"])      # (N, T, W)
-        h, cache_rnn = self._recurrent_forward(x)                                     # (N, T, H)
-        scores, cache_aff = rnn_layers.temporal_affine_forward(h, p["W_vocab"], p["b_vocab"])  # (N, T, V)
+        x, cache_embed = rnn_layers.word_embedding_forward(inputs, p["W_embed"], ws)  # (N, T, W)
+        h, cache_rnn = self._recurrent_forward(x, ws)                                 # (N, T, H)
+        scores, cache_aff = rnn_layers.temporal_affine_forward(h, p["W_vocab"], p["b_vocab"], ws)  # (N, T, V)
         mask = get_array_module(inputs).ones((N, T), dtype=bool)
-        loss, dscores = rnn_layers.temporal_softmax_loss(scores, targets, mask)
+        loss, dscores = rnn_layers.temporal_softmax_loss(scores, targets, mask, workspace=ws)
         loss = loss / T            # per token: the layer divides the sum by N only
         dscores /= T
 
         grads = {}
-        dh, grads["W_vocab"], grads["b_vocab"] = rnn_layers.temporal_affine_backward(dscores, cache_aff)
-        dx, _, recurrent_grads = recurrent_backward(self.cell_type, dh, cache_rnn)
+        dh, grads["W_vocab"], grads["b_vocab"] = rnn_layers.temporal_affine_backward(dscores, cache_aff, ws)
+        dx, _, recurrent_grads = recurrent_backward(self.cell_type, dh, cache_rnn, ws)
         grads.update(recurrent_grads)
-        grads["W_embed"] = rnn_layers.word_embedding_backward(dx, cache_embed)
+        grads["W_embed"] = rnn_layers.word_embedding_backward(dx, cache_embed, ws)
         return loss, grads
 
     def evaluate(self, inputs, targets, batch_size=64):
