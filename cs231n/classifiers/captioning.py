@@ -55,6 +55,7 @@ class CaptioningModel(DeviceModel):
     ARCHIVE_FORMAT = None
     ARCHIVE_VERSION = 1
     CONFIG_KEYS = ()
+    CONFIG_DEFAULTS = {}  # keys of CONFIG_KEYS that files written before them lack, and their values
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -106,13 +107,15 @@ class CaptioningModel(DeviceModel):
         """
         if cls.ARCHIVE_FORMAT is None:
             keys = set(config) if isinstance(config, dict) else None
-            kinds = [c for c in _FORMATS.values() if set(c.CONFIG_KEYS) == keys]
+            kinds = [c for c in _FORMATS.values()
+                     if keys is not None and set(c.CONFIG_KEYS) - set(c.CONFIG_DEFAULTS) <= keys <= set(c.CONFIG_KEYS)]
             if not kinds:
                 raise ValueError(f"CaptioningModel.from_config: the configuration's keys "
                                  f"{sorted(keys or ())} are those of no captioning model")
             cls = kinds[0]
         model = cls.__new__(cls)
-        model._configure(**_config_args(config, f"{cls.__name__}.from_config", cls.CONFIG_KEYS))
+        model._configure(**_config_args(config, f"{cls.__name__}.from_config", cls.CONFIG_KEYS,
+                                        cls.CONFIG_DEFAULTS))
         model.params = model._random_params()
         model.identity = None
         return model
@@ -167,7 +170,7 @@ class CaptioningModel(DeviceModel):
                              f"reads version {cls.ARCHIVE_VERSION}")
         model = cls.__new__(cls)
         try:
-            model._configure(**_config_args(meta.get("config"), fn, cls.CONFIG_KEYS))
+            model._configure(**_config_args(meta.get("config"), fn, cls.CONFIG_KEYS, cls.CONFIG_DEFAULTS))
         except (TypeError, ValueError) as e:
             raise ValueError(f"{fn}: {path} has an invalid configuration: {e}") from e
         if word_to_idx is not None and dict(word_to_idx) != model.word_to_idx:
@@ -643,10 +646,14 @@ def _positive_int(fn, name, value):
     return int(value)
 
 
-def _config_args(config, fn, keys):
-    """Check a ``get_config`` dict and return it as constructor keyword arguments."""
+def _config_args(config, fn, keys, defaults=None):
+    """Check a ``get_config`` dict and return it as constructor keyword arguments.
+
+    Keys in ``defaults`` (a dict) may be missing (files written before they existed); they get its values.
+    """
     if not isinstance(config, dict):
         raise ValueError(f"{fn}: the configuration must be a dict, got {type(config).__name__}")
+    config = {**(defaults or {}), **config}
     missing = sorted(set(keys) - set(config))
     extra = sorted(set(config) - set(keys))
     if missing or extra:

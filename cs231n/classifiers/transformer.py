@@ -3,12 +3,19 @@
 The minibatch size is N, image features have size D, word vectors (the model size) W, the vocabulary
 size V, the feed-forward size F, h heads, and captions have T words. As in cs231n's 2021+ assignment:
 
-- the image feature is projected to one memory token ``m = features W_proj + b_proj`` (N, 1, W);
+- the image feature is projected to one memory token ``m = features W_proj + b_proj`` (N, 1, W); with
+  ``regions=True`` the model reads R region features (N, R, D) instead (SPEC section 10), each projected
+  the same way to one of R memory tokens (N, R, W) that cross-attention looks over (a CNN's grid
+  (N, D, h, w) is flattened row-major to R = h * w);
 - the caption, shifted by one word, is embedded, the sinusoidal positions are added, then dropout;
 - ``num_layers`` post-norm decoder layers each do masked (causal) self-attention, cross-attention to
   the memory and a ReLU feed-forward of size F, every sub-layer as ``x = layernorm(x + dropout(f(x)))``,
   with dropout also on the attention weights and on the feed-forward's hidden units;
 - an output projection gives scores over the vocabulary at every position.
+
+Decoding a region model can return, for each generated word, its attention weights over the R regions:
+the cross-attention weights of that step, averaged over heads and layers
+(``sample(..., return_attention=True)``).
 
 ``loss`` has CaptioningRNN's conventions exactly (the same inputs/targets, ``<NULL>`` mask, sum over
 time divided by N), so :class:`cs231n.captioning_solver.CaptioningSolver` trains it unchanged;
@@ -28,7 +35,7 @@ import numpy as np
 
 from cs231n._validation import index_array
 from cs231n.backend import get_array_module
-from cs231n.classifiers.captioning import CaptioningModel, _is_int, log_softmax_rows
+from cs231n.classifiers.captioning import CaptioningModel, _is_int, log_softmax_rows, region_features
 from cs231n.layers import affine_backward, affine_forward
 from cs231n.rnn_layers import (
     temporal_affine_backward,
@@ -79,6 +86,8 @@ class CaptioningTransformer(CaptioningModel):
       ``training`` is True.
     - dtype (np.float16, np.float32 or np.float64; default np.float32): dtype of the parameters and of
       all computation; np.float64 for gradient checks.
+    - regions (bool, False): read region features (N, R, D) or a grid (N, D, h, w) as R memory tokens
+      instead of one vector (N, D) per image (the parameters are the same; R may differ between calls).
 
     Parameters (``self.params``): ``W_proj`` (D, W), ``b_proj`` (W,), ``W_embed`` (V, W), ``W_vocab``
     (W, V), ``b_vocab`` (V,), and for each layer l = 0 .. L-1, prefixed ``layer{l}_``: ``self_Wq``,
@@ -93,19 +102,20 @@ class CaptioningTransformer(CaptioningModel):
     Attributes: ``params``, ``training`` (bool), ``identity`` (the training data's identity, saved with
     the model; see CaptioningRNN), ``word_to_idx``, ``idx_to_word``, ``vocab_size``,
     ``input_dim``, ``wordvec_dim``, ``num_heads``, ``num_layers``, ``max_length``, ``dim_feedforward``,
-    ``dropout``, ``dtype``, ``_null``, ``_start``, ``_end``.
+    ``dropout``, ``dtype``, ``regions``, ``_null``, ``_start``, ``_end``.
     """
 
     ARCHIVE_FORMAT = ARCHIVE_FORMAT
     ARCHIVE_VERSION = ARCHIVE_VERSION
     DEVICE_ATTRS = ("_positions",)  # the table of positions moves with the weights (model.to)
     CONFIG_KEYS = ("input_dim", "wordvec_dim", "num_heads", "num_layers", "max_length", "dim_feedforward",
-                   "dropout", "dtype", "word_to_idx")
+                   "dropout", "dtype", "word_to_idx", "regions")
+    CONFIG_DEFAULTS = {"regions": False}  # files and checkpoints from before region features
 
     def __init__(self, word_to_idx, input_dim, wordvec_dim, num_heads=4, num_layers=2, max_length=50,
-                 dim_feedforward=2048, dropout=0.1, dtype=np.float32):
+                 dim_feedforward=2048, dropout=0.1, dtype=np.float32, regions=False):
         self._configure(word_to_idx, input_dim, wordvec_dim, num_heads, num_layers, max_length,
-                        dim_feedforward, dropout, dtype)
+                        dim_feedforward, dropout, dtype, regions)
         self.params = self._random_params()
         self.identity = None
 
@@ -114,7 +124,7 @@ class CaptioningTransformer(CaptioningModel):
     # ------------------------------------------------------------------------------------------------
 
     def _configure(self, word_to_idx, input_dim, wordvec_dim, num_heads, num_layers, max_length,
-                   dim_feedforward, dropout, dtype):
+                   dim_feedforward, dropout, dtype, regions=False):
         """Validate the constructor's arguments and set every attribute except ``params``."""
         fn = "CaptioningTransformer"
         for name, value in (("input_dim", input_dim), ("wordvec_dim", wordvec_dim),
@@ -128,6 +138,8 @@ class CaptioningTransformer(CaptioningModel):
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float, np.integer, np.floating)) \
                 or not 0.0 <= dropout < 1.0:
             raise ValueError(f"{fn}: dropout must be a drop probability in [0, 1), got {dropout!r}")
+        if not isinstance(regions, (bool, np.bool_)):
+            raise ValueError(f"{fn}: regions must be True or False, got {regions!r}")
         self._configure_vocabulary(fn, word_to_idx, dtype)
         self.input_dim = int(input_dim)
         self.wordvec_dim = int(wordvec_dim)
@@ -136,11 +148,16 @@ class CaptioningTransformer(CaptioningModel):
         self.max_length = int(max_length)
         self.dim_feedforward = int(dim_feedforward)
         self.dropout = float(dropout)
+        self.regions = bool(regions)
         self.training = True
         self._positions = positional_encoding(self.max_length, self.wordvec_dim, self.dtype)  # (max_length, W)
 
     def _describe(self):
-        return f"a {self.num_layers}-layer Transformer with W = {self.wordvec_dim}"
+        memory = " over image regions" if self.regions else ""
+        return f"a {self.num_layers}-layer Transformer with W = {self.wordvec_dim}{memory}"
+
+    def _takes_regions(self):
+        return self.regions
 
     def _param_shapes(self):
         """The shape of every parameter: dict name -> tuple."""
@@ -176,11 +193,18 @@ class CaptioningTransformer(CaptioningModel):
         return params
 
     def get_config(self):
-        """The model's hyperparameters and vocabulary as a JSON-serializable dict (see CONFIG_KEYS)."""
-        return {"input_dim": self.input_dim, "wordvec_dim": self.wordvec_dim, "num_heads": self.num_heads,
-                "num_layers": self.num_layers, "max_length": self.max_length,
-                "dim_feedforward": self.dim_feedforward, "dropout": self.dropout,
-                "dtype": self.dtype.name, "word_to_idx": dict(self.word_to_idx)}
+        """The model's hyperparameters and vocabulary as a JSON-serializable dict (see CONFIG_KEYS).
+
+        ``regions`` is written only when True, so a one-token model's configuration (and file) is what
+        it was before region features existed.
+        """
+        config = {"input_dim": self.input_dim, "wordvec_dim": self.wordvec_dim, "num_heads": self.num_heads,
+                  "num_layers": self.num_layers, "max_length": self.max_length,
+                  "dim_feedforward": self.dim_feedforward, "dropout": self.dropout,
+                  "dtype": self.dtype.name, "word_to_idx": dict(self.word_to_idx)}
+        if self.regions:
+            config["regions"] = True
+        return config
 
     # ------------------------------------------------------------------------------------------------
     # Training loss
@@ -194,7 +218,8 @@ class CaptioningTransformer(CaptioningModel):
         Dropout is on while ``self.training`` is True and ``self.dropout > 0``.
 
         Inputs:
-        - features: image features, of shape (N, D), floating (cast to the model's dtype).
+        - features: image features, of shape (N, D), floating (cast to the model's dtype); with
+          ``regions``, region features (N, R, D) or a grid (N, D, h, w).
         - captions: integer word indices in [0, V), of shape (N, T) with 2 <= T <= max_length + 1.
         - verbose (keyword, default False): passed to temporal_softmax_loss, as in cs231n.
 
@@ -217,7 +242,7 @@ class CaptioningTransformer(CaptioningModel):
         """Word scores at every step of teacher-forced captions, without dropout (CaptioningRNN.scores).
 
         Inputs:
-        - features: image features, of shape (N, D).
+        - features: image features, of shape (N, D) (with ``regions``, (N, R, D) or (N, D, h, w)).
         - captions: integer word indices in [0, V), of shape (N, T) with 2 <= T <= max_length + 1; the
           first T - 1 words are fed in.
 
@@ -239,7 +264,7 @@ class CaptioningTransformer(CaptioningModel):
         ``self.training`` is True; set it to False for deterministic scores.
 
         Inputs:
-        - features: image features, of shape (N, D).
+        - features: image features, of shape (N, D) (with ``regions``, (N, R, D) or (N, D, h, w)).
         - captions_in: input words, int array of shape (N, T) with 1 <= T <= max_length (usually
           ``<START>`` and the words so far).
         - return_attention: also return the attention weights.
@@ -247,7 +272,8 @@ class CaptioningTransformer(CaptioningModel):
         Returns:
         - scores: array of shape (N, T, V).
         - with return_attention, the tuple (scores, attention): ``attention[l]['self']`` (N, h, T, T)
-          and ``attention[l]['cross']`` (N, h, T, 1) are layer l's attention weights (before dropout).
+          and ``attention[l]['cross']`` (N, h, T, R) are layer l's attention weights (before dropout);
+          R = 1 without ``regions``.
         """
         fn = "CaptioningTransformer.forward"
         features = self._check_features(fn, features)
@@ -280,8 +306,7 @@ class CaptioningTransformer(CaptioningModel):
         drop = self.dropout if train else 0.0
         gen = np.random.default_rng(np.random.randint(2 ** 62, dtype=np.int64)) if train else None
         cache = {"train": train, "layers": []}
-        memory, cache["proj"] = affine_forward(features, p["W_proj"], p["b_proj"])   # (N, W)
-        memory = memory[:, None, :]                                                   # (N, 1, W)
+        memory, cache["proj"] = self._project_memory(features)                       # (N, R, W)
         x, cache["embed"] = word_embedding_forward(captions_in, p["W_embed"], ws)     # (N, T, W)
         x += self._positions[:T]
         x, cache["drop"] = dropout_forward(x, drop, train, gen, scope(ws, "drop"))
@@ -294,11 +319,23 @@ class CaptioningTransformer(CaptioningModel):
         scores, cache["vocab"] = temporal_affine_forward(x, p["W_vocab"], p["b_vocab"], ws)  # (N, T, V)
         return scores, cache
 
+    def _project_memory(self, features):
+        """Memory tokens ``features W_proj + b_proj`` (N, R, W) of features (N, D) (R = 1) or (N, R, D)."""
+        N, D = features.shape[0], self.input_dim
+        regions = features.reshape(N, -1, D)                                          # (N, R, D)
+        memory, cache = affine_forward(regions.reshape(-1, D), self.params["W_proj"], self.params["b_proj"])
+        return memory.reshape(N, regions.shape[1], self.wordvec_dim), cache           # (N, R, W)
+
+    def _check_features(self, fn, features):
+        if not self.regions:
+            return super()._check_features(fn, features)
+        return region_features(fn, features, self.input_dim, self.dtype)
+
     def _layer_params(self, l, block, names):
         return [self.params[f"layer{l}_{block}_{name}"] for name in names]
 
     def _layer_forward(self, l, x, memory, causal, drop, gen, ws=None):
-        """One post-norm decoder layer over x (N, T, W) with memory (N, 1, W); returns (out, cache).
+        """One post-norm decoder layer over x (N, T, W) with memory (N, R, W); returns (out, cache).
 
         ``ws``: None or the layer's Workspace scope (each sub-layer gets its own names in it).
         """
@@ -336,10 +373,11 @@ class CaptioningTransformer(CaptioningModel):
         dmemory = 0
         for l in reversed(range(self.num_layers)):
             dx, dmem = self._layer_backward(l, dx, cache["layers"][l], grads, scope(ws, f"layer{l}"))
-            dmemory = dmemory + dmem                                  # (N, 1, W), every layer reads it
+            dmemory = dmemory + dmem                                  # (N, R, W), every layer reads it
         dx = dropout_backward(dx, cache["drop"], scope(ws, "drop"))   # the positions have no parameters
         grads["W_embed"] = word_embedding_backward(dx, cache["embed"], ws)
-        _, grads["W_proj"], grads["b_proj"] = affine_backward(dmemory[:, 0, :], cache["proj"])
+        dmemory = dmemory.reshape(-1, self.wordvec_dim)               # (N * R, W), as projected
+        _, grads["W_proj"], grads["b_proj"] = affine_backward(dmemory, cache["proj"])
         return grads
 
     def _layer_backward(self, l, dout, c, grads, ws=None):
@@ -378,22 +416,37 @@ class CaptioningTransformer(CaptioningModel):
             raise ValueError(f"{fn}: max_length = {max_length} is more than the model's max_length = "
                              f"{self.max_length} (its table of positions)")
 
-    def _initial_state(self, h0):
-        """The decoding state before the first word, for M captions with memories h0 (M, W).
+    def _decode_state(self, features):
+        """The decoding state of images with features (N, D) or, with ``regions``, (N, R, D)."""
+        return self._initial_state(self._project_memory(features)[0])
+
+    def _initial_state(self, memory):
+        """The decoding state before the first word, for M captions with memory tokens (M, R, W).
 
         A tuple of 4L arrays: for each layer, the cross-attention keys and values of the memory
-        (M, h, 1, d), computed once, and the self-attention keys and values of the words so far
-        (M, h, t, d), empty at first. The position t of the next word is their length.
+        (M, h, R, d), computed once, and the self-attention keys and values of the words so far
+        (M, h, t, d), empty at first. The position t of the next word is their length. A region model's
+        state ends with one more array, the (M, R) attention weights of the last step (zeros at first).
+        A memory (M, W) is one token.
         """
         h = self.num_heads
-        M, W = h0.shape
-        memory = h0[:, None, :]                                                       # (M, 1, W)
-        empty = get_array_module(h0).zeros((M, h, 0, W // h), dtype=self.dtype)      # (M, h, 0, d)
+        if memory.ndim == 2:
+            memory = memory[:, None, :]                                               # (M, 1, W)
+        M, R, W = memory.shape
+        xp = get_array_module(memory)
+        empty = xp.zeros((M, h, 0, W // h), dtype=self.dtype)                        # (M, h, 0, d)
         state = []
         for l in range(self.num_layers):
             _, _, Wk, bk, Wv, bv, _, _ = self._layer_params(l, "cross", _ATTN)
             state += [split_heads(memory @ Wk + bk, h), split_heads(memory @ Wv + bv, h), empty, empty]
+        if self.regions:
+            state.append(xp.zeros((M, R)))                                            # (M, R) weights
         return tuple(state)
+
+    def _step_attention(self, state):
+        """The (M, R) cross-attention weights (mean over heads and layers) of the last step; None without
+        ``regions``."""
+        return state[-1] if self.regions else None
 
     def _step(self, words, state, normalize=True):
         """Advance M captions by one word; the same math as ``forward`` at the newest position.
@@ -406,11 +459,11 @@ class CaptioningTransformer(CaptioningModel):
         Returns (state, log_probs) with log_probs of shape (M, V), float64 (raw scores of the model's
         dtype when ``normalize`` is False); the state's self-attention caches are one word longer.
         """
-        p, h = self.params, self.num_heads
+        p, h, L = self.params, self.num_heads, self.num_layers
         xp = get_array_module(p["W_embed"])
         t = state[2].shape[2]
         x = (p["W_embed"][words] + self._positions[t])[:, None, :]                  # (M, 1, W)
-        new_state = []
+        new_state, weights = [], 0.0
         for l in range(self.num_layers):
             ck, cv, sk, sv = state[4 * l: 4 * l + 4]
             Wq, bq, Wk, bk, Wv, bv, Wo, bo = self._layer_params(l, "self", _ATTN)
@@ -419,11 +472,14 @@ class CaptioningTransformer(CaptioningModel):
             a, _ = scaled_dot_product_attention_forward(split_heads(x @ Wq + bq, h), sk, sv)  # (M, h, 1, d)
             x = self._layernorm(l, 1, x + merge_heads(a) @ Wo + bo)                  # (M, 1, W)
             Wq, bq, _, _, _, _, Wo, bo = self._layer_params(l, "cross", _ATTN)
-            a, _ = scaled_dot_product_attention_forward(split_heads(x @ Wq + bq, h), ck, cv)
+            a, cross = scaled_dot_product_attention_forward(split_heads(x @ Wq + bq, h), ck, cv)
+            weights = weights + cross.probs[:, :, 0, :].mean(axis=1) / L             # (M, R)
             x = self._layernorm(l, 2, x + merge_heads(a) @ Wo + bo)
             f, _ = feedforward_forward(x, *self._layer_params(l, "ffn", _FFN), "relu")
             x = self._layernorm(l, 3, x + f)
             new_state += [ck, cv, sk, sv]
+        if self.regions:
+            new_state.append(weights.astype(np.float64))
         scores = x[:, 0, :] @ p["W_vocab"] + p["b_vocab"]                           # (M, V)
         return tuple(new_state), (log_softmax_rows(scores) if normalize else scores)
 
