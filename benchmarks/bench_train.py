@@ -1,15 +1,19 @@
 """The quality bar of the main job: the default `train` run, other models, and the image-blind baseline.
 
-    python benchmarks/bench_train.py [--seed 0] [--out runs/bench_train] [--models lstm gru rnn transformer]
+    python benchmarks/bench_train.py [--seed 0] [--out runs/bench_train]
+                                     [--models lstm gru rnn attention transformer transformer-regions]
                                      [--jobs 1] [extra train flags...]
 
-Runs `python -m cs231n train` once per model in ``--models`` (default: ``lstm``, the main job; ``gru`` and
-``rnn`` are ``--cell-type``, ``transformer`` is ``--model transformer``), each with the main job's other
+Runs `python -m cs231n train` once per model in ``--models`` (default: ``lstm``, the main job; ``gru``,
+``rnn`` and ``attention`` (the LSTM that attends over the image's regions) are ``--cell-type``,
+``transformer`` is ``--model transformer`` (one memory token per image) and ``transformer-regions`` is
+``--model transformer --regions`` (one memory token per region)), each with the main job's other
 settings, plus the first model again with ``--zero-features`` (every image feature replaced by zeros,
 so the model can only learn the language of the captions), each in its own process, and prints a table
 of the wall and training time, val BLEU-1, BLEU-4, CIDEr (multi-reference, greedy), the fraction of
 distinct captions generated on val and the scene accuracy (fraction of val captions entirely right, and
-per attribute; see cs231n.data.shapes.accuracy), plus the bars of the main job: blind BLEU-4 <= 60% and
+per attribute, and the fraction of captions that bind an attribute to the wrong object, "misbound"; see
+cs231n.data.shapes.accuracy), plus the bars of the main job: blind BLEU-4 <= 60% and
 blind CIDEr <= 50% of the real run's, real scene accuracy >= 90% in <= 300 s of training.
 
 ``--jobs N`` runs N trainings at a time (each with one BLAS thread), for a table of scores when the
@@ -28,7 +32,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_FLAGS = {"lstm": ["--cell-type", "lstm"], "gru": ["--cell-type", "gru"], "rnn": ["--cell-type", "rnn"],
-               "transformer": ["--model", "transformer"]}
+               "attention": ["--cell-type", "attention"], "transformer": ["--model", "transformer"],
+               "transformer-regions": ["--model", "transformer", "--regions"]}
 
 
 def run_train(out, seed, flags, env):

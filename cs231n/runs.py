@@ -215,17 +215,18 @@ def dataset_identity(base_dir, word_to_idx, feature_files, featurizer_files=()):
     }
 
 
-def captioning_data_identity(base_dir, word_to_idx):
+def captioning_data_identity(base_dir, word_to_idx, regions=False):
     """:func:`dataset_identity` of a captioning dataset in the COCO format, as training records it.
 
-    The feature files are the PCA features of both splits (what ``load_coco_data`` reads by default);
-    the featurizer is the shapes dataset's, when the directory has one.
+    The feature files are the PCA features of both splits (what ``load_coco_data`` reads by default),
+    or with ``regions`` the region features (``*_regions.h5``); the featurizer is the shapes dataset's,
+    when the directory has one.
     """
-    from cs231n.coco_utils import SPLITS, features_file
+    from cs231n.coco_utils import SPLITS, features_file, regions_file
     from cs231n.data import shapes
 
-    return dataset_identity(base_dir, word_to_idx, [features_file(s, True) for s in SPLITS],
-                            (shapes.FEATURIZER_FILE,))
+    files = [regions_file(s) if regions else features_file(s, True) for s in SPLITS]
+    return dataset_identity(base_dir, word_to_idx, files, (shapes.FEATURIZER_FILE,))
 
 
 def identity_problems(recorded, current, parts=("vocabulary", "features")):

@@ -153,6 +153,72 @@ def caption_grid(images, generated, references=None, path=None, ncols=4, width=4
     return fig
 
 
+def attention_maps(images, words, weights, boxes, path=None, max_words=16, panel=1.6):
+    """Show where a captioning model looked: for each generated word, the image with its attention weights.
+
+    Each panel is one word: the image, dimmed, under a heat map whose value at a pixel is the summed
+    weight of the regions covering it (a grid's cells cover each pixel once; the shapes dataset's
+    whole-image region covers all of them, each object's box its object), and each region's box drawn
+    with a line as thick as its weight and the weight written in its corner.
+
+    Inputs:
+    - images: N images (H, W, 3), uint8 or floats in [0, 1].
+    - words: N lists of words, the generated words of each image (``<END>`` included if it was emitted).
+    - weights: N arrays (T_i, R), the attention weights with which each word was chosen (rows sum to 1).
+    - boxes: array-like (N, R, 4), each region's (x0, y0, x1, y1) as fractions of the image (zero-area
+      boxes, such as absent objects, are not drawn).
+    - path: also write the figure there as a PNG.
+    - max_words: draw at most this many words per image.
+    - panel: size of a panel in inches.
+
+    Returns the matplotlib Figure: one row per image.
+    """
+    plt = _pyplot()
+    from matplotlib.patches import Rectangle
+
+    boxes = np.asarray(boxes, dtype=np.float64)
+    if len(images) != len(words) or len(words) != len(weights) or boxes.shape[:1] != (len(images),):
+        raise ValueError(f"attention_maps: images ({len(images)}), words ({len(words)}), weights ({len(weights)}) "
+                         f"and boxes ({boxes.shape[0] if boxes.ndim else 0}) must describe the same images")
+    cols = max(1, min(max_words, max(len(w) for w in words)))
+    fig, axes = plt.subplots(len(images), cols, figsize=(panel * cols, panel * 1.15 * len(images)), squeeze=False)
+    for row, (image, ws, att, bx) in enumerate(zip(images, words, weights, boxes)):
+        img = np.asarray(image, dtype=np.float64)
+        img = img / 255.0 if img.max() > 1.0 else img
+        Hpx, Wpx = img.shape[:2]
+        att = np.asarray(att, dtype=np.float64)
+        if att.shape != (len(ws), bx.shape[0]):
+            raise ValueError(f"attention_maps: image {row} has {len(ws)} words and {bx.shape[0]} regions, so its "
+                             f"weights should have shape {(len(ws), bx.shape[0])}, got {att.shape}")
+        ys = (np.arange(Hpx) + 0.5) / Hpx
+        xs = (np.arange(Wpx) + 0.5) / Wpx
+        inside = ((xs[None, None, :] >= bx[:, 0, None, None]) & (xs[None, None, :] < bx[:, 2, None, None])
+                  & (ys[None, :, None] >= bx[:, 1, None, None]) & (ys[None, :, None] < bx[:, 3, None, None]))
+        for col in range(cols):
+            ax = axes[row, col]
+            ax.axis("off")
+            if col >= len(ws):
+                continue
+            heat = np.tensordot(att[col], inside.astype(np.float64), axes=1)  # (H, W)
+            ax.imshow(0.35 + 0.65 * img)
+            ax.imshow(heat, cmap="inferno", alpha=0.55, vmin=0.0, vmax=max(1e-9, heat.max()),
+                      extent=(0, Wpx, Hpx, 0))
+            for r, (x0, y0, x1, y1) in enumerate(bx):
+                if x1 <= x0 or y1 <= y0:
+                    continue
+                ax.add_patch(Rectangle((x0 * Wpx, y0 * Hpx), (x1 - x0) * Wpx, (y1 - y0) * Hpx, fill=False,
+                                       edgecolor="cyan", linewidth=0.3 + 3.0 * att[col, r]))
+                ax.text(x0 * Wpx + 1, y0 * Hpx + 1, f"{att[col, r]:.2f}", color="white", fontsize=6, va="top",
+                        ha="left", bbox={"facecolor": "black", "alpha": 0.5, "pad": 0.5, "linewidth": 0})
+            ax.set_xlim(0, Wpx)
+            ax.set_ylim(Hpx, 0)
+            ax.set_title(ws[col], fontsize=9)
+    fig.tight_layout()
+    if path is not None:
+        fig.savefig(path, dpi=110)
+    return fig
+
+
 def plot_sweep(rows, metric, path=None, title=None):
     """Plot each trial's best score against its learning rate and its hidden size.
 

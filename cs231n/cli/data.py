@@ -33,6 +33,11 @@ def _add_build(sub):
     p.add_argument("--features-key", default="features", help="dataset name inside .h5 feature files")
     p.add_argument("--image-base-url", help="prefix of the image URLs written to the URL lists")
     p.add_argument("--force", action="store_true", help="replace an existing --out")
+    p.add_argument("--train-regions", type=existing_file,
+                   help="optional region features of the train images for the models that attend: .npy or "
+                        ".h5, (images, R, D) or a CNN grid (images, D, h, w), rows as --train-features "
+                        "(datasets/extract_coco_regions.py makes them)")
+    p.add_argument("--val-regions", type=existing_file, help="the same for the val images")
     p.set_defaults(func=cmd_build)
 
 
@@ -61,6 +66,7 @@ def cmd_build(a):
 
     out = build_dataset(a.train_json, a.val_json, a.train_features, a.val_features, a.out,
                         min_count=a.min_count, max_length=a.max_length, pca_dim=a.pca_dim,
-                        features_key=a.features_key, image_base_url=a.image_base_url, force=a.force)
+                        features_key=a.features_key, image_base_url=a.image_base_url, force=a.force,
+                        train_regions=a.train_regions, val_regions=a.val_regions)
     print(out)
     return 0

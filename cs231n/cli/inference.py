@@ -6,7 +6,8 @@ import sys
 import zipfile
 from pathlib import Path
 
-from cs231n.cli.models import _check_identity, _data_dir_of, _featurizer_files, _identity, _load_data, _load_model
+from cs231n.cli.models import (_check_identity, _data_dir_of, _featurizer_files, _identity, _load_data, _load_model,
+                               _takes_regions)
 from cs231n.cli.options import add_command, add_device_option, existing_dir, existing_file, nonnegative_float, positive_int
 
 
@@ -41,6 +42,10 @@ def _add_caption(sub):
                         "one recorded in the model file)")
     p.add_argument("--beam-size", type=positive_int, default=1, help="beam width (1: greedy)")
     p.add_argument("--max-length", type=positive_int, default=30, help="longest caption generated")
+    p.add_argument("--attention", metavar="FIG.png",
+                   help="a model that attends over regions (train --cell-type attention, or --model transformer "
+                        "--regions): also draw, for each generated word, the image with its attention weights "
+                        "over the regions, one row per image, into this PNG")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files or URLs")
     add_device_option(p)
     p.set_defaults(func=cmd_caption)
@@ -53,14 +58,15 @@ def cmd_evaluate(a):
     from cs231n.metrics import score_model
 
     model = _load_model(a.checkpoint).to(a.device)
-    base, data = _load_data(_data_dir_of(a, model))
+    regions = _takes_regions(model)  # an attention LSTM or a region Transformer reads *_regions.h5
+    base, data = _load_data(_data_dir_of(a, model), regions=regions)
     if data["word_to_idx"] != model.word_to_idx:
         from cs231n.classifiers.captioning import _vocab_difference
 
         raise ValueError(f"the vocabulary of {base} differs from the one {a.checkpoint} was trained with "
                          f"({_vocab_difference(model.word_to_idx, data['word_to_idx'])}); captions would be "
                          f"decoded into the wrong words. Pass the model's own dataset with --data-dir")
-    _check_identity(model, a.checkpoint, base, _identity(base, data), ("vocabulary", "features"))
+    _check_identity(model, a.checkpoint, base, _identity(base, data, regions=regions), ("vocabulary", "features"))
     # Decode with the model's own vocabulary (equal to the dataset's, checked above).
     data = dict(data, idx_to_word=[model.idx_to_word[i] for i in range(model.vocab_size)])
     if (model.identity or {}).get("zero_features"):
@@ -85,11 +91,15 @@ def cmd_evaluate(a):
 def cmd_caption(a):
     import numpy as np
 
-    from cs231n.data.shapes import default_shapes_dir, featurize_for_dataset
+    from cs231n.data.shapes import default_shapes_dir, featurize_for_dataset, featurize_regions_for_dataset
     from cs231n.image_utils import image_from_url
     from cs231n.runs import dataset_identity
 
     model = _load_model(a.checkpoint).to(a.device)
+    regions = _takes_regions(model)
+    if a.attention and not regions:
+        raise ValueError(f"--attention needs a model that attends over image regions (train --cell-type attention "
+                         f"or --model transformer --regions); {a.checkpoint} holds {model._describe()}")
     base = Path(_data_dir_of(a, model) or default_shapes_dir())
     featurizer = _featurizer_files()[0]
     if not (base / featurizer).is_file():
@@ -115,6 +125,8 @@ def cmd_caption(a):
     if images:
         try:
             feats, distances, limit = featurize_for_dataset(images, base, return_distance=True)
+            if regions:
+                feats, boxes = featurize_regions_for_dataset(images, base)  # (N, R, D), (N, R, 4)
         except (zipfile.BadZipFile, EOFError, KeyError, OSError, ValueError) as e:
             raise ValueError(f"{base / featurizer} is damaged or truncated ({e}); make the dataset again "
                              f"(delete {base} and run train)") from e
@@ -122,11 +134,17 @@ def cmd_caption(a):
             print("note: this model was trained with --zero-features (image-blind); its captions do not "
                   "depend on the image", file=sys.stderr)
             feats = np.zeros_like(feats)
-        if feats.shape[1] != model.params["W_proj"].shape[0]:
-            raise ValueError(f"the model expects {model.params['W_proj'].shape[0]} features per image, the "
-                             f"featurizer of {base} gives {feats.shape[1]}")
-        for name, caption, distance in zip(names, model.caption_features(feats, max_length=a.max_length,
-                                                                          beam_size=a.beam_size), distances):
+        if feats.shape[-1] != model.params["W_proj"].shape[0]:
+            raise ValueError(f"the model expects {model.params['W_proj'].shape[0]} features per "
+                             f"{'region' if regions else 'image'}, the featurizer of {base} gives {feats.shape[-1]}")
+        if a.attention:
+            captions, weights = model.sample(feats, max_length=a.max_length, beam_size=a.beam_size,
+                                             return_attention=True)  # (N, T), (N, T, R)
+            texts = [model._decode_row(row) for row in captions]
+            _draw_attention(a.attention, images, model, captions, weights, boxes)
+        else:
+            texts = model.caption_features(feats, max_length=a.max_length, beam_size=a.beam_size)
+        for name, caption, distance in zip(names, texts, distances):
             print(f"{name}: {caption}")
             if distance > limit:
                 print(f"  warning: this image is unlike the training images (feature distance {distance:.1f} > "
@@ -136,3 +154,16 @@ def cmd_caption(a):
               f"see the reasons above", file=sys.stderr)
         return 1
     return 0
+
+
+def _draw_attention(path, images, model, captions, weights, boxes):
+    """Write the attention figure of `caption --attention`: one row per image, one panel per generated word
+    (``<END>`` included), each the image with that word's attention weights over the regions."""
+    import matplotlib.pyplot as plt
+
+    from cs231n.vis import attention_maps
+
+    tokens = [[model.idx_to_word.get(int(i), "<UNK>") for i in row if int(i) != model._null] for row in captions]
+    fig = attention_maps(images, tokens, [w[:len(t)] for w, t in zip(weights, tokens)], boxes, path=path)
+    plt.close(fig)
+    print(f"attention maps: {path}")

@@ -12,19 +12,26 @@ def _featurizer_files():
     return (shapes.FEATURIZER_FILE,)
 
 
-def _load_data(data_dir, max_train=None):
-    from cs231n.coco_utils import load_coco_data
+def _load_data(data_dir, max_train=None, regions=False):
+    """(base, data); with ``regions``, data's ``{split}_features`` are the region features (SPEC section 10)."""
+    from cs231n.coco_utils import load_coco_data, with_regions
     from cs231n.data.shapes import ensure_shapes_dataset
 
     base = Path(data_dir) if data_dir else ensure_shapes_dataset()
-    return base, load_coco_data(base_dir=str(base), max_train=max_train)
+    data = load_coco_data(base_dir=str(base), max_train=max_train, regions=regions)
+    return base, with_regions(data) if regions else data
 
 
-def _identity(base, data):
+def _identity(base, data, regions=False):
     """The identity of a loaded dataset (see cs231n.runs.dataset_identity): what a model records."""
     from cs231n.runs import captioning_data_identity
 
-    return captioning_data_identity(base, data["word_to_idx"])
+    return captioning_data_identity(base, data["word_to_idx"], regions=regions)
+
+
+def _takes_regions(model):
+    """Whether a captioning model reads region features (an attention LSTM, a region Transformer)."""
+    return bool(getattr(model, "_takes_regions", lambda: False)())
 
 
 def _load_model(path):

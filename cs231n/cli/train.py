@@ -41,8 +41,12 @@ def _add_train(sub):
     p.add_argument("--model", choices=["rnn", "transformer"], default=d["model"],
                    help="rnn: the recurrent model of --cell-type; transformer: cs231n's Transformer decoder "
                         "(--num-heads, --num-layers; --wordvec-dim is its model size)")
-    p.add_argument("--cell-type", choices=["rnn", "lstm", "gru"], default=d["cell_type"],
-                   help="recurrent cell (--model rnn)")
+    p.add_argument("--cell-type", choices=["rnn", "lstm", "gru", "attention"], default=d["cell_type"],
+                   help="recurrent cell (--model rnn); attention: an LSTM that attends over the image's "
+                        "region features at every word (the dataset's *_regions.h5)")
+    p.add_argument("--regions", action="store_true",
+                   help="--model transformer: attend over the image's region features (*_regions.h5), one "
+                        "memory token each, instead of one token for the whole image")
     p.add_argument("--num-heads", type=positive_int, default=d["num_heads"],
                    help="attention heads (--model transformer; must divide --wordvec-dim)")
     p.add_argument("--num-layers", type=positive_int, default=d["num_layers"],
@@ -86,16 +90,23 @@ TRAIN_OUTPUTS = ("model.npz", "checkpoint.npz", "config.json", "curves.png", "ca
 
 
 def _model_name(a):
-    return a.cell_type if a.model == "rnn" else f"transformer ({a.num_layers} layers, {a.num_heads} heads)"
+    if a.model == "rnn":
+        return "attention lstm" if a.cell_type == "attention" else a.cell_type
+    return f"transformer ({a.num_layers} layers, {a.num_heads} heads{', regions' if a.regions else ''})"
+
+
+def _uses_regions(a):
+    """Whether train's options describe a model that reads region features."""
+    return a.cell_type == "attention" if a.model == "rnn" else a.regions
 
 
 def _new_model(a, data):
     """The model that train's options describe, for the dataset's vocabulary and feature size."""
-    D = data["train_features"].shape[1]
+    D = data["train_features"].shape[-1]  # (images, D), or (images, R, D) region features
     if a.model == "transformer":
         from cs231n.classifiers.transformer import CaptioningTransformer
         return CaptioningTransformer(data["word_to_idx"], D, a.wordvec_dim, num_heads=a.num_heads,
-                                     num_layers=a.num_layers)
+                                     num_layers=a.num_layers, regions=a.regions)
     from cs231n.classifiers.rnn import CaptioningRNN
     return CaptioningRNN(data["word_to_idx"], input_dim=D, wordvec_dim=a.wordvec_dim, hidden_dim=a.hidden_dim,
                          cell_type=a.cell_type)
@@ -111,6 +122,9 @@ def cmd_train(a):
     if a.model == "transformer" and a.wordvec_dim % a.num_heads:
         raise ValueError(f"--num-heads {a.num_heads} must divide --wordvec-dim {a.wordvec_dim} (the Transformer's "
                          f"model size, shared by its heads)")
+    if a.regions and a.model != "transformer":
+        raise ValueError("--regions is an option of --model transformer; the recurrent model attends over "
+                         "regions with --cell-type attention")
     from cs231n._alloc import keep_freed_memory
 
     keep_freed_memory()  # this command owns its process: freed blocks stay mapped (cs231n/_alloc.py)
@@ -124,8 +138,9 @@ def cmd_train(a):
 
     out = claim_run_dir(a, TRAIN_OUTPUTS, "training run")
     np.random.seed(a.seed)  # before loading: --max-train draws its captions with np.random (classic API)
-    base, data = _load_data(a.data_dir, a.max_train)
-    identity = _identity(base, data)
+    regions = _uses_regions(a)
+    base, data = _load_data(a.data_dir, a.max_train, regions=regions)
+    identity = _identity(base, data, regions=regions)
     if a.zero_features:
         identity["zero_features"] = True  # evaluate/caption must feed this model zeros too
         for split in ("train", "val"):
@@ -135,7 +150,9 @@ def cmd_train(a):
     atomic_write_json(out / "config.json", config)
     print(f"data: {base} ({data['train_captions'].shape[0]} train captions, "
           f"{data['train_features'].shape[0]} train images, {data['val_features'].shape[0]} val images, "
-          f"vocabulary {len(data['idx_to_word'])}); writing to {out}")
+          f"vocabulary {len(data['idx_to_word'])}"
+          + (f", {data['train_features'].shape[1]} regions of {data['train_features'].shape[2]} values"
+             if regions else "") + f"); writing to {out}")
 
     model = _new_model(a, data).to(a.device)
     model.identity = identity
