@@ -13,6 +13,13 @@ For the command line:
 - :func:`baseline_table` scores the majority class and trains the bag-of-words and LSTM baselines, for
   one table measured in one run.
 
+Honest selection (what ``classify-train`` does by default): :func:`select_on_holdout` makes every
+choice (epoch, learning rate, regularisation, threshold, combination weights) on a seeded held-out
+slice of the training sentences (:func:`holdout_split`), optionally refits on all of train, and
+:func:`report_scores` scores each report set once with bootstrap 95% intervals;
+:func:`train_with_holdout` is the command's entry point and :func:`holdout_table` the table of
+majority, bag of words, n-gram LR, LSTM and Transformer measured in one run.
+
 Letters: N sentences, T positions, V vocabulary size.
 """
 import json
@@ -24,6 +31,7 @@ import numpy as np
 
 from cs231n import metrics
 from cs231n.archive import atomic_write_json
+from cs231n.backend import to_numpy
 from cs231n.cola_utils import check_binary_labels
 from cs231n.solver import Solver
 
@@ -522,13 +530,8 @@ def _subset(data, ids, val_ids=None):
 
 
 def _mcc_at(model, inputs, labels, threshold=0.0):
-    z = np.asarray(to_host(model.scores(inputs)), dtype=np.float64)
+    z = np.asarray(to_numpy(model.scores(inputs)), dtype=np.float64)
     return metrics.matthews_corrcoef(labels, (z >= threshold).astype(np.int64))
-
-
-def to_host(array):
-    from cs231n.backend import to_numpy
-    return to_numpy(array)
 
 
 def select_on_holdout(kind, data, holdout=0.1, seed=0, refit=False, candidates=None, class_weight="balanced",
@@ -664,7 +667,7 @@ def _pretrain(model, inputs, options, seed):
 
 
 def _score_candidate(model, inputs, labels, tune_threshold, options, epoch):
-    z = np.asarray(to_host(model.scores(inputs)), dtype=np.float64)
+    z = np.asarray(to_numpy(model.scores(inputs)), dtype=np.float64)
     if tune_threshold:
         threshold, mcc = choose_threshold(z, labels)
     else:
@@ -677,7 +680,7 @@ def report_scores(model, data, threshold=0.0, num_samples=1000, seed=0):
     95% intervals: dict set name -> :func:`cs231n.metrics.scores_with_intervals`."""
     out = {}
     for name, ev in data["eval_sets"].items():
-        z = np.asarray(to_host(model.scores(ev["inxs"])), dtype=np.float64)
+        z = np.asarray(to_numpy(model.scores(ev["inxs"])), dtype=np.float64)
         out[name] = metrics.scores_with_intervals(ev["labels"], (z >= threshold).astype(np.int64),
                                                   num_samples=num_samples, seed=seed)
     return out
@@ -868,7 +871,7 @@ class EnsembleClassifier:
             raise ValueError(f"EnsembleClassifier: {len(self.models)} models but {len(self.weights)} weights")
 
     def scores(self, inputs, batch_size=500):
-        return sum(w * np.asarray(to_host(m.scores(inputs, batch_size)), dtype=np.float64)
+        return sum(w * np.asarray(to_numpy(m.scores(inputs, batch_size)), dtype=np.float64)
                    for w, m in zip(self.weights, self.models))
 
 
@@ -891,8 +894,8 @@ def choose_combination(first, second, data, holdout=0.1, seed=0, weights=(0.0, 0
     _, hold = holdout_split(X.shape[0], holdout, seed)
     if hold.size != first["num_holdout"] or hold.size != second["num_holdout"]:
         raise ValueError("choose_combination: the two models were not chosen on this holdout")
-    z1 = np.asarray(to_host(first["model"].scores(X[hold])), dtype=np.float64)
-    z2 = np.asarray(to_host(second["model"].scores(X[hold])), dtype=np.float64)
+    z1 = np.asarray(to_numpy(first["model"].scores(X[hold])), dtype=np.float64)
+    z2 = np.asarray(to_numpy(second["model"].scores(X[hold])), dtype=np.float64)
     best, selection = None, []
     for a in weights:
         z = z2 if np.isinf(a) else z1 + a * z2
