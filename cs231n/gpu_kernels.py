@@ -229,7 +229,7 @@ _SOURCES["cs231n_attention_dscores_dropout"] = (
 )
 
 _REDUCTIONS.update({
-    "cs231n_attention_max": ("T s, T bias, float64 scale", "T y", "s * (T)scale + bias", "max(a, b)", "y = a",
+    "cs231n_attention_max": ("T s, T bias, float64 scale", "T y", "s * (T)scale + bias", "a > b ? a : b", "y = a",
                              _LOWEST, None),
     "cs231n_attention_sum_exp": ("T s, T bias, T m, float64 scale", "T y", "exp((s * (T)scale + bias) - m)",
                                  "a + b", "y = a", "0", None),
