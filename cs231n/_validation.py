@@ -35,6 +35,25 @@ def float_array(fn, name, a, ndim):
     return a
 
 
+def check_finite(fn, name, a, rows=1 << 14):
+    """Raise ValueError naming ``name`` and the first NaN or infinite entry of the host array ``a``.
+
+    Checked in slices of ``rows`` rows (along the first axis), so a large array needs no full-size
+    temporary.
+    """
+    a = np.asarray(a)
+    if a.ndim == 0:
+        a = a.reshape(1)
+    for lo in range(0, a.shape[0], rows):
+        chunk = a[lo:lo + rows]
+        if not np.isfinite(chunk).all():
+            first = tuple(int(i) for i in np.argwhere(~np.isfinite(chunk))[0])
+            where = (lo + first[0],) + first[1:]
+            raise ValueError(f"{fn}: {name} must hold finite numbers, but {name}{list(where)} is "
+                             f"{chunk[first]} (NaN or inf there makes every result NaN); check how {name} "
+                             f"was computed or loaded")
+
+
 def index_array(fn, name, a, ndim, upper):
     """Return ``a`` as an integer ndarray of ``ndim`` dimensions with values in ``[0, upper)``.
 

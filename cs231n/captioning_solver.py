@@ -54,6 +54,28 @@ _TRAIN_KEYS = ("train_captions", "train_image_idxs", "train_features")
 _VAL_KEYS = ("val_captions", "val_image_idxs", "val_features", "idx_to_word")
 
 
+def _check_data_fits_model(model, data):
+    """Raise ValueError, in the user's terms, when ``data`` cannot train ``model``.
+
+    - the vocabularies differ (the model's ``word_to_idx`` and the data's, when both have one): the
+      captions' word indices would mean other words, or fall outside the model's vocabulary;
+    - the features are not finite (NaN or inf make every loss NaN); host arrays only.
+    """
+    from cs231n._validation import check_finite
+
+    mine, theirs = getattr(model, "word_to_idx", None), data.get("word_to_idx")
+    if isinstance(mine, Mapping) and isinstance(theirs, Mapping) and dict(mine) != dict(theirs):
+        from cs231n.classifiers.captioning import _vocab_difference
+
+        raise ValueError(f"the vocabularies differ: the model was built with another word_to_idx than the "
+                         f"data's ({_vocab_difference(dict(mine), dict(theirs), ('model', 'data'))}), so the "
+                         f"captions' word indices would mean other words. Build the model with the data's "
+                         f"word_to_idx")
+    for key in ("train_features", "val_features"):
+        if isinstance(data.get(key), np.ndarray) and data[key].dtype.kind == "f":
+            check_finite("CaptioningSolver", f"data[{key!r}]", data[key])
+
+
 @contextlib.contextmanager
 def _evaluation_mode(model):
     """Switch off a model's dropout (``model.training``, as the Transformer has) for the block."""
@@ -105,6 +127,7 @@ class CaptioningSolver(Solver):
         captions = np.asarray(data["train_captions"])
         if captions.ndim != 2:
             raise ValueError(f"data['train_captions'] should have shape (N, T), got {captions.shape}")
+        _check_data_fits_model(model, data)
         self.data = data
         self.num_val_images = kwargs.pop("num_val_images", 0)
         if isinstance(self.num_val_images, bool) or not isinstance(self.num_val_images, (int, np.integer)):

@@ -259,21 +259,48 @@ MODEL_DEFAULTS = {
 }
 
 
-def build_classifier(kind, data, seed=0, **options):
-    """A fresh sentence classifier of ``kind`` ('transformer', 'lstm', 'bow') for a CoLA data dict."""
+def classifier_class(kind):
+    """The class of the sentence classifier ``kind`` ('transformer', 'lstm', 'bow', 'ngram')."""
     from cs231n.classifiers.sentence import BagOfWordsClassifier, LSTMClassifier
 
+    if kind == "ngram":
+        from cs231n.classifiers.ngram import NgramClassifier
+        return NgramClassifier
+    if kind not in MODEL_DEFAULTS:
+        raise ValueError(f"model kind must be one of {sorted(MODEL_DEFAULTS)} or 'ngram', got {kind!r}")
+    if kind == "bow":
+        return BagOfWordsClassifier
+    if kind == "lstm":
+        return LSTMClassifier
+    from cs231n.classifiers.classification_transformer import ClassificationTransformer
+    return ClassificationTransformer
+
+
+def model_options(kind):
+    """The constructor options of ``kind`` that a caller may set (those :func:`build_classifier` does not)."""
+    import inspect
+
+    fixed = {"self", "word_to_ix", "max_length", "seed", "ngrams"}  # set by the builder, or fitted (ngrams)
+    return [name for name in inspect.signature(classifier_class(kind).__init__).parameters if name not in fixed]
+
+
+def build_classifier(kind, data, seed=0, **options):
+    """A fresh sentence classifier of ``kind`` ('transformer', 'lstm', 'bow') for a CoLA data dict.
+
+    ``options`` are constructor options (see :func:`model_options`); an unknown one is a ValueError
+    naming it and the valid ones.
+    """
     if kind not in MODEL_DEFAULTS:
         raise ValueError(f"model kind must be one of {sorted(MODEL_DEFAULTS)}, got {kind!r}")
+    cls = classifier_class(kind)
+    valid = model_options(kind)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise ValueError(f"the {kind} classifier has no option {unknown[0]!r}; its options are "
+                         f"{', '.join(valid)}")
     kwargs = dict(MODEL_DEFAULTS[kind]["model"])
     kwargs.update(options)
-    common = dict(max_length=data["max_length"], seed=seed)
-    if kind == "bow":
-        return BagOfWordsClassifier(data["word_to_ix"], **common, **kwargs)
-    if kind == "lstm":
-        return LSTMClassifier(data["word_to_ix"], **common, **kwargs)
-    from cs231n.classifiers.classification_transformer import ClassificationTransformer
-    return ClassificationTransformer(data["word_to_ix"], **common, **kwargs)
+    return cls(data["word_to_ix"], max_length=data["max_length"], seed=seed, **kwargs)
 
 
 def fit_classifier(model, data, lr, epochs, batch_size, lr_decay=1.0, seed=0, class_weight=None,

@@ -218,6 +218,54 @@ def find_coco_dir(pca_features=True, verbose=True):
         f"Pass base_dir=<dataset directory>{hint}.\n" + _HOW_TO_GET_DATA)
 
 
+def coco_data_sizes(base_dir, pca_features=True, regions=False):
+    """The sizes of a dataset, read without loading it: h5 shapes and the vocabulary's length.
+
+    For checks that must come before the (possibly large) load, e.g. whether a batch is larger than
+    the training set or whether the data fits in memory.
+
+    Inputs:
+    - base_dir: dataset directory (str or os.PathLike).
+    - pca_features: read the shapes of the PCA features (as ``load_coco_data``) or the raw ones.
+
+    - regions: also read the region files' (R, D) as ``regions`` (absent when a file is missing:
+      ``load_coco_data`` says so).
+
+    Returns a dict with ``train_captions`` and ``val_captions`` (N, T) shapes, ``train_images`` and
+    ``val_images`` (feature rows), ``feature_dim`` D and ``vocab_size`` V.
+
+    Raises FileNotFoundError (as ``load_coco_data``) for a missing or partial directory, and
+    ValueError when a file lacks the datasets or keys of the format.
+    """
+    base = Path(base_dir).expanduser()
+    missing = _missing_files(base, pca_features)
+    if missing:
+        raise _missing_files_error(base, missing, pca_features)
+    sizes = {}
+    with h5py.File(base / CAPTIONS_FILE, "r") as f:
+        for split in SPLITS:
+            if f"{split}_captions" not in f:
+                raise ValueError(f"{base / CAPTIONS_FILE} has no dataset '{split}_captions' (found {sorted(f.keys())})")
+            sizes[f"{split}_captions"] = tuple(f[f"{split}_captions"].shape)
+    for split in SPLITS:
+        path = base / features_file(split, pca_features)
+        with h5py.File(path, "r") as f:
+            if "features" not in f or len(f["features"].shape) != 2:
+                raise ValueError(f"{path} has no 2-D dataset 'features' (found {sorted(f.keys())})")
+            sizes[f"{split}_images"], sizes["feature_dim"] = f["features"].shape
+    with open(base / VOCAB_FILE, encoding="utf-8") as f:
+        vocab = json.load(f)
+    if not isinstance(vocab, dict) or not isinstance(vocab.get("idx_to_word"), list):
+        raise ValueError(f"{base / VOCAB_FILE} must hold an object with the list 'idx_to_word'")
+    sizes["vocab_size"] = len(vocab["idx_to_word"])
+    paths = [base / regions_file(split) for split in SPLITS]
+    if regions and all(path.is_file() for path in paths):
+        with h5py.File(paths[0], "r") as f:
+            if "features" in f and len(f["features"].shape) == 3:
+                sizes["regions"] = tuple(f["features"].shape[1:])
+    return sizes
+
+
 def load_coco_data(base_dir=None, max_train=None, pca_features=True, regions=False):
     """Load the captioning dataset into a dict of arrays.
 

@@ -51,7 +51,7 @@ def fresh_run_dir(default):
 
 
 def prepare_run_dir(out, default, *, resume=False, overwrite=False, outputs=(), resume_file=None,
-                    what="run"):
+                    what="run", create=True):
     """Check and create the directory of a run, before any data is loaded or any work starts.
 
     Inputs:
@@ -65,6 +65,8 @@ def prepare_run_dir(out, default, *, resume=False, overwrite=False, outputs=(), 
     - outputs: names of the files this command writes into its run directory.
     - resume_file: the checkpoint's name inside the run directory (needed with ``resume``).
     - what: the kind of run, for messages (e.g. 'training run').
+    - create: False to check only, before other checks that must also pass before anything is
+      written: nothing is created, deleted or cleaned up, and a missing ``out`` gives None.
 
     Returns the run directory as a ``pathlib.Path`` (created; stale temporary files removed).
 
@@ -79,12 +81,12 @@ def prepare_run_dir(out, default, *, resume=False, overwrite=False, outputs=(), 
         if resume:
             raise ValueError(f"--resume needs --out, the directory of the {what} to continue "
                              f"(e.g. --out {default})")
-        return _claim_fresh(default)
+        return _claim_fresh(default) if create else None
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is an existing file; --out names a directory for the {what}'s "
                          f"files (choose another path)")
-    if out.is_dir():
+    if out.is_dir() and create:
         remove_stale_temp_files(out)
     if resume:
         if resume_file is None:
@@ -93,13 +95,15 @@ def prepare_run_dir(out, default, *, resume=False, overwrite=False, outputs=(), 
             raise FileNotFoundError(f"nothing to resume in {out}: it has no {resume_file} (a {what} writes "
                                     f"one every few minutes); start a new run without --resume")
         return out
-    existing = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    existing = sorted(p.name for p in out.iterdir() if not p.name.startswith(".tmp-")) if out.is_dir() else []
     if existing and not overwrite:
         shown = ", ".join(existing[:6]) + (", ..." if len(existing) > 6 else "")
         hint = ("continue that run with --resume, " if resume_file in existing else "")
         raise FileExistsError(f"--out {out} already holds files ({shown}); nothing was changed. Either "
                               f"{hint}choose another --out (or leave --out out for a fresh directory), or "
                               f"add --overwrite to replace this {what}")
+    if not create:
+        return out
     if overwrite:
         for name in outputs:
             path = out / name
@@ -107,8 +111,17 @@ def prepare_run_dir(out, default, *, resume=False, overwrite=False, outputs=(), 
                 path.unlink()
             elif path.is_dir():
                 shutil.rmtree(path)
-    out.mkdir(parents=True, exist_ok=True)
+    _make_dir(out, "--out", what)
     return out
+
+
+def _make_dir(path, option, what):
+    """``path.mkdir(parents=True, exist_ok=True)``; an OSError names the option and what to do."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OSError(f"{option} {path} cannot be created ({e.strerror or e}); choose a directory you can "
+                      f"write to for the {what}'s files, e.g. one under your home or working directory") from e
 
 
 def _claim_fresh(default):
@@ -117,8 +130,8 @@ def _claim_fresh(default):
         candidate = fresh_run_dir(default)
         if candidate.is_dir():  # empty: nothing to lose
             return candidate
+        _make_dir(candidate.parent, "the default run directory", "run")
         try:
-            candidate.parent.mkdir(parents=True, exist_ok=True)
             candidate.mkdir()
         except FileExistsError:
             continue  # another run took it a moment ago: look again

@@ -55,6 +55,9 @@ Options (keyword arguments of the constructor; anything else raises ValueError n
   and backward passes in TF32 (faster on NVIDIA Ampere and newer, about 3 significant digits in each
   product's inputs; see :func:`cs231n.backend.matmul_precision` for exactly what changes). float32 is
   the reference; on the CPU both are numpy's float32.
+- ``divergence_factor`` (None: off), ``divergence_patience`` (5): stop with
+  :class:`TrainingDivergedError` once the loss has been above ``divergence_factor`` (a number > 1)
+  times the run's first loss for ``divergence_patience`` iterations in a row (see below).
 
 Ctrl-C (SIGINT, in the main thread) while a solver with ``checkpoint_name`` trains does not stop it in
 the middle of an update: the iteration under way is finished, a checkpoint of it is written, and
@@ -69,7 +72,12 @@ numpy scalars the model returned; floats print, plot and compare the same, and g
 
 A loss or gradient that is NaN or infinite stops training with :class:`TrainingDivergedError` naming
 the iteration; the parameters are not updated with it and no checkpoint is written from that state,
-so the last checkpoint stays intact.
+so the last checkpoint stays intact (numpy's overflow and invalid-value warnings on the way there are
+not shown: the error says it). A loss that blows up without becoming NaN (a learning rate far too
+high) is caught the same way when ``divergence_factor`` is set (off by default, so classic calls run as
+before): training stops once the loss has stayed above ``divergence_factor`` times the run's first loss
+for ``divergence_patience`` iterations in a row (the first loss is that of the untrained model, e.g.
+about ln(V) per word for a captioning model, so no healthy run comes near it again).
 
 A model on the GPU (``model.to("gpu")``, see :mod:`cs231n.classifiers.device`) trains there: each
 minibatch is copied to the device once, the optimizer state is created (or, on resume, moved) there,
@@ -360,6 +368,8 @@ class Solver:
         self.precision = check_precision("Solver", kwargs.pop("precision", "float32"))
         resume_from = kwargs.pop("resume_from", None)
         init_from = kwargs.pop("init_from", None)
+        self.divergence_factor = kwargs.pop("divergence_factor", None)
+        self.divergence_patience = kwargs.pop("divergence_patience", 5)
         if kwargs:
             extra = ", ".join('"%s"' % k for k in kwargs)
             raise ValueError("Unrecognized arguments %s" % extra)
@@ -385,6 +395,12 @@ class Solver:
             self.seed = _check_positive_int("seed", self.seed, allow_zero=True)
             if self.seed >= 2 ** 32:
                 raise ValueError(f"seed must be below 2**32 (np.random.seed's range), got {self.seed}")
+        if self.divergence_factor is not None:
+            self.divergence_factor = _check_positive_number("divergence_factor", self.divergence_factor)
+            if self.divergence_factor <= 1:
+                raise ValueError(f"divergence_factor must be > 1 (the loss is compared with that many times "
+                                 f"its first value), got {self.divergence_factor}")
+        self.divergence_patience = _check_positive_int("divergence_patience", self.divergence_patience)
         if self.checkpoint_every is not None:
             self.checkpoint_every = _check_positive_int("checkpoint_every", self.checkpoint_every)
             if self.checkpoint_name is None:
@@ -510,6 +526,7 @@ class Solver:
         loss = float(loss)
         if not math.isfinite(loss):
             self._diverged(iteration, "the loss is %r" % loss)
+        self._check_blowup(iteration, loss)
         self._check_gradient_names(grads)
         for p in self.model.params:
             if not np.all(np.isfinite(grads[p])):
@@ -593,6 +610,7 @@ class Solver:
             grads_finite, params_finite = host[:len(names)], host[len(names):]
         if not math.isfinite(loss):
             self._diverged(iteration, "the loss is %r" % loss)
+        self._check_blowup(iteration, loss)
         for p, ok in zip(names, grads_finite):
             if not ok:
                 self._diverged(iteration, "the gradient of %r is not finite (loss %f)" % (p, loss))
@@ -615,6 +633,21 @@ class Solver:
         if any(self.optim_configs[p].get(k) is not configs[p][k] for p in params for k in state_keys):
             return None
         return flats
+
+    def _check_blowup(self, iteration, loss):
+        """With ``divergence_factor``: stop once the loss has stayed far above the run's first loss.
+
+        Reads only ``loss_history`` (restored on resume), so it holds no state of its own.
+        """
+        if self.divergence_factor is None or not self.loss_history:
+            return
+        limit = self.divergence_factor * self.loss_history[0]
+        recent = self.loss_history[-(self.divergence_patience - 1):] if self.divergence_patience > 1 else []
+        if limit > 0 and loss > limit and len(recent) == self.divergence_patience - 1 \
+                and all(x > limit for x in recent):
+            self._diverged(iteration, "the loss has been above %g x its first value (%g) for %d iterations "
+                                      "in a row (now %g); the learning rate is probably too high"
+                           % (self.divergence_factor, self.loss_history[0], self.divergence_patience, loss))
 
     def _diverged(self, iteration, what):
         where = ""
@@ -665,7 +698,10 @@ class Solver:
         try:
             while self.iteration < num_iterations:
                 t = self.iteration  # 0-based index of this step, as in cs231n's loop
-                self._step()
+                # Overflow to inf and the NaN it makes are found by the step's own checks, which stop
+                # the run with TrainingDivergedError; numpy's warnings about them would only be noise.
+                with np.errstate(over="ignore", invalid="ignore"):
+                    self._step()
                 done += 1
                 self.seconds_per_iteration = (time.perf_counter() - start) / done
                 self._report(t, num_iterations)

@@ -272,3 +272,44 @@ def test_region_features_from_any_extractor(inputs, tmp_path):
     with pytest.raises(ValueError, match=r"train_regions must have shape \(M, R, D\)"):
         build(inputs, tmp_path / "out3", train_regions=train[:, 0], val_regions=train[:3])
     assert not (tmp_path / "out3").exists()
+
+
+# ------------------------------------------------------------------ issue 20, items 9 and 10
+
+
+@pytest.mark.parametrize("length", [3, 5, 20])
+def test_any_max_length_of_at_least_3_builds_and_loads(inputs, tmp_path, length):
+    """--max-length N failed for every N but 17, after all the work (the check hard-coded the release's 17)."""
+    from cs231n.coco_utils import load_coco_data
+
+    out = build(inputs, tmp_path / "out", max_length=length)
+    data = load_coco_data(base_dir=str(out))
+    assert data["train_captions"].shape == (len(TRAIN_TOKENS), length)
+    rows = data["train_captions"]
+    assert (rows[:, 0] == 1).all() and ((rows == 2).sum(axis=1) == 1).all()  # START first, one END each
+    assert verify_coco_dir(out, feature_dim=None, pca_dim=None, caption_length=None)["num_val_captions"] == 3
+    with pytest.raises(ValueError, match=f"\\(N, 17\\) int32, got \\({len(TRAIN_TOKENS)}, {length}\\)"
+                       if length != 17 else "never"):
+        verify_coco_dir(out, feature_dim=None, pca_dim=None)  # the release's own check keeps its 17
+
+
+def test_build_dataset_command_refuses_a_max_length_of_2_as_a_bad_option(inputs, tmp_path, capsys):
+    from cs231n.cli import main
+
+    rc = main(["build-dataset", "--train-json", str(inputs["train_json"]), "--val-json", str(inputs["val_json"]),
+               "--train-features", str(inputs["train_features"]), "--val-features", str(inputs["val_features"]),
+               "--out", str(tmp_path / "out"), "--max-length", "2"])
+    assert rc == 2
+    assert "--max-length" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_build_dataset_names_a_captions_file_that_is_not_json(inputs, tmp_path, capsys):
+    from cs231n.cli import main
+
+    rc = main(["build-dataset", "--train-json", str(inputs["train_features"]), "--val-json", str(inputs["val_json"]),
+               "--train-features", str(inputs["train_features"]), "--val-features", str(inputs["val_features"]),
+               "--out", str(tmp_path / "out"), "--pca-dim", "3", "--min-count", "1"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert str(inputs["train_features"]) in err and "is not JSON" in err and "codec" not in err
+    assert len(err.strip().splitlines()) == 1

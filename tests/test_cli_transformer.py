@@ -69,6 +69,6 @@ def test_evaluate_and_caption_load_a_transformer(trained, tiny_dir, capsys):
 def test_num_heads_must_divide_the_model_size(tmp_path, capsys):
     rc = main(["train", "--model", "transformer", "--num-heads", "3", "--wordvec-dim", "16",
                "--out", str(tmp_path / "run")])
-    assert rc == 1
+    assert rc == 2  # a bad combination of options (issue 20, item 10)
     assert "--num-heads 3 must divide --wordvec-dim 16" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()                  # refused before any work

@@ -251,17 +251,45 @@ def test_zip_missing_a_file_names_it(server, release, tmp_path):
     assert os.listdir(tmp_path) == []
 
 
-def test_existing_dest_is_left_alone_unless_forced(server, release, tmp_path):
+def test_an_existing_complete_dataset_is_left_alone_unless_forced(server, release, tmp_path):
     dest = tmp_path / "coco_captioning"
-    dest.mkdir()
-    (dest / "mine.txt").write_text("keep me")
+    shutil.copytree(release[0], dest)
+    (dest / "mine.txt").write_text("keep me")  # a complete dataset may hold other files too
     assert fetch(server, dest) == dest
-    assert os.listdir(dest) == ["mine.txt"]
+    assert (dest / "mine.txt").read_text() == "keep me"
     assert server.state["ranges"] == []
 
     fetch(server, dest, force=True)
     assert_same_files(dest, release[0])
     assert os.listdir(tmp_path) == ["coco_captioning"]
+
+
+def test_an_existing_dest_that_is_not_a_complete_dataset_is_refused_naming_what_is_missing(server, release,
+                                                                                           tmp_path):
+    """Issue 20, item 8: a folder of unrelated files (or a partial dataset) was 'left as it is', exit 0."""
+    dest = tmp_path / "coco_captioning"
+    dest.mkdir()
+    (dest / "mine.txt").write_text("keep me")
+    shutil.copy(release[0] / "coco2014_vocab.json", dest)
+    with pytest.raises(FileExistsError, match="not a complete") as e:
+        fetch(server, dest)
+    assert "coco2014_captions.h5: missing" in str(e.value) and "--force" in str(e.value)
+    assert "coco2014_vocab.json: missing" not in str(e.value)
+    assert sorted(os.listdir(dest)) == ["coco2014_vocab.json", "mine.txt"]
+    assert server.state["ranges"] == []
+
+
+def test_a_dest_that_is_a_regular_file_is_refused_even_with_force(server, tmp_path, capsys):
+    from cs231n.cli import main
+
+    dest = tmp_path / "coco.zip"
+    dest.write_text("mine")
+    for force in (False, True):
+        with pytest.raises(FileExistsError, match="is an existing file"):
+            fetch(server, dest, force=force)
+    assert main(["download", "coco", "--dest", str(dest), "--url", server.url, "--quiet"]) == 1
+    assert "--dest" in capsys.readouterr().err
+    assert dest.read_text() == "mine" and server.state["ranges"] == []
 
 
 def test_files_at_top_level_of_the_zip(server, release, tmp_path):

@@ -292,8 +292,10 @@ def test_classify_train_command(tmp_path, capsys):
     assert "already holds" in capsys.readouterr().err
     assert main(argv[:5] + ["--epochs", "3", "--out", str(out), "--quiet", "--resume"]) == 0
     assert len(json.loads((out / "history.json").read_text())) == 3
-    assert main(argv + ["--overwrite", "--option", "nonsense=1"]) == 1
-    assert "nonsense" in capsys.readouterr().err
+    assert main(argv + ["--overwrite", "--option", "nonsense=1"]) == 2  # a bad option (issue 20, item 10)
+    err = capsys.readouterr().err
+    assert "'nonsense'" in err and "reg" in err  # the unknown option, and the valid ones
+    assert len(json.loads((out / "history.json").read_text())) == 3  # --overwrite deleted nothing
 
 
 # ---------------------------------------------------------------------------------------------- backends

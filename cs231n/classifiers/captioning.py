@@ -32,9 +32,11 @@ says where it is; see :mod:`cs231n.classifiers.device`). On the GPU, ``loss``, `
 returns host numpy captions, copied once at the end. Files always hold host numpy arrays, so a model
 saved from the GPU loads on a laptop, bit for bit; ``load`` gives a CPU model.
 """
+import warnings
+
 import numpy as np
 
-from cs231n._validation import expect_shape, float_array, index_array
+from cs231n._validation import check_finite, expect_shape, float_array, index_array
 from cs231n.backend import get_array_module, to_numpy
 from cs231n.classifiers.device import DeviceModel, host_arrays
 from cs231n.archive import load_archive, save_archive
@@ -88,8 +90,20 @@ class CaptioningModel(DeviceModel):
             raise ValueError(f"{fn}: word_to_idx has no '<NULL>' entry (the padding token)")
         if len(set(vocab.values())) != V:
             raise ValueError(f"{fn}: word_to_idx maps two words to the same index")
-        if vocab["<NULL>"] >= V:
-            raise ValueError(f"{fn}: '<NULL>' has index {vocab['<NULL>']}, outside [0, V) = [0, {V})")
+        outside = sorted((i, w) for w, i in vocab.items() if i >= V)
+        if outside:
+            # The rows of the word embedding and of the output scores are indices 0..V-1: a word numbered
+            # V or more can be neither read nor written. A special token there breaks decoding (error);
+            # an ordinary word is only unusable (a warning: cs231n's own notebook check builds a model
+            # with {'<NULL>': 0, 'cat': 2, 'dog': 3} and never uses 'dog').
+            missing = sorted(set(range(V)) - set(vocab.values()))
+            gap = (f"word_to_idx must number its {V} words 0 to {V - 1} with no gap, but "
+                   f"{', '.join(f'{w!r} has {i}' for i, w in outside[:5])} and {missing[:5]} belong to no word")
+            special = [w for _, w in outside if w in ("<NULL>", "<START>", "<END>")]
+            if special:
+                raise ValueError(f"{fn}: {gap}; {special[0]} is needed for decoding and has no row in the model")
+            warnings.warn(f"{fn}: {gap}; the model can neither read nor write {[w for _, w in outside[:5]]}",
+                          stacklevel=4)
         self.word_to_idx = vocab
         self.idx_to_word = {i: w for w, i in vocab.items()}
         self.vocab_size = V
@@ -571,6 +585,8 @@ class CaptioningModel(DeviceModel):
     def _check_features(self, fn, features):
         features = float_array(fn, "features", features, 2)
         expect_shape(fn, "features", features, (("N", features.shape[0]), ("D", self.input_dim)))
+        if isinstance(features, np.ndarray):  # host arrays only: a device check would sync every step
+            check_finite(fn, "features", features)
         return features.astype(self.dtype, copy=False)
 
 
@@ -666,16 +682,17 @@ def _config_args(config, fn, keys, defaults=None):
     return args
 
 
-def _vocab_difference(saved, given):
-    """A short description of how two vocabularies differ, for error messages."""
+def _vocab_difference(saved, given, names=("saved", "given")):
+    """A short description of how two vocabularies differ, for error messages (``names``: what each is)."""
+    a, b = names
     only_saved = sorted(set(saved) - set(given))
     only_given = sorted(set(given) - set(saved))
     moved = sorted(w for w in set(saved) & set(given) if saved[w] != given[w])
-    parts = [f"saved has {len(saved)} words, given has {len(given)}"]
+    parts = [f"{a} has {len(saved)} words, {b} has {len(given)}"]
     if only_saved:
-        parts.append(f"only in the saved one: {only_saved[:5]}")
+        parts.append(f"only in the {a} one: {only_saved[:5]}")
     if only_given:
-        parts.append(f"only in the given one: {only_given[:5]}")
+        parts.append(f"only in the {b} one: {only_given[:5]}")
     if moved:
         parts.append(f"different indices for: {moved[:5]}")
     return "; ".join(parts)

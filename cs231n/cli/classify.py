@@ -2,7 +2,7 @@
 import argparse
 import json
 
-from cs231n.cli.options import (_number, add_command, add_device_option, add_run_dir_options, claim_run_dir,
+from cs231n.cli.options import (OptionError, _number, add_command, add_device_option, add_run_dir_options, claim_run_dir,
                                 existing_dir, learning_rate, nonnegative_int, positive_float, positive_int)
 
 
@@ -67,12 +67,20 @@ def _add_classify(sub):
     p.set_defaults(func=cmd_classify_train)
 
 
-def _model_options(pairs):
+def _model_options(pairs, kind):
+    """``--option KEY=VALUE`` pairs as constructor options of ``kind``; a bad one is an OptionError."""
+    from cs231n.classification_solver import model_options
+
+    valid = model_options(kind)
     options = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep or not key:
-            raise ValueError(f"--option must be KEY=VALUE, got {pair!r}")
+            raise OptionError(f"--option must be KEY=VALUE, got {pair!r}; the {kind} classifier's keys are "
+                              f"{', '.join(valid)}")
+        if key not in valid:
+            raise OptionError(f"--option {pair}: the {kind} classifier has no option {key!r}; its options are "
+                              f"{', '.join(valid)}")
         try:
             options[key] = json.loads(text)
         except json.JSONDecodeError:
@@ -86,11 +94,11 @@ def cmd_classify_train(a):
 
     keep_freed_memory()  # this command owns its process: freed blocks stay mapped (cs231n/_alloc.py)
 
-    options = _model_options(a.option)
+    options = _model_options(a.option, a.model)
     eval_files = [f for f in a.eval.split(",") if f] if a.eval else None
     if not a.holdout and (a.refit or eval_files or a.tune_threshold or a.word_dropout or a.model == "ngram"):
-        raise ValueError("--refit, --eval, --tune-threshold, --word-dropout and --model ngram go with the "
-                         "holdout; give --holdout > 0")
+        raise OptionError("--refit, --eval, --tune-threshold, --word-dropout and --model ngram go with the "
+                          "holdout; give --holdout > 0")
     if a.word_dropout:
         options["word_dropout"] = a.word_dropout
     out = claim_run_dir(a, OUTPUTS, "classification run")

@@ -1,5 +1,6 @@
 """``download`` (the COCO captioning release, or the full Alice text) and ``build-dataset`` (the COCO
 on-disk format from caption JSON and your own CNN features)."""
+import argparse
 import os
 
 from cs231n.cli.options import add_command, existing_file, nonnegative_int, positive_float, positive_int
@@ -28,7 +29,8 @@ def _add_build(sub):
     p.add_argument("--val-features", required=True, type=existing_file, help="the same for the val images")
     p.add_argument("--out", required=True, help="directory to write the dataset to")
     p.add_argument("--min-count", type=positive_int, default=5, help="rarer words become <UNK>")
-    p.add_argument("--max-length", type=positive_int, default=17, help="caption length with <START>/<END>")
+    p.add_argument("--max-length", type=caption_length, default=17,
+                   help="caption length with <START>/<END> (>= 3: room for one word)")
     p.add_argument("--pca-dim", type=positive_int, default=512, help="size of the PCA features")
     p.add_argument("--features-key", default="features", help="dataset name inside .h5 feature files")
     p.add_argument("--image-base-url", help="prefix of the image URLs written to the URL lists")
@@ -39,6 +41,14 @@ def _add_build(sub):
                         "(datasets/extract_coco_regions.py makes them)")
     p.add_argument("--val-regions", type=existing_file, help="the same for the val images")
     p.set_defaults(func=cmd_build)
+
+
+def caption_length(text):
+    """argparse type of ``--max-length``: an integer >= 3 (``<START>``, at least one word, ``<END>``)."""
+    value = positive_int(text)
+    if value < 3:
+        raise argparse.ArgumentTypeError(f"must be >= 3 (<START>, at least one word and <END>), got {value}")
+    return value
 
 
 def cmd_download(a):

@@ -6,8 +6,9 @@ import sys
 import zipfile
 from pathlib import Path
 
-from cs231n.cli.models import (_check_identity, _data_dir_of, _featurizer_files, _identity, _load_data, _load_model,
-                               _takes_regions)
+from cs231n.cli.models import (_check_decoding_options, _check_identity, _data_dir_of, _featurizer_files, _identity,
+                               _load_data, _load_model, _takes_regions)
+from cs231n.cli.options import OptionError
 from cs231n.cli.options import add_command, add_device_option, existing_dir, existing_file, nonnegative_float, positive_int
 
 
@@ -58,6 +59,7 @@ def cmd_evaluate(a):
     from cs231n.metrics import score_model
 
     model = _load_model(a.checkpoint).to(a.device)
+    _check_decoding_options(a, model)
     regions = _takes_regions(model)  # an attention LSTM or a region Transformer reads *_regions.h5
     base, data = _load_data(_data_dir_of(a, model), regions=regions)
     if data["word_to_idx"] != model.word_to_idx:
@@ -96,17 +98,17 @@ def cmd_caption(a):
     from cs231n.runs import dataset_identity
 
     model = _load_model(a.checkpoint).to(a.device)
+    _check_decoding_options(a, model)
     regions = _takes_regions(model)
     if a.attention and not regions:
-        raise ValueError(f"--attention needs a model that attends over image regions (train --cell-type attention "
-                         f"or --model transformer --regions); {a.checkpoint} holds {model._describe()}")
+        raise OptionError(f"--attention needs a model that attends over image regions (train --cell-type attention "
+                          f"or --model transformer --regions); {a.checkpoint} holds {model._describe()}")
     base = Path(_data_dir_of(a, model) or default_shapes_dir())
     featurizer = _featurizer_files()[0]
     if not (base / featurizer).is_file():
-        print(f"error: {base} has no shapes featurizer ({featurizer}). `caption` featurizes images "
-              f"with the shapes dataset's featurizer; a model trained on COCO needs COCO's VGG16 fc7 + PCA "
-              f"features, which this command cannot compute.", file=sys.stderr)
-        return 2
+        raise ValueError(f"{base} has no shapes featurizer ({featurizer}). `caption` featurizes images "
+                         f"with the shapes dataset's featurizer; a model trained on COCO needs COCO's VGG16 fc7 "
+                         f"+ PCA features, which this command cannot compute")
     if model.identity is not None and not model.identity.get("featurizer"):
         raise ValueError(f"{a.checkpoint} was trained on {model.identity['dataset']}, which has no shapes "
                          f"featurizer: its features come from elsewhere (e.g. COCO's VGG16), so `caption` "

@@ -1,7 +1,9 @@
 """The parser of ``python -m cs231n`` built from every command group, and :func:`main`: one ``error:`` line
 and exit 1 for an expected failure, 130 after Ctrl-C with the command that continues the run."""
+import argparse
 import os
 import sys
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -9,7 +11,7 @@ from cs231n.cli.classify import _add_classify
 from cs231n.cli.data import _add_build, _add_download
 from cs231n.cli.inference import _add_caption, _add_evaluate
 from cs231n.cli.lm import _add_lm
-from cs231n.cli.options import _Parser
+from cs231n.cli.options import OptionError, _Parser, given_options
 from cs231n.cli.sweep import _add_sweep
 from cs231n.cli.train import _add_train
 
@@ -20,7 +22,8 @@ DESCRIPTION = ("Train and use image-captioning models (RNN, LSTM, GRU, Transform
                "hyperparameters with Ray Tune.")
 
 
-EPILOG = ("Exit status: 0 success, 1 an error (one 'error:' line on stderr says what to do), 2 a bad option, "
+EPILOG = ("Exit status: 0 success, 1 an error (one 'error:' line on stderr says what to do), 2 a bad option "
+          "or combination of options, "
           "130 interrupted with Ctrl-C (a checkpoint is kept; the message says how to resume). "
           "Run 'python -m cs231n COMMAND --help' for a command's options.")
 
@@ -62,6 +65,18 @@ def _interrupted(a, argv, exc):
     return 130
 
 
+def _command_parser(parser, command):
+    """The subparser of ``command``."""
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices[command]
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """Python warnings as one ``warning:`` line on stderr: what the library says, not its source line."""
+    text = " ".join(str(message).split())
+    print(f"warning: {text}", file=sys.stderr if file is None else file)
+
+
 def main(argv=None):
     """Run one command; returns its exit status (0; 1 an expected failure; 2 a bad option; 130 Ctrl-C)."""
     argv = sys.argv[1:] if argv is None else [str(x) for x in argv]
@@ -70,13 +85,21 @@ def main(argv=None):
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help (0) or a bad option (2): returned, so callers in Python see it too
         return e.code
+    args.given_options = given_options(_command_parser(parser, args.command), argv)
     try:
-        if getattr(args, "device", "cpu") == "gpu":
-            from cs231n.backend import import_cupy
-            import_cupy()  # BackendError (a RuntimeError) says what is missing, before any work
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            if getattr(args, "device", "cpu") == "gpu":
+                from cs231n.backend import import_cupy
+                import_cupy()  # BackendError (a RuntimeError) says what is missing, before any work
+            return args.func(args)
     except KeyboardInterrupt as e:
         return _interrupted(args, argv, e)
+    except OptionError as e:  # a bad combination of options, found before any work: like argparse's errors
+        if os.environ.get("CS231N_DEBUG"):
+            raise
+        print(f"error: {e}\n(see: {parser.prog} {args.command} --help)", file=sys.stderr)
+        return 2
     except EXPECTED_ERRORS as e:
         if os.environ.get("CS231N_DEBUG"):
             raise

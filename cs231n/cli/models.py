@@ -90,3 +90,14 @@ def _val_images(data, split, idxs):
     from cs231n.image_utils import image_from_url
 
     return [image_from_url(data[f"{split}_urls"][i], placeholder=True) for i in idxs]
+
+
+def _check_decoding_options(a, model):
+    """Bounds of --beam-size from the model: a beam wider than the vocabulary keeps nothing more
+    (OptionError: exit 2, before any data is loaded)."""
+    from cs231n.cli.options import OptionError
+
+    if a.beam_size > model.vocab_size:
+        raise OptionError(f"--beam-size {a.beam_size} is wider than the model's vocabulary ({model.vocab_size} "
+                          f"words): every beam step keeps at most that many distinct candidates per word. Use "
+                          f"--beam-size {model.vocab_size} or less (1 to 10 is usual)")

@@ -7,6 +7,13 @@ import os
 import sys
 
 
+class OptionError(ValueError):
+    """A bad option, or a bad combination of options, found after parsing (e.g. ``--num-heads 3`` with
+    ``--wordvec-dim 128``, or a ``--resume`` that changes the run): :func:`cs231n.cli.main` prints it as
+    one ``error:`` line and exits 2, as argparse does for the options it checks itself. Raised before
+    any data is loaded or anything written."""
+
+
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose errors are one ``error:`` line (plus where to find help), exit status 2."""
 
@@ -100,6 +107,31 @@ def existing_dir(text):
     return text
 
 
+def given_options(parser, argv):
+    """The ``dest`` of every option of ``parser`` written in ``argv`` (not left to its default).
+
+    Matches the words of ``argv`` as argparse does: ``--name``, ``--name=value`` and unambiguous
+    abbreviations (``--hidden`` for ``--hidden-dim``); nothing after ``--``. Used where a default must
+    be told from the same value written out (``train --resume`` takes the run's own value of an option
+    that is not given).
+    """
+    strings = {s: action.dest for action in parser._actions for s in action.option_strings}
+    given = set()
+    for word in argv:
+        if word == "--":
+            break
+        if not word.startswith("-"):
+            continue
+        name = word.split("=", 1)[0]
+        if name in strings:
+            given.add(strings[name])
+        elif name.startswith("--"):
+            matches = {dest for s, dest in strings.items() if s.startswith(name)}
+            if len(matches) == 1:
+                given |= matches
+    return given
+
+
 def add_device_option(p):
     """``--device cpu|gpu``: where the model computes (checked by :func:`main` before the command runs)."""
     p.add_argument("--device", choices=["cpu", "gpu"], default="cpu",
@@ -121,15 +153,24 @@ def add_run_dir_options(p, default, what="run", resume_file="checkpoint.npz"):
     p.set_defaults(run_dir_default=default, run_resume_file=resume_file)
 
 
-def claim_run_dir(a, outputs, what="run"):
+def claim_run_dir(a, outputs, what="run", create=True):
     """The run directory of a command made with :func:`add_run_dir_options`, checked and created.
 
     Sets ``a.out`` to the directory chosen (so a fresh default is reported and recorded) and returns it
-    as a Path. Raises FileExistsError/FileNotFoundError/ValueError with a message for the user.
+    as a Path. Raises FileExistsError/FileNotFoundError/ValueError with a message for the user, and
+    OptionError for contradictory options. With ``create=False`` it only checks (nothing is created
+    or deleted, ``a.out`` is left as it is) and returns the Path of ``--out``, or None without it.
     """
     from cs231n.runs import prepare_run_dir
 
+    if a.resume and a.overwrite:
+        raise OptionError("--resume and --overwrite contradict each other: --resume continues the run in "
+                          "--out, --overwrite replaces it")
+    if a.resume and a.out is None:
+        raise OptionError(f"--resume needs --out, the directory of the {what} to continue "
+                          f"(e.g. --out {a.run_dir_default})")
     out = prepare_run_dir(a.out, a.run_dir_default, resume=a.resume, overwrite=a.overwrite,
-                          outputs=outputs, resume_file=a.run_resume_file, what=what)
-    a.out = str(out)
+                          outputs=outputs, resume_file=a.run_resume_file, what=what, create=create)
+    if create:
+        a.out = str(out)
     return out

@@ -3,8 +3,9 @@ caption grid, scores)."""
 import time
 
 from cs231n.cli.models import _identity, _load_data, _val_images
-from cs231n.cli.options import (add_command, add_device_option, add_run_dir_options, claim_run_dir, existing_dir,
-                                learning_rate, nonnegative_float, nonnegative_int, positive_float, positive_int)
+from cs231n.cli.options import (OptionError, add_command, add_device_option, add_run_dir_options, claim_run_dir,
+                                existing_dir, learning_rate, nonnegative_float, nonnegative_int, positive_float,
+                                positive_int)
 
 
 # Defaults of `train`: chosen so the default run finishes in a few minutes on a 2-core laptop
@@ -112,19 +113,129 @@ def _new_model(a, data):
                          cell_type=a.cell_type)
 
 
+# Options that may differ when a run is resumed: they do not change what the run computes (--epochs
+# may extend it). Every other option must be the run's own (see _resume_options).
+RESUME_FREE = ("epochs", "checkpoint_every", "quiet", "device", "precision", "out", "resume", "overwrite",
+               "command")
+DIVERGENCE_FACTOR = 10.0  # stop when the loss stays above this many times its first value (see Solver)
+
+
+def _check_options(a):
+    """Combinations of options that cannot work, whatever the data (OptionError: exit 2)."""
+    if a.precision != "float32" and a.device != "gpu":
+        raise OptionError(f"--precision {a.precision} changes the GPU's matrix products; it needs --device gpu")
+    if a.model == "transformer" and a.wordvec_dim % a.num_heads:
+        raise OptionError(f"--num-heads {a.num_heads} must divide --wordvec-dim {a.wordvec_dim} (the "
+                          f"Transformer's model size, shared by its heads)")
+    if a.regions and a.model != "transformer":
+        raise OptionError("--regions is an option of --model transformer; the recurrent model attends over "
+                          "regions with --cell-type attention")
+
+
+def _describe_checkpoint(meta):
+    """'an lstm captioning model (input_dim 512, wordvec_dim 8, hidden_dim 8, 49 words) at iteration 30'."""
+    config = dict(meta.get("model_config") or {})
+    vocab = config.pop("word_to_idx", None)
+    config.pop("dtype", None)
+    kind = config.pop("cell_type", None) or "transformer"
+    sizes = ", ".join(f"{k} {v}" for k, v in sorted(config.items()))
+    words = f", {len(vocab)} words" if vocab is not None else ""
+    article = "an" if kind in ("rnn", "lstm") or kind[0] in "aeiou" else "a"  # read "an el-es-tee-em"
+    return (f"{article} {kind} captioning model ({sizes}{words}) at iteration {meta.get('iteration')} "
+            f"(epoch {meta.get('epoch')})")
+
+
+def _resume_options(a):
+    """With --resume: take the run's own options from its config.json and refuse any that changes it.
+
+    Options not given on the command line take the run's values; one given with another value than
+    the run's is an OptionError naming the option, both values and the checkpoint's kind and sizes
+    (a resumed run must be the run the checkpoint belongs to: another seed, subset, model or
+    optimizer would silently make a different one). Only reads files.
+
+    Returns the run's recorded options (the dict of its config.json).
+    """
+    import json
+    from pathlib import Path
+
+    from cs231n.archive import load_archive
+
+    out = Path(a.out)
+    record_path, ckpt_path = out / "config.json", out / "checkpoint.npz"
+    if not ckpt_path.is_file():
+        return None  # claim_run_dir says there is nothing to resume
+    if not record_path.is_file():
+        raise FileNotFoundError(f"cannot resume {out}: its config.json (the options the run was started with) "
+                                f"is missing, so nothing says which run {ckpt_path} belongs to; start a new run")
+    with open(record_path, encoding="utf-8") as f:
+        record = json.load(f)
+    _, meta = load_archive(ckpt_path)
+    given = getattr(a, "given_options", set(vars(a)))
+    for key, value in vars(a).items():
+        if key in RESUME_FREE or key == "func" or key == "given_options" or key.startswith("run_"):
+            continue
+        flag = "--" + key.replace("_", "-")
+        if key not in record:
+            if key in given:
+                raise OptionError(f"--resume: {out} recorded no {flag} (the run was started by an older version "
+                                  f"without it); leave {flag} out to resume it")
+            continue
+        saved = record[key]
+        same = saved == value or (key == "data_dir" and value is not None
+                                  and Path(value).resolve() == Path(saved).resolve())
+        if key in given and not same:
+            raise OptionError(f"--resume: {flag} {_shown(value)} differs from the run in {out}, which used "
+                              f"{flag} {_shown(saved)}; its checkpoint is {_describe_checkpoint(meta)}. A resumed "
+                              f"run must be that run: leave {flag} out (the run's value is used), or start a "
+                              f"new run with another --out")
+        setattr(a, key, saved)
+    if "epochs" not in given:
+        a.epochs = record.get("epochs", a.epochs)
+    if "checkpoint_every" not in given:
+        a.checkpoint_every = record.get("checkpoint_every", a.checkpoint_every)
+    return record
+
+
+def _shown(value):
+    return "(not given)" if value is None else ("(on)" if value is True else "(off)" if value is False else value)
+
+
+def _data_dir(a):
+    """The dataset directory of train (the shapes dataset, made on first use, unless --data-dir)."""
+    from pathlib import Path
+
+    from cs231n.data.shapes import ensure_shapes_dataset
+
+    return Path(a.data_dir) if a.data_dir else ensure_shapes_dataset()
+
+
+def _check_sizes(a, base):
+    """Bounds from the data and the machine, from the dataset's sizes only (OptionError: exit 2)."""
+    from cs231n.cli.limits import captioning_train_bytes, check_fits
+    from cs231n.coco_utils import coco_data_sizes
+
+    sizes = coco_data_sizes(base, regions=_uses_regions(a))
+    num_train = a.max_train if a.max_train is not None else sizes["train_captions"][0]
+    if a.batch_size > num_train:
+        where = f"--max-train {a.max_train}" if a.max_train is not None else f"all of {base}"
+        raise OptionError(f"--batch-size {a.batch_size} is larger than the training set ({num_train} captions: "
+                          f"{where}); an epoch would be one batch drawn with repeats. Use --batch-size "
+                          f"{num_train} or less")
+    parts = captioning_train_bytes(sizes, a.model, a.batch_size, a.wordvec_dim, a.hidden_dim, a.cell_type,
+                                   a.num_heads, a.num_layers, max_train=a.max_train,
+                                   zero_features=a.zero_features)
+    check_fits(parts, "this training run")
+    return sizes
+
+
 def cmd_train(a):
     import numpy as np
 
+    _check_options(a)
+    claim_run_dir(a, TRAIN_OUTPUTS, "training run", create=False)  # checks only: nothing is written yet
+    record = _resume_options(a) if a.resume else None
     if a.lr is None:
         a.lr = TRAIN_DEFAULTS["transformer_lr" if a.model == "transformer" else "lr"]
-    if a.precision != "float32" and a.device != "gpu":
-        raise ValueError(f"--precision {a.precision} changes the GPU's matrix products; it needs --device gpu")
-    if a.model == "transformer" and a.wordvec_dim % a.num_heads:
-        raise ValueError(f"--num-heads {a.num_heads} must divide --wordvec-dim {a.wordvec_dim} (the Transformer's "
-                         f"model size, shared by its heads)")
-    if a.regions and a.model != "transformer":
-        raise ValueError("--regions is an option of --model transformer; the recurrent model attends over "
-                         "regions with --cell-type attention")
     from cs231n._alloc import keep_freed_memory
 
     keep_freed_memory()  # this command owns its process: freed blocks stay mapped (cs231n/_alloc.py)
@@ -136,18 +247,21 @@ def cmd_train(a):
     from cs231n.metrics import references_from_data, score_model
     from cs231n.vis import caption_grid, plot_training_curves
 
+    base = _data_dir(a)
+    _check_sizes(a, base)
     out = claim_run_dir(a, TRAIN_OUTPUTS, "training run")
     np.random.seed(a.seed)  # before loading: --max-train draws its captions with np.random (classic API)
     regions = _uses_regions(a)
-    base, data = _load_data(a.data_dir, a.max_train, regions=regions)
+    base, data = _load_data(base, a.max_train, regions=regions)
     identity = _identity(base, data, regions=regions)
     if a.zero_features:
         identity["zero_features"] = True  # evaluate/caption must feed this model zeros too
         for split in ("train", "val"):
             data[f"{split}_features"] = np.zeros_like(data[f"{split}_features"])
-    config = {k: v for k, v in vars(a).items() if k != "func" and not k.startswith("run_")}
+    config = {k: v for k, v in vars(a).items() if k not in ("func", "given_options") and not k.startswith("run_")}
     config["data_dir"] = str(base)
-    atomic_write_json(out / "config.json", config)
+    if record is None:
+        atomic_write_json(out / "config.json", config)
     print(f"data: {base} ({data['train_captions'].shape[0]} train captions, "
           f"{data['train_features'].shape[0]} train images, {data['val_features'].shape[0]} val images, "
           f"vocabulary {len(data['idx_to_word'])}"
@@ -162,8 +276,10 @@ def cmd_train(a):
         batch_size=a.batch_size, num_epochs=a.epochs, print_every=50,
         verbose=not a.quiet, progress="eta", seed=a.seed, num_val_images=a.num_val_images,
         grad_clip=a.grad_clip or None, checkpoint_name=str(ckpt), checkpoint_every=a.checkpoint_every,
-        precision=a.precision,
-        resume_from=str(ckpt) + ".npz" if a.resume else None)
+        precision=a.precision, resume_from=str(ckpt) + ".npz" if a.resume else None,
+        divergence_factor=DIVERGENCE_FACTOR)
+    if record is not None:  # the checkpoint was accepted: record what this part of the run uses
+        atomic_write_json(out / "config.json", dict(record, epochs=a.epochs, checkpoint_every=a.checkpoint_every))
     t0 = time.time()
     solver.train()
     train_seconds = time.time() - t0

@@ -250,7 +250,7 @@ def build_dataset(train_json, val_json, train_features, val_features, out_dir, *
             if train_regions is not None:
                 _write_regions(staging, {"train": train_regions, "val": val_regions},
                                {split: len(splits[split]["urls"]) for split in SPLITS})
-            verify_coco_dir(staging, feature_dim=D, pca_dim=pca_dim)
+            verify_coco_dir(staging, feature_dim=D, pca_dim=pca_dim, caption_length=max_length)
             move_into_place(staging, out_dir, force=force)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -267,6 +267,10 @@ def _read_split(source, name, image_base_url):
                 data = json.load(f)
         except json.JSONDecodeError as e:
             raise ValueError(f"build_dataset: {name} ({source}) is not valid JSON: {e}") from e
+        except UnicodeDecodeError as e:
+            raise ValueError(f"build_dataset: {name} ({source}) is not JSON: it is not even UTF-8 text (byte "
+                             f"{e.start} is {e.object[e.start:e.start + 1]!r}), e.g. a .npy or image file; "
+                             f"pass the COCO-style captions JSON") from e
     else:
         raise TypeError(f"build_dataset: {name} must be a path or a dict, got {type(source).__name__}")
     if not isinstance(data, dict) or not isinstance(data.get("images"), list) \

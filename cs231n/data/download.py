@@ -65,10 +65,10 @@ class _TransferCut(Exception):
     """One HTTP attempt ended early in a way that a retry (resuming where it stopped) may fix."""
 
 
-def verify_coco_dir(path, feature_dim=RAW_FEATURE_DIM, pca_dim=PCA_FEATURE_DIM):
+def verify_coco_dir(path, feature_dim=RAW_FEATURE_DIM, pca_dim=PCA_FEATURE_DIM, caption_length=CAPTION_LENGTH):
     """Check that a directory holds a complete dataset in the on-disk format of SPEC section 5.
 
-    Every file must open: the captions file with ``{split}_captions`` (N, 17) int32 and
+    Every file must open: the captions file with ``{split}_captions`` (N, T) int32 (T = 17 in the release) and
     ``{split}_image_idxs`` (N,) int32 whose values index the images of that split; each features file
     with a ``features`` dataset (M, D) float32; the vocabulary JSON with ``idx_to_word`` and a matching
     ``word_to_idx`` whose first four words are ``<NULL> <START> <END> <UNK>``, caption values being
@@ -79,6 +79,8 @@ def verify_coco_dir(path, feature_dim=RAW_FEATURE_DIM, pca_dim=PCA_FEATURE_DIM):
     - feature_dim: expected width D of the raw ``*_fc7.h5`` features (4096 for the release), or None
       to accept any width (datasets made by :func:`cs231n.data.build_dataset.build_dataset`).
     - pca_dim: expected width of the ``*_fc7_pca.h5`` features (512), or None for any width.
+    - caption_length: expected length T of the caption rows (17 in the release; ``build_dataset``
+      writes its ``max_length``), or None for any length >= 3 (``<START>``, a word, ``<END>``).
 
     Returns a dict with ``num_train_captions``, ``num_val_captions``, ``num_train_images``,
     ``num_val_images`` and ``vocab_size``.
@@ -112,7 +114,7 @@ def verify_coco_dir(path, feature_dim=RAW_FEATURE_DIM, pca_dim=PCA_FEATURE_DIM):
 
     num_captions = {split: None for split in SPLITS}
     if CAPTIONS_FILE in present:
-        num_captions = _check_captions(root / CAPTIONS_FILE, vocab_size, num_images, problems)
+        num_captions = _check_captions(root / CAPTIONS_FILE, vocab_size, num_images, problems, caption_length)
 
     for split in SPLITS:
         name = urls_file(split)
@@ -180,7 +182,7 @@ def _check_features(path, width, problems):
     return shape[0]
 
 
-def _check_captions(path, vocab_size, num_images, problems):
+def _check_captions(path, vocab_size, num_images, problems, caption_length=CAPTION_LENGTH):
     """Append the captions file's problems to `problems`; return the number of captions per split."""
     counts = {split: None for split in SPLITS}
     try:
@@ -196,8 +198,11 @@ def _check_captions(path, vocab_size, num_images, problems):
             if missing:
                 problems.append(f"{path.name}: no dataset {' or '.join(missing)} (keys: {sorted(f.keys())})")
                 continue
-            if len(captions.shape) != 2 or captions.shape[1] != CAPTION_LENGTH or captions.dtype != np.int32:
-                problems.append(f"{path.name}: {split}_captions must be (N, {CAPTION_LENGTH}) int32, "
+            length_ok = len(captions.shape) == 2 and (captions.shape[1] == caption_length if caption_length
+                                                      else captions.shape[1] >= 3)
+            if not length_ok or captions.dtype != np.int32:
+                T = caption_length or "T >= 3"
+                problems.append(f"{path.name}: {split}_captions must be (N, {T}) int32, "
                                 f"got {captions.shape} {captions.dtype}")
                 continue
             if idxs.shape != (captions.shape[0],) or idxs.dtype != np.int32:
@@ -243,7 +248,10 @@ def download_coco(dest=None, url=DEFAULT_URL, *, force=False, retries=5, timeout
     - dest: directory to create (str or os.PathLike); default :func:`default_coco_dir`
       (``$CS231N_COCO_DIR`` or ``datasets/coco_captioning`` at the repository root).
     - url: http(s) address of the release zip, e.g. a mirror.
-    - force: replace an existing `dest`. Without it an existing `dest` is left alone and returned.
+    - force: replace an existing `dest`. Without it an existing `dest` that holds a complete dataset in
+      the on-disk format (:func:`verify_coco_dir`, any sizes) is left alone and returned, and any other
+      existing directory is refused (FileExistsError naming what is missing); an existing file is
+      refused even with `force`.
     - retries: how many failed attempts in a row (dropped connections, timeouts, HTTP 5xx) are retried;
       the count starts again whenever an attempt brought new bytes.
     - timeout: seconds to wait for the server to connect or to send the next bytes.
@@ -270,8 +278,20 @@ def download_coco(dest=None, url=DEFAULT_URL, *, force=False, retries=5, timeout
     if timeout == 0:
         raise ValueError("download_coco: timeout must be > 0, got 0")
 
-    if (dest.exists() or dest.is_symlink()) and not force:
-        _say(quiet, f"{dest} already exists; left as it is (pass force=True / --force to download again)")
+    if (dest.exists() or dest.is_symlink()) and not dest.is_dir():
+        raise FileExistsError(f"dest (--dest) {dest} is an existing file, not a dataset directory; nothing was "
+                              f"downloaded. Choose another --dest, or move that file away")
+    if dest.is_dir() and not force:
+        try:
+            verify_coco_dir(dest, feature_dim=None, pca_dim=None, caption_length=None)
+        except ValueError as e:
+            problems = str(e).split("\n", 1)[-1].strip()
+            raise FileExistsError(f"dest (--dest) {dest} already exists but is not a complete COCO captioning "
+                                  f"dataset; nothing was downloaded or changed. What is wrong there: "
+                                  f"{'; '.join(line.strip() for line in problems.splitlines())}. Choose another "
+                                  f"--dest, or pass force=True (--force) to replace it with the download") from e
+        _say(quiet, f"{dest} already holds a complete dataset; left as it is (pass force=True / --force to "
+                    f"download again)")
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     # Folders that an earlier, killed download left while extracting (the .zip.part is kept: it resumes).
