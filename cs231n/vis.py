@@ -156,9 +156,10 @@ def caption_grid(images, generated, references=None, path=None, ncols=4, width=4
 def attention_maps(images, words, weights, boxes, path=None, max_words=16, panel=1.6):
     """Show where a captioning model looked: for each generated word, the image with its attention weights.
 
-    Each panel is one word: the image, dimmed, under a heat map whose value at a pixel is the summed
-    weight of the regions covering it (a grid's cells cover each pixel once; the shapes dataset's
-    whole-image region covers all of them, each object's box its object), and each region's box drawn
+    Each panel is one word: the image lit by a heat map whose value at a pixel is the summed weight of
+    the regions covering it (a grid's cells cover each pixel once; the shapes dataset's whole-image
+    region covers all of them, each object's box its object), scaled to the panel's largest value, so
+    what the word looked at keeps its colors and the rest fades to black; each region's box is drawn
     with a line as thick as its weight and the weight written in its corner.
 
     Inputs:
@@ -200,9 +201,8 @@ def attention_maps(images, words, weights, boxes, path=None, max_words=16, panel
             if col >= len(ws):
                 continue
             heat = np.tensordot(att[col], inside.astype(np.float64), axes=1)  # (H, W)
-            ax.imshow(0.35 + 0.65 * img)
-            ax.imshow(heat, cmap="inferno", alpha=0.55, vmin=0.0, vmax=max(1e-9, heat.max()),
-                      extent=(0, Wpx, Hpx, 0))
+            light = heat / max(1e-9, heat.max())                              # (H, W) in [0, 1]
+            ax.imshow(img * (0.15 + 0.85 * light[:, :, None]))
             for r, (x0, y0, x1, y1) in enumerate(bx):
                 if x1 <= x0 or y1 <= y0:
                     continue

@@ -114,9 +114,11 @@ def test_attention_maps_figure():
     image = np.zeros((20, 20, 3), dtype=np.uint8)
     boxes = np.array([[[0, 0, 1, 1], [0, 0, 0.5, 0.5], [0, 0, 0, 0]]])  # whole, top-left quarter, absent
     weights = [np.array([[0.2, 0.8, 0.0], [1.0, 0.0, 0.0]])]
+    image = np.full((20, 20, 3), 200, dtype=np.uint8)
     fig = attention_maps([image], [["red", "<END>"]], weights, boxes)
-    heat = fig.axes[0].images[1].get_array()                         # the first word's heat map
-    assert heat[2, 2] == pytest.approx(1.0) and heat[15, 15] == pytest.approx(0.2)
+    shown = fig.axes[0].images[0].get_array()                        # the first word's panel
+    lit = 200 / 255 * (0.15 + 0.85 * np.array([1.0, 0.2]))           # the top-left quarter: 1.0, the rest: 0.2
+    assert shown[2, 2, 0] == pytest.approx(lit[0]) and shown[15, 15, 0] == pytest.approx(lit[1])
     assert [ax.get_title() for ax in fig.axes] == ["red", "<END>"]
     with pytest.raises(ValueError, match="should have shape"):
         attention_maps([image], [["red"]], weights, boxes)
