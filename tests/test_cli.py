@@ -94,9 +94,12 @@ def test_caption_warns_on_an_image_unlike_the_training_images(trained, tiny_dir,
     capsys.readouterr()
     assert main(["caption", "--checkpoint", str(trained / "model.npz"), "--data-dir", str(tiny_dir),
                  str(png), str(noise)]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[-3].startswith(f"{png}: ") and lines[-2].startswith(f"{noise}: ")
-    assert lines[-1].startswith("  warning: this image is unlike the training images (feature distance")
+    captured = capsys.readouterr()
+    lines = captured.out.strip().splitlines()
+    assert lines[-2].startswith(f"{png}: ") and lines[-1].startswith(f"{noise}: ")  # stdout: captions only
+    warning, = [line for line in captured.err.splitlines() if line.startswith("warning:")]  # stderr (issue 20)
+    assert warning.startswith(f"warning: {noise} is unlike the training images (")
+    assert "feature distance" in warning
 
 
 def test_caption_refuses_a_directory_without_the_shapes_featurizer(trained, tmp_path, capsys):

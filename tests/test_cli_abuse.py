@@ -301,3 +301,31 @@ def test_overflow_in_a_blown_up_model_gives_no_runtime_warning(tiny_dir):
             solver.train()  # saturated gates can keep the loss finite: then training just goes on
         except TrainingDivergedError:
             pass  # or the step's own checks stop it, with their message
+
+
+# ------------------------------------------------------------------ 7. caption: blank and degenerate images
+
+
+def test_caption_flags_blank_flat_tiny_and_huge_images_on_stderr(run, tiny_dir, tmp_path, capsys):
+    """All black, all white, 1x1 and 5000x5000 images got a confident caption and no warning (distance 1.39)."""
+    from PIL import Image
+
+    paths = {}
+    for name, size, color in (("black", (96, 96), 0), ("white", (96, 96), 255), ("dot", (1, 1), 128),
+                              ("huge", (5000, 5000), 255)):
+        paths[name] = tmp_path / f"{name}.png"
+        Image.new("RGB", size, (color,) * 3).save(paths[name])
+    sky = np.zeros((96, 96, 3), dtype=np.uint8)
+    sky[:, :, 2] = np.linspace(100, 120, 96).astype(np.uint8)[:, None]  # a faint gradient: not flat, no object
+    paths["sky"] = tmp_path / "sky.png"
+    Image.fromarray(sky).save(paths["sky"])
+    val = tiny_dir / "images" / "val2014" / "000001.png"
+    capsys.readouterr()
+    assert main(["caption", "--checkpoint", str(run / "model.npz"), str(val)] + [str(p) for p in paths.values()]) == 0
+    captured = capsys.readouterr()
+    assert len(captured.out.strip().splitlines()) == 6 and "warning" not in captured.out  # stdout: captions only
+    warnings_ = {line.split()[1]: line for line in captured.err.splitlines() if line.startswith("warning:")}
+    assert set(warnings_) == {str(p) for p in paths.values()}  # every odd image flagged, the val image not
+    assert "one flat color" in warnings_[str(paths["black"])] and "one flat color" in warnings_[str(paths["white"])]
+    assert "1x1 pixels" in warnings_[str(paths["dot"])] and "5000x5000 pixels" in warnings_[str(paths["huge"])]
+    assert "finds no object" in warnings_[str(paths["sky"])]

@@ -126,7 +126,7 @@ def cmd_caption(a):
         names.append(name)
     if images:
         try:
-            feats, distances, limit = featurize_for_dataset(images, base, return_distance=True)
+            feats, doubts = featurize_for_dataset(images, base, return_doubts=True)
             if regions:
                 feats, boxes = featurize_regions_for_dataset(images, base)  # (N, R, D), (N, R, 4)
         except (zipfile.BadZipFile, EOFError, KeyError, OSError, ValueError) as e:
@@ -146,11 +146,11 @@ def cmd_caption(a):
             _draw_attention(a.attention, images, model, captions, weights, boxes)
         else:
             texts = model.caption_features(feats, max_length=a.max_length, beam_size=a.beam_size)
-        for name, caption, distance in zip(names, texts, distances):
-            print(f"{name}: {caption}")
-            if distance > limit:
-                print(f"  warning: this image is unlike the training images (feature distance {distance:.1f} > "
-                      f"{limit:.1f}, the limit calibrated on the val images); do not trust this caption")
+        for name, caption, reasons in zip(names, texts, doubts):
+            print(f"{name}: {caption}", flush=True)
+            if reasons:  # a diagnostic: on stderr, like every other (stdout holds only the captions)
+                print(f"warning: {name} is unlike the training images ({'; '.join(reasons)}); do not trust "
+                      f"its caption", file=sys.stderr, flush=True)
     if failed:
         print(f"error: {len(failed)} of {len(a.images)} images could not be read ({', '.join(failed)}); "
               f"see the reasons above", file=sys.stderr)

@@ -66,7 +66,8 @@ from cs231n.data.shapes.dataset import (FORMAT_NAME, FORMAT_VERSION, META_FILE, 
                                         make_shapes_dataset)
 from cs231n.data.shapes.featurizer import (FEATURE_INPUT_SIZE, FEATURIZER_FILE, FEATURIZER_NAME, MAX_OBJECTS,
                                            NUM_REGIONS, REGION_DIM, feature_distance, featurize_for_dataset,
-                                           featurize_images, featurize_regions_for_dataset, region_features)
+                                           featurize_images, featurize_regions_for_dataset, image_doubts,
+                                           region_features)
 from cs231n.data.shapes.grammar import (_COLOR_WORDS, _RELATIONS, _SHAPE_WORDS, _SIZE_WORDS, _TEMPLATES, MAX_WORDS,
                                         ParsedCaption, describe_scene, parse_caption)
 from cs231n.data.shapes.pca import apply_pca, fit_pca
@@ -77,7 +78,7 @@ __all__ = [
     "FORMAT_NAME", "FORMAT_VERSION", "META_FILE", "README_FILE", "SCENES_FILE", "SIZES", "build_vocab",
     "default_shapes_dir", "encode_captions", "ensure_shapes_dataset", "make_shapes_dataset",
     "FEATURE_INPUT_SIZE", "FEATURIZER_FILE", "FEATURIZER_NAME", "MAX_OBJECTS", "feature_distance",
-    "featurize_for_dataset", "featurize_images", "NUM_REGIONS", "REGION_DIM", "featurize_regions_for_dataset",
+    "featurize_for_dataset", "featurize_images", "image_doubts", "NUM_REGIONS", "REGION_DIM", "featurize_regions_for_dataset",
     "region_features", "MAX_WORDS", "describe_scene", "ParsedCaption", "parse_caption", "SCENE_METRICS",
     "format_scene_accuracy", "judge_caption", "load_scenes", "scene_accuracy", "apply_pca", "fit_pca", "render_scene", "COLORS",
     "OBJECT_SIZES", "SHAPES", "Scene", "ShapeObject", "sample_scene",

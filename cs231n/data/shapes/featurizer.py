@@ -243,7 +243,7 @@ def featurize_regions_for_dataset(images, base_dir):
     return region_features(raw, boxes, pca), region_boxes(boxes)
 
 
-def featurize_for_dataset(images, base_dir, return_distance=False):
+def featurize_for_dataset(images, base_dir, return_distance=False, return_doubts=False):
     """The 512 PCA features a shapes dataset would hold for new images (e.g. a PNG to caption).
 
     Uses the PCA saved in ``base_dir/shapes_featurizer.npz``.
@@ -253,17 +253,66 @@ def featurize_for_dataset(images, base_dir, return_distance=False):
     - base_dir: directory of a dataset made by :func:`make_shapes_dataset`.
     - return_distance: also return each image's :func:`feature_distance` from the training images and
       the dataset's calibrated limit for it.
+    - return_doubts: also return, for each image, the reasons it is unlike the training images
+      (:func:`image_doubts`, which includes a distance above the limit); an empty list: none.
 
     Returns features, of shape (N, 512), float32; with return_distance, (features, distances (N,),
-    limit) where a distance above limit means the image is unlike the images the dataset was made of.
+    limit) where a distance above limit means the image is unlike the images the dataset was made of;
+    with return_doubts, (features, doubts) or, with both, (features, distances, limit, doubts).
     """
     saved = _load_featurizer(base_dir)
     pca = {"mean": saved["pca_mean"], "components": saved["pca_components"], "scale": saved["pca_scale"]}
     raw = featurize_images(images)  # (N, 4096)
     features = apply_pca(raw, pca)  # (N, 512)
-    if not return_distance:
+    if not (return_distance or return_doubts):
         return features
-    return features, feature_distance(raw, saved["pca_mean"], saved["train_std"]), float(saved["distance_limit"])
+    distances = feature_distance(raw, saved["pca_mean"], saved["train_std"])
+    limit = float(saved["distance_limit"])
+    out = (features, distances, limit) if return_distance else (features,)
+    return out + (image_doubts(images, raw, distances, limit),) if return_doubts else out
+
+
+# An image is resized to FEATURE_INPUT_SIZE first; beyond these sides resizing destroys or invents the
+# detail the featurizer reads (a 1x1 image becomes one flat color, a 5000x5000 one loses thin edges).
+MIN_SIDE, MAX_SIDE = FEATURE_INPUT_SIZE // 4, FEATURE_INPUT_SIZE * 10
+
+
+def image_doubts(images, raw_features, distances=None, limit=None):
+    """Why each image is unlike the shapes dataset's images: a list of reasons per image (empty: none).
+
+    The feature distance alone misses degenerate images: a blank image's features are all zeros, which
+    lie close to the training mean. So these are checked on their own:
+    - one flat color (all black, all white, ...);
+    - no object found (nothing differs from the border's background color);
+    - a side below MIN_SIDE or above MAX_SIDE pixels (the images are resized to 96x96);
+    - a feature distance above the dataset's limit (when ``distances`` and ``limit`` are given).
+
+    Inputs:
+    - images: the images given to :func:`featurize_images` (a list of (H, W[, C]) arrays or an array).
+    - raw_features: their (N, 4096) features from :func:`featurize_images`.
+    - distances, limit: optional, from :func:`featurize_for_dataset` (``return_distance``).
+
+    Returns a list of N lists of str.
+    """
+    raw = np.asarray(raw_features).reshape(len(raw_features), 1 + MAX_OBJECTS, 4, _CELLS * _CELLS)
+    found = raw[:, 1:, 0].max(axis=2) > 0  # (N, MAX_OBJECTS) object slot k holds an object
+    doubts = []
+    for i, img in enumerate(images):
+        a = np.asarray(img)
+        reasons = []
+        if a.size and np.ptp(a[..., :3] if a.ndim == 3 else a) == 0:
+            reasons.append("it is one flat color")
+        elif not found[i].any():
+            reasons.append("the featurizer finds no object in it")
+        h, w = a.shape[:2]
+        if min(h, w) < MIN_SIDE or max(h, w) > MAX_SIDE:
+            reasons.append(f"it is {w}x{h} pixels, resized to {FEATURE_INPUT_SIZE}x{FEATURE_INPUT_SIZE} (sides "
+                           f"of {MIN_SIDE} to {MAX_SIDE} keep the shapes readable)")
+        if distances is not None and distances[i] > limit:
+            reasons.append(f"feature distance {distances[i]:.1f} > {limit:.1f}, the limit calibrated on the val "
+                           f"images")
+        doubts.append(reasons)
+    return doubts
 
 
 _DISTANCE_FLOOR = 0.05  # added to every deviation, so values that never vary in training do not divide by 0
