@@ -31,6 +31,11 @@ the options of :class:`cs231n.solver.Solver` (``progress='eta'`` or ``'bar'``, `
   (``best_val_cider``). Data without a val split is then an error. When more than half of the
   sampled captions are one and the same sentence, a warning says so: a model that ignores the image
   and emits one caption is a common silent failure.
+- ``scene_dir`` (None: off): the directory of a shapes dataset (:mod:`cs231n.data.shapes`) whose val
+  split ``data`` holds; each validation then also judges the greedy captions against the scenes the
+  images show (:func:`cs231n.data.shapes.accuracy.scene_accuracy`) and adds ``scene_right`` (the
+  fraction of captions entirely right) and its parts (``scene_count``, ``scene_color``, ...) to the
+  scores and the epoch line.
 
 The classic class's accuracy attributes are there too, with what they mean for captioning:
 ``check_accuracy(features, captions)`` measures the teacher-forced next-word accuracy (for models
@@ -136,6 +141,8 @@ class CaptioningSolver(Solver):
             raise ValueError(f"num_val_images must be >= 0 (0 turns validation off), "
                              f"got {self.num_val_images}")
         self.num_val_images = int(self.num_val_images)
+        self.scene_dir = kwargs.pop("scene_dir", None)
+        self._val_scenes = None if self.scene_dir is None else self._load_val_scenes(self.scene_dir, data)
         self._warned_repeated = False
         super().__init__(model, **kwargs)
 
@@ -192,6 +199,22 @@ class CaptioningSolver(Solver):
             counted += int(np.sum(counts))
         return correct / counted if counted else 0.0
 
+    @staticmethod
+    def _load_val_scenes(scene_dir, data):
+        """The val scenes of the shapes dataset in ``scene_dir``, checked against ``data``'s val images."""
+        from cs231n.data.shapes.accuracy import load_scenes
+        from cs231n.data.shapes.dataset import SCENES_FILE
+
+        scenes = load_scenes(scene_dir, "val")
+        if scenes is None:
+            raise ValueError(f"scene_dir: {scene_dir} has no {SCENES_FILE}; the scene accuracy needs a shapes "
+                             f"dataset (python -m cs231n build-dataset shapes)")
+        images = len(data["val_features"]) if "val_features" in data else None
+        if images is not None and images != len(scenes):
+            raise ValueError(f"scene_dir: {scene_dir} describes {len(scenes)} val images but data has {images}; "
+                             f"pass the directory the data was loaded from")
+        return scenes
+
     @property
     def best_val_cider(self):
         """The best val CIDEr seen so far (None before the first validation)."""
@@ -239,6 +262,8 @@ class CaptioningSolver(Solver):
         repeated = entry["num_val_images"] >= 2 and entry["most_common_fraction"] > 0.5
         if repeated:
             note = "  (same caption for %.0f%% of images)" % (100 * entry["most_common_fraction"])
+        if "scene_right" in entry:
+            note = ", scene right: %.1f%%" % (100 * entry["scene_right"]) + note
         self._log("(Epoch %d / %d) train loss: %f, val loss: %f, BLEU-4: %.4f, CIDEr: %.4f%s"
                   % (self.epoch, self.num_epochs, entry["train_loss"], entry["val_loss"],
                      entry["Bleu_4"], entry["CIDEr"], note))
@@ -285,6 +310,8 @@ class CaptioningSolver(Solver):
         - 'num_val_images': int
         - 'most_common_caption': str, the most frequent sampled caption, and 'most_common_fraction':
           float, the share of images that got it
+        - with ``scene_dir``: 'scene_right', 'scene_count', 'scene_color', 'scene_shape', 'scene_size',
+          'scene_arrangement', 'scene_unparsed' (floats of ``scene_accuracy`` for the greedy captions)
         """
         if self.val_image_ids.size == 0:
             raise ValueError("validate(): validation is off (num_val_images=0 or no val split in data)")
@@ -319,6 +346,9 @@ class CaptioningSolver(Solver):
         caption, count = Counter(candidates.values()).most_common(1)[0]
         result = {"val_loss": val_loss}
         result.update({k: float(v) for k, v in scores.items()})
+        if self._val_scenes is not None:
+            from cs231n.data.shapes.accuracy import scene_accuracy
+            result.update(scene_accuracy(candidates, self._val_scenes))
         result.update({"num_val_images": int(ids.size), "most_common_caption": caption,
                        "most_common_fraction": count / ids.size})
         return result

@@ -219,20 +219,61 @@ def attention_maps(images, words, weights, boxes, path=None, max_words=16, panel
     return fig
 
 
+# The size a sweep's second panel shows: the first of these that its scored trials have, preferring one
+# that varies (a Transformer has no hidden_dim; its width is wordvec_dim).
+_SWEEP_SIZES = (("hidden_dim", "hidden size H"), ("wordvec_dim", "word vector size W (the Transformer's width)"),
+                ("num_layers", "layers (Transformer)"), ("num_heads", "attention heads (Transformer)"))
+
+
+_TRANSFORMER_ONLY = ("num_layers", "num_heads")
+
+
+def _sweep_value(r, key):
+    """A trial's value of a searched key, None where the key does not apply to its model kind."""
+    if key in _TRANSFORMER_ONLY and r["config"].get("model") != "transformer":
+        return None
+    return r["config"].get(key)
+
+
+def _sweep_size_key(scored):
+    """(key, label) of the size to plot against, or None when the trials have none."""
+    present = [(k, label) for k, label in _SWEEP_SIZES if any(_sweep_value(r, k) is not None for r in scored)]
+    varying = [(k, label) for k, label in present
+               if len({_sweep_value(r, k) for r in scored} - {None}) > 1]
+    return (varying or present or [None])[0]
+
+
+def _log_ticks(low, high):
+    """Tick values for a log axis from low to high: 1, 2 and 5 times powers of ten, or 1..9 times them
+    when that gives fewer than three (a range narrower than a decade), at most eight."""
+    import math
+
+    decades = range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)
+    for mantissas in ((1, 2, 5), (1, 2, 3, 4, 5, 6, 7, 8, 9)):
+        ticks = [m * 10.0 ** e for e in decades for m in mantissas if low <= m * 10.0 ** e <= high]
+        if len(ticks) >= 3:
+            break
+    step = max(1, math.ceil(len(ticks) / 8))
+    return ticks[::step] if len(ticks) >= 2 else [low, high]
+
+
 def plot_sweep(rows, metric, path=None, title=None):
-    """Plot each trial's best score against its learning rate and its hidden size.
+    """Plot each trial's best score against its learning rate and its size.
 
     Inputs:
     - rows: sequence of dicts, one per trial (as :func:`cs231n.sweep.write_report` makes them), with
-      'config' (a dict with 'lr', 'hidden_dim' and 'model' when they were searched), 'score' (float or
-      None) and 'status' ('finished', 'stopped early', 'diverged' or 'failed'). The first row with a
-      score is marked as the best.
+      'config' (a dict with 'lr', 'hidden_dim', 'wordvec_dim', 'model', ... as they were searched),
+      'score' (float or None) and 'status' ('finished', 'stopped early', 'diverged' or 'failed'). The
+      first row with a score is marked as the best.
     - metric: the score's name, for the axis label.
     - path: if given, the PNG file to write.
     - title: optional figure title.
 
-    Finished trials are dots, early-stopped ones crosses, one color per model kind; trials without a
-    score (diverged or failed before their first epoch) are counted in the legend.
+    The second panel shows the hidden size H, or, when the trials have none (all Transformers) or it
+    does not vary, the first of the word vector size, layers and heads that varies; it is left out when
+    the trials have no size at all. Finished trials are dots, early-stopped ones crosses, one color per
+    model kind; trials without a score (diverged or failed before their first epoch) are counted in the
+    legend.
 
     Returns the matplotlib Figure.
     """
@@ -241,32 +282,44 @@ def plot_sweep(rows, metric, path=None, title=None):
     scored = [r for r in rows if r.get("score") is not None]
     kinds = sorted({str(r["config"].get("model", "?")) for r in scored})
     colors = {k: plt.get_cmap("tab10")(i % 10) for i, k in enumerate(kinds)}
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), squeeze=False)
-    for ax, key, label in ((axes[0, 0], "lr", "learning rate (log scale)"),
-                           (axes[0, 1], "hidden_dim", "hidden size H")):
-        sizes = sorted({r["config"].get(key) for r in scored if r["config"].get(key) is not None})
+    panels = [("lr", "learning rate (log scale)")]
+    size = _sweep_size_key(scored)
+    if size is not None:
+        panels.append(size)
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
+    for ax, (key, label) in zip(axes[0], panels):
+        sizes = sorted({_sweep_value(r, key) for r in scored} - {None})
+
+        def where(r):
+            x = _sweep_value(r, key)
+            if x is None or key == "lr":
+                return x
+            # categorical: evenly spaced, nudged apart by model kind
+            return sizes.index(x) + 0.12 * (kinds.index(str(r["config"].get("model", "?"))) - (len(kinds) - 1) / 2)
+
         for r in scored:
-            x = r["config"].get(key)
+            x = where(r)
             if x is None:
                 continue
-            if key != "lr":  # categorical: evenly spaced, nudged apart by model kind
-                x = sizes.index(x) + 0.12 * (kinds.index(str(r["config"].get("model", "?"))) - (len(kinds) - 1) / 2)
             early = r["status"] != "finished"
             ax.scatter([x], [r["score"]], marker="x" if early else "o", s=50 if early else 40,
                        color=colors[str(r["config"].get("model", "?"))], alpha=0.9, linewidths=1.8)
-        if scored and scored[0]["config"].get(key) is not None:
-            best = scored[0]
-            x = best["config"][key]
-            if key != "lr":
-                x = sizes.index(x) + 0.12 * (kinds.index(str(best["config"].get("model", "?"))) - (len(kinds) - 1) / 2)
-            ax.scatter([x], [best["score"]], marker="o", s=260, facecolors="none", edgecolors="black",
-                       linewidths=1.2)
+        if scored and where(scored[0]) is not None:
+            # The ring is drawn over the frame if it must be (clip_on=False), and the y range leaves room for it.
+            ax.scatter([where(scored[0])], [scored[0]["score"]], marker="o", s=260, facecolors="none",
+                       edgecolors="black", linewidths=1.2, clip_on=False, zorder=5)
+        ax.margins(y=0.15)
+        absent = sorted({str(r["config"].get("model", "?")) for r in scored if where(r) is None})
+        if absent:
+            ax.text(0.99, 0.02, f"not shown: {', '.join(absent)} (no {key})", transform=ax.transAxes,
+                    ha="right", va="bottom", fontsize=8, color="gray")
         if key == "lr":
-            from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+            from matplotlib.ticker import NullLocator
             ax.set_xscale("log")
-            ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: "%g" % v))
-            ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.margins(x=0.12)
+            ax.set_xticks(_log_ticks(*ax.get_xlim()))
+            ax.set_xticklabels(["%g" % v for v in ax.get_xticks()])
+            ax.xaxis.set_minor_locator(NullLocator())
         else:
             ax.set_xticks(range(len(sizes)))
             ax.set_xticklabels([str(s) for s in sizes])
@@ -281,10 +334,11 @@ def plot_sweep(rows, metric, path=None, title=None):
     unscored = len(rows) - len(scored)
     if unscored:
         handles.append(plt.Line2D([], [], ls="", label=f"{unscored} without a score (not shown)"))
-    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 4 if len(panels) == 1 else 8),
+               fontsize=8, frameon=False)
     if title:
-        fig.suptitle(title)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
+        fig.suptitle(title, fontsize=11 if len(panels) > 1 else 9)
+    fig.tight_layout(rect=(0, 0.07 if len(panels) > 1 or len(handles) <= 4 else 0.12, 1, 1))
     if path is not None:
         fig.savefig(path, dpi=110)
     return fig

@@ -103,6 +103,118 @@ def test_sweep_without_ray_says_how_to_install_it(monkeypatch, tmp_path, capsys)
     assert not (tmp_path / "s").exists()
 
 
+def _first_reference(data, image_ids):
+    """Each image's first val caption as ``model.sample`` returns captions: (N, T - 1), without <START>."""
+    image_idxs = np.asarray(data["val_image_idxs"])
+    rows = [int(np.flatnonzero(image_idxs == i)[0]) for i in image_ids]
+    return np.asarray(data["val_captions"])[rows, 1:]
+
+
+def test_validation_judges_the_scenes_when_asked(tiny_dir):
+    from cs231n.coco_utils import decode_captions
+    from cs231n.data.shapes.accuracy import SCENE_METRICS, judge_dataset_captions
+
+    data = load_coco_data(base_dir=str(tiny_dir))
+    model = CaptioningRNN(data["word_to_idx"], input_dim=512, wordvec_dim=8, hidden_dim=8)
+    classic = CaptioningSolver(model, data, num_val_images=20, verbose=False)
+    assert not any(k.startswith("scene_") for k in classic.validate())  # off unless asked for
+    judged = CaptioningSolver(model, data, num_val_images=20, verbose=False, scene_dir=str(tiny_dir))
+    ids = judged.val_image_ids
+    for shift in (0, 1):  # each image's own reference caption, then its neighbour's
+        captions = _first_reference(data, np.roll(ids, shift))
+        model.sample = lambda features, captions=captions: captions
+        scores = judged.validate()
+        want, _ = judge_dataset_captions(tiny_dir, "val", dict(zip(ids.tolist(), decode_captions(captions, data["idx_to_word"]))))
+        assert {k: scores[k] for k in SCENE_METRICS} == pytest.approx(want)
+        if shift == 0:
+            own = scores["scene_right"]
+    assert own > 0.8 and scores["scene_right"] < own  # the references describe their own images
+    with pytest.raises(ValueError, match="scene_dir: .* has no shapes_scenes.json"):
+        CaptioningSolver(model, data, num_val_images=2, scene_dir=str(tiny_dir / "images"))
+
+
+def test_the_sweep_figure_rings_the_best_inside_and_has_no_empty_panel(tmp_path):
+    from cs231n.vis import plot_sweep
+
+    rows = [{"config": {"model": "transformer", "lr": lr, "wordvec_dim": w, "num_heads": 2, "num_layers": 1},
+             "score": score, "status": "finished"}
+            for lr, w, score in ((3e-3, 64, 0.9), (1e-3, 32, 0.5), (2e-3, 64, 0.7), (5e-4, 32, 0.1))]
+    fig = plot_sweep(rows, "scene_right", path=tmp_path / "sweep.png")
+    axes = fig.axes
+    assert len(axes) == 2 and "W" in axes[1].get_xlabel()  # a Transformer has no hidden size H
+    fig.canvas.draw()
+    for ax in axes:
+        assert all(len(c.get_offsets()) for c in ax.collections)  # every panel shows the trials
+        ring = ax.collections[-1]
+        assert ring.get_sizes()[0] > 100  # the best trial's ring, drawn last
+        radius = np.sqrt(ring.get_sizes()[0]) / 2 * fig.dpi / 72  # pixels
+        x, y = ax.transData.transform(ring.get_offsets()[0])
+        box = ax.get_window_extent()
+        assert box.y0 <= y - radius and y + radius <= box.y1 and box.x0 <= x - radius and x + radius <= box.x1
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+
+
+def _one_error_line(capsys):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+def _free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@needs_ray
+def test_requests_that_cannot_run_fail_at_once_with_one_line(tiny_dir, tmp_path, capsys, monkeypatch):
+    import ray
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)  # as in a fresh process, whatever ran before
+    started = []
+    monkeypatch.setattr(ray, "init", lambda **kw: started.append(kw) or pytest.fail("Ray must not start"))
+    base = ["sweep", "--data-dir", str(tiny_dir), "--model", "lstm", "--num-samples", "1", "--epochs", "1"]
+    cases = [(["--max-train", "999999999"], ["--max-train", "999999999", "300 training captions"]),
+             (["--cpus-per-trial", "4", "--num-cpus", "2"], ["--cpus-per-trial", "4", "2 CPU"]),
+             (["--address", f"127.0.0.1:{_free_port()}"], ["cannot reach a Ray cluster at 127.0.0.1"])]
+    for i, (options, words) in enumerate(cases):
+        out = tmp_path / f"s{i}"
+        assert main(base + options + ["--out", str(out)]) == 1
+        line = _one_error_line(capsys)
+        for w in words:
+            assert w in line
+        assert not out.exists() or not any(out.iterdir())  # nothing left that blocks the same --out
+    monkeypatch.setenv("RAY_ADDRESS", "10.0.0.1:6379")
+    assert main(base + ["--num-cpus", "2", "--out", str(tmp_path / "s9")]) == 1
+    assert "RAY_ADDRESS" in _one_error_line(capsys)
+    assert started == []
+
+    # Without an address a new local Ray starts, even when a cluster runs on this machine already.
+    monkeypatch.delenv("RAY_ADDRESS")
+    monkeypatch.setattr(ray, "init", lambda **kw: started.append(kw) or (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(KeyboardInterrupt):
+        sweep.start_ray(num_cpus=2)
+    assert started[-1]["address"] == "local" and started[-1]["num_cpus"] == 2
+
+
+def test_a_trial_with_a_gpu_asks_ray_for_it_and_trains_on_the_gpu(device_backend, tiny_dir):
+    from cs231n.backend import params_device
+    from cs231n.sweep.trial import trial_model, trial_resources
+
+    data = load_coco_data(base_dir=str(tiny_dir))
+    config = dict(SMALL, lr=1e-3)
+    cpu = trial_model(config, data, {"gpus_per_trial": 0, "cpus_per_trial": 2})
+    gpu = trial_model(config, data, {"gpus_per_trial": 1, "cpus_per_trial": 2})
+    assert params_device(cpu.params) == "cpu" and params_device(gpu.params) == "gpu"
+    for name, w in cpu.params.items():  # the same weights, drawn with the trial's seed
+        device_backend.assert_close(gpu.params[name], w, rtol=0, atol=0)
+    assert trial_resources({"gpus_per_trial": 1, "cpus_per_trial": 2}) == {"cpu": 2, "gpu": 1}
+    assert trial_resources({"gpus_per_trial": 0, "cpus_per_trial": 1}) == {"cpu": 1}
+
+
 # ------------------------------------------------------------------ sweeps on a local Ray
 
 
@@ -239,3 +351,78 @@ def test_resume_finishes_an_interrupted_sweep_without_redoing_finished_trials(ra
     for t in trials:
         assert [r["epoch"] for r in _reported(t)] == [1, 2]
     assert CaptioningRNN.load(out / "model.npz").hidden_dim == 48
+
+
+@needs_ray
+def test_a_tie_for_the_best_score_reports_and_exports_the_epoch_whose_checkpoint_is_kept(ray_session, tiny_dir,
+                                                                                         tmp_path):
+    # A learning rate far too small to change a greedy caption: every epoch scores the same (a tie).
+    space = dict(SMALL, lr=1e-12)
+    out = tmp_path / "sweep"
+    report = sweep.run_sweep(out, space=space, num_samples=1, num_epochs=2, data_dir=tiny_dir, num_val_images=20,
+                             early_stop=False, verbose=False)
+    (row,) = report["rows"]
+    reported = _reported(row)
+    assert len(reported) == 2 and reported[0]["CIDEr"] == reported[1]["CIDEr"]  # the tie
+    assert report["best"]["best_epoch"] == 2 and row["CIDEr"] == row["score"]
+    assert "scene_right" in (out / "report.md").read_text() and (out / "model.npz").is_file()
+    data = load_coco_data(base_dir=str(tiny_dir))
+    again = CaptioningSolver(CaptioningRNN.load(out / "model.npz"), data, num_val_images=20, seed=0,
+                             verbose=False, scene_dir=str(tiny_dir)).validate()
+    assert again["scene_right"] == row["scene_right"] and again["CIDEr"] == pytest.approx(row["CIDEr"], abs=1e-12)
+
+    # Resuming the finished sweep rewrites its report the same way and keeps the time the sweep took.
+    took = report["wall_seconds"]
+    assert took > 0
+    resumed = sweep.resume_sweep(out, verbose=False)
+    assert resumed["best"]["best_epoch"] == 2 and resumed["wall_seconds"] == took
+    assert f"the sweep took {took:.0f} s." in (out / "report.md").read_text()
+
+
+@needs_ray
+def test_a_gpu_request_on_a_cluster_without_gpus_fails_at_once(ray_session, tiny_dir, tmp_path):
+    out = tmp_path / "sweep"
+    with pytest.raises(ValueError, match=r"gpus_per_trial \(--gpus-per-trial\) 1 is more than any node .* 0 GPU"):
+        sweep.run_sweep(out, space=SMALL, num_samples=1, num_epochs=1, data_dir=tiny_dir, num_val_images=2,
+                        gpus_per_trial=1, verbose=False)
+    assert not out.exists()
+
+
+@needs_ray
+def test_ctrl_c_of_a_sweep_joined_by_address_leaves_the_report_and_the_hint(ray_session, tiny_dir, tmp_path):
+    """The sweep joins this module's Ray by its address, as a user joins a cluster: Ray 2.60 starts local
+    clusters with token authentication, and a process given only the address must find the token itself.
+    Then Ctrl-C (SIGINT to the sweep's process group) comes before any trial has reported."""
+    import subprocess
+    import time
+
+    import ray
+
+    address = ray.get_runtime_context().gcs_address
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_AUTH_MODE", "RAY_ADDRESS")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1])
+    out = tmp_path / "sweep"
+    command = [sys.executable, "-m", "cs231n", "sweep", "--address", address, "--data-dir", str(tiny_dir),
+               "--model", "lstm", "--hidden-dim", "48", "--wordvec-dim", "32", "--batch-size", "25", "--lr",
+               "1e-2,5e-3", "--num-samples", "2", "--epochs", "2", "--num-val-images", "20", "--no-early-stop",
+               "--metric", "scene_right",
+               "--quiet", "--out", str(out)]
+    sweep_process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     start_new_session=True)
+    deadline = time.time() + 120
+    while not list(out.glob("_trial_*")) and sweep_process.poll() is None and time.time() < deadline:
+        time.sleep(0.1)
+    if sweep_process.poll() is None:
+        os.killpg(sweep_process.pid, signal.SIGINT)
+    printed, errors = sweep_process.communicate(timeout=120)
+    assert sweep_process.returncode == 130, errors
+    assert printed == ""  # --quiet: no Ray banner either
+    assert "InvalidAuthToken" not in errors and "/tmp/ray" not in errors and "Traceback" not in errors
+    assert f"Continue with: python -m cs231n sweep --resume --out {out}" in errors
+    assert "INTERRUPTED" in (out / "report.md").read_text()
+    trials = json.loads((out / "trials.json").read_text())["trials"]
+    assert sorted(t["config"]["lr"] for t in trials) == [5e-3, 1e-2]  # trials that had not reported yet too
+
+    report = sweep.resume_sweep(out, verbose=False)
+    assert report["complete"] and sorted(r["status"] for r in report["rows"]) == ["finished"] * 2
+    assert report["best"]["score"] == report["best"]["scene_right"] == max(r["scene_right"] for r in report["rows"])

@@ -36,7 +36,8 @@ def _add_sweep(sub):
     p.add_argument("--num-val-images", type=positive_int, default=TRAIN_DEFAULTS["num_val_images"],
                    help="val images scored after every epoch")
     p.add_argument("--metric", default="CIDEr",
-                   help="val score that ranks trials and drives early stopping (CIDEr, Bleu_4, val_loss, ...)")
+                   help="val score that ranks trials and drives early stopping (CIDEr, Bleu_4, val_loss, ...; on "
+                        "the shapes dataset also scene_right, the fraction of captions entirely right)")
     p.add_argument("--mode", choices=["max", "min"], help="whether a higher metric is better (default: min for a "
                                                           "loss, else max)")
     p.add_argument("--no-early-stop", action="store_true", help="run every trial to the end (no ASHA)")
@@ -45,8 +46,13 @@ def _add_sweep(sub):
                    help="ASHA keeps the best 1/this of the trials at each milestone (> 1)")
     p.add_argument("--max-concurrent", type=positive_int, help="most trials at once (default: as the CPUs allow)")
     p.add_argument("--cpus-per-trial", type=positive_int, default=1, help="CPUs and BLAS threads per trial")
+    p.add_argument("--gpus-per-trial", type=nonnegative_int, default=0,
+                   help="GPUs per trial; a trial with one trains on it (as train --device gpu; needs CuPy)")
     p.add_argument("--num-cpus", type=positive_int, help="CPUs of the local Ray (default: all of this machine's)")
-    p.add_argument("--address", help="join a running Ray cluster instead: host:port of its head, or 'auto'")
+    p.add_argument("--address", help="join a running Ray cluster instead of starting a local one: HOST:PORT of "
+                                     "its head, or 'auto' (default: $RAY_ADDRESS if set); a token for Ray's token "
+                                     "authentication is taken from $RAY_AUTH_TOKEN, $RAY_AUTH_TOKEN_PATH or "
+                                     "~/.ray/auth_token")
     p.add_argument("--max-failures", type=nonnegative_int, default=2,
                    help="restarts of a failed trial, each from its last checkpoint")
     add_run_dir_options(p, "runs/sweep", "sweep", resume_file="sweep.json")
@@ -83,6 +89,6 @@ def cmd_sweep(a):
             data_dir=a.data_dir, max_train=a.max_train, data_seed=a.data_seed, num_val_images=a.num_val_images,
             metric=a.metric, mode=a.mode, early_stop=not a.no_early_stop, grace_period=a.grace_period,
             reduction_factor=a.reduction_factor, max_concurrent=a.max_concurrent,
-            cpus_per_trial=a.cpus_per_trial, address=a.address, num_cpus=a.num_cpus,
+            cpus_per_trial=a.cpus_per_trial, gpus_per_trial=a.gpus_per_trial, address=a.address, num_cpus=a.num_cpus,
             max_failures=a.max_failures, verbose=not a.quiet)
-    return 0 if report["complete"] else 130  # interrupted: the report says how to resume
+    return 0 if report["complete"] else 130  # interrupted: the report (and stderr) says how to resume

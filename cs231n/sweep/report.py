@@ -12,24 +12,34 @@ from cs231n.sweep.trial import CHECKPOINT_FILE
 REPORT_FILES = ("model.npz", "best.json", "trials.json", "report.md", "sweep.png")
 
 
-def _trial_row(result, settings, trial_status):
+SCORES = ("CIDEr", "Bleu_4", "scene_right")  # shown beside the sweep's metric when the trials report them
+
+
+def _trial_row(result, settings, trial):
+    """One trial's line of the report from its Tune result and Tune's saved trial (``trial``, or None).
+
+    A trial that was created but reported nothing yet (the sweep was interrupted) has no config in its
+    result; Tune's saved trial still has it.
+    """
     metric, mode = settings["metric"], settings["mode"]
     df = result.metrics_dataframe
     last = result.metrics or {}
-    row = {"trial": last.get("trial_id") or Path(result.path).name,
-           "config": {k: result.config[k] for k in settings["space"] if k in result.config
-                      and not (k == "hidden_dim" and result.config.get("model") == "transformer")},
-           "epochs": 0, "best_epoch": None, "score": None, "CIDEr": None, "Bleu_4": None,
+    config = result.config or (trial.config if trial is not None else None) or {}
+    trial_status = trial.status if trial is not None else None
+    row = {"trial": last.get("trial_id") or (trial.trial_id if trial is not None else Path(result.path).name),
+           "config": {k: config[k] for k in settings["space"] if k in config
+                      and not (k == "hidden_dim" and config.get("model") == "transformer")},
+           "epochs": 0, "best_epoch": None, "score": None, **dict.fromkeys(SCORES),
            "resumed_at": [], "path": result.path}
     if df is not None and metric in df.columns:
         scored = df[df[metric].notna()] if "diverged" not in df.columns else df[(df["diverged"] == 0)]
         scored = scored[scored[metric].notna()]
         row["epochs"] = int(df["epoch"].max())
         if len(scored):
-            best = scored.loc[scored[metric].idxmax() if mode == "max" else scored[metric].idxmin()]
-            row.update(best_epoch=int(best["epoch"]), score=float(best[metric]),
-                       CIDEr=float(best["CIDEr"]) if "CIDEr" in best else None,
-                       Bleu_4=float(best["Bleu_4"]) if "Bleu_4" in best else None)
+            # Of epochs tied for the best score, the last: the one whose checkpoint Tune keeps (with
+            # checkpoint_score_order it ranks a later checkpoint above an equal earlier one).
+            top = scored[metric].max() if mode == "max" else scored[metric].min()
+            row.update(_epoch_scores(scored[scored[metric] == top].iloc[-1], metric))
         row["resumed_at"] = sorted({int(e) for e in df.get("resumed_from_epoch", []) if e > 0})
     if result.error is not None or trial_status == "ERROR":
         row["status"] = "failed"
@@ -45,16 +55,30 @@ def _trial_row(result, settings, trial_status):
     return row
 
 
+def _epoch_scores(entry, metric):
+    """best_epoch, score and the SCORES of one epoch's reported results (a mapping)."""
+    scores = {"best_epoch": int(entry["epoch"]), "score": float(entry[metric])}
+    scores.update({k: float(entry[k]) if k in entry and entry[k] == entry[k] else None for k in SCORES})
+    return scores
+
+
 def _export_best(result, row, out, settings):
-    """Write the best trial's parameters at its best epoch as out/model.npz; returns the path."""
+    """Write the best trial's parameters at its best epoch as out/model.npz; returns the path.
+
+    The checkpoint kept for that epoch is used; when Tune kept another epoch of the same score instead
+    (a tie), that epoch is exported and ``row`` is updated to report it, so the report and the model
+    always agree.
+    """
     from cs231n.solver import load_checkpoint
 
     metric = settings["metric"]
-    kept = [(ckpt, m) for ckpt, m in result.best_checkpoints if m.get("epoch") == row["best_epoch"]]
+    kept = sorted(((ckpt, m) for ckpt, m in result.best_checkpoints if m.get(metric) == row["score"]),
+                  key=lambda pair: (pair[1].get("epoch") != row["best_epoch"], -pair[1].get("epoch", 0)))
     if not kept:
-        raise RuntimeError(f"the checkpoint of trial {row['trial']} at its best epoch {row['best_epoch']} "
-                           f"is missing from {result.path}")
+        raise RuntimeError(f"no checkpoint of trial {row['trial']} with its best {metric} "
+                           f"({row['score']}) is left in {result.path}; not exporting a model")
     ckpt, metrics = kept[0]
+    row.update(_epoch_scores(metrics, metric))
     with ckpt.as_directory() as d:
         saved = load_checkpoint(os.path.join(d, CHECKPOINT_FILE))
     meta = saved["meta"]
@@ -72,14 +96,15 @@ def _table(rows, settings):
     keys = [k for k in settings["space"] if len({json.dumps(r["config"].get(k)) for r in rows}) > 1]
     fixed = {k: rows[0]["config"].get(k) for k in settings["space"] if k not in keys} if rows else {}
     metric = settings["metric"]
-    header = ["trial"] + keys + ["epochs", "best@", metric] + [m for m in ("CIDEr", "Bleu_4") if m != metric]
+    shown = [metric] + [m for m in SCORES if m != metric and any(r[m] is not None for r in rows)]
+    header = ["trial"] + keys + ["epochs", "best@"] + shown
     header += ["status"]
     lines = []
     for r in rows:
         cells = [r["trial"]] + [("%.2e" % r["config"][k]) if k == "lr" else _fmt(r["config"].get(k))
                                 for k in keys]
         cells += [str(r["epochs"]), "-" if r["best_epoch"] is None else str(r["best_epoch"])]
-        for m in [metric] + [m for m in ("CIDEr", "Bleu_4") if m != metric]:
+        for m in shown:
             value = r["score"] if m == metric else r[m]
             cells.append("-" if value is None else "%.4f" % value)
         status = r["status"] + (" (resumed at epoch %s)" % ",".join(map(str, r["resumed_at"]))
@@ -92,7 +117,7 @@ def _table(rows, settings):
     return "\n".join(text), fixed_line
 
 
-def write_report(out, grid, settings, data, wall_seconds=None, verbose=True):
+def write_report(out, grid, settings, data, run_seconds=None, verbose=True):
     """Summarize a finished sweep: table, best model, figure; write them to ``out``.
 
     Inputs:
@@ -100,21 +125,25 @@ def write_report(out, grid, settings, data, wall_seconds=None, verbose=True):
     - grid: the ``ray.tune.ResultGrid`` of the sweep.
     - settings: the sweep's settings (``sweep.json``).
     - data: the dataset (for the figure's title).
-    - wall_seconds: the time ``fit`` took, reported as is.
+    - run_seconds: the seconds each run of the sweep took (its start, then each resume that ran
+      trials), or None; the report gives their sum.
 
     Writes ``trials.json``, ``report.md``, ``sweep.png`` and (when a trial has a score) ``model.npz``,
     ``best.json``. Returns a dict with 'rows' (one dict per trial, best first: trial, config, epochs,
     best_epoch, score, CIDEr, Bleu_4 (at the best epoch), status, resumed_at, path), 'best' (the best
-    row or None), 'model_path' (or None), 'figure', 'table' (text) and 'wall_seconds'.
+    row or None), 'model_path' (or None), 'figure', 'table' (text), 'wall_seconds' (the sum of
+    run_seconds, or None) and 'complete' (False when trials have not finished; the notice that says so,
+    with the command that continues the sweep, is also printed to stderr, verbose or not).
     """
     from cs231n.archive import atomic_write_text
     from cs231n.vis import plot_sweep
 
     metric, mode = settings["metric"], settings["mode"]
     results = list(grid)
-    # Tune's saved state says which trials ended (a result's own 'done' flag is not reliable after a resume).
-    status = {Path(t.path).name: t.status for t in require_ray().ExperimentAnalysis(str(out)).trials}
-    rows = [_trial_row(r, settings, status.get(Path(r.path).name)) for r in results]
+    # Tune's saved state says which trials ended (a result's own 'done' flag is not reliable after a
+    # resume) and has the config of a trial that reported nothing yet.
+    trials = {Path(t.path).name: t for t in require_ray().ExperimentAnalysis(str(out)).trials}
+    rows = [_trial_row(r, settings, trials.get(Path(r.path).name)) for r in results]
     unfinished = settings["num_trials"] - sum(r["status"] != "unfinished" for r in rows)
     sign = 1.0 if mode == "max" else -1.0
     order = sorted(range(len(rows)), key=lambda i: (rows[i]["score"] is None,
@@ -131,17 +160,23 @@ def write_report(out, grid, settings, data, wall_seconds=None, verbose=True):
     title = (f"{metric} of {len(rows)} trials on {Path(settings['data_dir']).name} "
              f"({data['train_captions'].shape[0]} train captions)")
     plt.close(plot_sweep(rows, metric, path=out / "sweep.png", title=title))
+    wall_seconds = None if run_seconds is None else float(sum(run_seconds))
     atomic_write_text(out / "trials.json", json.dumps(
-        {"settings": settings, "wall_seconds": wall_seconds, "trials": rows}, indent=2) + "\n")
+        {"settings": settings, "wall_seconds": wall_seconds, "run_seconds": run_seconds, "trials": rows},
+        indent=2) + "\n")
     counts = {s: sum(r["status"] == s for r in rows) for s in ("finished", "stopped early", "diverged", "failed")}
     counts["unfinished or not started"] = unfinished
     summary = ", ".join(f"{n} {s}" for s, n in counts.items() if n)
     interrupted = (f"INTERRUPTED: {unfinished} of {settings['num_trials']} trials have not finished; this "
                    f"table is partial and no best model was exported. Continue with: python -m cs231n sweep "
                    f"--resume --out {out}") if unfinished else ""
-    lines = [f"# Sweep {out.name}", ""] + ([interrupted, ""] if interrupted else []) + [ f"{settings['num_trials']} trials ({summary}); val {metric} ({mode}) on "
-             f"{settings['num_val_images']} val images after each epoch; up to {settings['num_epochs']} epochs"
-             + (f"; this run of the sweep took {wall_seconds:.0f} s" if wall_seconds is not None else "") + ".", ""]
+    took = ""
+    if wall_seconds is not None:
+        took = f"; the sweep took {wall_seconds:.0f} s" + (f" in {len(run_seconds)} runs (started, then resumed)"
+                                                            if len(run_seconds) > 1 else "")
+    lines = [f"# Sweep {out.name}", ""] + ([interrupted, ""] if interrupted else []) + [
+        f"{settings['num_trials']} trials ({summary}); val {metric} ({mode}) on {settings['num_val_images']} "
+        f"val images after each epoch; up to {settings['num_epochs']} epochs{took}.", ""]
     if fixed:
         lines += [fixed, ""]
     lines += ["```", table, "```", ""]
@@ -158,10 +193,11 @@ def write_report(out, grid, settings, data, wall_seconds=None, verbose=True):
         if best is not None:
             print(f"\nbest: trial {best['trial']}, epoch {best['best_epoch']}: {metric} {best['score']:.4f} "
                   f"({describe_config(best['config'])})")
-        if interrupted:
-            print("\n" + interrupted)
         print(f"wrote {out}/model.npz, best.json, trials.json, report.md, sweep.png"
               if best is not None else f"wrote {out}/trials.json, report.md, sweep.png")
         sys.stdout.flush()
+    if interrupted:  # a diagnostic, not progress: printed even when quiet
+        print(interrupted, file=sys.stderr)
+        sys.stderr.flush()
     return {"rows": rows, "best": best, "model_path": model_path, "figure": str(out / "sweep.png"),
             "table": table, "wall_seconds": wall_seconds, "complete": not unfinished}

@@ -11,7 +11,7 @@ from cs231n.captioning_solver import CaptioningSolver
 from cs231n.runs import captioning_data_identity, identity_problems
 from cs231n.sweep.progress import sweep_progress_class
 from cs231n.sweep.report import REPORT_FILES, write_report
-from cs231n.sweep.session import ray_session, require_ray
+from cs231n.sweep.session import check_request, ray_session, require_ray
 from cs231n.sweep.space import _is_int, _is_number, _tune_space, make_space
 from cs231n.sweep.trial import _trainable
 
@@ -19,11 +19,48 @@ SETTINGS_FILE = "sweep.json"
 SETTINGS_FORMAT = "cs231n-sweep"
 
 
+def _earlier_runs(out):
+    """The seconds of the sweep's earlier runs and whether its last report was complete (trials.json)."""
+    try:
+        saved = json.loads((Path(out) / "trials.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return [], False
+    runs = saved.get("run_seconds")
+    if runs is None:
+        runs = [] if saved.get("wall_seconds") is None else [saved["wall_seconds"]]
+    complete = all(t.get("status") != "unfinished" for t in saved.get("trials", ())) and \
+        len(saved.get("trials", ())) == saved.get("settings", {}).get("num_trials")
+    return list(runs), complete
+
+
 def _fit_and_report(tuner, out, settings, data, verbose):
-    """Run (or resume) the sweep's trials, then write its report; returns the report's dict."""
+    """Run (or resume) the sweep's trials, then write its report; returns the report's dict.
+
+    The report's time is the sum of the runs that ran trials: resuming a finished sweep only rewrites
+    its report and keeps the time it took.
+    """
+    earlier, complete = _earlier_runs(out)
     t0 = time.time()
     grid = tuner.fit()
-    return write_report(out, grid, settings, data, wall_seconds=time.time() - t0, verbose=verbose)
+    runs = earlier if complete else earlier + [time.time() - t0]
+    return write_report(out, grid, settings, data, run_seconds=runs, verbose=verbose)
+
+
+def _check_max_train(base, max_train):
+    """Refuse a subsample larger than the training captions before the data is loaded."""
+    import h5py
+    from cs231n.coco_utils import CAPTIONS_FILE
+
+    if max_train is None:
+        return
+    try:
+        with h5py.File(Path(base) / CAPTIONS_FILE, "r") as f:
+            available = int(f["train_captions"].shape[0])
+    except (OSError, KeyError):
+        return  # load_coco_data says what is missing
+    if max_train > available:
+        raise ValueError(f"max_train (--max-train) {max_train} is more than the {available} training captions "
+                         f"of {base}; use at most {available} (or leave it out to train on all)")
 
 
 def _load_data(data_dir, max_train, seed):
@@ -31,12 +68,20 @@ def _load_data(data_dir, max_train, seed):
     from cs231n.data.shapes import ensure_shapes_dataset
 
     base = Path(data_dir) if data_dir else ensure_shapes_dataset()
+    _check_max_train(base, max_train)
     if max_train:
         np.random.seed(seed)  # load_coco_data draws the subsample with np.random, as `train --seed` does
     return base.resolve(), load_coco_data(base_dir=str(base), max_train=max_train)
 
 
-def _validation_keys(data, num_val_images):
+def _scene_dir(base):
+    """The dataset directory when it is a shapes dataset (its scenes let validation judge captions), else None."""
+    from cs231n.data.shapes.dataset import SCENES_FILE
+
+    return str(base) if (Path(base) / SCENES_FILE).is_file() else None
+
+
+def _validation_keys(data, num_val_images, scene_dir):
     """The numeric scores of a validation entry, from a throw-away solver on a tiny model (fast)."""
     from cs231n.classifiers.rnn import CaptioningRNN
 
@@ -44,7 +89,8 @@ def _validation_keys(data, num_val_images):
                           wordvec_dim=2, hidden_dim=2)
     state = np.random.get_state()
     try:
-        solver = CaptioningSolver(model, data, num_val_images=min(2, num_val_images), verbose=False)
+        solver = CaptioningSolver(model, data, num_val_images=min(2, num_val_images), verbose=False,
+                                  scene_dir=scene_dir)
         entry = solver.validate()
     finally:
         np.random.set_state(state)
@@ -53,8 +99,8 @@ def _validation_keys(data, num_val_images):
 
 def run_sweep(out_dir="runs/sweep", space=None, num_samples=8, num_epochs=5, data_dir=None, max_train=None,
               data_seed=0, num_val_images=200, metric="CIDEr", mode=None, early_stop=True, grace_period=1,
-              reduction_factor=2, max_concurrent=None, cpus_per_trial=1, address=None, num_cpus=None,
-              max_failures=2, fail_once_at_epoch=None, callbacks=(), verbose=True):
+              reduction_factor=2, max_concurrent=None, cpus_per_trial=1, gpus_per_trial=0, address=None,
+              num_cpus=None, max_failures=2, fail_once_at_epoch=None, callbacks=(), verbose=True):
     """Search hyperparameters of the captioning model with Ray Tune; write the report to ``out_dir``.
 
     Inputs:
@@ -66,15 +112,17 @@ def run_sweep(out_dir="runs/sweep", space=None, num_samples=8, num_epochs=5, dat
     - num_epochs: epochs of a trial that is not stopped early.
     - data_dir: a dataset in the cs231n COCO format (None: the shapes dataset, made on first use);
       max_train, data_seed: as ``train --max-train --seed`` (the subsample is drawn with np.random
-      seeded with data_seed).
+      seeded with data_seed; at most the number of training captions).
     - num_val_images: val images scored after every epoch (>= 1).
     - metric: the score ASHA compares and the report ranks by: a key of the solver's validation entry
-      ('CIDEr', 'Bleu_4', 'val_loss', ...); mode: 'max' or 'min' (default: 'min' for names ending in
-      'loss', else 'max').
+      ('CIDEr', 'Bleu_4', 'val_loss', ...; on a shapes dataset also the scene accuracy 'scene_right' and
+      its parts, see :mod:`cs231n.data.shapes.accuracy`); mode: 'max' or 'min' (default: 'min' for
+      names ending in 'loss' and for 'scene_unparsed', else 'max').
     - early_stop: ASHA with ``grace_period`` epochs before the first decision and ``reduction_factor``
       (keep the best 1/reduction_factor at each milestone); False runs every trial to the end.
     - max_concurrent: most trials at once (None: as many as the CPUs allow); cpus_per_trial: CPUs
-      (and BLAS threads) per trial.
+      (and BLAS threads) per trial; gpus_per_trial: GPUs per trial (Ray's GPU resource; a trial with
+      one trains its model on the GPU, as ``train --device gpu``; needs CuPy on the nodes).
     - address, num_cpus: see :func:`start_ray`.
     - max_failures: restarts of a failed trial, each from its last checkpoint.
     - fail_once_at_epoch: testing fault tolerance: every trial's first attempt raises
@@ -82,6 +130,8 @@ def run_sweep(out_dir="runs/sweep", space=None, num_samples=8, num_epochs=5, dat
     - callbacks: more ``ray.tune.Callback`` objects (they are saved with the sweep and used on resume).
     - verbose: print progress and the table.
 
+    Everything is checked before the data is loaded or Ray starts, and ``sweep.json`` is written only
+    once Ray runs, so a sweep that could not start leaves nothing that blocks the same ``out_dir``.
     Returns the report dict of :func:`write_report`.
     """
     tune = require_ray()
@@ -95,6 +145,8 @@ def run_sweep(out_dir="runs/sweep", space=None, num_samples=8, num_epochs=5, dat
                         ("grace_period", grace_period)):
         if not _is_int(value) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if not _is_int(gpus_per_trial) or gpus_per_trial < 0:
+        raise ValueError(f"gpus_per_trial must be an int >= 0, got {gpus_per_trial!r}")
     if max_concurrent is not None and (not _is_int(max_concurrent) or max_concurrent < 1):
         raise ValueError(f"max_concurrent must be a positive int or None, got {max_concurrent!r}")
     if not _is_int(max_failures) or max_failures < 0:
@@ -103,53 +155,76 @@ def run_sweep(out_dir="runs/sweep", space=None, num_samples=8, num_epochs=5, dat
         raise ValueError(f"reduction_factor must be a number > 1, got {reduction_factor!r}")
     if early_stop and grace_period > num_epochs:
         raise ValueError(f"grace_period ({grace_period}) must be at most num_epochs ({num_epochs})")
-    mode = mode or ("min" if metric.lower().endswith("loss") else "max")
+    if max_train is not None and (not _is_int(max_train) or max_train < 1):
+        raise ValueError(f"max_train must be a positive int or None, got {max_train!r}")
+    mode = mode or ("min" if metric.lower().endswith("loss") or metric == "scene_unparsed" else "max")
     if mode not in ("max", "min"):
         raise ValueError(f"mode must be 'max' or 'min', got {mode!r}")
+    check_request(address, num_cpus, cpus_per_trial, gpus_per_trial)
 
     base, data = _load_data(data_dir, max_train, data_seed)
-    keys = _validation_keys(data, num_val_images)
+    scene_dir = _scene_dir(base)
+    keys = _validation_keys(data, num_val_images, scene_dir)
     if metric not in keys:
-        raise ValueError(f"metric {metric!r} is not a validation score; choose one of {', '.join(keys)}")
+        raise ValueError(f"metric {metric!r} is not a validation score; choose one of {', '.join(keys)}"
+                         + ("" if scene_dir or not metric.startswith("scene_") else
+                            f" (the scene scores need a shapes dataset; {base} is not one)"))
     grid_points = math.prod(len(spec["grid"]) for spec in space.values() if isinstance(spec, dict) and "grid" in spec)
     settings = {"format": SETTINGS_FORMAT, "task": "captioning", "space": space, "num_samples": num_samples,
                 "num_trials": num_samples * grid_points,
                 "num_epochs": num_epochs, "data_dir": str(base), "max_train": max_train, "data_seed": data_seed,
-                "data_identity": captioning_data_identity(base, data["word_to_idx"]), "num_val_images": num_val_images, "metric": metric,
+                "data_identity": captioning_data_identity(base, data["word_to_idx"]),
+                "num_val_images": num_val_images, "scene_dir": scene_dir, "metric": metric,
                 "mode": mode, "early_stop": bool(early_stop), "grace_period": grace_period,
                 "reduction_factor": reduction_factor, "max_concurrent": max_concurrent,
-                "cpus_per_trial": cpus_per_trial, "max_failures": max_failures,
+                "cpus_per_trial": cpus_per_trial, "gpus_per_trial": gpus_per_trial, "max_failures": max_failures,
                 "fail_once_at_epoch": fail_once_at_epoch}
     from cs231n.archive import atomic_write_text
 
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / SETTINGS_FILE, json.dumps(settings, indent=2) + "\n")
-
-    with ray_session(address, num_cpus, cpus_per_trial):
-        scheduler = None
-        if early_stop:
-            from ray.tune.schedulers import ASHAScheduler
-            scheduler = ASHAScheduler(time_attr="epoch", max_t=num_epochs, grace_period=grace_period,
-                                      reduction_factor=reduction_factor)
-        progress = []
-        if verbose:
-            progress.append(sweep_progress_class()(metric, mode, num_epochs, settings["num_trials"]))
-        tuner = tune.Tuner(
-            _trainable(data, settings), param_space=_tune_space(space),
-            tune_config=tune.TuneConfig(metric=metric, mode=mode, num_samples=num_samples, scheduler=scheduler,
-                                        max_concurrent_trials=max_concurrent),
-            run_config=tune.RunConfig(
-                name=out.name, storage_path=str(out.parent), verbose=0, callbacks=progress + list(callbacks),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=metric,
-                                                        checkpoint_score_order=mode),
-                failure_config=tune.FailureConfig(max_failures=max_failures)))
+    with ray_session(address, num_cpus, cpus_per_trial, gpus_per_trial):
+        created = not out.exists()
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / SETTINGS_FILE, json.dumps(settings, indent=2) + "\n")
+        try:
+            scheduler = None
+            if early_stop:
+                from ray.tune.schedulers import ASHAScheduler
+                scheduler = ASHAScheduler(time_attr="epoch", max_t=num_epochs, grace_period=grace_period,
+                                          reduction_factor=reduction_factor)
+            progress = []
+            if verbose:
+                progress.append(sweep_progress_class()(metric, mode, num_epochs, settings["num_trials"]))
+            tuner = tune.Tuner(
+                _trainable(data, settings), param_space=_tune_space(space),
+                tune_config=tune.TuneConfig(metric=metric, mode=mode, num_samples=num_samples,
+                                            scheduler=scheduler, max_concurrent_trials=max_concurrent),
+                run_config=tune.RunConfig(
+                    name=out.name, storage_path=str(out.parent), verbose=0, callbacks=progress + list(callbacks),
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=metric,
+                                                            checkpoint_score_order=mode),
+                    failure_config=tune.FailureConfig(max_failures=max_failures)))
+        except BaseException:
+            _forget_start(out, created)
+            raise
         if verbose:
             print(f"sweep: {settings['num_trials']} trial(s) of up to {num_epochs} epochs on {base} "
                   f"({data['train_captions'].shape[0]} train captions), {metric} ({mode}), "
-                  f"{'ASHA' if early_stop else 'no early stopping'}, {cpus_per_trial} CPU(s) per trial; "
-                  f"writing {out}")
+                  f"{'ASHA' if early_stop else 'no early stopping'}, {cpus_per_trial} CPU(s)"
+                  + (f" and {gpus_per_trial} GPU(s)" if gpus_per_trial else "") + f" per trial; writing {out}")
             sys.stdout.flush()
         return _fit_and_report(tuner, out, settings, data, verbose)
+
+
+def _forget_start(out, created):
+    """Remove what a sweep that failed before Tune took over wrote (sweep.json; the directory if new)."""
+    if (out / "tuner.pkl").exists():
+        return
+    (out / SETTINGS_FILE).unlink(missing_ok=True)
+    if created:
+        try:
+            out.rmdir()
+        except OSError:
+            pass
 
 
 def sweep_outputs(out_dir):
@@ -192,7 +267,7 @@ def resume_sweep(out_dir, address=None, num_cpus=None, verbose=True):
     if problems:
         raise ValueError(f"{base} is not the dataset this sweep started with ({'; '.join(problems)}); "
                          f"resuming would mix results of different data")
-    with ray_session(address, num_cpus, settings["cpus_per_trial"]):
+    with ray_session(address, num_cpus, settings["cpus_per_trial"], settings.get("gpus_per_trial", 0)):
         tuner = tune.Tuner.restore(str(out), _trainable(data, settings), resume_unfinished=True,
                                    resume_errored=True)
         if verbose:

@@ -16,17 +16,103 @@ def require_ray():
     return ray.tune
 
 
-def start_ray(address=None, num_cpus=None, cpus_per_trial=1):
-    """Connect to Ray unless already connected: a local cluster by default, or the cluster at ``address``.
+def ray_address(address=None):
+    """The cluster a sweep joins: ``address``, else ``$RAY_ADDRESS``, else None (start a local Ray)."""
+    return address or os.environ.get("RAY_ADDRESS") or None
+
+
+def check_request(address=None, num_cpus=None, cpus_per_trial=1, gpus_per_trial=0):
+    """Refuse, before any work, a request that cannot run: ``num_cpus`` with a cluster to join, or a
+    trial asking for more CPUs than the local Ray will have. (What a cluster has is checked once
+    connected, by :func:`start_ray`.)"""
+    joined = ray_address(address)
+    if joined is not None and num_cpus is not None:
+        how = "address" if address else "the RAY_ADDRESS environment variable"
+        raise ValueError(f"num_cpus (--num-cpus) sizes a local Ray; it cannot be combined with joining the "
+                         f"cluster at {joined} (from {how})")
+    if joined is None:
+        cpus = num_cpus if num_cpus is not None else os.cpu_count() or 1
+        if cpus_per_trial > cpus:
+            raise ValueError(f"cpus_per_trial (--cpus-per-trial) {cpus_per_trial} is more than the {cpus} CPU(s) "
+                             f"of the local Ray ({'num_cpus' if num_cpus is not None else 'this machine'}); no "
+                             f"trial could ever start")
+
+
+def _reachable(address, timeout_s=10.0):
+    """Raise ConnectionError unless a TCP connection to ``host:port`` opens within ``timeout_s`` seconds
+    (Ray itself retries an unreachable head for minutes)."""
+    import socket
+
+    target = address.split("://", 1)[-1]
+    host, sep, port = target.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"address must be HOST:PORT of a Ray head (e.g. 10.0.0.5:6379) or 'auto', got {address!r}")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise ConnectionError(f"cannot reach a Ray cluster at {address} ({e.strerror or e}); give the head's "
+                              f"HOST:PORT as `ray start --head` printed it, or leave --address out to start a "
+                              f"local Ray") from None
+
+
+def _use_token_if_found():
+    """Ray >= 2.52 authenticates with a token; when joining by address it does not look for one unless
+    RAY_AUTH_MODE=token. Switch that on when a token is found (Ray's own search: $RAY_AUTH_TOKEN, the file
+    $RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token) and RAY_AUTH_MODE is not set; otherwise leave Ray alone."""
+    if os.environ.get("RAY_AUTH_MODE") is not None:
+        return
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available)
+    except ImportError:  # a Ray without token authentication
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
+def _check_cluster(cpus_per_trial, gpus_per_trial):
+    """Refuse a trial that no node of the connected cluster can hold (Tune would wait for it forever)."""
+    import ray
+
+    nodes = [n.get("Resources", {}) for n in ray.nodes() if n.get("Alive")]
+    for name, key, asked in (("cpus_per_trial (--cpus-per-trial)", "CPU", cpus_per_trial),
+                             ("gpus_per_trial (--gpus-per-trial)", "GPU", gpus_per_trial)):
+        most = max((r.get(key, 0) for r in nodes), default=0)
+        if asked > most:
+            raise ValueError(f"{name} {asked:g} is more than any node of the Ray cluster has (the most: "
+                             f"{most:g} {key}); no trial could ever start")
+
+
+class _HideRayHints(logging.Filter):
+    """Drops Ray's log lines that point users elsewhere than the sweep's own directory and command, and
+    its notice that a new local cluster uses token authentication (Ray's default)."""
+
+    HINTS = ("Tuner.restore", "Failed to fetch metrics", "Stop signal received",
+             "Token authentication is enabled for this Ray cluster")
+
+    def filter(self, record):
+        message = record.getMessage()
+        return not any(h in message for h in self.HINTS)
+
+
+_HINT_LOGGERS = ("ray.tune.tune", "ray.tune.analysis.experiment_analysis", "ray.tune.result_grid",
+                 "ray._private.authentication.authentication_token_setup")
+
+
+def start_ray(address=None, num_cpus=None, cpus_per_trial=1, gpus_per_trial=0):
+    """Connect to Ray unless already connected: a new local cluster by default, or the cluster at ``address``.
 
     Inputs:
-    - address: None (start a local Ray on this machine), 'auto' (the cluster this machine belongs to)
-      or 'host:port' of a cluster's head.
-    - num_cpus: CPUs of the local cluster (default: all of this machine's); not used with ``address``.
-    - cpus_per_trial: the BLAS thread count given to every worker's environment.
+    - address: None (``$RAY_ADDRESS`` if set, else start a new local Ray on this machine; a cluster
+      already running here is never joined unasked), 'auto' (the cluster this machine belongs to) or
+      'HOST:PORT' of a cluster's head. When a cluster is joined and RAY_AUTH_MODE is not set, the
+      token Ray finds ($RAY_AUTH_TOKEN, the file $RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token) is used.
+    - num_cpus: CPUs of the local cluster (default: all of this machine's); not used with an address.
+    - cpus_per_trial: the BLAS thread count given to every worker's environment; gpus_per_trial: GPUs
+      a trial asks for. A request that no node can hold is refused (ValueError) instead of waiting.
 
-    Returns True when this call started or joined Ray (the caller then shuts it down), False when Ray
-    was already initialized (e.g. by a test session).
+    An unreachable address fails within seconds (ConnectionError). Returns True when this call started
+    or joined Ray (the caller then shuts it down), False when Ray was already initialized (e.g. by a
+    test session).
     """
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     require_ray()
@@ -34,28 +120,54 @@ def start_ray(address=None, num_cpus=None, cpus_per_trial=1):
 
     # Tune warns when a checkpoint per epoch makes it save its state often; for small trials that is normal.
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
-    if ray.is_initialized():
-        return False
-    env = {var: str(cpus_per_trial) for var in BLAS_THREAD_VARIABLES}
-    env["RAY_USAGE_STATS_ENABLED"] = "0"
-    kwargs = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False,
-                  runtime_env={"env_vars": env})
-    if address is None:
-        ray.init(num_cpus=num_cpus, **kwargs)
-    else:
-        if num_cpus is not None:
-            raise ValueError("num_cpus sizes a local cluster; it cannot be combined with address")
-        ray.init(address=address, **kwargs)
-    return True
+    # Tune's own start-up banner (and its TensorBoard hint into Ray's /tmp session) is not printed: the
+    # sweep prints its own lines about its own directory.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    check_request(address, num_cpus, cpus_per_trial, gpus_per_trial)
+    started = False
+    if not ray.is_initialized():
+        env = {var: str(cpus_per_trial) for var in BLAS_THREAD_VARIABLES}
+        env["RAY_USAGE_STATS_ENABLED"] = "0"
+        kwargs = dict(include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False,
+                      runtime_env={"env_vars": env})
+        joined = ray_address(address)
+        if joined is None:
+            # A new local cluster, even when one already runs on this machine (ray.init() alone would
+            # join it).
+            ray.init(address="local", num_cpus=num_cpus, **kwargs)
+        else:
+            if joined != "auto":
+                _reachable(joined)
+            _use_token_if_found()
+            ray.init(address=joined, **kwargs)
+        started = True
+    try:
+        _check_cluster(cpus_per_trial, gpus_per_trial)
+    except BaseException:
+        if started:
+            ray.shutdown()
+        raise
+    return started
 
 
 @contextlib.contextmanager
-def ray_session(address=None, num_cpus=None, cpus_per_trial=1):
-    """:func:`start_ray` for the length of a ``with`` block; Ray is shut down after it if this started it."""
-    started = start_ray(address, num_cpus, cpus_per_trial)
+def ray_session(address=None, num_cpus=None, cpus_per_trial=1, gpus_per_trial=0):
+    """:func:`start_ray` for the length of a ``with`` block; Ray is shut down after it if this started it.
+
+    Tune's hints that point elsewhere than the sweep (``Tuner.restore(...)`` instead of ``sweep --resume``)
+    are left out of the log while the block runs.
+    """
+    hide = _HideRayHints()
+    loggers = [logging.getLogger(name) for name in _HINT_LOGGERS]
+    for log in loggers:
+        log.addFilter(hide)
+    started = False
     try:
+        started = start_ray(address, num_cpus, cpus_per_trial, gpus_per_trial)
         yield
     finally:
+        for log in loggers:
+            log.removeFilter(hide)
         if started:
             import ray
             ray.shutdown()

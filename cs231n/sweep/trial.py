@@ -104,11 +104,26 @@ class _EpochReporter:
 
 
 def solver_options(config, settings):
-    """The CaptioningSolver options of one trial (what ``python -m cs231n train`` would pass)."""
-    return dict(update_rule="adam", optim_config={"learning_rate": config["lr"]}, lr_decay=config["lr_decay"],
-                batch_size=config["batch_size"], num_epochs=settings["num_epochs"],
-                grad_clip=config["grad_clip"] or None, seed=config["seed"],
-                num_val_images=settings["num_val_images"], verbose=False)
+    """The CaptioningSolver options of one trial (what ``python -m cs231n train`` would pass); on a
+    shapes dataset validation also judges the captions against the scenes (``scene_right``, ...)."""
+    options = dict(update_rule="adam", optim_config={"learning_rate": config["lr"]}, lr_decay=config["lr_decay"],
+                   batch_size=config["batch_size"], num_epochs=settings["num_epochs"],
+                   grad_clip=config["grad_clip"] or None, seed=config["seed"],
+                   num_val_images=settings["num_val_images"], verbose=False)
+    if settings.get("scene_dir"):
+        options["scene_dir"] = settings["scene_dir"]
+    return options
+
+
+def trial_device(settings):
+    """Where a trial's model trains: 'gpu' when the sweep gives each trial a GPU, else 'cpu'."""
+    return "gpu" if settings.get("gpus_per_trial", 0) > 0 else "cpu"
+
+
+def trial_model(config, data, settings):
+    """A trial's new model, its weights drawn as ``train`` draws them, on the trial's device."""
+    np.random.seed(config["seed"])
+    return MODEL_KINDS[config["model"]][0](config, data).to(trial_device(settings))
 
 
 def _trial(config, data=None, settings=None):
@@ -118,8 +133,7 @@ def _trial(config, data=None, settings=None):
     tune = require_ray()
     threads = limit_blas_threads(settings["cpus_per_trial"])
     checkpoint = tune.get_checkpoint()
-    np.random.seed(config["seed"])  # the weights, as `train` draws them
-    model = MODEL_KINDS[config["model"]][0](config, data)
+    model = trial_model(config, data, settings)
     options = solver_options(config, settings)
     solver_class = SweepCaptioningSolver
     reporter = _EpochReporter(settings, threads, resumed_from_epoch=0)
@@ -138,7 +152,15 @@ def _trial(config, data=None, settings=None):
                      "resumed_from_epoch": reporter.resumed_from_epoch})
 
 
+def trial_resources(settings):
+    """The Ray resources one trial asks for."""
+    resources = {"cpu": settings["cpus_per_trial"]}
+    if settings.get("gpus_per_trial", 0) > 0:
+        resources["gpu"] = settings["gpus_per_trial"]
+    return resources
+
+
 def _trainable(data, settings):
     tune = require_ray()
     return tune.with_resources(tune.with_parameters(_trial, data=data, settings=settings),
-                               {"cpu": settings["cpus_per_trial"]})
+                               trial_resources(settings))
