@@ -56,7 +56,7 @@ def _reachable(address, timeout_s=10.0):
 
 
 def _use_token_if_found():
-    """Ray >= 2.52 authenticates with a token; when joining by address it does not look for one unless
+    """Ray 2.60 authenticates with a token; when joining by address it does not look for one unless
     RAY_AUTH_MODE=token. Switch that on when a token is found (Ray's own search: $RAY_AUTH_TOKEN, the file
     $RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token) and RAY_AUTH_MODE is not set; otherwise leave Ray alone."""
     if os.environ.get("RAY_AUTH_MODE") is not None:
