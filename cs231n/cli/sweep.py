@@ -2,8 +2,8 @@
 import argparse
 import sys
 
-from cs231n.cli.options import (add_command, add_run_dir_options, claim_run_dir, existing_dir, existing_file,
-                                nonnegative_int, positive_float, positive_int)
+from cs231n.cli.options import (OptionError, add_command, add_run_dir_options, claim_run_dir, existing_dir,
+                                existing_file, nonnegative_int, positive_float, positive_int)
 from cs231n.cli.train import TRAIN_DEFAULTS
 
 
@@ -71,6 +71,21 @@ def _space_option(key):
     return parse
 
 
+def _check_options(a, sweep):
+    """Combinations of options that cannot run, and a --max-train the data cannot hold (OptionError:
+    exit 2), before anything is written; what a cluster can hold is checked once Ray runs (exit 1)."""
+    try:
+        sweep.check_request(a.address, a.num_cpus, 1 if a.resume else a.cpus_per_trial, a.gpus_per_trial)
+        if a.max_train is not None and not a.resume:
+            from pathlib import Path
+
+            from cs231n.data.shapes import ensure_shapes_dataset
+
+            sweep.check_max_train(Path(a.data_dir) if a.data_dir else ensure_shapes_dataset(), a.max_train)
+    except ValueError as e:
+        raise OptionError(str(e)) from None
+
+
 def cmd_sweep(a):
     from cs231n import sweep
 
@@ -79,6 +94,7 @@ def cmd_sweep(a):
     except ImportError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    _check_options(a, sweep)
     out = claim_run_dir(a, sweep.sweep_outputs(a.out) if a.out else (), what="sweep")
     if a.resume:
         report = sweep.resume_sweep(out, address=a.address, num_cpus=a.num_cpus, verbose=not a.quiet)

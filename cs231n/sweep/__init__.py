@@ -45,16 +45,17 @@ resuming) and :mod:`~cs231n.sweep.report` (the report). The names below are its 
 from cs231n.sweep.models import MODEL_KINDS
 from cs231n.sweep.progress import sweep_progress_class
 from cs231n.sweep.report import REPORT_FILES, write_report
-from cs231n.sweep.run import (SETTINGS_FILE, SETTINGS_FORMAT, load_settings, resume_sweep, run_sweep,
-                              sweep_outputs)
-from cs231n.sweep.session import BLAS_THREAD_VARIABLES, INSTALL_HINT, ray_session, require_ray, start_ray
+from cs231n.sweep.run import (SETTINGS_FILE, SETTINGS_FORMAT, check_max_train, load_settings, resume_sweep,
+                              run_sweep, sweep_outputs)
+from cs231n.sweep.session import (BLAS_THREAD_VARIABLES, INSTALL_HINT, check_request, ray_session, require_ray,
+                                  start_ray)
 from cs231n.sweep.space import DEFAULT_SPACE, describe_config, make_space, parse_option
 from cs231n.sweep.trial import (CHECKPOINT_FILE, InjectedFailure, SweepCaptioningSolver, limit_blas_threads,
                                 solver_options)
 
 __all__ = ["BLAS_THREAD_VARIABLES", "CHECKPOINT_FILE", "DEFAULT_SPACE", "INSTALL_HINT", "InjectedFailure",
            "MODEL_KINDS", "REPORT_FILES", "SETTINGS_FILE", "SETTINGS_FORMAT", "SweepCaptioningSolver",
-           "describe_config", "limit_blas_threads", "load_settings", "make_space", "parse_option",
+           "check_max_train", "check_request", "describe_config", "limit_blas_threads", "load_settings", "make_space", "parse_option",
            "ray_session", "require_ray", "resume_sweep", "run_sweep", "solver_options", "start_ray",
            "sweep_outputs", "write_report"]
 

@@ -46,18 +46,14 @@ def _fit_and_report(tuner, out, settings, data, verbose):
     return write_report(out, grid, settings, data, run_seconds=runs, verbose=verbose)
 
 
-def _check_max_train(base, max_train):
-    """Refuse a subsample larger than the training captions before the data is loaded."""
-    import h5py
-    from cs231n.coco_utils import CAPTIONS_FILE
+def check_max_train(base, max_train):
+    """Refuse a subsample larger than the training captions before the data is loaded (a sweep's trials
+    would only see captions drawn again and again, and a huge draw does not fit in memory)."""
+    from cs231n.coco_utils import coco_data_sizes
 
     if max_train is None:
         return
-    try:
-        with h5py.File(Path(base) / CAPTIONS_FILE, "r") as f:
-            available = int(f["train_captions"].shape[0])
-    except (OSError, KeyError):
-        return  # load_coco_data says what is missing
+    available = coco_data_sizes(base)["train_captions"][0]
     if max_train > available:
         raise ValueError(f"max_train (--max-train) {max_train} is more than the {available} training captions "
                          f"of {base}; use at most {available} (or leave it out to train on all)")
@@ -68,7 +64,7 @@ def _load_data(data_dir, max_train, seed):
     from cs231n.data.shapes import ensure_shapes_dataset
 
     base = Path(data_dir) if data_dir else ensure_shapes_dataset()
-    _check_max_train(base, max_train)
+    check_max_train(base, max_train)
     if max_train:
         np.random.seed(seed)  # load_coco_data draws the subsample with np.random, as `train --seed` does
     return base.resolve(), load_coco_data(base_dir=str(base), max_train=max_train)
