@@ -26,30 +26,67 @@ def _log_axis(axis):
     axis.set_minor_locator(NullLocator())
 
 
-def plot_training_curves(loss_history, val_history=(), path=None, title=None, best_epoch="auto"):
+# Legend names of the per-epoch keys the solvers record (others are shown as they are).
+_SCORE_LABELS = {"train_eval_accuracy": "train accuracy (subset)", "val_accuracy": "val accuracy",
+                 "train_eval_mcc": "train MCC (subset)", "val_mcc": "val MCC"}
+
+
+def _epoch_axis(ax, epochs):
+    """Whole epochs on the x axis: every epoch ticked for short runs, integer ticks for long ones."""
+    from matplotlib.ticker import MaxNLocator
+
+    if epochs and max(epochs) <= 12:
+        ax.set_xticks(range(1, max(epochs) + 1))
+        ax.set_xlim(min(epochs) - 0.5, max(epochs) + 0.5)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def _score_limits(values, low, high):
+    """Y limits of a score panel: ``low``/``high`` where fixed (None: from the data), with headroom so
+    that no point is cut by the frame; a negative value (an MCC) always shows."""
+    values = [v for v in values if np.isfinite(v)]
+    if not values:
+        return low, high
+    top = max(values) * 1.08 if high is None else high
+    bottom = low
+    if bottom is None:
+        bottom = min(0.0, min(values)) - 0.05 * (top - min(0.0, min(values)))
+    if top <= bottom:
+        top = bottom + 1.0
+    return bottom, top
+
+
+def plot_training_curves(loss_history, val_history=(), path=None, title=None, best_epoch="auto", final=None):
     """Plot the training loss per iteration and, when present, validation loss and scores per epoch.
 
     One panel for the losses, on a log axis when they span more than a factor of 3 (so the first
     iterations' large values do not flatten the rest), then one per kind of score against whole
-    epochs, each on its own axis: BLEU (0 to 1), CIDEr (0 to 10), accuracy and MCC (-1 to 1). The
-    epoch whose weights were kept is marked in every panel.
+    epochs (every epoch ticked in short runs), each on its own axis with room above its highest point:
+    BLEU (0 to 1), CIDEr (from 0), accuracy and MCC (from 0, or from below the lowest value when an
+    MCC is negative, to 1). The epoch whose weights were kept is marked in every panel. When the
+    entries say on how many val images they were scored (``num_val_images``), the axis says so, since
+    a subset's scores differ from the final ones on every image (given as ``final``).
 
     Inputs:
     - loss_history: sequence of floats, one per iteration.
     - val_history: sequence of dicts with an ``epoch`` key and any of ``iteration``, ``val_loss``,
-      ``Bleu_1``, ``Bleu_4``, ``CIDEr`` (as the captioning solver records them), ``val_accuracy``,
-      ``val_mcc``, ``train_eval_accuracy``, ``train_eval_mcc`` (as the classification solver records
-      them).
+      ``Bleu_1``, ``Bleu_4``, ``CIDEr``, ``num_val_images`` (as the captioning solver records them),
+      ``val_accuracy``, ``val_mcc``, ``train_eval_accuracy``, ``train_eval_mcc`` (as the
+      classification solver records them; the legend names them 'val accuracy', 'train MCC (subset)',
+      ...).
     - path: if given, the PNG file to write.
     - title: optional figure title.
     - best_epoch: the epoch whose weights were kept, to mark; 'auto' (default) takes the first epoch
       with the highest CIDEr, else the highest ``val_mcc`` (what the captioning and classification
       solvers keep); None marks nothing.
+    - final: optional dict of the kept weights' final scores (e.g. ``{'CIDEr': 4.644, 'Bleu_4': ...}``)
+      with ``num_images``, the number of val images they were computed on (and ``beam_size`` when
+      not greedy); each is drawn as a star at the kept epoch, labelled with that number.
 
     Returns the matplotlib Figure.
     """
     plt = _pyplot()
-    from matplotlib.ticker import MaxNLocator
 
     val_history = list(val_history)
     if best_epoch == "auto":
@@ -62,9 +99,10 @@ def plot_training_curves(loss_history, val_history=(), path=None, title=None, be
     best = next((v for v in val_history if v["epoch"] == best_epoch), None)
     groups = ((("Bleu_1", "Bleu_4"), "val BLEU", (0, 1)), (("CIDEr",), "val CIDEr", (0, None)),
               (("train_eval_accuracy", "val_accuracy", "train_eval_mcc", "val_mcc"), "accuracy / MCC",
-               (None, 1)))
+               (None, 1.05)))
     score_keys = [(keys, label, ylim) for keys, label, ylim in groups
                   if val_history and any(all(k in v for v in val_history) for k in keys)]
+    subset = {v.get("num_val_images") for v in val_history} - {None}
     ncols = 1 + len(score_keys)
     fig, axes = plt.subplots(1, ncols, figsize=(5 * ncols, 4), squeeze=False)
     ax = axes[0, 0]
@@ -84,17 +122,32 @@ def plot_training_curves(loss_history, val_history=(), path=None, title=None, be
     ax.set_ylabel("loss (log scale)" if ax.get_yscale() == "log" else "loss")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3, which="both")
-    for col, (keys, label, ylim) in enumerate(score_keys, start=1):
+    epochs = [int(v["epoch"]) for v in val_history]
+    beam = f", beam {final['beam_size']}" if final is not None and final.get("beam_size", 1) > 1 else ""
+    for col, (keys, label, (low, high)) in enumerate(score_keys, start=1):
         ax = axes[0, col]
+        shown, colors = [], {}
         for key in keys:
             if all(key in v for v in val_history):
-                ax.plot([v["epoch"] for v in val_history], [v[key] for v in val_history], "o-", label=key)
+                ys = [v[key] for v in val_history]
+                shown += ys
+                line, = ax.plot(epochs, ys, "o-", label=_SCORE_LABELS.get(key, key), clip_on=False)
+                colors[key] = line.get_color()
+        for key in keys:
+            if final is not None and key in final and best is not None:
+                shown.append(final[key])
+                ax.plot([best_epoch], [final[key]], "*", ms=12, mec="black", mew=0.6, clip_on=False,
+                        color=colors.get(key),
+                        label=f"final {_SCORE_LABELS.get(key, key)}: {final[key]:.3f} "
+                              f"(all {final.get('num_images', '?')} val images{beam})")
         if best is not None:
             ax.axvline(best_epoch, color="tab:green", ls="--", lw=1, label=f"kept: epoch {best_epoch}")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _epoch_axis(ax, epochs)
         ax.set_xlabel("epoch")
+        if len(subset) == 1 and label.startswith("val"):
+            label += f" (per epoch: {next(iter(subset))} val images)"
         ax.set_ylabel(label)
-        ax.set_ylim(*ylim)
+        ax.set_ylim(*_score_limits(shown, low, high))
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     if title:

@@ -329,3 +329,62 @@ def test_caption_flags_blank_flat_tiny_and_huge_images_on_stderr(run, tiny_dir, 
     assert "one flat color" in warnings_[str(paths["black"])] and "one flat color" in warnings_[str(paths["white"])]
     assert "1x1 pixels" in warnings_[str(paths["dot"])] and "5000x5000 pixels" in warnings_[str(paths["huge"])]
     assert "finds no object" in warnings_[str(paths["sky"])]
+
+
+# ------------------------------------------------------------------ 15. the figures (the sweep's is elsewhere)
+
+
+def _in_view(ax, y):
+    low, high = ax.get_ylim()
+    return low < y < high
+
+
+def test_curves_keep_the_top_point_in_the_frame_and_say_on_how_many_images_per_epoch(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from cs231n.vis import plot_training_curves
+
+    # Scores close together far from 0: on a 0-based axis the autoscaled top hugged the highest point.
+    history = [{"epoch": e, "iteration": 10 * e, "val_loss": 9.0 - e, "Bleu_1": 0.9, "Bleu_4": 0.6,
+                "CIDEr": c, "num_val_images": 200} for e, c in ((1, 4.5), (2, 4.8), (3, 4.7))]
+    final = {"Bleu_1": 0.91, "Bleu_4": 0.61, "CIDEr": 4.644, "num_images": 1000}
+    fig = plot_training_curves(list(np.linspace(50, 10, 30)), history, path=tmp_path / "curves.png", final=final)
+    _, bleu_ax, cider_ax = fig.axes
+    low, high = cider_ax.get_ylim()
+    assert low == 0 and high >= 4.8 * 1.05  # room above the top point for its marker
+    assert "200 val images" in cider_ax.get_ylabel() and "200 val images" in bleu_ax.get_ylabel()
+    labels = {line.get_label() for line in cider_ax.lines}
+    assert "final CIDEr: 4.644 (all 1000 val images)" in labels
+    plt.close(fig)
+
+
+def test_a_one_epoch_run_gets_integer_epoch_ticks(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from cs231n.vis import plot_training_curves
+
+    history = [{"epoch": 1, "iteration": 6, "val_loss": 30.0, "Bleu_1": 0.3, "Bleu_4": 0.0, "CIDEr": 0.2,
+                "num_val_images": 4}]
+    fig = plot_training_curves([45.0, 40.0, 35.0, 33.0, 31.0, 30.0], history, path=tmp_path / "curves.png")
+    for ax in fig.axes[1:]:
+        fig.canvas.draw()
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks == [1]
+    plt.close(fig)
+
+
+def test_classification_curves_name_their_lines_and_show_a_negative_mcc(tmp_path):
+    import matplotlib.pyplot as plt
+
+    from cs231n.vis import plot_training_curves
+
+    history = [{"epoch": e, "iteration": 5 * e, "val_loss": 0.7, "val_accuracy": a, "val_mcc": m,
+                "train_eval_accuracy": a + 0.1, "train_eval_mcc": m + 0.2}
+               for e, a, m in ((1, 0.55, -0.12), (2, 0.62, 0.05), (3, 0.66, 0.18))]
+    fig = plot_training_curves(list(np.linspace(0.7, 0.5, 15)), history, path=tmp_path / "curves.png")
+    ax = fig.axes[-1]
+    labels = {line.get_label() for line in ax.lines}
+    assert {"val accuracy", "val MCC", "train accuracy (subset)", "train MCC (subset)"} <= labels
+    assert not any("_" in label for label in labels if not label.startswith("kept"))  # no raw keys
+    assert _in_view(ax, -0.12) and _in_view(ax, 0.86)  # the negative MCC and the top accuracy both show
+    plt.close(fig)

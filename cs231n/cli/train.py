@@ -288,10 +288,11 @@ def cmd_train(a):
     model.save(out / "model.npz")
 
     import matplotlib.pyplot as plt
-    plt.close(plot_training_curves(solver.loss_history, solver.val_history, path=out / "curves.png",
-                                   title=f"{_model_name(a)} on {base.name}"))
 
     scores, captions = score_model(model, data, split="val", beam_size=a.beam_size, return_captions=True)
+    plt.close(plot_training_curves(solver.loss_history, solver.val_history, path=out / "curves.png",
+                                   title=f"{_model_name(a)} on {base.name}",
+                                   final=dict(scores, num_images=len(captions), beam_size=a.beam_size)))
     distinct = len(set(captions.values())) / max(1, len(captions))
     scene, verdicts = judge_dataset_captions(base, "val", captions)  # (None, None) unless a shapes dataset
     refs = references_from_data(data, "val")
