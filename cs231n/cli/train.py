@@ -106,8 +106,9 @@ def _new_model(a, data):
     D = data["train_features"].shape[-1]  # (images, D), or (images, R, D) region features
     if a.model == "transformer":
         from cs231n.classifiers.transformer import CaptioningTransformer
+        T = data["train_captions"].shape[1]  # a table of max(50, T - 1) positions: captions of any length
         return CaptioningTransformer(data["word_to_idx"], D, a.wordvec_dim, num_heads=a.num_heads,
-                                     num_layers=a.num_layers, regions=a.regions)
+                                     num_layers=a.num_layers, regions=a.regions, max_length=max(50, T - 1))
     from cs231n.classifiers.rnn import CaptioningRNN
     return CaptioningRNN(data["word_to_idx"], input_dim=D, wordvec_dim=a.wordvec_dim, hidden_dim=a.hidden_dim,
                          cell_type=a.cell_type)
