@@ -438,6 +438,7 @@ def train_sentence_classifier(data_dir, out_dir, kind="transformer", lr=None, ep
     batch_size = d["batch_size"] if batch_size is None else batch_size
     lr_decay = d["lr_decay"] if lr_decay is None else lr_decay
     model = build_classifier(kind, data, seed=seed, **(model_options or {})).to(device)
+    _fit_ngrams(model, data["train_inxs"])
     out, checkpoint = _prepare_out(out_dir, resume, overwrite)
     if verbose:
         print("data: %s (%d train, %d val sentences, %.1f%% / %.1f%% acceptable, vocabulary %d, T = %d)"
@@ -637,6 +638,7 @@ def select_on_holdout(kind, data, holdout=0.1, seed=0, refit=False, candidates=N
             options.update(cand)
             solver_opts = {k: options.pop(k) for k in SOLVER_OPTIONS}
             model = build_classifier(kind, data, seed=seed, **options).to(device)
+            _fit_ngrams(model, X[fit_ids])
             _pretrain(model, X[fit_ids], solver_opts, seed)
             solver = ClassificationSolver(model, _subset(data, fit_ids, hold_ids), update_rule="adam",
                                           optim_config={"learning_rate": solver_opts["lr"]},
@@ -665,6 +667,7 @@ def select_on_holdout(kind, data, holdout=0.1, seed=0, refit=False, candidates=N
             options = dict(best["options"])
             solver_opts = {k: options.pop(k) for k in SOLVER_OPTIONS}
             model = build_classifier(kind, data, seed=seed, **options).to(device)
+            _fit_ngrams(model, X)
             _pretrain(model, X, solver_opts, seed)
             ClassificationSolver(model, _subset(data, np.arange(X.shape[0])), update_rule="adam",
                                  optim_config={"learning_rate": solver_opts["lr"]}, lr_decay=solver_opts["lr_decay"],
@@ -678,6 +681,12 @@ def select_on_holdout(kind, data, holdout=0.1, seed=0, refit=False, candidates=N
     result.update(model=model, threshold=best["threshold"], chosen=chosen, holdout_mcc=best["holdout_mcc"],
                   train_seconds=time.perf_counter() - t0)
     return result
+
+
+def _fit_ngrams(model, inputs):
+    """A Transformer with an n-gram term (``ngram_n`` > 0) gets its n-grams from the rows it trains on."""
+    if getattr(model, "ngram_n", 0):
+        model.fit_ngrams(inputs)
 
 
 def _pretrain(model, inputs, options, seed):

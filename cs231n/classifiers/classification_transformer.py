@@ -26,12 +26,22 @@ Beyond the classic model, options whose defaults give the classic behaviour:
   ``self.rng`` (seeded by ``seed``), whose state the classification solver keeps in checkpoints.
 - ``num_layers`` (1): encoder layers (attention + feed-forward), each with its own weights.
 - ``activation`` ('relu'): or 'gelu'.
+- ``ngram_n`` (0): with n > 0, a hybrid: the logit is the Transformer's plus a sparse linear term on
+  the sentence's word 1..n-grams, ``z = z_transformer + ngram_scale * X W_ngram``, with X the
+  (per-sentence normalised) n-gram features of :class:`cs231n.classifiers.ngram.NgramIndex` over the
+  n-grams ``ngrams`` (sorted keys; :meth:`fit_ngrams` builds them from training rows). Both parts train
+  together, end to end, by the same optimizer. ``ngram_scale`` multiplies the term (with Adam, whose
+  steps do not depend on a gradient's size, it multiplies the n-gram weights' effective step: Adam at a
+  Transformer's learning rate moves a linear model's weights too slowly otherwise), and
+  ``ngram_reg`` adds ``0.5 * ngram_reg * |W_ngram|^2`` to the loss. The n-gram term is computed on
+  the host (sparse sums with ``np.bincount``) whatever the Transformer's device.
 
 Parameters (``self.params``; weights multiply from the right, ``x @ W``): ``W_embed`` (V, H),
 ``W_pos`` (max_length, H); per layer i, with the prefix ``l{i}_``: ``Wq`` (H, h*dim_q), ``bq``,
 ``Wk`` (H, h*dim_k), ``bk``, ``Wv`` (H, h*dim_v), ``bv``, ``Wo`` (h*dim_v, H), ``bo``, ``ln1_gamma``,
 ``ln1_beta`` (H,), ``W1`` (H, F), ``b1``, ``W2`` (F, H), ``b2``, ``ln2_gamma``, ``ln2_beta``; then
-``W_final`` (H, 1), ``b_final`` (1,). Head i of the classic model's ``q{i+1}`` is columns
+``W_final`` (H, 1), ``b_final`` (1,); with ``ngram_n`` also ``W_ngram`` (F, 1), zero at the start,
+for F n-grams. Head i of the classic model's ``q{i+1}`` is columns
 ``[i*dim_q:(i+1)*dim_q]`` of ``Wq``. Initialization follows PyTorch's defaults (embeddings N(0, 1),
 linear layers uniform(+-1/sqrt(fan in)), LayerNorm ones and zeros), drawn from
 ``np.random.default_rng(seed)``.
@@ -70,7 +80,8 @@ class ClassificationTransformer(SentenceClassifier):
 
     def __init__(self, word_to_ix, hidden_dim=128, num_heads=2, dim_feedforward=2048, dim_k=96, dim_v=96,
                  dim_q=96, max_length=43, num_layers=1, pad_mask=False, readout="first", dropout=0.0,
-                 activation="relu", dtype=np.float32, seed=None):
+                 activation="relu", dtype=np.float32, seed=None, ngram_n=0, ngram_reg=0.0, ngram_scale=1.0,
+                 ngrams=None):
         """Create a model with freshly initialized weights.
 
         Inputs:
@@ -81,6 +92,7 @@ class ClassificationTransformer(SentenceClassifier):
         - num_layers, pad_mask, readout, dropout, activation: see the module docstring.
         - dtype: float32, or float64 for gradient checks.
         - seed: None, an int or a np.random.Generator, for the weights and the dropout masks.
+        - ngram_n, ngram_reg, ngram_scale, ngrams: the n-gram term (module docstring; ngram_n 0: none).
         """
         fn = "ClassificationTransformer"
         self._init_common(fn, word_to_ix, max_length, dtype)
@@ -112,6 +124,47 @@ class ClassificationTransformer(SentenceClassifier):
                             f"got {type(seed).__name__}")
         self.rng = np.random.default_rng(seed)
         self.params = self._init_params(self.rng)
+        self._init_ngrams(fn, ngram_n, ngram_reg, ngram_scale, ngrams)
+
+    def _init_ngrams(self, fn, ngram_n, ngram_reg, ngram_scale, ngrams):
+        if isinstance(ngram_n, bool) or not isinstance(ngram_n, (int, np.integer)) or ngram_n < 0:
+            raise ValueError(f"{fn}: ngram_n must be an int >= 0 (0: no n-gram term), got {ngram_n!r}")
+        self.ngram_n = int(ngram_n)
+        for name, value in (("ngram_reg", ngram_reg), ("ngram_scale", ngram_scale)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0 \
+                    or not np.isfinite(value):
+                raise ValueError(f"{fn}: {name} must be a finite number >= 0, got {value!r}")
+        self.ngram_reg, self.ngram_scale = float(ngram_reg), float(ngram_scale)
+        self.ngram_index = None
+        if not self.ngram_n:
+            if ngrams is not None:
+                raise ValueError(f"{fn}: ngrams were given but ngram_n is 0; set ngram_n to use them")
+            return
+        keys = np.zeros(0, dtype=np.int64) if ngrams is None else np.asarray(ngrams, dtype=np.int64)
+        if keys.ndim != 1 or np.any(np.diff(keys) <= 0):
+            raise ValueError(f"{fn}: ngrams must be a sorted list of distinct int keys")
+        self._set_ngram_index(keys)
+
+    def _set_ngram_index(self, keys):
+        from cs231n.classifiers.ngram import NgramIndex
+
+        self.ngram_index = NgramIndex(keys, self.vocab_size, self.ngram_n, (self.cls_index, self.pad_index))
+        xp = get_array_module(self.params["W_final"])
+        self.params["W_ngram"] = xp.zeros((self.ngram_index.num_features, 1), dtype=self.dtype)
+
+    def fit_ngrams(self, inputs, min_count=1):
+        """Build the n-gram term's index from training rows ``inputs`` (the n-grams in at least
+        ``min_count`` rows) and set ``W_ngram`` to zeros of the new size; returns the number of n-grams."""
+        from cs231n.classifiers.ngram import NgramIndex
+
+        fn = "ClassificationTransformer.fit_ngrams"
+        if not self.ngram_n:
+            raise ValueError(f"{fn}: the model has no n-gram term (ngram_n is 0)")
+        inputs = to_numpy(self.check_inputs(fn, inputs))
+        index = NgramIndex.fit(inputs, self.vocab_size, self.ngram_n, (self.cls_index, self.pad_index),
+                               _positive_int(fn, "min_count", min_count))
+        self._set_ngram_index(index.keys)
+        return index.num_features
 
     def _init_params(self, rng):
         V, H, F, h = self.vocab_size, self.hidden_dim, self.dim_feedforward, self.num_heads
@@ -136,10 +189,14 @@ class ClassificationTransformer(SentenceClassifier):
         return {k: np.asarray(v).astype(self.dtype) for k, v in p.items()}
 
     def _own_config(self):
-        return {"hidden_dim": self.hidden_dim, "num_heads": self.num_heads,
-                "dim_feedforward": self.dim_feedforward, "dim_k": self.dim_k, "dim_v": self.dim_v,
-                "dim_q": self.dim_q, "num_layers": self.num_layers, "pad_mask": self.pad_mask,
-                "readout": self.readout, "dropout": self.dropout, "activation": self.activation}
+        config = {"hidden_dim": self.hidden_dim, "num_heads": self.num_heads,
+                  "dim_feedforward": self.dim_feedforward, "dim_k": self.dim_k, "dim_v": self.dim_v,
+                  "dim_q": self.dim_q, "num_layers": self.num_layers, "pad_mask": self.pad_mask,
+                  "readout": self.readout, "dropout": self.dropout, "activation": self.activation}
+        if self.ngram_n:  # written only when used, so configurations without it stay as they were
+            config.update(ngram_n=self.ngram_n, ngram_reg=self.ngram_reg, ngram_scale=self.ngram_scale,
+                          ngrams=self.ngram_index.keys.tolist())
+        return config
 
     def _layer(self, i):
         return {k: self.params[f"l{i}_{k}"] for k in _LAYER_PARAMS}
@@ -287,7 +344,7 @@ class ClassificationTransformer(SentenceClassifier):
     def _forward(self, inputs, training):
         fn = "ClassificationTransformer"
         xp = get_array_module(inputs)
-        N = inputs.shape[0]
+        N, rows = inputs.shape[0], inputs
         x, inputs, cache_encode = self.encode(inputs, training)
         T = inputs.shape[1]
         if self.readout == "first":
@@ -301,15 +358,29 @@ class ClassificationTransformer(SentenceClassifier):
             weights /= xp.maximum(weights.sum(axis=1, keepdims=True), 1)
         v = xp.einsum("nt,nth->nh", weights, x)                                      # (N, H)
         z, cache_out = affine_forward(v, self.params["W_final"], self.params["b_final"])  # (N, 1)
-        return z[:, 0], (cache_encode, weights, cache_out)
+        z, features = z[:, 0], None
+        if self.ngram_n:
+            features = self.ngram_index.transform(to_numpy(rows), normalize=True, dtype=self.dtype)  # (N, F)
+            zn = self.ngram_scale * features.dot(to_numpy(self.params["W_ngram"])[:, 0])  # (N,) on the host
+            z = z + xp.asarray(zn.astype(self.dtype))
+        return z, (cache_encode, weights, cache_out, features)
 
     def _backward(self, dz, cache):
-        cache_encode, weights, cache_out = cache
+        cache_encode, weights, cache_out, features = cache
         dv, dW_final, db_final = affine_backward(dz[:, None], cache_out)            # dv (N, H)
         dx = weights[:, :, None] * dv[:, None, :]                                    # (N, T, H)
         grads = {"W_final": dW_final, "b_final": db_final}
         grads.update(self.encode_backward(dx, cache_encode))
+        if features is not None:
+            dW = self.ngram_scale * features.tdot(to_numpy(dz).astype(self.dtype))  # (F,)
+            grads["W_ngram"] = get_array_module(dz).asarray(dW[:, None].astype(self.dtype))
         return grads
+
+    def _penalty(self):
+        if not (self.ngram_n and self.ngram_reg):
+            return 0.0, {}
+        W = self.params["W_ngram"]
+        return 0.5 * self.ngram_reg * float((W * W).sum()), {"W_ngram": self.ngram_reg * W}
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -43,6 +43,10 @@ def _add_classify(sub):
                    help="TSV folders: vocabulary words must occur this often in train.tsv (rarer ones are UNK)")
     p.add_argument("--word-dropout", type=holdout_fraction, default=0.0, metavar="P",
                    help="replace each word of a training minibatch by UNK with probability P (with --holdout)")
+    p.add_argument("--ngram-features", type=nonnegative_int, default=0, metavar="N",
+                   help="Transformer only: add a sparse linear term on the sentence's word 1..N-grams (those of "
+                        "the training rows) to the Transformer's logit, trained jointly with it (the model "
+                        "options ngram_scale and ngram_reg set its step scale and L2 strength); 0: none")
     p.add_argument("--tune-threshold", action="store_true",
                    help="also choose the decision threshold on the holdout (default: probability 0.5)")
     p.add_argument("--epochs", type=positive_int, help="passes over the training sentences (default: per model)")
@@ -101,6 +105,10 @@ def cmd_classify_train(a):
                           "holdout; give --holdout > 0")
     if a.word_dropout:
         options["word_dropout"] = a.word_dropout
+    if a.ngram_features:
+        if a.model != "transformer":
+            raise OptionError(f"--ngram-features adds n-gram inputs to the Transformer, not to --model {a.model}")
+        options["ngram_n"] = a.ngram_features
     out = claim_run_dir(a, OUTPUTS, "classification run")
     extra = {}
     if a.holdout:
