@@ -33,7 +33,9 @@ Beyond the classic model, options whose defaults give the classic behaviour:
   together, end to end, by the same optimizer. ``ngram_scale`` multiplies the term (with Adam, whose
   steps do not depend on a gradient's size, it multiplies the n-gram weights' effective step: Adam at a
   Transformer's learning rate moves a linear model's weights too slowly otherwise), and
-  ``ngram_reg`` adds ``0.5 * ngram_reg * |W_ngram|^2`` to the loss. The n-gram term is computed on
+  ``ngram_reg`` adds ``0.5 * ngram_reg * |ngram_scale * W_ngram|^2`` to the loss: an L2 on the term's
+  effective weights, of the same meaning as :class:`cs231n.classifiers.ngram.NgramClassifier`'s ``reg``
+  (both losses are means over the sentences). The n-gram term is computed on
   the host (sparse sums with ``np.bincount``) whatever the Transformer's device.
 
 Parameters (``self.params``; weights multiply from the right, ``x @ W``): ``W_embed`` (V, H),
@@ -379,8 +381,8 @@ class ClassificationTransformer(SentenceClassifier):
     def _penalty(self):
         if not (self.ngram_n and self.ngram_reg):
             return 0.0, {}
-        W = self.params["W_ngram"]
-        return 0.5 * self.ngram_reg * float((W * W).sum()), {"W_ngram": self.ngram_reg * W}
+        W, c = self.params["W_ngram"], self.ngram_reg * self.ngram_scale ** 2
+        return 0.5 * c * float((W * W).sum()), {"W_ngram": c * W}
 
 
 # ----------------------------------------------------------------------------------------------------
