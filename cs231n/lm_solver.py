@@ -185,7 +185,8 @@ def train_language_model(text_path, cell_type="lstm", wordvec_dim=15, hidden_dim
                          batch_size=30, num_epochs=50, learning_rate=5e-4, seed=0, out_dir=None,
                          tokenizer="classic", stride=1, val_fraction=0.0, update_rule="adam",
                          lr_decay=1.0, grad_clip=None, stop_at_accuracy=None, resume=False,
-                         verbose=True, print_every=100, progress="eta", checkpoint_every=None, device="cpu"):
+                         verbose=True, print_every=100, progress="eta", checkpoint_every=None, device="cpu",
+                         divergence_factor=None):
     """Train a word-level language model on a text file; the defaults are the Alice setting.
 
     The text is tokenized, numbered and cut into windows by :func:`cs231n.text_utils.prepare_text_data`
@@ -211,6 +212,8 @@ def train_language_model(text_path, cell_type="lstm", wordvec_dim=15, hidden_dim
     - verbose, print_every, progress: printing options of the solver (here the iteration lines end
       with s/it and the ETA by default, ``progress='eta'``; ``'lines'`` gives the classic lines alone).
     - device: 'cpu' or 'gpu' (CuPy; BackendError when it cannot be used): where the model trains.
+    - divergence_factor: stop when the loss has stayed above this many times its first value (see
+      :class:`cs231n.solver.Solver`; None: only at NaN/inf).
 
     Returns a tuple of:
     - model: the trained LanguageModelRNN (its ``idx_to_word`` holds the vocabulary), on ``device``.
@@ -237,7 +240,8 @@ def train_language_model(text_path, cell_type="lstm", wordvec_dim=15, hidden_dim
                                  checkpoint_every=None if checkpoint is None else checkpoint_every,
                                  resume_from=checkpoint if resume else None,
                                  stop_at_accuracy=stop_at_accuracy, verbose=verbose,
-                                 print_every=print_every, progress=progress)
+                                 print_every=print_every, progress=progress,
+                                 divergence_factor=divergence_factor)
     solver.train()
     if out_dir is not None:
         # Non-finite values (an overflowing perplexity) become null: the file stays valid JSON.

@@ -388,3 +388,27 @@ def test_classification_curves_name_their_lines_and_show_a_negative_mcc(tmp_path
     assert not any("_" in label for label in labels if not label.startswith("kept"))  # no raw keys
     assert _in_view(ax, -0.12) and _in_view(ax, 0.86)  # the negative MCC and the top accuracy both show
     plt.close(fig)
+
+
+def test_lm_train_refuses_sizes_no_machine_holds_and_stops_when_the_loss_blows_up(tmp_path, capsys):
+    text = tmp_path / "text.txt"
+    text.write_text(" ".join(["the cat sat on the mat and the dog lay on the rug"] * 30))
+    out = tmp_path / "lm"
+    assert main(["lm-train", "--text", str(text), "--hidden-dim", "200000", "--out", str(out)]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "memory" in line and "--hidden-dim" in line and not out.exists()
+    assert main(["lm-train", "--text", str(text), "--seq-len", "5", "--hidden-dim", "16", "--lr", "1000",
+                 "--epochs", "3", "--quiet", "--out", str(out)]) == 1
+    assert "above 10 x its first value" in capsys.readouterr().err
+
+
+def test_running_out_of_memory_anyway_is_one_error_line(tiny_dir, tmp_path, monkeypatch, capsys):
+    import cs231n.cli.train as train
+
+    def allocate(a, base):
+        raise MemoryError("Unable to allocate 640. GiB for an array with shape (200000, 800000)")
+
+    monkeypatch.setattr(train, "_check_sizes", allocate)
+    assert _train(tiny_dir, tmp_path / "run") == 1
+    line = _one_error_line(capsys.readouterr().err)
+    assert "out of memory" in line and "640. GiB" in line

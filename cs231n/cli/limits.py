@@ -6,8 +6,9 @@ dataset's sizes first (h5 shapes and the vocabulary's length, :func:`cs231n.coco
 estimate the bytes a run will hold at its peak, and refuse what cannot work, with the estimate:
 
 - :func:`physical_memory`: this machine's RAM (``os.sysconf``), or None where it cannot be read;
-- :func:`captioning_train_bytes`: the parts of a training run's memory (data, weights with their
-  gradients and Adam state, one minibatch's activations), each estimated from the sizes;
+- :func:`captioning_train_bytes`, :func:`language_model_train_bytes`: the parts of a training run's
+  memory (data, weights with their gradients and Adam state, one minibatch's activations), each
+  estimated from the sizes;
 - :func:`check_fits`: an :class:`~cs231n.cli.options.OptionError` when the estimate exceeds
   :data:`MEMORY_FRACTION` of the RAM, naming the largest part and the options that set it.
 
@@ -19,6 +20,7 @@ import os
 from cs231n.cli.options import OptionError
 
 MEMORY_FRACTION = 0.9  # refuse a run whose estimate exceeds this fraction of the physical memory
+DIVERGENCE_FACTOR = 10.0  # training commands stop when the loss stays above this many times its first value
 _FLOAT = 4  # bytes of a float32 (and of an int32 word index)
 
 
@@ -84,8 +86,20 @@ def captioning_train_bytes(sizes, model, batch_size, W, H=None, cell_type="lstm"
     return {"data": data, "weights": weights, "activations": activations}
 
 
+def language_model_train_bytes(cell_type, W, H, batch_size, seq_len, V=0):
+    """Estimated peak bytes of training a LanguageModelRNN, by part ('weights', 'activations').
+
+    ``V`` (the vocabulary, known only once the text is read) may be left at 0: the estimate is then a
+    lower bound that still catches sizes no machine holds (``--hidden-dim 200000``).
+    """
+    params = captioning_params("rnn", 0, V, W, H, cell_type) - H  # no image projection, no its bias
+    g = {"rnn": 1, "lstm": 4, "gru": 3}.get(cell_type, 4)
+    activations = _FLOAT * batch_size * seq_len * (3 * W + 3 * (g + 3) * H + 3 * V)
+    return {"weights": 6 * _FLOAT * params, "activations": activations}
+
+
 _WHAT_SETS = {"data": "the dataset and --max-train", "weights": "--hidden-dim / --wordvec-dim / --num-layers "
-              "and the vocabulary", "activations": "--batch-size and the model's sizes"}
+              "and the vocabulary", "activations": "--batch-size (and --seq-len) and the model's sizes"}
 
 
 def check_fits(parts, what, memory=None):

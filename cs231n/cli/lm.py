@@ -1,4 +1,5 @@
 """``lm-train`` and ``lm-sample``: the word-level language model."""
+from cs231n.cli.limits import DIVERGENCE_FACTOR, check_fits, language_model_train_bytes
 from cs231n.cli.options import (add_command, add_device_option, add_run_dir_options, claim_run_dir, existing_file,
                                 learning_rate, nonnegative_float, nonnegative_int, positive_int)
 
@@ -52,12 +53,15 @@ def cmd_lm_train(a):
 
     keep_freed_memory()  # this command owns its process: freed blocks stay mapped (cs231n/_alloc.py)
 
+    claim_run_dir(a, LM_OUTPUTS, "language-model run", create=False)  # checks only: nothing written yet
+    check_fits(language_model_train_bytes(a.cell_type, a.wordvec_dim, a.hidden_dim, a.batch_size, a.seq_len),
+               "this language-model run")
     out = claim_run_dir(a, LM_OUTPUTS, "language-model run")
     _, history = train_language_model(
         a.text, cell_type=a.cell_type, wordvec_dim=a.wordvec_dim, hidden_dim=a.hidden_dim,
         seq_len=a.seq_len, batch_size=a.batch_size, num_epochs=a.epochs, learning_rate=a.lr, seed=a.seed,
         out_dir=str(out), tokenizer=a.tokenizer, verbose=not a.quiet, resume=a.resume,
-        checkpoint_every=a.checkpoint_every, device=a.device)
+        checkpoint_every=a.checkpoint_every, device=a.device, divergence_factor=DIVERGENCE_FACTOR)
     written = [name for name in LM_OUTPUTS if (out / name).is_file()]
     print(f"wrote {out}/: {', '.join(written)} ({len(history)} epochs); sample with: python -m cs231n "
           f"lm-sample --checkpoint {out / LM_CHECKPOINT} --start WORD")

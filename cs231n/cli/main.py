@@ -100,6 +100,12 @@ def main(argv=None):
             raise
         print(f"error: {e}\n(see: {parser.prog} {args.command} --help)", file=sys.stderr)
         return 2
+    except MemoryError as e:  # what the size checks could not foresee (they estimate arrays only)
+        if os.environ.get("CS231N_DEBUG"):
+            raise
+        print(f"error: out of memory: {e or 'an allocation failed'}; lower the sizes (--batch-size, "
+              f"--hidden-dim, --max-train, ...) or free memory", file=sys.stderr)
+        return 1
     except EXPECTED_ERRORS as e:
         if os.environ.get("CS231N_DEBUG"):
             raise

@@ -2,6 +2,7 @@
 caption grid, scores)."""
 import time
 
+from cs231n.cli.limits import DIVERGENCE_FACTOR
 from cs231n.cli.models import _identity, _load_data, _val_images
 from cs231n.cli.options import (OptionError, add_command, add_device_option, add_run_dir_options, claim_run_dir,
                                 existing_dir, learning_rate, nonnegative_float, nonnegative_int, positive_float,
@@ -118,7 +119,6 @@ def _new_model(a, data):
 # may extend it). Every other option must be the run's own (see _resume_options).
 RESUME_FREE = ("epochs", "checkpoint_every", "quiet", "device", "precision", "out", "resume", "overwrite",
                "command")
-DIVERGENCE_FACTOR = 10.0  # stop when the loss stays above this many times its first value (see Solver)
 
 
 def _check_options(a):
