@@ -149,6 +149,16 @@ def test_evaluate_refuses_a_beam_wider_than_the_vocabulary(run, capsys):
     assert "--beam-size 100000" in line and "49 words" in line
 
 
+def test_evaluate_refuses_a_max_length_beyond_the_transformers_positions(tiny_dir, tmp_path, capsys):
+    out = tmp_path / "transformer"
+    assert _train(tiny_dir, out, "--model", "transformer", "--num-heads", "2", "--num-layers", "1") == 0
+    capsys.readouterr()
+    assert main(["evaluate", "--checkpoint", str(out / "model.npz"), "--max-length", "100",
+                 "--num-images", "2"]) == 2
+    line = _one_error_line(capsys.readouterr().err)
+    assert "--max-length 100" in line and "--max-length 50 or less" in line
+
+
 # ------------------------------------------------------------------ 5. divergence short of NaN
 
 

@@ -93,9 +93,16 @@ def _val_images(data, split, idxs):
 
 
 def _check_decoding_options(a, model):
-    """Bounds of --beam-size from the model: a beam wider than the vocabulary keeps nothing more
-    (OptionError: exit 2, before any data is loaded)."""
+    """Bounds of --beam-size and --max-length from the model: a beam wider than the vocabulary keeps
+    nothing more, and a Transformer decodes at most its table of positions (OptionError: exit 2,
+    before any data is loaded)."""
     from cs231n.cli.options import OptionError
+
+    try:
+        model._check_sample_length("--max-length", a.max_length)
+    except ValueError as e:
+        raise OptionError(f"--max-length {a.max_length} is longer than this model can decode: "
+                          f"{str(e).split(': ', 1)[-1]}; use --max-length {model.max_length} or less") from e
 
     if a.beam_size > model.vocab_size:
         raise OptionError(f"--beam-size {a.beam_size} is wider than the model's vocabulary ({model.vocab_size} "
