@@ -158,8 +158,9 @@ def main():
     model = CaptioningRNN(make_vocab(V), input_dim=D, wordvec_dim=W, hidden_dim=H, cell_type="lstm",
                           dtype=np.float32)
     feats = rng.standard_normal((num_sample, D)).astype(np.float32)
-    t_greedy = median_time(lambda: model.sample(feats, max_length=30), repeats=repeats)
-    t_beam = median_time(lambda: model.sample(feats, max_length=30, beam_size=5), repeats=max(1, repeats // 2))
+    t_greedy = median_time(lambda: model.sample(feats, max_length=30), repeats=repeats, clock=a.clock)
+    t_beam = median_time(lambda: model.sample(feats, max_length=30, beam_size=5), repeats=max(1, repeats // 2),
+                         clock=a.clock)
     scale = 1000 / num_sample
     print(f"\nsampling {num_sample} captions of length 30 (lstm), scaled to 1,000:")
     print(f"  greedy  {t_greedy * scale:7.2f} s")

@@ -113,7 +113,7 @@ def torch_step_fn(features, captions, seed=0, device="cpu", adam_lr=None):
     return step
 
 
-def breakdown(rng, repeats):
+def breakdown(rng, repeats, clock="wall"):
     """Seconds per step spent in each layer function (forward + backward, timed alone) at the step's shapes."""
     from cs231n.workspace import Workspace
 
@@ -155,7 +155,7 @@ def breakdown(rng, repeats):
         _, ds = temporal_softmax_loss(s, y, m, workspace=ws)
         temporal_affine_backward(ds, c, ws)
     parts["output layer + softmax loss"] = (1, vocab)
-    return {name: uses * median_time(fn, repeats=repeats) for name, (uses, fn) in parts.items()}
+    return {name: uses * median_time(fn, repeats=repeats, clock=clock) for name, (uses, fn) in parts.items()}
 
 
 def main():
@@ -211,7 +211,7 @@ def main():
 
     if a.step_only:
         return
-    parts = breakdown(rng, repeats)
+    parts = breakdown(rng, repeats, a.clock)
     total = sum(parts.values())
     print(f"\nwhere the numpy step's time goes (each part's forward + backward timed alone, x its uses; "
           f"sum {1e3 * total:.0f} ms of the {1e3 * mo:.0f} ms step):")
@@ -220,7 +220,7 @@ def main():
 
     model.training = False
     feats = rng.standard_normal((num_sample, D)).astype(np.float32)
-    t_greedy = median_time(lambda: model.sample(feats, max_length=30), repeats=max(1, repeats // 2))
+    t_greedy = median_time(lambda: model.sample(feats, max_length=30), repeats=max(1, repeats // 2), clock=a.clock)
     print(f"\ngreedy sampling of {num_sample} captions of length 30 (untrained: no early <END>), "
           f"scaled to 1,000: {t_greedy * 1000 / num_sample:.2f} s")
 
