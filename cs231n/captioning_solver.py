@@ -208,7 +208,7 @@ class CaptioningSolver(Solver):
         scenes = load_scenes(scene_dir, "val")
         if scenes is None:
             raise ValueError(f"scene_dir: {scene_dir} has no {SCENES_FILE}; the scene accuracy needs a shapes "
-                             f"dataset (python -m cs231n build-dataset shapes)")
+                             f"dataset (cs231n.data.shapes.ensure_shapes_dataset makes one)")
         images = len(data["val_features"]) if "val_features" in data else None
         if images is not None and images != len(scenes):
             raise ValueError(f"scene_dir: {scene_dir} describes {len(scenes)} val images but data has {images}; "

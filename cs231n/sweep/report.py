@@ -94,7 +94,8 @@ def _export_best(result, row, out, settings):
 def _table(rows, settings):
     """The trials as a fixed-width text table (keys that vary across trials get columns)."""
     keys = [k for k in settings["space"] if len({json.dumps(r["config"].get(k)) for r in rows}) > 1]
-    fixed = {k: rows[0]["config"].get(k) for k in settings["space"] if k not in keys} if rows else {}
+    fixed = {k: rows[0]["config"].get(k) for k in settings["space"]  # a key no trial has (H of Transformers): left out
+             if k not in keys and any(k in r["config"] for r in rows)} if rows else {}
     metric = settings["metric"]
     shown = [metric] + [m for m in SCORES if m != metric and any(r[m] is not None for r in rows)]
     header = ["trial"] + keys + ["epochs", "best@"] + shown
