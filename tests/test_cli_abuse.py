@@ -422,3 +422,17 @@ def test_running_out_of_memory_anyway_is_one_error_line(tiny_dir, tmp_path, monk
     assert _train(tiny_dir, tmp_path / "run") == 1
     line = _one_error_line(capsys.readouterr().err)
     assert "out of memory" in line and "640. GiB" in line
+
+
+def test_a_dataset_that_fails_to_load_leaves_no_run_directory(tiny_dir, tmp_path, capsys):
+    import shutil
+
+    import h5py
+
+    broken = tmp_path / "broken"
+    shutil.copytree(tiny_dir, broken)
+    with h5py.File(broken / "train2014_vgg16_fc7_pca.h5", "r+") as f:
+        f["features"][2, 5] = np.nan
+    assert _train(broken, tmp_path / "run") == 1
+    assert "not finite" in _one_error_line(capsys.readouterr().err)
+    assert not (tmp_path / "run").exists()

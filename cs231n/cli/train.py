@@ -250,10 +250,10 @@ def cmd_train(a):
 
     base = _data_dir(a)
     _check_sizes(a, base)
-    out = claim_run_dir(a, TRAIN_OUTPUTS, "training run")
     np.random.seed(a.seed)  # before loading: --max-train draws its captions with np.random (classic API)
     regions = _uses_regions(a)
     base, data = _load_data(base, a.max_train, regions=regions)
+    out = claim_run_dir(a, TRAIN_OUTPUTS, "training run")  # after the data: a bad dataset leaves nothing
     identity = _identity(base, data, regions=regions)
     if a.zero_features:
         identity["zero_features"] = True  # evaluate/caption must feed this model zeros too
