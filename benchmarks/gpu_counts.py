@@ -19,7 +19,8 @@ Counts depend on the number of timesteps and layers, not on N, H or V, so the mo
 have the structure of the GPU benchmarks: captions of T=16 words (bench_gpu.py), the Transformer's
 2 layers, 4 heads and dropout 0.1 (bench_transformer.py), CoLA's ClassificationTransformer with its
 defaults (rows of up to 12 tokens here). The first step (which creates the optimizer state) is not
-counted; the second is.
+counted; the second is. A second table gives the same counts per generated word of greedy decoding
+(``model.sample``) for the LSTM and the Transformer.
 
 On a GPU each launch costs the host several microseconds of Python and CUDA-driver time whatever its
 size, and each sync stalls the host until the device is done: at small batches these counts, not the
@@ -100,6 +101,42 @@ def count_step(kind, **solver_options):
     return {k: after[k] - before[k] for k in after}
 
 
+DECODERS = ("lstm", "transformer")
+
+
+def make_decoder(kind, N=8):
+    """A small model of ``kind`` ('lstm' or 'transformer', the training table's shapes) on the GPU,
+    without dropout, and device features (N, D) to caption."""
+    from cs231n.backend import to_device
+    from cs231n.classifiers.rnn import CaptioningRNN
+    from cs231n.classifiers.transformer import CaptioningTransformer
+    vocab = _vocab()
+    np.random.seed(0)
+    if kind == "transformer":
+        model = CaptioningTransformer(vocab, 6, 8, num_heads=4, num_layers=2, max_length=2 * T_CAPTION,
+                                      dim_feedforward=16, dropout=0.1)
+        model.training = False
+    else:
+        model = CaptioningRNN(vocab, input_dim=6, wordvec_dim=4, hidden_dim=5, cell_type=kind)
+    features = np.random.default_rng(1).standard_normal((N, 6)).astype(np.float32)
+    return model.to("gpu"), to_device(features, "gpu")
+
+
+def count_decoding(kind, words=T_CAPTION, **sample_options):
+    """{'launches', 'syncs', 'transfers', 'generators'} of ``model.sample`` (greedy by default) of
+    ``words`` words for 8 images on the fake CuPy, divided by ``words``. <END>'s score is pushed down
+    (its bias at -1e4), so that no caption ends early and every run decodes all ``words`` words, asking
+    "has every caption ended?" every few words as usual."""
+    import fake_cupy
+    model, features = make_decoder(kind)
+    model.params["b_vocab"][model._end] = -1e4
+    model.sample(features, max_length=words, **sample_options)  # first call: the kernels' set-up
+    before = fake_cupy.COUNTS.snapshot()
+    model.sample(features, max_length=words, **sample_options)
+    after = fake_cupy.COUNTS.snapshot()
+    return {k: (after[k] - before[k]) / words for k in after}
+
+
 def install_fake(**options):
     """Install a fresh fake CuPy as ``sys.modules['cupy']`` and return it."""
     from fake_cupy import FakeCupy
@@ -108,11 +145,11 @@ def install_fake(**options):
     return fake
 
 
-def table(counts):
+def table(counts, number_format="%9d %6d %10d %11d"):
     lines = ["%-12s %9s %6s %10s %11s" % ("model", "launches", "syncs", "transfers", "generators")]
     for kind, c in counts.items():
-        lines.append("%-12s %9d %6d %10d %11d" % (kind, c["launches"], c["syncs"], c["transfers"],
-                                                  c["generators"]))
+        lines.append(("%-12s " + number_format) % (kind, c["launches"], c["syncs"], c["transfers"],
+                                                   c["generators"]))
     return "\n".join(lines)
 
 
@@ -136,6 +173,9 @@ def main(argv=None):
           "counted on the fake CuPy, %s\n" % ("with the fused kernels (as on real CuPy)" if fused else
                                                "WITHOUT the fused kernels (generic array code)"))
     print(table({k: count_step(k) for k in kinds}))
+    print("\nper generated word of greedy decoding (model.sample of %d words for 8 images, results read "
+          "back once at the end)\n" % T_CAPTION)
+    print(table({k: count_decoding(k) for k in DECODERS}, "%9.1f %6.3f %10.3f %11.3f"))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,9 @@ The kernels run over the (N, H) hidden units: thread ``i`` owns unit ``col = i %
 (float32 or float64); ``U`` the type of an upstream gradient, which may differ.
 
 ``layernorm_forward``/``layernorm_backward`` normalize rows with reductions (``ReductionKernel``) and one
-elementwise kernel each, with the arithmetic of ``transformer_layers``' numpy code.
+elementwise kernel each, with the arithmetic of ``transformer_layers``' numpy code; the forward also
+norms a residual sum ``(x + r) + c`` without forming it. ``bias_relu_dropout``/``relu_dropout_backward``
+are the feed-forward block's bias, ReLU and dropout, and ``add4`` a four-way gradient sum.
 
 ``nonfinite_code`` checks a gradient and its updated weight for NaN/inf in one ``ReductionKernel``.
 
@@ -162,14 +164,34 @@ _REDUCTIONS = {
 
 # Layer normalization over the last axis of an (L, D) array (transformer_layers.layernorm_*), with the
 # numpy code's arithmetic: mean = sum / D, rstd = 1 / sqrt(sum((x - mean)^2) / D + eps).
+# Layer norm of the sum x + r + c of up to three addends (a sub-layer's input, its output and a bias
+# before the norm of a post-norm Transformer layer; 0-d zeros for the ones not given), summed in that
+# order wherever it is read, so the sum is never written out.
 _SOURCES["cs231n_layernorm_forward"] = (
-    "T x, T s, T rstd, T gamma, T beta, int64 D",
+    "T x, T r, T c, T s, T rstd, T gamma, T beta, int64 D",
     "T xhat, T out",
     """
-    xhat = (x - s / (T)D) * rstd;
+    xhat = ((x + r + c) - s / (T)D) * rstd;
     out = xhat * gamma + beta;
     """,
 )
+# The feed-forward block's first bias, ReLU and dropout: pre = h + b (written back, the backward's ReLU
+# mask), hidden = max(pre, 0) * keep; and its backward through both: dhidden * keep * (pre > 0).
+_SOURCES["cs231n_bias_relu_dropout"] = (
+    "T b, T keep",
+    "T pre, T hidden",
+    """
+    pre = pre + b;
+    hidden = (pre > (T)0 ? pre : (T)0) * keep;
+    """,
+)
+_SOURCES["cs231n_relu_dropout_backward"] = (
+    "T pre, T keep",
+    "T dhidden",
+    "dhidden = pre > (T)0 ? dhidden * keep : (T)0;",
+)
+# The gradient that meets at a layer's input from several branches (query, key, value, residual).
+_SOURCES["cs231n_add4"] = ("T a, T b, T c, T d", "T y", "y = ((a + b) + c) + d;")
 _SOURCES["cs231n_layernorm_backward"] = (  # sg = sum(g), sgx = sum(g * xhat) over the row, g = dout * gamma
     "T dout, T gamma, T xhat, T rstd, T sg, T sgx, int64 D",
     "T dx",
@@ -241,8 +263,9 @@ _REDUCTIONS.update({
     "cs231n_sum": ("T u", "T y", "u", "a + b", "y = a", "0", None),
     "cs231n_sum_prod": ("T u, T v", "T y", "u * v", "a + b", "y = a", "0", None),
     "cs231n_sum_prod3": ("T u, T v, T w", "T y", "u * v * w", "a + b", "y = a", "0", None),
-    "cs231n_layernorm_rstd": ("T x, T s, int64 D, float64 eps", "T rstd",
-                              "(x - s / (T)D) * (x - s / (T)D)", "a + b",
+    "cs231n_sum3": ("T u, T v, T w", "T y", "(u + v) + w", "a + b", "y = a", "0", None),
+    "cs231n_layernorm_rstd": ("T u, T v, T w, T s, int64 D, float64 eps", "T rstd",
+                              "(((u + v) + w) - s / (T)D) * (((u + v) + w) - s / (T)D)", "a + b",
                               "rstd = (T)1 / sqrt(a / (T)D + (T)eps)", "0", None),
 })
 
@@ -333,15 +356,36 @@ def same_float_dtype(*arrays):
     return arrays[0].dtype.kind == "f" and all(a.dtype == arrays[0].dtype for a in arrays)
 
 
-def layernorm_forward(x, gamma, beta, eps):
+def layernorm_forward(x, gamma, beta, eps, r=None, c=None):
     """``transformer_layers.layernorm_forward``'s (out, cache) in 3 launches: the row sums, the rows'
-    1/std, then xhat and out together (the numpy code takes about 15)."""
+    1/std, then xhat and out together (the numpy code takes about 15). With ``r`` (x's shape) and ``c``
+    (broadcast to it, e.g. a bias (D,)), of the sum ``(x + r) + c`` (a residual connection's), which
+    the three kernels add as they read it: no launch for the sum, and no array for it."""
     D = x.shape[-1]
+    zero = _zero(x.dtype)
     x2 = x.reshape(-1, D)
-    s = _reduction("cs231n_sum")(x2, axis=1, keepdims=True)                           # (L, 1)
-    rstd = _reduction("cs231n_layernorm_rstd")(x2, s, D, float(eps), axis=1, keepdims=True)
-    xhat, out = _kernel("cs231n_layernorm_forward")(x2, s, rstd, gamma, beta, D)
+    r2 = zero if r is None else r.reshape(-1, D)
+    c2 = zero if c is None else c.reshape(-1, D) if c.ndim > 1 else c
+    s = _reduction("cs231n_sum3")(x2, r2, c2, axis=1, keepdims=True)                  # (L, 1)
+    rstd = _reduction("cs231n_layernorm_rstd")(x2, r2, c2, s, D, float(eps), axis=1, keepdims=True)
+    xhat, out = _kernel("cs231n_layernorm_forward")(x2, r2, c2, s, rstd, gamma, beta, D)
     return out.reshape(x.shape), (xhat.reshape(x.shape), rstd.reshape(x.shape[:-1] + (1,)), gamma)
+
+
+def bias_relu_dropout(pre, b, keep, hidden):
+    """The feed-forward block's ``pre += b; hidden = max(pre, 0) * keep`` in one launch (numpy: 3);
+    ``keep`` None: no dropout."""
+    _kernel("cs231n_bias_relu_dropout")(b, _one(pre.dtype) if keep is None else keep, pre, hidden)
+
+
+def relu_dropout_backward(dhidden, pre, keep):
+    """``dhidden *= keep * (pre > 0)`` in place, in one launch (numpy: 3)."""
+    _kernel("cs231n_relu_dropout_backward")(pre, _one(pre.dtype) if keep is None else keep, dhidden)
+
+
+def add4(a, b, c, d):
+    """``((a + b) + c) + d`` in one launch (numpy: 3)."""
+    return _kernel("cs231n_add4")(a, b, c, d)
 
 
 def layernorm_backward(dout, xhat, rstd, gamma):
@@ -394,6 +438,15 @@ def _zero(dtype):
     key = (id(cupy), np.dtype(dtype))
     if key not in _zeros:
         _zeros[key] = cupy.zeros((), dtype=dtype)
+    return _zeros[key]
+
+
+def _one(dtype):
+    """A 0-d one of ``dtype`` on the device, made once (the multiplier of no dropout)."""
+    cupy = sys.modules["cupy"]
+    key = (id(cupy), np.dtype(dtype), 1)
+    if key not in _zeros:
+        _zeros[key] = cupy.ones((), dtype=dtype)
     return _zeros[key]
 
 

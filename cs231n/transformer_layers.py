@@ -714,6 +714,15 @@ def feedforward_forward(x, W1, b1, W2, b2, activation="relu", dropout_p=0.0, rng
     if activation not in ("relu", "gelu"):
         raise ValueError(f"{fn}: activation must be 'relu' or 'gelu', got {activation!r}")
     dropout_p = _check_prob(fn, "dropout_p", dropout_p)
+    if activation == "relu" and gpu_kernels.fused(xp) and gpu_kernels.same_float_dtype(x, W1, b1, W2, b2):
+        pre = _empty(xp, workspace, "pre", x.shape[:-1] + (F,), x.dtype)  # real CuPy: bias, ReLU and
+        xp.matmul(x.reshape(-1, D), W1, out=pre.reshape(-1, F))          # dropout in 1 launch (3)
+        hidden = _empty(xp, workspace, "hidden", pre.shape, pre.dtype)
+        keep = None if dropout_p == 0.0 else _dropout_multiplier(fn, xp, hidden.shape, hidden.dtype,
+                                                                 dropout_p, rng, workspace)
+        gpu_kernels.bias_relu_dropout(pre, b1, keep, hidden)
+        out = _linear(hidden, W2, b2, workspace, "out")              # (..., M)
+        return out, (x, W1, W2, pre, hidden, keep, activation)
     pre = _linear(x, W1, b1, workspace, "pre")                       # (..., F)
     if activation == "relu":
         hidden = _empty(xp, workspace, "hidden", pre.shape, pre.dtype)
@@ -749,6 +758,9 @@ def feedforward_backward(dout, cache, workspace=None):
     dout = _check_upstream("feedforward_backward", "dout", dout, x.shape[:-1] + (W2.shape[1],), like=x)
     xp = get_array_module(pre)
     dhidden, dW2, db2 = _linear_backward(dout, hidden, W2, workspace, "dhidden")  # hidden W2 + b2
+    if activation == "relu" and gpu_kernels.fused(xp) and gpu_kernels.same_float_dtype(dhidden, pre):
+        gpu_kernels.relu_dropout_backward(dhidden, pre, keep)        # real CuPy: 1 launch (3)
+        return (*_linear_backward(dhidden, x, W1, workspace, "dx"), dW2, db2)
     if keep is not None:
         dhidden *= keep                                              # through the dropout
     if activation == "relu":

@@ -132,3 +132,41 @@ def test_tf32_precision_changes_only_the_steps_matrix_products(fake):
     with matmul_precision(fake, "tf32"):
         assert float((a @ a)[0, 0]) == 1.0   # 1 + 2^-12 is 1 in TF32
     assert float((a @ a)[0, 0]) > 1.0
+
+
+
+@pytest.mark.parametrize("kind", gpu_counts.DECODERS)
+def test_greedy_decoding_does_no_host_work_per_word(fake, kind):
+    """Greedy decoding on the device (issue 23, item 5): the host reads the device once every
+    _SYNC_EVERY words ("has every caption ended?") plus once for the results, copies nothing across per
+    word, and launches as many kernels for the words 17-24 as for the words 9-16 (the launches of the
+    whole search, not only the model's step)."""
+    from cs231n.classifiers.captioning import _SYNC_EVERY
+    totals = {}
+    for words in (_SYNC_EVERY, 2 * _SYNC_EVERY, 3 * _SYNC_EVERY):
+        c = {k: v * words for k, v in gpu_counts.count_decoding(kind, words=words).items()}
+        assert c["syncs"] == words // _SYNC_EVERY + 1
+        assert c["transfers"] == 1 and c["generators"] == 0  # the banned words' mask, once per call
+        totals[words] = c["launches"]
+    block = totals[2 * _SYNC_EVERY] - totals[_SYNC_EVERY]
+    assert totals[3 * _SYNC_EVERY] - totals[2 * _SYNC_EVERY] == block > 0
+
+
+def test_transformer_decoding_over_buffers_matches_the_growing_cache_with_fewer_launches(fake):
+    """The step over key/value buffers (``_step_at``, what sample uses on the GPU) against the step that
+    concatenates the cache (``_step``, the host's): the same scores bit for bit on the generic fake, and
+    fewer launches at every word."""
+    model, features = gpu_counts.make_decoder("transformer")
+    buffered = model._decoding_state(features, 6)
+    growing = model._decode_state(features)
+    words = fake.asarray(np.full(features.shape[0], model._start, dtype=np.int64))
+    for t in range(6):
+        before = fake_cupy.COUNTS.launches
+        buffered, scores_b = model._step_at(t, words, buffered, normalize=False)
+        n_buffered = fake_cupy.COUNTS.launches - before
+        before = fake_cupy.COUNTS.launches
+        growing, scores_g = model._step(words, growing, normalize=False)
+        n_growing = fake_cupy.COUNTS.launches - before
+        np.testing.assert_array_equal(fake.asnumpy(scores_b), fake.asnumpy(scores_g))
+        assert n_buffered < n_growing, t
+        words = fake.argmax(scores_g, axis=1)

@@ -439,3 +439,73 @@ def test_the_flat_update_of_all_parameters_equals_one_update_per_parameter(fake_
                 np.testing.assert_allclose(to_numpy(got), to_numpy(value), rtol=1e-5, atol=1e-7, err_msg=key)
             else:
                 assert got == value, key
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("dropout_p", [0.0, 0.3])
+def test_feedforward_residual_norm_and_gradient_sum_kernels_equal_the_numpy_code(fake_with_kernels, monkeypatch,
+                                                                                  dtype, dropout_p):
+    """The feed-forward block's bias + ReLU + dropout (forward, 1 launch) and its backward through them
+    (1 launch), the layer norm of a residual sum (x + r) + c, and the four-way gradient sum, fused
+    against the generic code on the same device (the same dropout mask: one seed)."""
+    import fake_cupy
+    from cs231n.backend import to_numpy
+    from cs231n.transformer_layers import feedforward_backward, feedforward_forward, layernorm_forward
+    rng = np.random.default_rng(10)
+    N, T, D, F = 2, 3, 5, 7
+    host = {"x": rng.standard_normal((N, T, D)), "W1": rng.standard_normal((D, F)) * 0.5,
+            "b1": rng.standard_normal(F) * 0.5, "W2": rng.standard_normal((F, D)) * 0.5,
+            "b2": rng.standard_normal(D), "dout": rng.standard_normal((N, T, D)),
+            "r": rng.standard_normal((N, T, D)), "gamma": rng.standard_normal(D), "beta": rng.standard_normal(D)}
+    dev = {k: fake_with_kernels.asarray(v.astype(dtype)) for k, v in host.items()}
+    results, launches = [], []
+    feedforward_backward(dev["dout"], feedforward_forward(dev["x"], dev["W1"], dev["b1"], dev["W2"], dev["b2"])[1])
+    for enabled in (True, False):  # (the call above made the kernels' constants: not counted below)
+        monkeypatch.setattr(gpu_kernels, "ENABLED", enabled)
+        before = fake_cupy.COUNTS.launches
+        out, cache = feedforward_forward(dev["x"], dev["W1"], dev["b1"], dev["W2"], dev["b2"], "relu",
+                                         dropout_p, rng=3)
+        grads = feedforward_backward(dev["dout"], cache)
+        launches.append(fake_cupy.COUNTS.launches - before)
+        if enabled:
+            normed, (xhat, rstd, _) = gpu_kernels.layernorm_forward(dev["x"], dev["gamma"], dev["beta"], 1e-5,
+                                                                    dev["r"], dev["b2"])
+            total = gpu_kernels.add4(dev["x"], dev["r"], dev["dout"], dev["x"])
+        else:
+            normed, (xhat, rstd, _) = layernorm_forward((dev["x"] + dev["r"]) + dev["b2"], dev["gamma"],
+                                                        dev["beta"], {"eps": 1e-5})
+            total = ((dev["x"] + dev["r"]) + dev["dout"]) + dev["x"]
+        results.append([to_numpy(a) for a in (out, cache[3], cache[4], *grads, normed, xhat, rstd, total)])
+    tol = dict(rtol=2e-5, atol=2e-6) if dtype == np.float32 else dict(rtol=1e-11, atol=1e-12)
+    for k, (fused, generic) in enumerate(zip(*results)):
+        assert fused.dtype == generic.dtype and fused.shape == generic.shape, k
+        np.testing.assert_allclose(fused, generic, err_msg=f"output {k}", **tol)
+    if _is_fake(fake_with_kernels):
+        # forward: 2 products, the bias + ReLU (+ mask) kernel, the second bias (+ uniforms and mask);
+        # backward: 2 x (product for dx, for dW, bias sum) and the ReLU (+ mask) kernel
+        assert launches[0] == 4 + 7 + (2 if dropout_p else 0)
+        assert launches[1] - launches[0] >= 3
+
+
+@pytest.mark.parametrize("regions", [False, True])
+def test_transformer_decoding_with_the_kernels_gives_numpys_captions(fake_with_kernels, regions):
+    """Greedy and beam decoding on the device (key/value buffers, the fused norms of residual sums, the
+    feed-forward kernel) give the captions and log-probabilities of the numpy model (float64)."""
+    from cs231n.classifiers.transformer import CaptioningTransformer
+    np.random.seed(11)
+    words = ["<NULL>", "<START>", "<END>"] + ["w%d" % i for i in range(9)]
+    model = CaptioningTransformer({w: i for i, w in enumerate(words)}, 5, 8, num_heads=2, num_layers=2,
+                                  max_length=9, dim_feedforward=12, dtype=np.float64, regions=regions)
+    model.training = False
+    rng = np.random.RandomState(12)
+    for name, value in model.params.items():
+        model.params[name] = value + 0.3 * rng.randn(*value.shape)
+    features = rng.randn(4, 3, 5) if regions else rng.randn(4, 5)
+    cases = [dict(return_log_probs=True), dict(beam_size=3, n_best=2)]
+    want = [model.sample(features, max_length=9, **kw) for kw in cases]
+    assert (want[0][0] == 2).any() and not (want[0][0] == 2).all(), "some captions should end early"
+    model.to("gpu")
+    for kw, (captions, log_probs) in zip(cases, want):
+        got_captions, got_log_probs = model.sample(features, max_length=9, **kw)
+        np.testing.assert_array_equal(got_captions, captions)
+        np.testing.assert_allclose(got_log_probs, log_probs, rtol=1e-10)

@@ -12,7 +12,10 @@ A subclass provides:
   ``_param_shapes()``, ``_random_params()``, ``get_config()``, ``_describe()`` (e.g. 'an lstm model');
 - decoding hooks: ``_decode_state(features)`` returns the state before the first word, a tuple of
   arrays whose first axis runs over the captions being decoded (rows are selected and regrouped along
-  it), and ``_step(words, state, normalize)`` advances every caption by one word. The default
+  it), and ``_step(words, state, normalize)`` advances every caption by one word. ``sample`` calls
+  them through ``_decoding_state(features, max_length)`` and ``_step_at(t, words, state, normalize)``
+  (t: the position of the words), which a model overrides to decode differently on the GPU (the
+  Transformer writes its keys and values into buffers of max_length positions there). The default
   ``_decode_state`` gives ``h0 = features W_proj + b_proj`` to ``_initial_state(h0)``, so a model using
   it has ``W_proj`` (D, .) and ``b_proj``. A model that attends over R image regions also gives
   ``_step_attention(state)``, the (M, R) attention weights of the word its last step scored, which
@@ -286,7 +289,7 @@ class CaptioningModel(DeviceModel):
                             f"got {type(rng).__name__}")
         self._check_decodable(fn)
 
-        state = self._decode_state(self._on_device(features))
+        state = self._decoding_state(self._on_device(features), max_length)
         if return_attention and self._step_attention(state) is None:
             raise ValueError(f"{fn}: return_attention=True, but {self._describe()} has no attention "
                              f"weights to return")
@@ -324,6 +327,14 @@ class CaptioningModel(DeviceModel):
     def _step_attention(self, state):
         """The (M, R) attention weights of the word the last ``_step`` scored; None: no attention."""
         return None
+
+    def _decoding_state(self, features, max_length):
+        """The state ``sample`` starts from to decode up to ``max_length`` words: ``_decode_state``."""
+        return self._decode_state(features)
+
+    def _step_at(self, t, words, state, normalize=True):
+        """``_step`` for the words at position t (0 for <START>), as ``sample``'s loops call it."""
+        return self._step(words, state, normalize)
 
     def caption_features(self, features, max_length=30, beam_size=1, length_penalty=0.0, temperature=None,
                          rng=None):
@@ -418,7 +429,7 @@ class CaptioningModel(DeviceModel):
         for t in range(max_length):
             if on_host and rows.size == 0:
                 break
-            state, logp = self._step(words, state, normalize=with_log_probs)  # (M, V)
+            state, logp = self._step_at(t, words, state, normalize=with_log_probs)  # (M, V)
             if with_attention:
                 weights = self._step_attention(state)                         # (M, R)
                 if attention is None:
@@ -486,7 +497,7 @@ class CaptioningModel(DeviceModel):
         finished = xp.zeros((N, k), dtype=bool)
         seqs = xp.full((N, k, T), self._null, dtype=np.int32)
         for t in range(T):
-            state, logp = self._step(words, state)            # (N * k, V)
+            state, logp = self._step_at(t, words, state)      # (N * k, V)
             cand = logp.reshape(N, k, V)
             cand += ban
             cand += score[:, :, None]                         # (N, k, V) scores of every extension

@@ -21,7 +21,10 @@ the cross-attention weights of that step, averaged over heads and layers
 time divided by N), so :class:`cs231n.captioning_solver.CaptioningSolver` trains it unchanged;
 ``sample`` is the same greedy / beam / temperature search as CaptioningRNN's (shared in
 :class:`cs231n.classifiers.captioning.CaptioningModel`), driven by a step that keeps every layer's
-self-attention keys and values, so step t costs O(t) instead of re-running the whole prefix.
+self-attention keys and values, so step t costs O(t) instead of re-running the whole prefix. On the GPU
+those keys and values go into buffers of max_length positions (no growing copy per word), a model over
+one memory token projects its cross-attention output once per caption, and the residual sums are normed
+by the fused kernels (``_decoding_state``, ``_step_at``).
 
 Dropout is used only while ``model.training`` is True (the default, as for a fresh PyTorch module) and
 ``dropout > 0``; set ``model.training = False`` for gradient checks or an evaluation loss. Its masks come
@@ -33,6 +36,7 @@ CuPy after ``model.to("gpu")``, which moves the table of positions too), as the 
 """
 import numpy as np
 
+from cs231n import gpu_kernels
 from cs231n._validation import index_array
 from cs231n.backend import get_array_module
 from cs231n.classifiers.captioning import CaptioningModel, _is_int, log_softmax_rows, region_features
@@ -345,23 +349,32 @@ class CaptioningTransformer(CaptioningModel):
                                                    mask=causal, dropout_p=drop, rng=gen,
                                                    workspace=scope(ws, "self"))            # (N, T, W)
         a, c["drop1"] = dropout_forward(a, drop, train, gen, scope(ws, "drop1"))
-        x, c["ln1"] = layernorm_forward(_residual(x, a, ws, "res1"),
-                                        *self._layer_params(l, "ln1", ("gamma", "beta")), LN_PARAM,
-                                        scope(ws, "ln1"))
+        x, c["ln1"] = self._add_norm(l, 1, x, a, ws=ws)
         a, c["cross"] = multihead_attention_forward(x, memory, memory, *self._layer_params(l, "cross", _ATTN),
                                                     h, dropout_p=drop, rng=gen,
                                                     workspace=scope(ws, "cross"))          # (N, T, W)
         a, c["drop2"] = dropout_forward(a, drop, train, gen, scope(ws, "drop2"))
-        x, c["ln2"] = layernorm_forward(_residual(x, a, ws, "res2"),
-                                        *self._layer_params(l, "ln2", ("gamma", "beta")), LN_PARAM,
-                                        scope(ws, "ln2"))
+        x, c["ln2"] = self._add_norm(l, 2, x, a, ws=ws)
         f, c["ffn"] = feedforward_forward(x, *self._layer_params(l, "ffn", _FFN), "relu", drop, gen,
                                           scope(ws, "ffn"))
         f, c["drop3"] = dropout_forward(f, drop, train, gen, scope(ws, "drop3"))
-        x, c["ln3"] = layernorm_forward(_residual(x, f, ws, "res3"),
-                                        *self._layer_params(l, "ln3", ("gamma", "beta")), LN_PARAM,
-                                        scope(ws, "ln3"))
+        x, c["ln3"] = self._add_norm(l, 3, x, f, ws=ws)
         return x, c
+
+    def _add_norm(self, l, k, x, r, c=None, ws=None):
+        """Layer l's norm k of the residual sum ``(x + r) + c`` (c None: ``x + r``): (out, cache).
+
+        On real CuPy the norm's kernels add the terms as they read them (3 launches, no array for the
+        sum); otherwise the sum is formed (in the workspace buffer ``res{k}`` with ``ws``) and normed.
+        """
+        gamma, beta = self._layer_params(l, f"ln{k}", ("gamma", "beta"))
+        xp = get_array_module(x)
+        if gpu_kernels.fused(xp) and gpu_kernels.same_float_dtype(x, r, gamma, beta, *([] if c is None else [c])):
+            return gpu_kernels.layernorm_forward(x, gamma, beta, LN_PARAM["eps"], r, c)
+        s = _residual(x, r, ws, f"res{k}")
+        if c is not None:
+            s += c
+        return layernorm_forward(s, gamma, beta, LN_PARAM, scope(ws, f"ln{k}"))
 
     def _backward(self, dscores, cache, ws=None):
         """Gradients of every parameter from the gradient of the scores (N, T, V).
@@ -404,7 +417,10 @@ class CaptioningTransformer(CaptioningModel):
         da = dropout_backward(ds, c["drop1"], scope(ws, "drop1"))
         dq, dk, dv, *attn = multihead_attention_backward(da, c["self"], scope(ws, "self"))
         grads.update(zip((pre + "self_" + n for n in _ATTN), attn))
-        dx = dq + dk + dv + ds                                        # x was query, key and value
+        if gpu_kernels.fused(get_array_module(dq)) and gpu_kernels.same_float_dtype(dq, dk, dv, ds):
+            dx = gpu_kernels.add4(dq, dk, dv, ds)                     # one launch (3)
+        else:
+            dx = dq + dk + dv + ds                                    # x was query, key and value
         return dx, dmemory
 
     # ------------------------------------------------------------------------------------------------
@@ -448,6 +464,69 @@ class CaptioningTransformer(CaptioningModel):
         ``regions``."""
         return state[-1] if self.regions else None
 
+    def _decoding_state(self, features, max_length):
+        """``sample``'s starting state. On the host: ``_decode_state``. On the GPU every layer's
+        self-attention keys and values go into buffers (M, h, max_length, d) that ``_step_at`` fills one
+        position per word, in place (no growing copy per word); and, without ``regions``, the one memory
+        token's cross-attention (whose softmax over one key is exactly 1, so its output is the memory's
+        value whatever the query) is computed once, as its projection ``merge_heads(v) Wo`` (M, 1, W),
+        instead of at every word. A tuple of 3L arrays then (that projection, the key and value buffers
+        of each layer), 4L + 1 with ``regions`` (as ``_initial_state``'s, with buffers)."""
+        memory = self._project_memory(features)[0]                                   # (M, R, W)
+        state = self._initial_state(memory)
+        xp = get_array_module(memory)
+        if xp is np:
+            return state
+        M, h, W = memory.shape[0], self.num_heads, self.wordvec_dim
+        cache = (M, h, max_length, W // h)
+        device_state = []
+        for l in range(self.num_layers):
+            ck, cv = state[4 * l: 4 * l + 2]
+            if self.regions:
+                device_state += [ck, cv]
+            else:
+                Wo = self._layer_params(l, "cross", ("Wo",))[0]
+                device_state.append(merge_heads(cv) @ Wo)                           # (M, 1, W)
+            device_state += [xp.empty(cache, dtype=self.dtype), xp.empty(cache, dtype=self.dtype)]
+        if self.regions:
+            device_state.append(state[-1])
+        return tuple(device_state)
+
+    def _step_at(self, t, words, state, normalize=True):
+        """``_step`` (host, or a state from ``_initial_state``), or on the GPU the step over the state of
+        ``_decoding_state``: the same math, with the new keys and values written at position t of the
+        buffers (the state's arrays are updated in place and returned)."""
+        buffered = state[2].shape[2] != t if self.regions else len(state) == 3 * self.num_layers
+        if get_array_module(state[0]) is np or not buffered:
+            return self._step(words, state, normalize)
+        p, h, L = self.params, self.num_heads, self.num_layers
+        xp = get_array_module(p["W_embed"])
+        n = 4 if self.regions else 3                                                 # arrays per layer
+        x = (p["W_embed"][words] + self._positions[t])[:, None, :]                  # (M, 1, W)
+        weights = 0.0
+        for l in range(L):
+            Wq, bq, Wk, bk, Wv, bv, Wo, bo = self._layer_params(l, "self", _ATTN)
+            sk, sv = state[n * l + n - 2: n * l + n]                                 # (M, h, T, d) buffers
+            for W_, b_, buf in ((Wk, bk, sk), (Wv, bv, sv)):  # the bias added into the buffer: 2 launches
+                xp.add((x @ W_).reshape(buf.shape[0], h, -1), b_.reshape(h, -1), out=buf[:, :, t])
+            a, _ = scaled_dot_product_attention_forward(split_heads(x @ Wq + bq, h), sk[:, :, :t + 1],
+                                                        sv[:, :, :t + 1])           # (M, h, 1, d)
+            x = self._add_norm(l, 1, x, merge_heads(a) @ Wo, bo)[0]                  # (M, 1, W)
+            Wq, bq, _, _, _, _, Wo, bo = self._layer_params(l, "cross", _ATTN)
+            if self.regions:
+                ck, cv = state[n * l: n * l + 2]
+                a, cross = scaled_dot_product_attention_forward(split_heads(x @ Wq + bq, h), ck, cv)
+                weights = weights + cross.probs[:, :, 0, :].mean(axis=1) / L         # (M, R)
+                x = self._add_norm(l, 2, x, merge_heads(a) @ Wo, bo)[0]
+            else:  # one memory token: its attention output is its value, projected once
+                x = self._add_norm(l, 2, x, state[n * l], bo)[0]
+            f, _ = feedforward_forward(x, *self._layer_params(l, "ffn", _FFN), "relu")
+            x = self._add_norm(l, 3, x, f)[0]
+        if self.regions:
+            state = state[:-1] + (weights.astype(np.float64),)
+        scores = x[:, 0, :] @ p["W_vocab"] + p["b_vocab"]                           # (M, V)
+        return state, (log_softmax_rows(scores) if normalize else scores)
+
     def _step(self, words, state, normalize=True):
         """Advance M captions by one word; the same math as ``forward`` at the newest position.
 
@@ -473,7 +552,8 @@ class CaptioningTransformer(CaptioningModel):
             x = self._layernorm(l, 1, x + merge_heads(a) @ Wo + bo)                  # (M, 1, W)
             Wq, bq, _, _, _, _, Wo, bo = self._layer_params(l, "cross", _ATTN)
             a, cross = scaled_dot_product_attention_forward(split_heads(x @ Wq + bq, h), ck, cv)
-            weights = weights + cross.probs[:, :, 0, :].mean(axis=1) / L             # (M, R)
+            if self.regions:
+                weights = weights + cross.probs[:, :, 0, :].mean(axis=1) / L         # (M, R)
             x = self._layernorm(l, 2, x + merge_heads(a) @ Wo + bo)
             f, _ = feedforward_forward(x, *self._layer_params(l, "ffn", _FFN), "relu")
             x = self._layernorm(l, 3, x + f)
