@@ -162,7 +162,7 @@ def test_cli_end_to_end_on_a_tsv_folder(tmp_path, capsys):
     # The classic behaviour (no holdout) reads preprocessed folders only; bad fractions are refused.
     assert main(["classify-train", "--data", str(folder), "--holdout", "0", "--out", str(tmp_path / "c")]) == 1
     assert "word_to_ix.csv" in capsys.readouterr().err
-    assert main(["classify-train", "--data", str(folder), "--holdout", "0", "--refit"]) == 1
+    assert main(["classify-train", "--data", str(folder), "--holdout", "0", "--refit"]) == 2  # bad combination
     assert "--holdout > 0" in capsys.readouterr().err
     assert main(["classify-train", "--data", str(folder), "--holdout", "1.5"]) == 2
     assert "must be a fraction in [0, 1)" in capsys.readouterr().err

@@ -71,11 +71,12 @@ def _add_classify(sub):
     p.set_defaults(func=cmd_classify_train)
 
 
-def _model_options(pairs, kind):
-    """``--option KEY=VALUE`` pairs as constructor options of ``kind``; a bad one is an OptionError."""
-    from cs231n.classification_solver import model_options
+def _model_options(pairs, kind, holdout=False):
+    """``--option KEY=VALUE`` pairs as constructor options of ``kind`` (with ``holdout``, also the training
+    options a holdout candidate may set, e.g. pretrain_epochs); a bad one is an OptionError."""
+    from cs231n.classification_solver import SOLVER_OPTIONS, model_options
 
-    valid = model_options(kind)
+    valid = model_options(kind) + (list(SOLVER_OPTIONS) if holdout and kind != "ngram" else [])
     options = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
@@ -98,7 +99,7 @@ def cmd_classify_train(a):
 
     keep_freed_memory()  # this command owns its process: freed blocks stay mapped (cs231n/_alloc.py)
 
-    options = _model_options(a.option, a.model)
+    options = _model_options(a.option, a.model, bool(a.holdout))
     eval_files = [f for f in a.eval.split(",") if f] if a.eval else None
     if not a.holdout and (a.refit or eval_files or a.tune_threshold or a.word_dropout or a.model == "ngram"):
         raise OptionError("--refit, --eval, --tune-threshold, --word-dropout and --model ngram go with the "
