@@ -34,6 +34,7 @@ NOTEBOOKS = {
     "Language_Model": 22,
     "Transformer_Classification": 61,
     "Transformer_Captioning": 27,
+    "Attention_Captioning": 50,
 }
 
 
