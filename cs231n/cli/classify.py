@@ -45,8 +45,9 @@ def _add_classify(sub):
                    help="replace each word of a training minibatch by UNK with probability P (with --holdout)")
     p.add_argument("--ngram-features", type=nonnegative_int, default=0, metavar="N",
                    help="Transformer only: add a sparse linear term on the sentence's word 1..N-grams (those of "
-                        "the training rows) to the Transformer's logit, trained jointly with it (the model "
-                        "options ngram_scale and ngram_reg set its step scale and L2 strength); 0: none")
+                        "the training rows) to the Transformer's logit, trained jointly with it (--option "
+                        "ngram_scale=30 and ngram_reg=1e-4, the defaults, set its step scale and L2 strength); "
+                        "0: none")
     p.add_argument("--tune-threshold", action="store_true",
                    help="also choose the decision threshold on the holdout (default: probability 0.5)")
     p.add_argument("--epochs", type=positive_int, help="passes over the training sentences (default: per model)")
