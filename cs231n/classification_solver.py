@@ -305,13 +305,14 @@ def build_classifier(kind, data, seed=0, **options):
 
 def fit_classifier(model, data, lr, epochs, batch_size, lr_decay=1.0, seed=0, class_weight=None,
                    grad_clip=None, checkpoint=None, resume=False, verbose=True, print_every=50,
-                   progress="eta"):
+                   progress="eta", divergence_factor=None):
     """Train ``model`` with Adam on ``data``; return the solver (its ``best_params`` not yet applied)."""
     solver = ClassificationSolver(model, data, update_rule="adam", optim_config={"learning_rate": lr},
                                   lr_decay=lr_decay, batch_size=batch_size, num_epochs=epochs, seed=seed,
                                   class_weight=class_weight, grad_clip=grad_clip,
                                   checkpoint_name=checkpoint, resume_from=checkpoint if resume else None,
-                                  verbose=verbose, print_every=print_every, progress=progress)
+                                  verbose=verbose, print_every=print_every, progress=progress,
+                                  divergence_factor=divergence_factor)
     solver.train()
     return solver
 
@@ -388,7 +389,7 @@ def train_sentence_classifier(data_dir, out_dir, kind="transformer", lr=None, ep
                               lr_decay=None, seed=0, class_weight=None, grad_clip=None, max_train=None,
                               baselines=False, resume=False, overwrite=False, verbose=True, model_options=None,
                               device="cpu", holdout=None, refit=False, eval_files=None, min_count=2,
-                              tune_threshold=False):
+                              tune_threshold=False, divergence_factor=None):
     """Train a sentence classifier on a CoLA-format folder and write its files to ``out_dir``.
 
     Writes ``model.npz`` (the parameters of the best val MCC), ``checkpoint.npz`` (the solver state,
@@ -410,6 +411,8 @@ def train_sentence_classifier(data_dir, out_dir, kind="transformer", lr=None, ep
       ``resume``, an ``out_dir`` holding any of them is refused with FileExistsError).
     - model_options: extra constructor options of the model (e.g. dropout, readout).
     - device: 'cpu' or 'gpu': where the model trains (the baselines train on the CPU).
+    - divergence_factor: stop when the loss has stayed above this many times its first value (see
+      :class:`cs231n.solver.Solver`; None: only at NaN/inf).
     - holdout: None (the classic behaviour above: epoch chosen and scores reported on val), or the
       share of train held out for every choice, with the report sets scored once
       (:func:`train_with_holdout`, which also reads TSV folders; ``refit``, ``eval_files``,
@@ -422,7 +425,8 @@ def train_sentence_classifier(data_dir, out_dir, kind="transformer", lr=None, ep
                                   min_count=min_count, tune_threshold=tune_threshold, lr=lr, epochs=epochs,
                                   batch_size=batch_size, lr_decay=lr_decay, seed=seed, class_weight=class_weight,
                                   grad_clip=grad_clip, max_train=max_train, baselines=baselines, resume=resume,
-                                  overwrite=overwrite, verbose=verbose, model_options=model_options, device=device)
+                                  overwrite=overwrite, verbose=verbose, model_options=model_options, device=device,
+                                  divergence_factor=divergence_factor)
     if refit or eval_files is not None or tune_threshold:
         raise ValueError("refit, eval_files and tune_threshold need a holdout (holdout=0.1, --holdout 0.1)")
     from cs231n.cola_utils import inputs_file, labels_file, load_cola_data
@@ -449,7 +453,8 @@ def train_sentence_classifier(data_dir, out_dir, kind="transformer", lr=None, ep
         print("model: %s %s, %d parameters" % (kind, json.dumps(config), sum(p.size for p in model.params.values())))
     t0 = time.perf_counter()
     solver = fit_classifier(model, data, lr, epochs, batch_size, lr_decay, seed=seed, class_weight=class_weight,
-                            grad_clip=grad_clip, checkpoint=checkpoint, resume=resume, verbose=verbose)
+                            grad_clip=grad_clip, checkpoint=checkpoint, resume=resume, verbose=verbose,
+                            divergence_factor=divergence_factor)
     seconds = time.perf_counter() - t0
     if solver.best_params:
         model.params.update(solver.best_params)
@@ -565,7 +570,7 @@ def _mcc_at(model, inputs, labels, threshold=0.0):
 def select_on_holdout(kind, data, holdout=0.1, seed=0, refit=False, candidates=None, class_weight="balanced",
                       tune_threshold=False, model_options=None, lr=None, epochs=None, batch_size=None,
                       lr_decay=None, grad_clip=None, device="cpu", checkpoint=None, resume=False, verbose=True,
-                      log=print, holdout_seed=None):
+                      log=print, holdout_seed=None, divergence_factor=None):
     """Train a classifier choosing everything on a held-out slice of train; the report sets are not read.
 
     Inputs:
@@ -587,6 +592,8 @@ def select_on_holdout(kind, data, holdout=0.1, seed=0, refit=False, candidates=N
     - grad_clip: the solver's gradient-norm limit. device: where the solver's models train.
     - checkpoint, resume: the solver's checkpoint file for the selection run (one candidate only), and
       whether to continue it.
+    - divergence_factor: the solvers stop when the loss stays above this many times its first value
+      (:class:`cs231n.solver.Solver`; None: only at NaN/inf).
 
     Returns a dict: 'model' (the final model, with ``scores``), 'threshold', 'chosen' (the options,
     'epoch' for the solver's models), 'holdout_mcc' (of the chosen candidate, at its threshold),
@@ -647,7 +654,8 @@ def select_on_holdout(kind, data, holdout=0.1, seed=0, refit=False, candidates=N
                                           word_dropout=solver_opts["word_dropout"],
                                           grad_clip=grad_clip, num_train_eval=0, val_name="holdout",
                                           checkpoint_name=checkpoint, resume_from=checkpoint if resume else None,
-                                          verbose=verbose, print_every=10 ** 9, progress="lines")
+                                          verbose=verbose, print_every=10 ** 9, progress="lines",
+                                          divergence_factor=divergence_factor)
             solver.train()
             model.params.update(solver.best_params)
             epoch = int(max(solver.val_history, key=lambda e: e["val_mcc"])["epoch"])  # first best wins
@@ -674,7 +682,7 @@ def select_on_holdout(kind, data, holdout=0.1, seed=0, refit=False, candidates=N
                                  batch_size=solver_opts["batch_size"], num_epochs=best["epoch"], seed=seed,
                                  word_dropout=solver_opts["word_dropout"],
                                  class_weight=class_weight, grad_clip=grad_clip, num_train_eval=0, verbose=False,
-                                 progress="lines").train()
+                                 progress="lines", divergence_factor=divergence_factor).train()
     chosen = dict(best["options"])
     if best["epoch"] is not None:
         chosen["epoch"] = best["epoch"]
@@ -770,7 +778,7 @@ def train_with_holdout(data_dir, out_dir, kind="transformer", holdout=0.1, refit
                        min_count=2, tune_threshold=False, lr=None, epochs=None, batch_size=None, lr_decay=None,
                        seed=0, class_weight="balanced", grad_clip=None, max_train=None, baselines=False,
                        resume=False, overwrite=False, verbose=True, model_options=None, device="cpu",
-                       candidates=None):
+                       candidates=None, divergence_factor=None):
     """Train a sentence classifier with every choice made on held-out training sentences, score the
     report sets once, and write the run's files to ``out_dir``.
 
@@ -803,7 +811,7 @@ def train_with_holdout(data_dir, out_dir, kind="transformer", holdout=0.1, refit
                                class_weight=class_weight, tune_threshold=tune_threshold, model_options=model_options,
                                lr=lr, epochs=epochs, batch_size=batch_size, lr_decay=lr_decay, grad_clip=grad_clip,
                                device=device, checkpoint=None if kind == "ngram" else checkpoint, resume=resume,
-                               verbose=verbose)
+                               verbose=verbose, divergence_factor=divergence_factor)
     model = result["model"]
     model.save(out / MODEL_FILE)
     atomic_write_json(out / HISTORY_FILE, result["history"] if result["history"] else result["selection"])

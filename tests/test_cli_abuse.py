@@ -436,3 +436,16 @@ def test_a_dataset_that_fails_to_load_leaves_no_run_directory(tiny_dir, tmp_path
     assert _train(broken, tmp_path / "run") == 1
     assert "not finite" in _one_error_line(capsys.readouterr().err)
     assert not (tmp_path / "run").exists()
+
+
+def test_classify_train_stops_when_the_loss_blows_up(tmp_path, capsys):
+    from cola_fixtures import write_cola_dir
+
+    folder = write_cola_dir(tmp_path / "cola")
+    rc = main(["classify-train", "--data", str(folder), "--model", "bow", "--lr", "1000", "--epochs", "20",
+               "--batch-size", "10", "--quiet", "--out", str(tmp_path / "run")])
+    assert rc == 1
+    err = capsys.readouterr().err
+    assert "warning: learning rate 1000" in err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "above 10 x its first value" in errors[0] and "Traceback" not in err

@@ -2,6 +2,7 @@
 import argparse
 import json
 
+from cs231n.cli.limits import DIVERGENCE_FACTOR
 from cs231n.cli.options import (OptionError, _number, add_command, add_device_option, add_run_dir_options, claim_run_dir,
                                 existing_dir, learning_rate, nonnegative_int, positive_float, positive_int)
 
@@ -121,5 +122,5 @@ def cmd_classify_train(a):
                               class_weight=None if a.class_weight == "none" else a.class_weight,
                               grad_clip=a.grad_clip, max_train=a.max_train, baselines=a.baselines,
                               resume=a.resume, overwrite=True, verbose=not a.quiet, model_options=options,
-                              device=a.device, **extra)
+                              device=a.device, divergence_factor=DIVERGENCE_FACTOR, **extra)
     return 0
