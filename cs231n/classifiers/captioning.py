@@ -438,7 +438,9 @@ class CaptioningModel(DeviceModel):
                     attention[rows, t] = weights
                 else:
                     attention[:, t] = xp.where(done[:, None], 0.0, weights)
-            logits = logp + ban.astype(logp.dtype)
+            if ban.dtype != logp.dtype:
+                ban = ban.astype(logp.dtype)              # once, not at every word
+            logits = logp + ban
             if temperature is None:
                 words = xp.argmax(logits, axis=1)
             else:
@@ -464,7 +466,7 @@ class CaptioningModel(DeviceModel):
             if with_log_probs:
                 log_probs += xp.where(done, 0.0, logp[rows, words])
             if self._end is not None:
-                ended = (words == self._end) & ~done
+                ended = words == self._end                 # finished rows hold <NULL>, never <END>
                 lengths = xp.where(ended, t + 1, lengths)
                 done |= ended
                 # The loop's only device->host sync, every few steps: stop once every caption has ended.
