@@ -78,6 +78,14 @@ def test_resume_takes_the_runs_own_options_when_they_are_left_out(tiny_dir, tmp_
     assert config["epochs"] == 2 and config["hidden_dim"] == 8  # what the run used, nothing else
 
 
+def test_resume_checks_combinations_with_the_runs_own_options(tiny_dir, tmp_path, capsys):
+    """--num-heads 2 with --wordvec-dim 6 is fine; resuming without them must not test the defaults (4 heads)."""
+    out = tmp_path / "transformer"
+    assert _train(tiny_dir, out, "--model", "transformer", "--num-heads", "2", "--num-layers", "1",
+                  "--wordvec-dim", "6") == 0
+    assert main(["train", "--resume", "--out", str(out), "--epochs", "2", "--model", "transformer", "--quiet"]) == 0
+
+
 # ------------------------------------------------------------------ 2. config.json rewritten before the checks
 
 

@@ -232,9 +232,9 @@ def _check_sizes(a, base):
 def cmd_train(a):
     import numpy as np
 
-    _check_options(a)
     claim_run_dir(a, TRAIN_OUTPUTS, "training run", create=False)  # checks only: nothing is written yet
     record = _resume_options(a) if a.resume else None
+    _check_options(a)  # after --resume filled in the run's own options
     if a.lr is None:
         a.lr = TRAIN_DEFAULTS["transformer_lr" if a.model == "transformer" else "lr"]
     from cs231n._alloc import keep_freed_memory
