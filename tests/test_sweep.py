@@ -201,6 +201,48 @@ def test_requests_that_cannot_run_fail_at_once_with_one_line(tiny_dir, tmp_path,
     assert started[-1]["address"] == "local" and started[-1]["num_cpus"] == 2
 
 
+@needs_ray
+def test_a_sweep_where_no_trial_got_a_score_is_an_error(monkeypatch, tmp_path, capsys):
+    rows = [{"status": "failed"}, {"status": "failed"}, {"status": "diverged"}]
+    monkeypatch.setattr(sweep, "run_sweep", lambda out, **kw: {"complete": True, "best": None, "rows": rows})
+    assert main(["sweep", "--out", str(tmp_path / "s")]) == 1
+    assert "no trial of the sweep got a score (2 failed, 1 diverged)" in _one_error_line(capsys)
+
+
+@needs_ray
+def test_a_token_is_sent_only_to_a_cluster_that_asks_for_one(monkeypatch):
+    import ray._raylet
+    from ray._private.authentication import authentication_token_setup
+    from ray.exceptions import AuthenticationError
+
+    from cs231n.sweep import session
+
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    enabled = []
+    monkeypatch.setattr(authentication_token_setup, "maybe_enable_token_auth_if_token_available",
+                        lambda **kw: enabled.append(kw) or found)
+
+    def head(asks_for_token):
+        def client(address):
+            if asks_for_token:
+                raise AuthenticationError("InvalidAuthToken")
+        return client
+
+    found = True
+    monkeypatch.setattr(ray._raylet, "GcsClient", head(asks_for_token=False))
+    session._use_token_if_needed("10.0.0.1:6379")
+    assert enabled == []  # a cluster without authentication gets no token (its trials would fail)
+    monkeypatch.setattr(ray._raylet, "GcsClient", head(asks_for_token=True))
+    session._use_token_if_needed("10.0.0.1:6379")
+    assert len(enabled) == 1
+    found = False
+    with pytest.raises(ConnectionError, match="uses token authentication and no token was found; .*RAY_AUTH_TOKEN"):
+        session._use_token_if_needed("10.0.0.1:6379")
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")  # the user's explicit choice stands
+    session._use_token_if_needed("10.0.0.1:6379")
+    assert len(enabled) == 2
+
+
 def test_a_trial_with_a_gpu_asks_ray_for_it_and_trains_on_the_gpu(device_backend, tiny_dir):
     from cs231n.backend import params_device
     from cs231n.sweep.trial import trial_model, trial_resources

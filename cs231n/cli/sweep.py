@@ -107,4 +107,11 @@ def cmd_sweep(a):
             reduction_factor=a.reduction_factor, max_concurrent=a.max_concurrent,
             cpus_per_trial=a.cpus_per_trial, gpus_per_trial=a.gpus_per_trial, address=a.address, num_cpus=a.num_cpus,
             max_failures=a.max_failures, verbose=not a.quiet)
-    return 0 if report["complete"] else 130  # interrupted: the report (and stderr) says how to resume
+    if not report["complete"]:
+        return 130  # interrupted: the report (and stderr) says how to resume
+    if report["best"] is None:
+        counts = ", ".join(f"{sum(r['status'] == s for r in report['rows'])} {s}" for s in ("failed", "diverged"))
+        print(f"error: no trial of the sweep got a score ({counts}); see {out}/report.md and each trial's "
+              f"error.txt", file=sys.stderr)
+        return 1
+    return 0

@@ -2,6 +2,7 @@
 import contextlib
 import logging
 import os
+import sys
 
 INSTALL_HINT = "install the sweep extra: pip install -e '.[sweep]'"
 BLAS_THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
@@ -55,18 +56,50 @@ def _reachable(address, timeout_s=10.0):
                               f"local Ray") from None
 
 
-def _use_token_if_found():
-    """Ray 2.60 authenticates with a token; when joining by address it does not look for one unless
-    RAY_AUTH_MODE=token. Switch that on when a token is found (Ray's own search: $RAY_AUTH_TOKEN, the file
-    $RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token) and RAY_AUTH_MODE is not set; otherwise leave Ray alone."""
+@contextlib.contextmanager
+def _stderr_silenced():
+    """File descriptor 2 to /dev/null for the block (Ray's C++ client logs each failed try there)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _use_token_if_needed(address):
+    """Switch on Ray's token authentication when the cluster at ``address`` asks for a token.
+
+    Ray 2.60 starts clusters with token authentication, but a process joining by address does not look
+    for a token unless RAY_AUTH_MODE=token (and a cluster without authentication must not be sent one:
+    its trials would fail). So the head is asked once, without a token: if it refuses, the token Ray
+    finds ($RAY_AUTH_TOKEN, the file $RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token) is used, and none found is
+    a ConnectionError saying where to put it. An explicit RAY_AUTH_MODE is left alone.
+    """
     if os.environ.get("RAY_AUTH_MODE") is not None:
         return
     try:
         from ray._private.authentication.authentication_token_setup import (
             maybe_enable_token_auth_if_token_available)
+        from ray._raylet import GcsClient
+        from ray.exceptions import AuthenticationError
     except ImportError:  # a Ray without token authentication
         return
-    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+    try:
+        with _stderr_silenced():
+            GcsClient(address=address)
+        return  # the head answers without a token
+    except AuthenticationError:
+        pass
+    except Exception:
+        return  # anything else: ray.init says what
+    if not maybe_enable_token_auth_if_token_available(warn_if_disabled=False):
+        raise ConnectionError(f"the Ray cluster at {address} uses token authentication and no token was found; "
+                              f"put the head's token (its ~/.ray/auth_token) in RAY_AUTH_TOKEN, in a file named by "
+                              f"RAY_AUTH_TOKEN_PATH or in ~/.ray/auth_token")
 
 
 def _check_cluster(cpus_per_trial, gpus_per_trial):
@@ -104,8 +137,8 @@ def start_ray(address=None, num_cpus=None, cpus_per_trial=1, gpus_per_trial=0):
     Inputs:
     - address: None (``$RAY_ADDRESS`` if set, else start a new local Ray on this machine; a cluster
       already running here is never joined unasked), 'auto' (the cluster this machine belongs to) or
-      'HOST:PORT' of a cluster's head. When a cluster is joined and RAY_AUTH_MODE is not set, the
-      token Ray finds ($RAY_AUTH_TOKEN, the file $RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token) is used.
+      'HOST:PORT' of a cluster's head. When that head asks for a token and RAY_AUTH_MODE is not set,
+      the token Ray finds ($RAY_AUTH_TOKEN, the file $RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token) is used.
     - num_cpus: CPUs of the local cluster (default: all of this machine's); not used with an address.
     - cpus_per_trial: the BLAS thread count given to every worker's environment; gpus_per_trial: GPUs
       a trial asks for. A request that no node can hold is refused (ValueError) instead of waiting.
@@ -136,9 +169,9 @@ def start_ray(address=None, num_cpus=None, cpus_per_trial=1, gpus_per_trial=0):
             # join it).
             ray.init(address="local", num_cpus=num_cpus, **kwargs)
         else:
-            if joined != "auto":
+            if joined != "auto":  # with 'auto' Ray itself uses a token it finds
                 _reachable(joined)
-            _use_token_if_found()
+                _use_token_if_needed(joined)
             ray.init(address=joined, **kwargs)
         started = True
     try:
