@@ -309,6 +309,15 @@ def _json_default(obj):
     raise TypeError(f"object of type {type(obj).__name__} is not JSON serializable")
 
 
+def _difference(key, saved, current):
+    """'hidden_dim 256 in the checkpoint, 64 here'; a dict or list by its size (a vocabulary would fill
+    the screen): 'word_to_idx differs (49 entries in the checkpoint, 49 here)'."""
+    if isinstance(saved, (dict, list)) or isinstance(current, (dict, list)):
+        size = lambda v: len(v) if isinstance(v, (dict, list)) else "no"  # noqa: E731
+        return "%s differs (%s entries in the checkpoint, %s here)" % (key, size(saved), size(current))
+    return "%s %r in the checkpoint, %r here" % (key, saved, current)
+
+
 def _check_positive_int(name, value, allow_zero=False):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} ({value!r})")
@@ -839,11 +848,16 @@ class Solver:
     def _resume(self, path):
         ckpt = load_checkpoint(path)
         meta = ckpt["meta"]
-        self._check_params_match(ckpt["params"], path, exact_dtype=True)
-        differences = self._config_differences(meta.get("model_config"))
+        # The model's configuration first: it names what differs in the user's terms (hidden_dim 256 in
+        # the checkpoint, 64 here), where the parameters' shapes would list every array.
+        saved_model = meta.get("model_config")
+        differences = self._config_differences(saved_model)
         if differences:
-            raise ValueError("%s was written for a different model: its model config differs in %s"
-                             % (path, ", ".join(differences)))
+            current = self._model_config()
+            raise ValueError("%s was written for a different model: %s"
+                             % (path, "; ".join(_difference(k, saved_model.get(k), current.get(k))
+                                                for k in differences)))
+        self._check_params_match(ckpt["params"], path, exact_dtype=True)
         saved = meta["config"]
         for key in ("update_rule", "batch_size", "iterations_per_epoch"):
             mine = self._config()[key]
