@@ -32,6 +32,15 @@ def run(tiny_dir, tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def transformer_run(tiny_dir, tmp_path_factory):
+    """A 1-epoch Transformer run (2 heads of a model size 6, 1 layer); tests may resume it."""
+    out = tmp_path_factory.mktemp("runs") / "transformer"
+    assert _train(tiny_dir, out, "--model", "transformer", "--num-heads", "2", "--num-layers", "1",
+                  "--wordvec-dim", "6") == 0
+    return out
+
+
 def _train(tiny_dir, out, *extra):
     return main(["train", "--data-dir", str(tiny_dir), "--epochs", "1", "--out", str(out)] + TINY + list(extra))
 
@@ -78,12 +87,10 @@ def test_resume_takes_the_runs_own_options_when_they_are_left_out(tiny_dir, tmp_
     assert config["epochs"] == 2 and config["hidden_dim"] == 8  # what the run used, nothing else
 
 
-def test_resume_checks_combinations_with_the_runs_own_options(tiny_dir, tmp_path, capsys):
+def test_resume_checks_combinations_with_the_runs_own_options(transformer_run):
     """--num-heads 2 with --wordvec-dim 6 is fine; resuming without them must not test the defaults (4 heads)."""
-    out = tmp_path / "transformer"
-    assert _train(tiny_dir, out, "--model", "transformer", "--num-heads", "2", "--num-layers", "1",
-                  "--wordvec-dim", "6") == 0
-    assert main(["train", "--resume", "--out", str(out), "--epochs", "2", "--model", "transformer", "--quiet"]) == 0
+    assert main(["train", "--resume", "--out", str(transformer_run), "--epochs", "2", "--model", "transformer",
+                 "--quiet"]) == 0
 
 
 # ------------------------------------------------------------------ 2. config.json rewritten before the checks
@@ -157,11 +164,9 @@ def test_evaluate_refuses_a_beam_wider_than_the_vocabulary(run, capsys):
     assert "--beam-size 100000" in line and "49 words" in line
 
 
-def test_evaluate_refuses_a_max_length_beyond_the_transformers_positions(tiny_dir, tmp_path, capsys):
-    out = tmp_path / "transformer"
-    assert _train(tiny_dir, out, "--model", "transformer", "--num-heads", "2", "--num-layers", "1") == 0
+def test_evaluate_refuses_a_max_length_beyond_the_transformers_positions(transformer_run, capsys):
     capsys.readouterr()
-    assert main(["evaluate", "--checkpoint", str(out / "model.npz"), "--max-length", "100",
+    assert main(["evaluate", "--checkpoint", str(transformer_run / "model.npz"), "--max-length", "100",
                  "--num-images", "2"]) == 2
     line = _one_error_line(capsys.readouterr().err)
     assert "--max-length 100" in line and "--max-length 50 or less" in line
