@@ -192,8 +192,10 @@ def test_loss_matches_course_values(cell, feature_range, expected):
     word_to_idx = {"<NULL>": 0, "cat": 2, "dog": 3}
     V = len(word_to_idx)
     T = 13
-    model = CaptioningRNN(word_to_idx, input_dim=D, wordvec_dim=W, hidden_dim=H, cell_type=cell,
-                          dtype=np.float64)
+    # The notebooks' vocabulary numbers 'dog' 3 among 3 words: accepted, with a warning naming the gap.
+    with pytest.warns(UserWarning, match="'dog' has 3"):
+        model = CaptioningRNN(word_to_idx, input_dim=D, wordvec_dim=W, hidden_dim=H, cell_type=cell,
+                              dtype=np.float64)
     for k, v in model.params.items():
         model.params[k] = np.linspace(-1.4, 1.3, num=v.size).reshape(*v.shape)
     features = np.linspace(*feature_range, num=N * D).reshape(N, D)
