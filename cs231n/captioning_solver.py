@@ -64,6 +64,8 @@ def _check_data_fits_model(model, data):
 
     - the vocabularies differ (the model's ``word_to_idx`` and the data's, when both have one): the
       captions' word indices would mean other words, or fall outside the model's vocabulary;
+    - the model's vocabulary numbers a word V or more (a gap below it): that word has no row to be
+      read or written with;
     - the features are not finite (NaN or inf make every loss NaN); host arrays only.
     """
     from cs231n._validation import check_finite
@@ -76,6 +78,11 @@ def _check_data_fits_model(model, data):
                          f"data's ({_vocab_difference(dict(mine), dict(theirs), ('model', 'data'))}), so the "
                          f"captions' word indices would mean other words. Build the model with the data's "
                          f"word_to_idx")
+    unusable = getattr(model, "unusable_words", None)
+    if unusable:
+        raise ValueError(f"the model's vocabulary has a gap: {model._vocabulary_gap}, so the model can neither "
+                         f"read nor write {unusable[:5]}. Number the words of word_to_idx 0 to "
+                         f"{model.vocab_size - 1}")
     for key in ("train_features", "val_features"):
         if isinstance(data.get(key), np.ndarray) and data[key].dtype.kind == "f":
             check_finite("CaptioningSolver", f"data[{key!r}]", data[key])

@@ -35,7 +35,6 @@ says where it is; see :mod:`cs231n.classifiers.device`). On the GPU, ``loss``, `
 returns host numpy captions, copied once at the end. Files always hold host numpy arrays, so a model
 saved from the GPU loads on a laptop, bit for bit; ``load`` gives a CPU model.
 """
-import warnings
 
 import numpy as np
 
@@ -94,19 +93,22 @@ class CaptioningModel(DeviceModel):
         if len(set(vocab.values())) != V:
             raise ValueError(f"{fn}: word_to_idx maps two words to the same index")
         outside = sorted((i, w) for w, i in vocab.items() if i >= V)
+        self.unusable_words = []
         if outside:
             # The rows of the word embedding and of the output scores are indices 0..V-1: a word numbered
-            # V or more can be neither read nor written. A special token there breaks decoding (error);
-            # an ordinary word is only unusable (a warning: cs231n's own notebook check builds a model
-            # with {'<NULL>': 0, 'cat': 2, 'dog': 3} and never uses 'dog').
+            # V or more can be neither read nor written. A special token there breaks decoding (error
+            # here); an ordinary word is only unusable, which the model accepts silently because
+            # cs231n's own notebook check builds one with {'<NULL>': 0, 'cat': 2, 'dog': 3} and never
+            # uses 'dog' (its cells must print what they always printed). Training such a model is
+            # refused by CaptioningSolver, which names the gap (``unusable_words``).
             missing = sorted(set(range(V)) - set(vocab.values()))
             gap = (f"word_to_idx must number its {V} words 0 to {V - 1} with no gap, but "
                    f"{', '.join(f'{w!r} has {i}' for i, w in outside[:5])} and {missing[:5]} belong to no word")
             special = [w for _, w in outside if w in ("<NULL>", "<START>", "<END>")]
             if special:
                 raise ValueError(f"{fn}: {gap}; {special[0]} is needed for decoding and has no row in the model")
-            warnings.warn(f"{fn}: {gap}; the model can neither read nor write {[w for _, w in outside[:5]]}",
-                          stacklevel=4)
+            self.unusable_words = [w for _, w in outside]
+            self._vocabulary_gap = gap
         self.word_to_idx = vocab
         self.idx_to_word = {i: w for w, i in vocab.items()}
         self.vocab_size = V
