@@ -275,11 +275,7 @@ def load_sentence_classifier(path):
     if meta.get("version") != ARCHIVE_VERSION:
         raise ValueError(f"{fn}: {path} has format version {meta.get('version')!r}; this library reads "
                          f"version {ARCHIVE_VERSION}")
-    kind = meta.get("kind")
-    if kind == "ClassificationTransformer":
-        import cs231n.classifiers.classification_transformer  # noqa: F401  (registers the class)
-    if kind == "NgramClassifier":
-        import cs231n.classifiers.ngram  # noqa: F401  (registers the class)
+    kind = meta.get("kind")  # every kind registered itself: cs231n/classifiers/__init__ imports them all
     if kind not in _KINDS:
         raise ValueError(f"{fn}: {path} holds an unknown kind of model {kind!r}; known: {sorted(_KINDS)}")
     config = meta.get("config")
