@@ -137,3 +137,25 @@ def test_classify_train_ngram_features_switch(tmp_path):
     scores = json.loads((out / "scores.json").read_text())
     assert scores["model_config"]["ngram_n"] == 2
     assert load_sentence_classifier(out / "model.npz").params["W_ngram"].shape[0] > 0
+
+
+def test_on_backend_matches_numpy(backend):
+    """On a device the Transformer computes there and the n-gram term on the host (a copy of the rows
+    and of the term each way); loss, gradients (W_ngram's too) and scores equal the host model's."""
+    model = _hybrid()
+    train, _ = make_split(15, 3)
+    model.fit_ngrams(train)
+    model.params["W_ngram"] += np.random.default_rng(0).standard_normal(model.params["W_ngram"].shape)
+    inputs, labels = make_split(5, 8)
+    loss, grads = model.loss(inputs, labels)
+    scores = model.scores(inputs)
+    model.to(backend.device)
+    inputs_b, labels_b = backend.put([inputs, labels])
+    loss_b, grads_b = model.loss(inputs_b, labels_b)
+    assert float(backend.get(loss_b) if not isinstance(loss_b, float) else loss_b) == pytest.approx(loss, rel=1e-12)
+    assert set(grads_b) == set(grads)
+    for name in grads:
+        np.testing.assert_allclose(backend.get(grads_b[name]), grads[name], rtol=1e-10, atol=1e-13, err_msg=name)
+    np.testing.assert_allclose(backend.get(model.scores(inputs_b)), scores, rtol=1e-12)
+    model.fit_ngrams(backend.put(train))  # a refit on the device keeps W_ngram there
+    assert type(model.params["W_ngram"]) is type(model.params["W_final"])
