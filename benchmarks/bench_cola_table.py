@@ -61,6 +61,30 @@ HYBRID_GRID = [{"ngram_scale": 10.0, "ngram_reg": 1e-4}, {"ngram_scale": 30.0, "
                {"ngram_scale": 30.0, "ngram_reg": 1e-3}, {"ngram_scale": 30.0, "ngram_reg": 0.0}]
 
 
+def _print_hybrid_parts(result, data, seed, holdout=0.1):
+    """Holdout only: the chosen hybrid's logit split into its n-gram term and the rest (the Transformer)."""
+    import numpy as np
+
+    from cs231n import metrics
+    from cs231n.backend import to_numpy
+    from cs231n.classification_solver import holdout_split
+
+    m = result["model"]
+    _, hold = holdout_split(len(data["train_labels"]), holdout, seed)
+    X, y = data["train_inxs"][hold], data["train_labels"][hold]
+    z = np.asarray(to_numpy(m.scores(X)), dtype=np.float64)
+    W = np.asarray(to_numpy(m.params["W_ngram"])[:, 0], dtype=np.float64)
+    parts = {"n-gram term": m.ngram_scale * m.ngram_index.transform(X, normalize=True).dot(W)}
+    parts["Transformer part"] = z - parts["n-gram term"]
+    rate = float((z >= result["threshold"]).mean())
+    print(f"    holdout MCC of the hybrid {result['holdout_mcc']:.3f}; its parts alone, each at the hybrid's "
+          f"rate of 'acceptable' ({100 * rate:.0f}%):")
+    for name, part in parts.items():
+        pred = (part >= np.quantile(part, 1 - rate)).astype(np.int64)
+        print(f"      {name}: MCC {metrics.matthews_corrcoef(y, pred):.3f}, std {part.std():.3f}, "
+              f"correlation with the hybrid's logit {np.corrcoef(part, z)[0, 1]:.2f}", flush=True)
+
+
 def run_improve(seed, folder, epochs, which, pretrain=(10,)):
     """Variants of the Transformer (and LSTM), each chosen on the holdout, scored once on the dev sets."""
     from cs231n.classification_solver import (choose_combination, report_scores, seed_ensemble,
@@ -114,6 +138,7 @@ def run_improve(seed, folder, epochs, which, pretrain=(10,)):
             print(f"    candidate scale {e['options']['ngram_scale']:g}, reg {e['options']['ngram_reg']:g}: "
                   f"holdout MCC {e['holdout_mcc']:.3f} at epoch {e['epoch']}", flush=True)
         add("Transformer + word 1-3-gram term trained jointly, best of scale/reg on the holdout", "transformer", hy)
+        _print_hybrid_parts(hy, data, seed)
         if "hybrid-pretrain" in which:
             chosen = {k: hy["chosen"][k] for k in ("ngram_scale", "ngram_reg")}
             pre = fit("transformer", candidates=[dict(HYBRID, pretrain_epochs=pretrain[0], **chosen)], **base)
