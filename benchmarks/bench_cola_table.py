@@ -29,12 +29,12 @@ FOLDERS = {"cola_public (CoLA's public train and dev sets)": SHARED / "cola_publ
 
 
 def _print_rows(rows):
-    from cs231n.classification_solver import format_holdout_table
+    from cs231n.cola_selection import format_holdout_table
     print(format_holdout_table(rows), flush=True)
 
 
 def run_table(seed, kinds, options):
-    from cs231n.classification_solver import KIND_NAMES, holdout_table
+    from cs231n.cola_selection import KIND_NAMES, holdout_table
     from cs231n.cola_tsv import load_classification_data
 
     out = {}
@@ -67,7 +67,7 @@ def _print_hybrid_parts(result, data, seed, holdout=0.1):
 
     from cs231n import metrics
     from cs231n.backend import to_numpy
-    from cs231n.classification_solver import holdout_split
+    from cs231n.cola_selection import holdout_split
 
     m = result["model"]
     _, hold = holdout_split(len(data["train_labels"]), holdout, seed)
@@ -87,8 +87,8 @@ def _print_hybrid_parts(result, data, seed, holdout=0.1):
 
 def run_improve(seed, folder, epochs, which, pretrain=(10,)):
     """Variants of the Transformer (and LSTM), each chosen on the holdout, scored once on the dev sets."""
-    from cs231n.classification_solver import (choose_combination, report_scores, seed_ensemble,
-                                              select_on_holdout, table_row)
+    from cs231n.cola_selection import (choose_combination, report_scores, seed_ensemble, select_on_holdout,
+                                       table_row)
     from cs231n.cola_tsv import load_classification_data
 
     data = load_classification_data(folder)

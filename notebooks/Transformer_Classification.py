@@ -41,8 +41,8 @@ import time
 import matplotlib.pyplot as plt
 import numpy as np
 
-from cs231n.classification_solver import (MODEL_DEFAULTS, ClassificationSolver, baseline_table,
-                                          build_classifier, format_table)
+from cs231n.classification_solver import ClassificationSolver
+from cs231n.cola_models import MODEL_DEFAULTS, baseline_table, build_classifier, format_table
 from cs231n.classifiers.classification_transformer import (ClassificationTransformer, classic_torch_model,
                                                            torch_weights_as_params)
 from cs231n.classifiers.sentence import BagOfWordsClassifier, LSTMClassifier
@@ -288,7 +288,7 @@ else:
 # %%
 from pathlib import Path
 
-from cs231n.classification_solver import format_holdout_table, holdout_table, take_train
+from cs231n.cola_selection import format_holdout_table, holdout_table, take_train
 from cs231n.cola_tsv import load_classification_data
 
 public_dir = Path(os.environ.get("CS231N_COLA_PUBLIC_DIR") or Path(str(cola_dir)).parent / "cola_public")

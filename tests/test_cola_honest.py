@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from cola_fixtures import make_split, word_to_ix
-from cs231n.classification_solver import (NGRAM_REGS, choose_threshold, holdout_split, report_scores,
-                                          select_on_holdout)
+from cs231n.cola_selection import (NGRAM_REGS, choose_threshold, holdout_split, report_scores,
+                                   select_on_holdout)
 from cs231n.metrics import bootstrap_intervals, matthews_corrcoef, scores_with_intervals
 
 
@@ -191,7 +191,7 @@ def test_word_dropout_replaces_only_words_and_is_off_by_default():
 
 
 def test_ensembles_on_the_holdout():
-    from cs231n.classification_solver import EnsembleClassifier, choose_combination, seed_ensemble
+    from cs231n.cola_selection import EnsembleClassifier, choose_combination, seed_ensemble
 
     data = _data(150)
     ngram = select_on_holdout("ngram", data, verbose=False, candidates=[{"reg": 1e-4}])

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from cola_fixtures import WORDS, make_split, word_to_ix, write_cola_dir
-from cs231n.classification_solver import (ClassificationSolver, baseline_table, format_table,
-                                          majority_scores)
+from cs231n.classification_solver import ClassificationSolver
+from cs231n.cola_models import baseline_table, format_table, majority_scores
 from cs231n.classifiers.sentence import (BagOfWordsClassifier, LSTMClassifier,
                                          load_sentence_classifier)
 from cs231n.cli import main

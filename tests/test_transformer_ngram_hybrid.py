@@ -114,7 +114,7 @@ def test_errors():
 
 
 def test_selection_fits_the_ngrams_on_the_fitting_rows_and_learns(tmp_path):
-    from cs231n.classification_solver import holdout_split, select_on_holdout
+    from cs231n.cola_selection import holdout_split, select_on_holdout
     from cs231n.cola_utils import load_cola_data
 
     data = load_cola_data(write_cola_dir(tmp_path / "d", num_train=200, num_val=20))

@@ -76,7 +76,8 @@ def _add_classify(sub):
 def _model_options(pairs, kind, holdout=False):
     """``--option KEY=VALUE`` pairs as constructor options of ``kind`` (with ``holdout``, also the training
     options a holdout candidate may set, e.g. pretrain_epochs); a bad one is an OptionError."""
-    from cs231n.classification_solver import SOLVER_OPTIONS, model_options
+    from cs231n.cola_models import model_options
+    from cs231n.cola_selection import SOLVER_OPTIONS
 
     valid = model_options(kind) + (list(SOLVER_OPTIONS) if holdout and kind != "ngram" else [])
     options = {}
@@ -97,7 +98,7 @@ def _model_options(pairs, kind, holdout=False):
 
 def cmd_classify_train(a):
     from cs231n._alloc import keep_freed_memory
-    from cs231n.classification_solver import OUTPUTS, train_sentence_classifier
+    from cs231n.cola_training import OUTPUTS, train_sentence_classifier
 
     keep_freed_memory()  # this command owns its process: freed blocks stay mapped (cs231n/_alloc.py)
 
