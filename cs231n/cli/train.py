@@ -76,7 +76,7 @@ def _add_train(sub):
     p.add_argument("--zero-features", action="store_true",
                    help="replace every image feature by zeros (the image-blind baseline)")
     p.add_argument("--checkpoint-every", type=positive_int, default=d["checkpoint_every"],
-                   help="also write checkpoint.npz every this many iterations (about a minute and a half of "
+                   help="also write checkpoint.npz every this many iterations (about a minute of "
                         "the default model on 2 cores; besides every epoch end), so a crash loses at most that")
     add_run_dir_options(p, "runs/train", "training run")
     p.add_argument("--quiet", action="store_true", help="no per-iteration output")
