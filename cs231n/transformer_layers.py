@@ -347,13 +347,17 @@ def scaled_dot_product_attention_forward(q, k, v, mask=None, dropout_p=0.0, rng=
     if bias is not None:
         scores += bias
     probs = _softmax_inplace(scores)                # (N, h, S, T)
-    keep = None
+    out, keep = _weighted_values(fn, xp, probs, v, dropout_p, rng)  # (N, h, S, dv)
+    return out, AttentionCache(q, k, v, probs, keep, scale)
+
+
+def _weighted_values(fn, xp, probs, v, dropout_p, rng):
+    """``(probs * keep) @ v`` with the dropout multiplier ``keep`` drawn from ``rng`` (None when
+    ``dropout_p`` is 0, then ``probs @ v``); returns (out (N, h, S, dv), keep)."""
     if dropout_p > 0.0:
         keep = _dropout_multiplier(fn, xp, probs.shape, probs.dtype, dropout_p, rng)
-        out = (probs * keep) @ v                    # (N, h, S, dv)
-    else:
-        out = probs @ v                             # (N, h, S, dv)
-    return out, AttentionCache(q, k, v, probs, keep, scale)
+        return (probs * keep) @ v, keep
+    return probs @ v, None
 
 
 def scaled_dot_product_attention_backward(dout, cache):
@@ -540,12 +544,7 @@ def _one_key_attention(fn, v, S, dtype, mask, dropout_p, rng):
         raise ValueError(f"{fn}: dropout_p must be < 1 (dropping every attention weight leaves nothing)")
     _mask_bias(fn, xp, mask, (N, h, S, 1), dtype)   # a mask must still let every query see the key
     probs = xp.ones((N, h, S, 1), dtype=dtype)      # (N, h, S, 1)
-    keep = None
-    if dropout_p > 0.0:
-        keep = _dropout_multiplier(fn, xp, probs.shape, probs.dtype, dropout_p, rng)
-        out = (probs * keep) @ v                    # (N, h, S, dv)
-    else:
-        out = probs @ v                             # (N, h, S, dv)
+    out, keep = _weighted_values(fn, xp, probs, v, dropout_p, rng)  # (N, h, S, dv)
     return out, AttentionCache(None, None, v, probs, keep, None)
 
 
