@@ -190,6 +190,16 @@ def _missing_files_error(base_dir, missing, pca_features):
         f"(files of the COCO captioning dataset with {kind} features).\n" + _HOW_TO_GET_DATA)
 
 
+def _dataset_dir(base_dir, pca_features):
+    """``base_dir`` as a Path when it holds every file of the dataset, else the FileNotFoundError of
+    :func:`_missing_files_error` (what ``load_coco_data`` and ``coco_data_sizes`` both check first)."""
+    base = Path(base_dir).expanduser()
+    missing = _missing_files(base, pca_features)
+    if missing:
+        raise _missing_files_error(base, missing, pca_features)
+    return base
+
+
 def find_coco_dir(pca_features=True, verbose=True):
     """The dataset directory ``load_coco_data()`` uses when given no ``base_dir``.
 
@@ -237,10 +247,7 @@ def coco_data_sizes(base_dir, pca_features=True, regions=False):
     Raises FileNotFoundError (as ``load_coco_data``) for a missing or partial directory, and
     ValueError when a file lacks the datasets or keys of the format.
     """
-    base = Path(base_dir).expanduser()
-    missing = _missing_files(base, pca_features)
-    if missing:
-        raise _missing_files_error(base, missing, pca_features)
+    base = _dataset_dir(base_dir, pca_features)
     sizes = {}
     with h5py.File(base / CAPTIONS_FILE, "r") as f:
         for split in SPLITS:
@@ -305,10 +312,7 @@ def load_coco_data(base_dir=None, max_train=None, pca_features=True, regions=Fal
     if max_train is not None and (not isinstance(max_train, (int, np.integer)) or isinstance(max_train, bool)
                                   or max_train < 0):
         raise ValueError(f"load_coco_data: max_train must be None or an integer >= 0, got {max_train!r}")
-    base = Path(base_dir).expanduser()
-    missing = _missing_files(base, pca_features)
-    if missing:
-        raise _missing_files_error(base, missing, pca_features)
+    base = _dataset_dir(base_dir, pca_features)
 
     data = {}
     with h5py.File(base / CAPTIONS_FILE, "r") as f:
