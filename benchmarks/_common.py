@@ -228,3 +228,40 @@ def machine_header(unset, gpu=False):
     if gpu:
         print(gpu_description())
     return torch is not None
+
+
+def step_benchmark_args(description, defaults, argv=None):
+    """Options of the GPU step benchmarks (bench_gpu, bench_gpu_transformer), checked.
+
+    ``defaults`` maps each device ('gpu', 'cpu') to its batch_sizes (text), repeats, inner, warmup,
+    decode_images and decode_repeats; options left out take the chosen device's. Returns the argparse
+    namespace with ``batch_sizes`` as a list of ints.
+    """
+    import argparse
+
+    def per_device(key):
+        return "; ".join(f"{device} {values[key]}" for device, values in defaults.items())
+
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--device", choices=("cpu", "gpu"), default="gpu",
+                   help="gpu: CuPy against PyTorch CUDA; cpu: numpy against PyTorch CPU at small N")
+    p.add_argument("--batch-sizes", help=f"comma-separated N ({per_device('batch_sizes')})")
+    p.add_argument("--repeats", type=int, help=f"timed repetitions per contender ({per_device('repeats')})")
+    p.add_argument("--inner", type=int, help=f"steps per timed repetition ({per_device('inner')})")
+    p.add_argument("--warmup", type=int, help=f"untimed steps per contender first ({per_device('warmup')})")
+    p.add_argument("--decode-images", type=int, help=f"images to caption ({per_device('decode_images')})")
+    p.add_argument("--decode-repeats", type=int, help=f"timed decodings ({per_device('decode_repeats')})")
+    args = p.parse_args(argv)
+    for key, value in defaults[args.device].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    try:
+        args.batch_sizes = [int(n) for n in args.batch_sizes.split(",")]
+    except ValueError:
+        p.error(f"--batch-sizes must be comma-separated integers, got {args.batch_sizes!r}")
+    for key in ("repeats", "inner", "decode_images", "decode_repeats"):
+        if getattr(args, key) < 1:
+            p.error(f"--{key.replace('_', '-')} must be >= 1, got {getattr(args, key)}")
+    if args.warmup < 0 or min(args.batch_sizes) < 1:
+        p.error("--warmup must be >= 0 and every batch size >= 1")
+    return args

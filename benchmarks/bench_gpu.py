@@ -24,7 +24,6 @@ The table ends with issue 15's goals on an H100/H200-class GPU, marked met or mi
 N=1024 within 2x of PyTorch float32 (and under the issue's 13.4 ms), and decoding 40,000 images in
 under 10 s. On the CPU they are not judged. Exit status: 0, or 1 when the first losses disagree.
 """
-import argparse
 import os
 import statistics
 import sys
@@ -32,7 +31,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks._common import (interleaved_medians, machine_header, make_batch, make_vocab,  # noqa: E402
-                                reexec_without_openblas_overrides)
+                                reexec_without_openblas_overrides, step_benchmark_args)
 
 # Run as a script, it re-executes itself without the OpenBLAS overrides (see _common); imported (by the
 # tests), it leaves the process alone.
@@ -224,29 +223,7 @@ def goal_lines(device, steps, decode_s, args):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--device", choices=("cpu", "gpu"), default="gpu",
-                   help="gpu: CuPy against PyTorch CUDA; cpu: numpy against PyTorch CPU at small N")
-    p.add_argument("--batch-sizes", help="comma-separated N (gpu: 128,1024; cpu: 16,32)")
-    p.add_argument("--repeats", type=int, help="timed repetitions per contender (gpu 15, cpu 5)")
-    p.add_argument("--inner", type=int, help="steps per timed repetition (gpu 5, cpu 1)")
-    p.add_argument("--warmup", type=int, help="untimed steps per contender first (gpu 5, cpu 1)")
-    p.add_argument("--decode-images", type=int, help="images to caption (gpu 40000, cpu 1000)")
-    p.add_argument("--decode-repeats", type=int, help="timed decodings (gpu 3, cpu 1)")
-    args = p.parse_args(argv)
-    for key, value in DEFAULTS[args.device].items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    try:
-        args.batch_sizes = [int(n) for n in args.batch_sizes.split(",")]
-    except ValueError:
-        p.error(f"--batch-sizes must be comma-separated integers, got {args.batch_sizes!r}")
-    for key in ("repeats", "inner", "decode_images", "decode_repeats"):
-        if getattr(args, key) < 1:
-            p.error(f"--{key.replace('_', '-')} must be >= 1, got {getattr(args, key)}")
-    if args.warmup < 0 or min(args.batch_sizes) < 1:
-        p.error("--warmup must be >= 0 and every batch size >= 1")
-    return args
+    return step_benchmark_args(__doc__.split("\n")[0], DEFAULTS, argv)
 
 
 def import_torch(device):

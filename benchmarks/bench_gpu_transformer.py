@@ -19,7 +19,6 @@ synchronizations, after warm-up steps that also compile CuPy's kernels.
 Not measured here (not implemented): a CUDA-graph-captured step. Launch and sync counts per step are
 printed without a GPU by benchmarks/gpu_counts.py.
 """
-import argparse
 import os
 import statistics
 import sys
@@ -27,7 +26,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from benchmarks._common import (interleaved_medians, machine_header, make_batch, make_vocab,  # noqa: E402
-                                reexec_without_openblas_overrides)
+                                reexec_without_openblas_overrides, step_benchmark_args)
 
 unset = reexec_without_openblas_overrides() if __name__ == "__main__" else []
 
@@ -104,28 +103,7 @@ def bench_decode(device, args, rng):
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--device", choices=("cpu", "gpu"), default="gpu")
-    p.add_argument("--batch-sizes", help="comma-separated N (gpu: 128,1024; cpu: 8)")
-    p.add_argument("--repeats", type=int, help="timed repetitions per contender (gpu 7, cpu 2)")
-    p.add_argument("--inner", type=int, help="steps per timed repetition (gpu 3, cpu 1)")
-    p.add_argument("--warmup", type=int, help="untimed steps per contender first (gpu 3, cpu 1)")
-    p.add_argument("--decode-images", type=int, help="images to caption (gpu 40000, cpu 200)")
-    p.add_argument("--decode-repeats", type=int, help="timed decodings (gpu 2, cpu 1)")
-    args = p.parse_args(argv)
-    for key, value in DEFAULTS[args.device].items():
-        if getattr(args, key) is None:
-            setattr(args, key, value)
-    try:
-        args.batch_sizes = [int(n) for n in args.batch_sizes.split(",")]
-    except ValueError:
-        p.error(f"--batch-sizes must be comma-separated integers, got {args.batch_sizes!r}")
-    for key in ("repeats", "inner", "decode_images", "decode_repeats"):
-        if getattr(args, key) < 1:
-            p.error(f"--{key.replace('_', '-')} must be >= 1, got {getattr(args, key)}")
-    if args.warmup < 0 or min(args.batch_sizes) < 1:
-        p.error("--warmup must be >= 0 and every batch size >= 1")
-    return args
+    return step_benchmark_args(__doc__.split("\n")[0], DEFAULTS, argv)
 
 
 def main(argv=None):
