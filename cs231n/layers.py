@@ -1,13 +1,21 @@
-"""The feed-forward affine layer, as a pure forward/backward pair (the recurrent layers build on it).
+"""The feed-forward affine layer, as a pure forward/backward pair (the recurrent layers build on it),
+and the losses and row helpers that the captioning models share.
 
 ``affine_forward`` returns ``(out, cache)``; ``affine_backward(dout, cache)`` returns the gradients of
 its array arguments in order. No state, no I/O; the dtype of the inputs is kept, and so is their kind:
 numpy arrays in, numpy out; CuPy arrays in, CuPy out (``xp`` below is the array module of the inputs).
+
+A captioning loss counts only the positions whose target is not ``<NULL>``; the rest of a padded batch
+contributes nothing to the loss or to any gradient. ``mask_rows`` lists the positions that count,
+``take_rows`` gathers them, ``softmax_loss_rows`` is the loss of gathered score rows and
+``put_rows`` scatters their gradient back (zeros elsewhere), so a model can skip the output layer, and
+whatever else is computed per position, at the padding.
 """
 import math
 
 from cs231n._validation import expect_shape, float_array, same_device
 from cs231n.backend import get_array_module, is_device_array
+from cs231n.workspace import empty as _empty
 
 
 def affine_forward(x, w, b):
@@ -105,3 +113,73 @@ def sigmoid_cross_entropy_loss(z, y, weights=None):
     loss = xp.sum(cost) / N
     # numpy: a float, as always; a GPU: a 0-d device array, so that a training step needs no sync here
     return (loss if is_device_array(loss) else float(loss)), dz.astype(z.dtype, copy=False)
+
+
+def softmax_loss_rows(x, y, n, mask=None, workspace=None):
+    """Softmax cross-entropy of R rows of scores, summed over the rows that count and divided by n.
+
+    Row r costs ``-log softmax(x[r])[y[r]]``. With rows gathered from a batch of n captions (the
+    positions whose target is not ``<NULL>``) every row counts and the result is the batch's loss;
+    ``temporal_softmax_loss`` passes every position with a 0/1 mask instead (a masked row adds nothing
+    to the loss or its gradient, but a NaN or inf score in it still makes the loss NaN).
+
+    Inputs:
+    - x: scores, of shape (R, V), floating.
+    - y: integer targets in [0, V), of shape (R,) (not checked here: the callers check them).
+    - n: the divisor, the number of captions in the batch.
+    - mask: None (every row counts), or 0s and 1s of shape (R,) and x's dtype.
+    - workspace: None (a fresh dx), or a Workspace whose buffer ``loss_dx`` holds dx until its next use.
+
+    Returns a tuple of:
+    - loss: a scalar of x's dtype.
+    - dx: gradient of the loss with respect to x, of shape (R, V): ``mask / n * (softmax(x) - onehot(y))``.
+    """
+    xp = get_array_module(x)
+    R, V = x.shape
+    rows = xp.arange(R)
+    # One (R, V) buffer: shifted scores, then exponentials, then the gradient, scaled in one pass:
+    # exp * (weight / sum exp), and the weight taken off at each target.
+    shift = x.max(axis=1, keepdims=True)                           # (R, 1)
+    probs = _empty(xp, workspace, "loss_dx", (R, V), x.dtype)
+    xp.subtract(x, shift, out=probs)
+    xp.exp(probs, out=probs)
+    norm = probs.sum(axis=1)                                       # (R,) sum exp of shifted scores
+    log_p_y = x[rows, y] - shift[:, 0] - xp.log(norm)              # (R,)
+    if mask is None:
+        loss = -xp.sum(log_p_y) / n
+        weight = 1.0 / n                                           # each row's share of the loss
+    else:
+        loss = -xp.sum(mask * log_p_y) / n
+        weight = mask / n
+    probs *= (weight / norm)[:, None]
+    probs[rows, y] -= weight
+    return loss, probs
+
+
+def mask_rows(mask):
+    """The flat indices (K,) of the True entries of a (N, T) mask: the rows of (N * T, .) that count."""
+    xp = get_array_module(mask)
+    return xp.flatnonzero(mask)
+
+
+def take_rows(x, rows, workspace=None, name="rows"):
+    """The rows ``rows`` (K,) of x (..., D) flattened to (L, D): an array of shape (K, D).
+
+    With a workspace it is written into the buffer ``name`` (reused whatever K is, see
+    :class:`cs231n.workspace.Workspace`).
+    """
+    xp = get_array_module(x)
+    D = x.shape[-1]
+    out = _empty(xp, workspace, name, (rows.shape[0], D), x.dtype)
+    xp.take(x.reshape(-1, D), rows, axis=0, out=out)
+    return out
+
+
+def put_rows(d, rows, shape, workspace=None, name="put_rows"):
+    """The gradient of ``take_rows``: an array of ``shape`` (..., D) that is ``d`` (K, D) at the rows
+    ``rows`` of its (L, D) flattening and 0 elsewhere (a workspace buffer ``name`` with a workspace)."""
+    xp = get_array_module(d)
+    out = _empty(xp, workspace, name, shape, d.dtype)
+    out[...] = 0
+    out.reshape(-1, shape[-1])[rows] = d
+    return out

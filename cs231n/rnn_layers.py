@@ -31,6 +31,7 @@ from cs231n import gpu_kernels
 from cs231n._validation import (check_recurrent_args, expect_shape, float_array, gate_hint, index_array,
                                 same_device)
 from cs231n.backend import get_array_module
+from cs231n.layers import softmax_loss_rows
 from cs231n.workspace import empty as _empty
 
 
@@ -869,21 +870,8 @@ def temporal_softmax_loss(x, y, mask, verbose=False, workspace=None):
     if gpu_kernels.fused(xp):  # real CuPy: 5 launches
         loss, dx = gpu_kernels.temporal_softmax_loss(x2, y2, mask.reshape(N * T), N)
         return loss, dx.reshape(N, T, V)
-    m = mask.reshape(N * T).astype(x.dtype)
-    rows = xp.arange(N * T)
-    # One (NT, V) buffer: shifted scores, then exponentials, then the gradient
-    # (m / N) * (softmax - onehot(y)), scaled in one pass: exp * (m / (N * sum exp)).
-    shift = x2.max(axis=1, keepdims=True)
-    probs = _empty(xp, workspace, "loss_dx", (N * T, V), x.dtype)
-    xp.subtract(x2, shift, out=probs)
-    xp.exp(probs, out=probs)
-    norm = probs.sum(axis=1)                                       # (NT,) sum exp of shifted scores
-    log_p_y = x2[rows, y2] - shift[:, 0] - xp.log(norm)            # (NT,)
     # Multiplying by the mask (instead of indexing) keeps NaN/inf visible even at masked steps.
-    loss = -xp.sum(m * log_p_y) / N
-    weight = m / N                                                 # (NT,) each row's share of the loss
-    probs *= (weight / norm)[:, None]
-    probs[rows, y2] -= weight
+    loss, probs = softmax_loss_rows(x2, y2, N, mask.reshape(N * T).astype(x.dtype), workspace)
     dx = probs.reshape(N, T, V)
     if verbose:
         print("dx_flat: ", probs.shape)

@@ -14,10 +14,15 @@ valid until the next call that uses the same workspace (and the same names): a w
 forward/backward at a time, which is how a model's ``loss`` uses its own. Arrays that a model returns
 to its caller (gradients, scores) are never workspace buffers.
 
-Buffers are kept by name; a name asked for with another shape, dtype or array module gets a new
-buffer that replaces the old one, so memory stays bounded when, say, the last minibatch is smaller.
-Names are made unique per use with :meth:`Workspace.scope` (``ws.scope("layer0")``).
+Buffers are kept by name. A name asked for with a shape of no more elements than its buffer holds gets
+a view of the start of that buffer, so a varying number of rows (the last, smaller minibatch; the
+positions of a batch whose targets are not ``<NULL>``) reuses the same memory instead of mapping new
+pages each step; more elements, another dtype or another array module get a new buffer that replaces
+the old one. Memory stays bounded by each name's largest use. Names are made unique per use with
+:meth:`Workspace.scope` (``ws.scope("layer0")``): two arrays that must both stay valid need two names.
 """
+import math
+
 import numpy as np
 
 
@@ -41,15 +46,21 @@ class Workspace:
         """An uninitialized array of module ``xp`` (numpy or CuPy), kept under ``name`` for reuse.
 
         The same name with the same shape, dtype and module returns the same array as last time
-        (holding whatever was last written to it); anything else replaces the buffer.
+        (holding whatever was last written to it); a smaller shape returns a C-contiguous view of the
+        start of the same memory; anything else replaces the buffer.
         """
         key = self._prefix + name
         shape = tuple(int(s) for s in shape)
         dtype = np.dtype(dtype)
-        buf = self._store.get(key)
-        if buf is None or buf.shape != shape or buf.dtype != dtype or type(buf) is not xp.ndarray:
-            buf = self._store[key] = xp.empty(shape, dtype=dtype)
-        return buf
+        size = math.prod(shape)
+        flat, last = self._store.get(key, (None, None))          # the buffer (1-D) and its last view
+        if flat is None or flat.dtype != dtype or type(flat) is not xp.ndarray or flat.size < size:
+            flat = xp.empty(size, dtype=dtype)
+            last = None
+        if last is None or last.shape != shape:
+            last = flat[:size].reshape(shape)
+            self._store[key] = (flat, last)
+        return last
 
     def clear(self):
         """Drop every buffer (of every scope sharing this store)."""
@@ -57,7 +68,7 @@ class Workspace:
 
     def nbytes(self):
         """Bytes held by the buffers."""
-        return sum(int(b.nbytes) for b in self._store.values())
+        return sum(int(flat.nbytes) for flat, _ in self._store.values())
 
 
 def empty(xp, workspace, name, shape, dtype):
