@@ -9,7 +9,9 @@ Measures, in one process on one machine:
   c.   greedy and beam-5 sampling of 1,000 captions of length 30;
   d.   the equivalent PyTorch CPU model (nn.Embedding, nn.Linear projection, nn.LSTM/RNN/GRU, nn.Linear
        vocabulary layer, cross-entropy summed over unmasked tokens and divided by N, backward),
-       interleaved repetition by repetition with (a)/(b) so both see the same machine state;
+       interleaved repetition by repetition with (a)/(b) so both see the same machine state. It is the
+       plain PyTorch model: its LSTM projects the input of every position, where the numpy step
+       projects each distinct word of the minibatch once (the same values, fewer multiply-adds);
   e.   float32 matmul throughput of this machine and the fraction of it the numpy step reaches,
        counting the FLOPs of every matrix product the step performs;
   f.   the GEMM floor: the time all the step's matrix products take at their own measured rates
@@ -42,21 +44,25 @@ N, T, V, W, H, D = 128, 16, 1004, 256, 512, 512
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
 
-def step_products(cell):
-    """Every matrix product of one numpy training step, as (batch, m, k, n, calls)."""
+def step_products(cell, distinct):
+    """Every matrix product of one numpy training step, as (batch, m, k, n, calls).
+
+    ``distinct``: the number of distinct input words in the minibatch; the numpy step projects each of
+    them once through Wx (the vocabulary's rows, not every position; see rnn_layers.word_projection_forward).
+    """
     gH = GATES[cell] * H
     NT = N * T
     fwd = [(1, N, D, H, 1),            # features W_proj
-           (1, NT, W, gH, 1),          # x Wx, all steps at once
+           (1, distinct, W, gH, 1),    # W_embed[words] Wx, each distinct word once
            (1, NT, H, V, 1)]           # h W_vocab
     # Backward: every product has two gradient products (data and weights), each as large as the forward;
     # the recurrent one runs per step forward and backward, its weight gradient once over all steps.
     return with_gradient_products(fwd) + [(1, N, H, gH, T), (1, N, gH, H, T), (1, H, NT, gH, 1)]
 
 
-def step_flops(cell):
+def step_flops(cell, distinct):
     """FLOPs (2 per multiply-add) of every matrix product in one numpy training step."""
-    return products_flops(step_products(cell))
+    return products_flops(step_products(cell, distinct))
 
 
 def torch_step_fn(cell, features, captions, seed=0):
@@ -123,8 +129,9 @@ def main():
         print(minor_faults_per_call(lambda: model.loss(features, captions)))
         return
     have_torch = machine_header(unset)
+    distinct = len(np.unique(captions[:, :-1]))
     print(f"shapes: N={N} T={T} V={V} wordvec={W} hidden={H} input={D}, float32; medians of {repeats} after warm-up, "
-          f"{a.clock} clock")
+          f"{a.clock} clock; {distinct} distinct input words")
     gflops = matmul_gflops(rng, [(2048, 2048, 2048), (N * T, H, V), (N * T, W, 4 * H), (N, H, 4 * H)], repeats,
                            clock=a.clock)
     print(f"\nmatmul limit (best float32 GEMM): {gflops:.1f} GFLOP/s\n")
@@ -144,8 +151,8 @@ def main():
         mo = medians["numpy"]
         rate = N / mo
         trate = N / medians["torch"] if have_torch else float("nan")
-        achieved = step_flops(cell) / mo / 1e9
-        floor = gemm_floor(rng, step_products(cell), repeats, clock=a.clock)
+        achieved = step_flops(cell, distinct) / mo / 1e9
+        floor = gemm_floor(rng, step_products(cell, distinct), repeats, clock=a.clock)
         faults = faults_in_fresh_process(__file__, ["--cells", cell])
         mem = peak_step_memory(model, features, captions)
         print(f"{cell:5} {rate:12.0f} {trate:12.0f} {rate / trate:7.2f} {achieved:8.1f} "

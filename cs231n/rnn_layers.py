@@ -30,7 +30,7 @@ import numpy as np
 from cs231n import gpu_kernels
 from cs231n._validation import (check_recurrent_args, expect_shape, float_array, gate_hint, index_array,
                                 same_device)
-from cs231n.backend import get_array_module
+from cs231n.backend import get_array_module, to_numpy
 from cs231n.layers import softmax_loss_rows
 from cs231n.workspace import empty as _empty
 
@@ -172,17 +172,28 @@ def rnn_forward(x, h0, Wx, Wh, b, workspace=None):
     dtype = _result_dtype(x, h0, Wx, Wh, b)
     xt = _time_major(xp, x, dtype, workspace)                      # (T, N, D)
     hs = _empty(xp, workspace, "hs", (T + 1, N, H), dtype)         # hs[t + 1] is h at step t
-    hs[0] = h0
-    # Input projection of every timestep in one product, written straight into the state buffer.
+    # Input projection of every timestep in one product, written straight into the state buffer
+    # (the recurrence below adds each step's h_prev Wh to it in place).
     xp.matmul(xt.reshape(T * N, D), Wx, out=hs[1:].reshape(T * N, H))
     hs[1:] += b
-    ah = _empty(xp, workspace, "ah", (N, H), dtype)                # the step's h_prev Wh
+    h = _rnn_recurrence(xp, hs[1:], h0, Wh, hs, workspace)
+    return h, (xt, hs, Wx, Wh)
+
+
+def _rnn_recurrence(xp, ax, h0, Wh, hs, workspace):
+    """The recurrence of a vanilla RNN whose input projections ax (T, N, H) = x Wx + b are known.
+
+    Writes hs (T + 1, N, H): h0, then ``tanh(ax[t] + h_prev Wh)`` of every step (ax may be hs[1:]
+    itself, which is then overwritten); returns h (N, T, H).
+    """
+    T = ax.shape[0]
+    hs[0] = h0
+    ah = _empty(xp, workspace, "ah", h0.shape, hs.dtype)           # the step's h_prev Wh
     for t in range(T):
         xp.matmul(hs[t], Wh, out=ah)
-        hs[t + 1] += ah
+        xp.add(ax[t], ah, out=hs[t + 1])
         xp.tanh(hs[t + 1], out=hs[t + 1])
-    h = _batch_major(xp, hs[1:], workspace, "h")                   # (N, T, H)
-    return h, (xt, hs, Wx, Wh)
+    return _batch_major(xp, hs[1:], workspace, "h")                 # (N, T, H)
 
 
 def rnn_backward(dh, cache, workspace=None):
@@ -206,6 +217,18 @@ def rnn_backward(dh, cache, workspace=None):
     H = hs.shape[2]
     dh = _check_upstream("rnn_backward", "dh", dh, (N, T, H), like=hs)
     xp = get_array_module(hs)
+    da, dh0, dWh = _rnn_recurrence_backward(xp, dh, hs, Wh, workspace)
+    da2 = da.reshape(T * N, H)
+    dx = _input_gradient(xp, da2, Wx, (T, N, D), workspace)
+    dWx = xt.reshape(T * N, D).T @ da2         # one product over all steps
+    db = _column_sums(da2)
+    return dx, dh0, dWx, dWh, db
+
+
+def _rnn_recurrence_backward(xp, dh, hs, Wh, workspace):
+    """Backward of :func:`_rnn_recurrence`: returns (da (T, N, H), the gradients of the tanh inputs
+    (so of ax), dh0 (N, H), dWh (H, H))."""
+    T, N, H = hs.shape[0] - 1, hs.shape[1], hs.shape[2]
     da = _empty(xp, workspace, "da", (T, N, H), hs.dtype)  # gradients of the tanh inputs, all steps
     dprev_h = _empty(xp, workspace, "dprev_h", (N, H), hs.dtype)
     dprev_h[...] = 0
@@ -217,12 +240,8 @@ def rnn_backward(dh, cache, workspace=None):
         xp.subtract(1, tmp, out=tmp)
         da[t] *= tmp                               # through tanh
         xp.matmul(da[t], Wh.T, out=dprev_h)        # through prev_h Wh
-    da2 = da.reshape(T * N, H)
-    dx = _input_gradient(xp, da2, Wx, (T, N, D), workspace)
-    dWx = xt.reshape(T * N, D).T @ da2         # one product over all steps
-    dWh = hs[:-1].reshape(T * N, H).T @ da2
-    db = _column_sums(da2)
-    return dx, dprev_h, dWx, dWh, db
+    dWh = hs[:-1].reshape(T * N, H).T @ da.reshape(T * N, H)   # one product over all steps
+    return da, dprev_h, dWh
 
 
 def _input_gradient(xp, da2, Wx, tnd, workspace):
@@ -283,14 +302,9 @@ def word_embedding_backward(dout, cache, workspace=None):
     dW = xp.zeros((V, D), dtype=np.result_type(W_dtype, dout.dtype))
     if xp is not np:
         return _scatter_add_rows(xp, dW, idx, rows)
-    # Exact and much faster than np.add.at: sort the uses by word, then sum each word's run of rows.
-    order = np.argsort(idx, kind="stable")
-    sorted_idx = idx[order]
-    starts = np.flatnonzero(np.r_[True, sorted_idx[1:] != sorted_idx[:-1]])
-    if idx.size:
-        sorted_rows = _empty(np, workspace, "embed_rows", rows.shape, rows.dtype)
-        np.take(rows, order, axis=0, out=sorted_rows, mode="clip")  # rows[order], a permutation
-        dW[sorted_idx[starts]] = np.add.reduceat(sorted_rows, starts, axis=0)
+    # Exact and much faster than np.add.at: the rows of each word summed first (see _sum_rows_by_group).
+    groups = _group_by_index(idx)
+    dW[groups[0]] = _sum_rows_by_group(np, rows, groups, None, workspace, "embed_rows")
     return dW
 
 
@@ -415,9 +429,22 @@ def lstm_forward(x, h0, Wx, Wh, b, workspace=None):
     dtype = _result_dtype(x, h0, Wx, Wh, b)
     xt = _time_major(xp, x, dtype, workspace)                      # (T, N, D)
     gates = _empty(xp, workspace, "gates", (T, N, 4 * H), dtype)
-    # Input projection of all timesteps in one matrix product.
+    # Input projection of all timesteps in one matrix product, into the gates buffer (activated in place).
     xp.matmul(xt.reshape(T * N, D), Wx, out=gates.reshape(T * N, 4 * H))
     gates += b
+    h, (hs, cs, gates, tanh_c, Wh) = _lstm_recurrence(xp, gates, h0, Wh, gates, workspace)
+    return h, (xt, hs, cs, gates, tanh_c, Wx, Wh)
+
+
+def _lstm_recurrence(xp, ax, h0, Wh, gates, workspace):
+    """The recurrence of an LSTM whose input projections ax (T, N, 4H) = x Wx + b are known.
+
+    Writes the activated gates of every step into ``gates`` (T, N, 4H), which may be ax itself
+    (then overwritten); returns h (N, T, H) and (hs, cs, gates, tanh_c, Wh) as lstm_forward caches them.
+    """
+    T, N = ax.shape[0], ax.shape[1]
+    H = h0.shape[1]
+    dtype = gates.dtype
     hs = _empty(xp, workspace, "hs", (T + 1, N, H), dtype)        # hs[t + 1] is h after step t
     cs = _empty(xp, workspace, "cs", (T + 1, N, H), dtype)
     tanh_c = _empty(xp, workspace, "tanh_c", (T, N, H), dtype)
@@ -427,25 +454,32 @@ def lstm_forward(x, h0, Wx, Wh, b, workspace=None):
     ig = _empty(xp, workspace, "ig", (N, H), dtype)               # reused buffer for i * g
     for t in range(T):
         xp.matmul(hs[t], Wh, out=ah)
-        _lstm_step_gates(xp, gates[t], ah, cs[t], cs[t + 1], tanh_c[t], hs[t + 1], ig)
+        _lstm_step_gates(xp, gates[t], ah, cs[t], cs[t + 1], tanh_c[t], hs[t + 1], ig,
+                         ax=None if ax is gates else ax[t])
     h = _batch_major(xp, hs[1:], workspace, "h")                   # (N, T, H)
-    return h, (xt, hs, cs, gates, tanh_c, Wx, Wh)
+    return h, (hs, cs, gates, tanh_c, Wh)
 
 
-def _lstm_step_gates(xp, a, ah, c_prev, c, tanh_c, h, ig):
+def _lstm_step_gates(xp, a, ah, c_prev, c, tanh_c, h, ig, ax=None):
     """The elementwise work of one LSTM timestep, written into the given buffers.
 
     Inputs:
-    - a: (N, 4H) holding x Wx + b; overwritten with the activated gates i, f, o, g.
+    - a: (N, 4H) holding x Wx + b (or, with ``ax``, only written); overwritten with the activated gates
+      i, f, o, g.
     - ah: (N, 4H), the step's h_prev Wh.
     - c_prev: (N, H) previous cell state.
     - c, tanh_c, h: (N, H) outputs: c = f * c_prev + i * g, tanh(c) and h = o * tanh(c).
     - ig: (N, H) scratch.
+    - ax: None, or (N, 4H) the step's x Wx + b, read instead of a's values.
     """
+    if ax is None:
+        ax = a
     if gpu_kernels.fused(xp):
+        if ax is not a:
+            a[...] = ax
         return gpu_kernels.lstm_step_forward(a, ah, c_prev, c, tanh_c, h)
     H = c.shape[1]
-    a += ah
+    xp.add(ax, ah, out=a)
     _sigmoid_inplace(xp, a[:, :3 * H])              # i, f, o in one pass
     xp.tanh(a[:, 3 * H:], out=a[:, 3 * H:])         # g
     xp.multiply(a[:, :H], a[:, 3 * H:], out=ig)
@@ -476,6 +510,19 @@ def lstm_backward(dh, cache, workspace=None):
     H = hs.shape[2]
     dh = _check_upstream("lstm_backward", "dh", dh, (N, T, H), like=hs)
     xp = get_array_module(hs)
+    da, dh0, dWh = _lstm_recurrence_backward(xp, dh, (hs, cs, gates, tanh_c, Wh), workspace)
+    da2 = da.reshape(T * N, 4 * H)
+    dx = _input_gradient(xp, da2, Wx, (T, N, D), workspace)
+    dWx = xt.reshape(T * N, D).T @ da2           # one product over all steps
+    db = _column_sums(da2)
+    return dx, dh0, dWx, dWh, db
+
+
+def _lstm_recurrence_backward(xp, dh, cache, workspace):
+    """Backward of :func:`_lstm_recurrence` from its cache (hs, cs, gates, tanh_c, Wh): returns
+    (da (T, N, 4H), the gradients of the gate pre-activations (so of ax), dh0 (N, H), dWh (H, 4H))."""
+    hs, cs, gates, tanh_c, Wh = cache
+    T, N, H = tanh_c.shape
     dtype = hs.dtype
     da = _empty(xp, workspace, "da", (T, N, 4 * H), dtype)  # gradients of the gate activations, all steps
     dprev_h = _empty(xp, workspace, "dprev_h", (N, H), dtype)
@@ -488,12 +535,8 @@ def lstm_backward(dh, cache, workspace=None):
         _lstm_step_gates_backward(xp, gates[t], tanh_c[t], cs[t], dh[:, t, :], dprev_h, dc, da[t], dht, tmp)
         # Wh.T as it is: BLAS reads the transposed layout directly, cheaper than copying it once.
         xp.matmul(da[t], Wh.T, out=dprev_h)      # through h_prev Wh
-    da2 = da.reshape(T * N, 4 * H)
-    dx = _input_gradient(xp, da2, Wx, (T, N, D), workspace)
-    dWx = xt.reshape(T * N, D).T @ da2           # one product over all steps
-    dWh = hs[:-1].reshape(T * N, H).T @ da2
-    db = _column_sums(da2)
-    return dx, dprev_h, dWx, dWh, db
+    dWh = hs[:-1].reshape(T * N, H).T @ da.reshape(T * N, 4 * H)   # one product over all steps
+    return da, dprev_h, dWh
 
 
 def _lstm_step_gates_backward(xp, a, tc, c_prev, dh_t, dprev_h, dc, da, dht, tmp):
@@ -655,6 +698,19 @@ def gru_forward(x, h0, Wx, Wh, b, bh, workspace=None):
     rzn = _empty(xp, workspace, "rzn", (T, N, 3 * H), dtype)
     xp.matmul(xt.reshape(T * N, D), Wx, out=rzn.reshape(T * N, 3 * H))  # all input projections
     rzn += b
+    h, (hs, rzn, hn, Wh) = _gru_recurrence(xp, rzn, h0, Wh, bh, rzn, workspace)
+    return h, (xt, hs, rzn, hn, Wx, Wh)
+
+
+def _gru_recurrence(xp, ax, h0, Wh, bh, rzn, workspace):
+    """The recurrence of a GRU whose input projections ax (T, N, 3H) = x Wx + b are known.
+
+    Writes the activated r, z, n of every step into ``rzn`` (T, N, 3H), which may be ax itself (then
+    overwritten); returns h (N, T, H) and (hs, rzn, hn, Wh) as gru_forward caches them.
+    """
+    T, N = ax.shape[0], ax.shape[1]
+    H = h0.shape[1]
+    dtype = rzn.dtype
     hs = _empty(xp, workspace, "hs", (T + 1, N, H), dtype)
     hn = _empty(xp, workspace, "hn", (T, N, H), dtype)
     hs[0] = h0
@@ -662,30 +718,35 @@ def gru_forward(x, h0, Wx, Wh, b, bh, workspace=None):
     tmp = _empty(xp, workspace, "tmp", (N, H), dtype)
     for t in range(T):
         xp.matmul(hs[t], Wh, out=ah)
-        _gru_step_gates(xp, rzn[t], ah, bh, hs[t], hn[t], hs[t + 1], tmp)
+        _gru_step_gates(xp, rzn[t], ah, bh, hs[t], hn[t], hs[t + 1], tmp, ax=None if ax is rzn else ax[t])
     h = _batch_major(xp, hs[1:], workspace, "h")                   # (N, T, H)
-    return h, (xt, hs, rzn, hn, Wx, Wh)
+    return h, (hs, rzn, hn, Wh)
 
 
-def _gru_step_gates(xp, a, ah, bh, h_prev, hn, h, tmp):
+def _gru_step_gates(xp, a, ah, bh, h_prev, hn, h, tmp, ax=None):
     """The elementwise work of one GRU timestep, written into the given buffers.
 
     Inputs:
-    - a: (N, 3H) holding x Wx + b; overwritten with the activated r, z, n.
+    - a: (N, 3H) holding x Wx + b (or, with ``ax``, only written); overwritten with the activated r, z, n.
     - ah: (N, 3H), the step's h_prev Wh (may be used as scratch); bh: (3H,) hidden bias.
     - h_prev: (N, H) previous hidden state.
     - hn, h: (N, H) outputs: hn = h_prev Wh_n + bh_n and h = n + z * (h_prev - n).
     - tmp: (N, H) scratch.
+    - ax: None, or (N, 3H) the step's x Wx + b, read instead of a's values.
     """
+    if ax is None:
+        ax = a
     if gpu_kernels.fused(xp):
+        if ax is not a:
+            a[...] = ax
         return gpu_kernels.gru_step_forward(a, ah, bh, h_prev, hn, h)
     H = h.shape[1]
     ah += bh
-    a[:, :2 * H] += ah[:, :2 * H]
+    xp.add(ax[:, :2 * H], ah[:, :2 * H], out=a[:, :2 * H])
     _sigmoid_inplace(xp, a[:, :2 * H])            # r, z
     hn[...] = ah[:, 2 * H:]
     xp.multiply(a[:, :H], hn, out=tmp)
-    a[:, 2 * H:] += tmp
+    xp.add(ax[:, 2 * H:], tmp, out=a[:, 2 * H:])
     xp.tanh(a[:, 2 * H:], out=a[:, 2 * H:])       # n
     # h = n + z * (h_prev - n)
     xp.subtract(h_prev, a[:, 2 * H:], out=tmp)
@@ -715,6 +776,18 @@ def gru_backward(dh, cache, workspace=None):
     H = hs.shape[2]
     dh = _check_upstream("gru_backward", "dh", dh, (N, T, H), like=hs)
     xp = get_array_module(hs)
+    dax, dh0, dWh, dbh = _gru_recurrence_backward(xp, dh, (hs, rzn, hn, Wh), workspace)
+    dax2 = dax.reshape(T * N, 3 * H)
+    dx = _input_gradient(xp, dax2, Wx, (T, N, D), workspace)
+    dWx = xt.reshape(T * N, D).T @ dax2
+    return dx, dh0, dWx, dWh, _column_sums(dax2), dbh
+
+
+def _gru_recurrence_backward(xp, dh, cache, workspace):
+    """Backward of :func:`_gru_recurrence` from its cache (hs, rzn, hn, Wh): returns (dax (T, N, 3H),
+    the gradients of x Wx + b, dh0 (N, H), dWh (H, 3H), dbh (3H,))."""
+    hs, rzn, hn, Wh = cache
+    T, N, H = hn.shape
     dtype = hs.dtype
     dax = _empty(xp, workspace, "dax", (T, N, 3 * H), dtype)  # gradients of x Wx + b, all steps
     dah = _empty(xp, workspace, "dah", (T, N, 3 * H), dtype)  # gradients of h Wh + bh, all steps
@@ -728,12 +801,9 @@ def gru_backward(dh, cache, workspace=None):
                                  dht, tmp)
         xp.matmul(dah[t], Wh.T, out=dprev_h)     # Wh.T as it is (see lstm_backward)
         dprev_h += dh_z
-    dax2 = dax.reshape(T * N, 3 * H)
     dah2 = dah.reshape(T * N, 3 * H)
-    dx = _input_gradient(xp, dax2, Wx, (T, N, D), workspace)
-    dWx = xt.reshape(T * N, D).T @ dax2
     dWh = hs[:-1].reshape(T * N, H).T @ dah2
-    return dx, dprev_h, dWx, dWh, _column_sums(dax2), _column_sums(dah2)
+    return dax, dprev_h, dWh, _column_sums(dah2)
 
 
 def _gru_step_gates_backward(xp, a, hn, h_prev, dh_t, dprev_h, dax, dah, dh_z, dht, tmp):
@@ -773,6 +843,263 @@ def _gru_step_gates_backward(xp, a, hn, h_prev, dh_t, dprev_h, dax, dah, dh_z, d
     dah[:, :2 * H] = dax[:, :2 * H]
     xp.multiply(dan, r, out=dah[:, 2 * H:])
     xp.multiply(dht, z, out=dh_z)            # through z * h_prev
+
+
+# ----------------------------------------------------------------------------------------------------
+# From known input projections: embedded words projected through the vocabulary
+# ----------------------------------------------------------------------------------------------------
+#
+# rnn_forward, lstm_forward and gru_forward start by projecting the inputs of every step, x Wx + b, and
+# then run the recurrence. When the inputs are embedded words, x = W_embed[words], that projection can
+# be made through the vocabulary instead: ``W_embed[words] Wx == (W_embed Wx)[words]``, so each distinct
+# word of the minibatch is projected once (K <= min(V, N T) rows instead of N T) and the rows are then
+# gathered per position; the backward sums the gradient rows of each word first and makes both weight
+# gradients from those K sums. A captioning minibatch (N T = 2,048 positions) holds a few hundred
+# distinct words, so this halves or better the three products of x Wx. ``word_projection_*`` compute
+# the projection that way, and the ``*_projected_*`` functions run the recurrence from it; the classic
+# functions above are the same recurrence after a per-position projection.
+
+def _check_projected_args(fn, ax, h0, Wh, gates):
+    """Check (ax (T, N, gH), h0 (N, H), Wh (H, gH)) of a ``*_projected_forward``; return them as arrays."""
+    ax = float_array(fn, "ax", ax, 3)
+    h0 = float_array(fn, "h0", h0, 2)
+    Wh = float_array(fn, "Wh", Wh, 2)
+    T, N = ax.shape[0], ax.shape[1]
+    H = h0.shape[1]
+    g = "" if gates == 1 else str(gates)
+    expect_shape(fn, "h0", h0, (("N", N), ("H", H)), " (N from ax, which is time-major (T, N, gH))")
+    expect_shape(fn, "Wh", Wh, (("H", H), (f"{g}H", gates * H)), gate_hint(Wh, H, gates))
+    expect_shape(fn, "ax", ax, (("T", T), ("N", N), (f"{g}H", gates * H)), gate_hint(ax, H, gates))
+    same_device(fn, (("ax", ax), ("h0", h0), ("Wh", Wh)))
+    return ax, h0, Wh
+
+
+def rnn_projected_forward(ax, h0, Wh, workspace=None):
+    """rnn_forward from the input projections of every step: ``h_t = tanh(ax[t] + h_{t-1} Wh)``.
+
+    Inputs:
+    - ax: ``x Wx + b`` of every step, time-major, of shape (T, N, H), floating (not modified).
+    - h0: initial hidden state, of shape (N, H).
+    - Wh: hidden-to-hidden weights, of shape (H, H).
+    - workspace: None, or a Workspace for h and the cache (as in rnn_forward).
+
+    Returns a tuple of:
+    - h: hidden states, of shape (N, T, H).
+    - cache: (hs, Wh) with hs (T + 1, N, H) whose first row is h0.
+    """
+    ax, h0, Wh = _check_projected_args("rnn_projected_forward", ax, h0, Wh, 1)
+    xp = get_array_module(ax)
+    T, N, H = ax.shape
+    hs = _empty(xp, workspace, "hs", (T + 1, N, H), _result_dtype(ax, h0, Wh))
+    h = _rnn_recurrence(xp, ax, h0, Wh, hs, workspace)
+    return h, (hs, Wh)
+
+
+def rnn_projected_backward(dh, cache, workspace=None):
+    """Backward pass of rnn_projected_forward: returns (dax (T, N, H), dh0 (N, H), dWh (H, H)).
+
+    dax, the gradient of ax, is time-major and, with a workspace, one of its buffers.
+    """
+    hs, Wh = cache
+    T, N, H = hs.shape[0] - 1, hs.shape[1], hs.shape[2]
+    dh = _check_upstream("rnn_projected_backward", "dh", dh, (N, T, H), like=hs)
+    return _rnn_recurrence_backward(get_array_module(hs), dh, hs, Wh, workspace)
+
+
+def lstm_projected_forward(ax, h0, Wh, workspace=None):
+    """lstm_forward from the input projections of every step (gates i, f, o, g; initial cell zero).
+
+    Inputs:
+    - ax: ``x Wx + b`` of every step, time-major, of shape (T, N, 4H), floating (not modified).
+    - h0: initial hidden state, of shape (N, H).
+    - Wh: hidden-to-hidden weights, of shape (H, 4H).
+    - workspace: None, or a Workspace for h and the cache (as in lstm_forward).
+
+    Returns a tuple of:
+    - h: hidden states, of shape (N, T, H).
+    - cache: (hs, cs, gates, tanh_c, Wh), time-major as in lstm_forward's cache.
+    """
+    ax, h0, Wh = _check_projected_args("lstm_projected_forward", ax, h0, Wh, 4)
+    xp = get_array_module(ax)
+    gates = _empty(xp, workspace, "gates", ax.shape, _result_dtype(ax, h0, Wh))
+    return _lstm_recurrence(xp, ax, h0, Wh, gates, workspace)
+
+
+def lstm_projected_backward(dh, cache, workspace=None):
+    """Backward pass of lstm_projected_forward: returns (dax (T, N, 4H), dh0 (N, H), dWh (H, 4H)).
+
+    dax, the gradient of ax, is time-major and, with a workspace, one of its buffers.
+    """
+    hs, cs, gates, tanh_c, Wh = cache
+    T, N, H = tanh_c.shape
+    dh = _check_upstream("lstm_projected_backward", "dh", dh, (N, T, H), like=hs)
+    return _lstm_recurrence_backward(get_array_module(hs), dh, cache, workspace)
+
+
+def gru_projected_forward(ax, h0, Wh, bh, workspace=None):
+    """gru_forward from the input projections of every step (gates r, z, n, ``torch.nn.GRU`` equations).
+
+    Inputs:
+    - ax: ``x Wx + b`` of every step, time-major, of shape (T, N, 3H), floating (not modified).
+    - h0: initial hidden state, of shape (N, H).
+    - Wh: hidden-to-hidden weights, of shape (H, 3H).
+    - bh: hidden biases, of shape (3H,).
+    - workspace: None, or a Workspace for h and the cache (as in gru_forward).
+
+    Returns a tuple of:
+    - h: hidden states, of shape (N, T, H).
+    - cache: (hs, rzn, hn, Wh), time-major as in gru_forward's cache.
+    """
+    fn = "gru_projected_forward"
+    ax, h0, Wh = _check_projected_args(fn, ax, h0, Wh, 3)
+    bh = float_array(fn, "bh", bh, 1)
+    expect_shape(fn, "bh", bh, (("3H", ax.shape[2]),))
+    same_device(fn, (("ax", ax), ("bh", bh)))
+    xp = get_array_module(ax)
+    rzn = _empty(xp, workspace, "rzn", ax.shape, _result_dtype(ax, h0, Wh, bh))
+    return _gru_recurrence(xp, ax, h0, Wh, bh, rzn, workspace)
+
+
+def gru_projected_backward(dh, cache, workspace=None):
+    """Backward pass of gru_projected_forward: returns (dax (T, N, 3H), dh0 (N, H), dWh (H, 3H),
+    dbh (3H,)). dax, the gradient of ax, is time-major and, with a workspace, one of its buffers."""
+    hs, rzn, hn, Wh = cache
+    T, N, H = hn.shape
+    dh = _check_upstream("gru_projected_backward", "dh", dh, (N, T, H), like=hs)
+    return _gru_recurrence_backward(get_array_module(hs), dh, cache, workspace)
+
+
+def word_projection_forward(words, W_embed, Wx, b, workspace=None):
+    """Input projections of embedded words, ``W_embed[words] Wx + b``, computed through the vocabulary.
+
+    The same values as ``word_embedding_forward`` followed by ``x Wx + b`` at every position, made with
+    one (K, W) by (W, M) product over the K distinct words of ``words`` instead of one row per
+    position, then gathered per position (see the section's comment).
+
+    Inputs:
+    - words: integer array of shape (N, T) with indices in [0, V).
+    - W_embed: word vectors, of shape (V, W), floating.
+    - Wx: projection weights, of shape (W, M).
+    - b: biases, of shape (M,).
+    - workspace: None (fresh arrays), or a Workspace whose buffers hold ax and the cache until its next
+      use.
+
+    Returns a tuple of:
+    - ax: the projections, time-major: ax[t, n] = W_embed[words[n, t]] Wx + b, of shape (T, N, M).
+    - cache: for word_projection_backward.
+    """
+    fn = "word_projection_forward"
+    W_embed = float_array(fn, "W_embed", W_embed, 2)
+    words = index_array(fn, "words", words, 2, W_embed.shape[0])
+    Wx = float_array(fn, "Wx", Wx, 2)
+    b = float_array(fn, "b", b, 1)
+    V, W = W_embed.shape
+    M = Wx.shape[1]
+    expect_shape(fn, "Wx", Wx, (("W", W), ("M", M)))
+    expect_shape(fn, "b", b, (("M", M),))
+    same_device(fn, (("W_embed", W_embed), ("words", words), ("Wx", Wx), ("b", b)))
+    xp = get_array_module(W_embed)
+    N, T = words.shape
+    dtype = _result_dtype(W_embed, Wx, b)
+    groups = _group_by_index(to_numpy(words).T.ravel())     # positions in time-major order
+    keys, inverse = groups[0], groups[1]
+    if xp is not np:
+        keys, inverse = xp.asarray(keys), xp.asarray(inverse)
+    K = keys.shape[0]
+    most = min(V, N * T)                                      # K never exceeds it: buffers of one shape
+    E = _empty(xp, workspace, "words_embed", (most, W), W_embed.dtype)[:K]
+    _take_rows(xp, W_embed, keys, E)                          # the distinct words' vectors
+    P = _empty(xp, workspace, "words_proj", (most, M), dtype)[:K]
+    xp.matmul(E, Wx, out=P)                                   # each distinct word projected once
+    P += b
+    ax = _empty(xp, workspace, "ax", (T, N, M), dtype)
+    _take_rows(xp, P, inverse, ax.reshape(T * N, M))         # and gathered for every position
+    return ax, (groups, keys, inverse, E, Wx, V, (T, N))
+
+
+def word_projection_backward(dax, cache, workspace=None):
+    """Backward pass of word_projection_forward.
+
+    Inputs:
+    - dax: upstream gradients of ax, time-major, of shape (T, N, M).
+    - cache: the cache from word_projection_forward.
+    - workspace: None, or a Workspace for the work arrays (the gradients are always fresh arrays).
+
+    Returns a tuple of:
+    - dW_embed: gradient of the word vectors, of shape (V, W); rows of unused words are zero.
+    - dWx: gradient of the projection weights, of shape (W, M).
+    - db: gradient of the biases, of shape (M,).
+    """
+    groups, keys, inverse, E, Wx, V, tn = cache
+    K, W = E.shape
+    M = Wx.shape[1]
+    L = tn[0] * tn[1]
+    dax = _check_upstream("word_projection_backward", "dax", dax, tn + (M,), like=E)
+    xp = get_array_module(dax)
+    S = _sum_rows_by_group(xp, dax.reshape(L, M), groups, inverse, workspace, "words_rows")  # (K, M) per word
+    dtype = np.result_type(E.dtype, dax.dtype)
+    dW_embed = xp.zeros((V, W), dtype=dtype)
+    dW_embed[keys] = S @ Wx.T                 # through x Wx, then through the lookup of each word
+    dWx = E.T @ S
+    return dW_embed, dWx, _column_sums(S)
+
+
+def _take_rows(xp, a, idx, out):
+    """``out[...] = a[idx]`` for a (L,) index array of valid rows; returns out."""
+    if xp is np:
+        return np.take(a, idx, axis=0, out=out, mode="clip")  # "clip": indices are valid; writes unbuffered
+    return xp.take(a, idx, axis=0, out=out)
+
+
+def _group_by_index(idx):
+    """Group the positions of a host integer array ``idx`` (L,) by value, to sum rows per value.
+
+    Returns (keys, inverse, source, per_rank):
+    - keys (K,): the distinct values, the most used first; ``keys[inverse] == idx``;
+    - source (L,): the positions rank by rank: the first use of every key (in key order), then the
+      second use of every key used at least twice, and so on;
+    - per_rank: per_rank[r] keys (the first ones) have an r-th use (r = 0, 1, ...; non-increasing).
+    """
+    L = idx.shape[0]
+    if L == 0:
+        return idx[:0], np.zeros(0, dtype=np.intp), np.zeros(0, dtype=np.intp), [0]
+    order = np.argsort(idx, kind="stable")                  # positions grouped by value
+    sorted_idx = idx[order]
+    starts = np.flatnonzero(np.r_[True, sorted_idx[1:] != sorted_idx[:-1]])  # (K,) each value's first
+    counts = np.diff(np.r_[starts, L])
+    by_count = np.argsort(-counts, kind="stable")           # values, the most used first
+    K = starts.shape[0]
+    slot = np.empty(K, dtype=np.intp)
+    slot[by_count] = np.arange(K)                           # each value's place among the keys
+    run = np.repeat(np.arange(K), counts)                   # each sorted position's value
+    rank = np.arange(L) - starts[run]                       # r: the (r+1)-th use of its value
+    per_rank = np.bincount(rank)
+    offsets = np.r_[0, np.cumsum(per_rank)[:-1]]
+    source = np.empty(L, dtype=np.intp)
+    source[offsets[rank] + slot[run]] = order
+    inverse = np.empty(L, dtype=np.intp)
+    inverse[order] = slot[run]
+    return sorted_idx[starts[by_count]], inverse, source, per_rank.tolist()
+
+
+def _sum_rows_by_group(xp, rows, groups, inverse, workspace, name):
+    """(K, C): row k the sum of the rows (L, C) of the positions of keys[k] (see _group_by_index).
+
+    Exact and much faster than np.add.at or np.add.reduceat (whose axis-0 loop is strided): the rows
+    are copied once rank by rank, so that the r-th uses of the keys that have one sit in a contiguous
+    block, and each block is added to the first block's matching rows. The buffer is the workspace's;
+    on a device, one scatter-add (``inverse``: the groups' positions as a device array).
+    """
+    keys, _, source, per_rank = groups
+    K = len(keys)
+    if xp is not np:
+        return _scatter_add_rows(xp, xp.zeros((K, rows.shape[1]), dtype=rows.dtype), inverse, rows)
+    ranked = _take_rows(np, rows, source, _empty(np, workspace, name, rows.shape, rows.dtype))  # permuted
+    sums, offset = ranked[:K], K
+    for count in per_rank[1:]:
+        sums[:count] += ranked[offset:offset + count]        # the next use of the first `count` keys
+        offset += count
+    return sums
 
 
 # ----------------------------------------------------------------------------------------------------

@@ -83,6 +83,59 @@ def recurrent_backward(cell_type, dh, cache, workspace=None):
     return dx, dh0, dict(zip(recurrent_param_names(cell_type), dweights))
 
 
+def embedded_recurrent_forward(cell_type, words, W_embed, h0, params, workspace=None):
+    """Embed words (``W_embed[words]``) and run the recurrent layer of ``cell_type`` over them.
+
+    On the CPU (numpy arrays) a vanilla RNN, LSTM or GRU projects its inputs through the vocabulary
+    (:func:`cs231n.rnn_layers.word_projection_forward`: each distinct word of the minibatch times Wx
+    once, instead of every position), the same values with far fewer multiply-adds. On a GPU, and for
+    'attention', the words are embedded and given to :func:`recurrent_forward` (there the step is bound
+    by kernel launches, and finding the distinct words would wait for the device).
+
+    Inputs:
+    - cell_type: 'rnn', 'lstm', 'gru' or 'attention'.
+    - words: integer array of shape (N, T) with indices in [0, V).
+    - W_embed: word vectors, of shape (V, D).
+    - h0: as for recurrent_forward (A (N, R, H) for 'attention').
+    - params: dict holding the recurrent weights.
+    - workspace: None, or a Workspace for the layers' buffers.
+
+    Returns a tuple of:
+    - h: hidden states, of shape (N, T, H).
+    - cache: for :func:`embedded_recurrent_backward`.
+    """
+    if cell_type in GATES and get_array_module(W_embed) is np:
+        ax, cache_words = rnn_layers.word_projection_forward(words, W_embed, params["Wx"], params["b"], workspace)
+        forward = {"rnn": rnn_layers.rnn_projected_forward, "lstm": rnn_layers.lstm_projected_forward,
+                   "gru": rnn_layers.gru_projected_forward}[cell_type]
+        extra = (params["bh"],) if cell_type == "gru" else ()
+        h, cache = forward(ax, h0, params["Wh"], *extra, workspace=workspace)
+        return h, (True, cache_words, cache)
+    x, cache_embed = rnn_layers.word_embedding_forward(words, W_embed, workspace)
+    h, cache = recurrent_forward(cell_type, x, h0, params, workspace)
+    return h, (False, cache_embed, cache)
+
+
+def embedded_recurrent_backward(cell_type, dh, cache, workspace=None):
+    """Backward pass of :func:`embedded_recurrent_forward`.
+
+    Returns a tuple of:
+    - dW_embed: gradient of the word vectors, of shape (V, D).
+    - dh0: gradient of h0 (of A, (N, R, H), for 'attention').
+    - grads: dict with the gradient of every recurrent weight, keyed like ``params``.
+    """
+    projected, cache_words, cache = cache
+    if not projected:
+        dx, dh0, grads = recurrent_backward(cell_type, dh, cache, workspace)
+        return rnn_layers.word_embedding_backward(dx, cache_words, workspace), dh0, grads
+    backward = {"rnn": rnn_layers.rnn_projected_backward, "lstm": rnn_layers.lstm_projected_backward,
+                "gru": rnn_layers.gru_projected_backward}[cell_type]
+    dax, dh0, *dhidden = backward(dh, cache, workspace)
+    dW_embed, dWx, db = rnn_layers.word_projection_backward(dax, cache_words, workspace)
+    grads = dict(zip(("Wh", "bh"), dhidden), Wx=dWx, b=db)
+    return dW_embed, dh0, grads
+
+
 def initial_state(cell_type, h0):
     """The recurrent state at time 0: ``(h0,)``, or ``(h0, zero cell)`` for the LSTM.
 

@@ -29,18 +29,12 @@ from cs231n.layers import affine_backward, affine_forward
 from cs231n.classifiers.recurrent import (
     ATTENTION,
     GATES,
+    embedded_recurrent_backward,
+    embedded_recurrent_forward,
     initial_state,
-    recurrent_backward,
-    recurrent_forward,
     recurrent_step,
 )
-from cs231n.rnn_layers import (
-    temporal_affine_backward,
-    temporal_affine_forward,
-    temporal_softmax_loss,
-    word_embedding_backward,
-    word_embedding_forward,
-)
+from cs231n.rnn_layers import temporal_affine_backward, temporal_affine_forward, temporal_softmax_loss
 
 ARCHIVE_FORMAT = "cs231n-captioning-model"
 ARCHIVE_VERSION = 1
@@ -198,7 +192,7 @@ class CaptioningRNN(CaptioningModel):
         fn = "CaptioningRNN.loss"
         verbose = self._check_loss_kwargs(fn, kwargs)
         ws = self.workspace  # the step's large arrays, reused by the next call
-        scores, captions, (cache_proj, cache_embed, cache_rnn, cache_vocab) = self._forward(
+        scores, captions, (cache_proj, cache_rnn, cache_vocab) = self._forward(
             fn, features, captions, ws)
         captions_out = captions[:, 1:]            # (N, T - 1)
         mask = captions_out != self._null         # (N, T - 1)
@@ -206,9 +200,9 @@ class CaptioningRNN(CaptioningModel):
 
         grads = {}
         dh, grads["W_vocab"], grads["b_vocab"] = temporal_affine_backward(dscores, cache_vocab, ws)
-        dx, dh0, recurrent_grads = recurrent_backward(self.cell_type, dh, cache_rnn, ws)  # dh0: dA for attention
+        # dh0: dA for attention
+        grads["W_embed"], dh0, recurrent_grads = embedded_recurrent_backward(self.cell_type, dh, cache_rnn, ws)
         grads.update(recurrent_grads)
-        grads["W_embed"] = word_embedding_backward(dx, cache_embed, ws)
         grads["W_proj"], grads["b_proj"] = self._project_backward(dh0, cache_proj)
         return loss, grads
 
@@ -232,10 +226,10 @@ class CaptioningRNN(CaptioningModel):
         features, captions = self._check_caption_inputs(fn, features, captions)
         p, ws = self.params, workspace
         h0, cache_proj = self._project(features)                               # (N, H) or A (N, R, H)
-        x, cache_embed = word_embedding_forward(captions[:, :-1], p["W_embed"], ws)  # (N, T - 1, W)
-        h, cache_rnn = recurrent_forward(self.cell_type, x, h0, p, ws)         # (N, T - 1, H)
+        # The first T - 1 words embedded and run through the recurrent layer: (N, T - 1, H)
+        h, cache_rnn = embedded_recurrent_forward(self.cell_type, captions[:, :-1], p["W_embed"], h0, p, ws)
         scores, cache_vocab = temporal_affine_forward(h, p["W_vocab"], p["b_vocab"], ws)  # (N, T - 1, V)
-        return scores, captions, (cache_proj, cache_embed, cache_rnn, cache_vocab)
+        return scores, captions, (cache_proj, cache_rnn, cache_vocab)
 
     # ------------------------------------------------------------------------------------------------
     # Decoding: one step of the recurrence (the search itself is CaptioningModel.sample)
