@@ -1006,10 +1006,9 @@ def word_projection_forward(words, W_embed, Wx, b, workspace=None):
     if xp is not np:
         keys, inverse = xp.asarray(keys), xp.asarray(inverse)
     K = keys.shape[0]
-    most = min(V, N * T)                                      # K never exceeds it: buffers of one shape
-    E = _empty(xp, workspace, "words_embed", (most, W), W_embed.dtype)[:K]
+    E = _empty(xp, workspace, "words_embed", (K, W), W_embed.dtype)
     _take_rows(xp, W_embed, keys, E)                          # the distinct words' vectors
-    P = _empty(xp, workspace, "words_proj", (most, M), dtype)[:K]
+    P = _empty(xp, workspace, "words_proj", (K, M), dtype)
     xp.matmul(E, Wx, out=P)                                   # each distinct word projected once
     P += b
     ax = _empty(xp, workspace, "ax", (T, N, M), dtype)
