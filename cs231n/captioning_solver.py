@@ -35,7 +35,12 @@ the options of :class:`cs231n.solver.Solver` (``progress='eta'`` or ``'bar'``, `
   split ``data`` holds; each validation then also judges the greedy captions against the scenes the
   images show (:func:`cs231n.data.shapes.accuracy.scene_accuracy`) and adds ``scene_right`` (the
   fraction of captions entirely right) and its parts (``scene_count``, ``scene_color``, ...) to the
-  scores and the epoch line.
+  scores and the epoch line. ``val_scenes`` (a list of scenes, one per row of ``data['val_features']``)
+  does the same for a "val" split that is not the dataset's, e.g. training images held out by
+  :func:`cs231n.coco_utils.hold_out_images` (``python -m cs231n train`` validates on those).
+- ``select_on`` ('CIDEr'): the score whose best epoch is kept in ``best_params``: 'CIDEr', 'Bleu_1' ..
+  'Bleu_4', or, with scenes, 'scene_right'.
+- ``val_name`` ('val'): what the epoch line calls the validated split (e.g. 'held-out').
 
 The classic class's accuracy attributes are there too, with what they mean for captioning:
 ``check_accuracy(features, captions)`` measures the teacher-forced next-word accuracy (for models
@@ -116,7 +121,8 @@ class CaptioningSolver(Solver):
     - val_history: list of dict, one per epoch, with 'epoch', 'iteration', 'train_loss' (mean loss of
       the epoch's iterations), 'val_loss', 'Bleu_1'..'Bleu_4', 'CIDEr', 'num_val_images',
       'most_common_caption' and 'most_common_fraction' (share of images given that caption)
-    - best_val_cider: float or None, the best CIDEr so far; ``best_params`` holds those parameters
+    - best_val_cider: float or None, the best CIDEr so far; ``best_params`` holds the parameters of the
+      best ``select_on`` score (``best_val_score``), by default that CIDEr
     - train_acc_history, val_acc_history: empty lists; best_val_acc: 0 (the classic class's
       attributes, which its ``train()`` never filled either; see the module docstring)
     """
@@ -149,7 +155,18 @@ class CaptioningSolver(Solver):
                              f"got {self.num_val_images}")
         self.num_val_images = int(self.num_val_images)
         self.scene_dir = kwargs.pop("scene_dir", None)
-        self._val_scenes = None if self.scene_dir is None else self._load_val_scenes(self.scene_dir, data)
+        val_scenes = kwargs.pop("val_scenes", None)
+        if val_scenes is not None and self.scene_dir is not None:
+            raise ValueError("pass scene_dir (the dataset's val scenes) or val_scenes, not both")
+        self._val_scenes = (self._load_val_scenes(self.scene_dir, data) if self.scene_dir is not None
+                            else None if val_scenes is None else self._checked_scenes(val_scenes, data))
+        self.select_on = kwargs.pop("select_on", "CIDEr")
+        selectable = ("CIDEr", "Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4") + (
+            ("scene_right",) if self._val_scenes is not None else ())
+        if self.select_on not in selectable:
+            why = " (scene_right needs scene_dir or val_scenes)" if self.select_on == "scene_right" else ""
+            raise ValueError(f"select_on must be one of {list(selectable)}{why}, got {self.select_on!r}")
+        self.val_name = str(kwargs.pop("val_name", "val"))
         self._warned_repeated = False
         super().__init__(model, **kwargs)
 
@@ -222,10 +239,23 @@ class CaptioningSolver(Solver):
                              f"pass the directory the data was loaded from")
         return scenes
 
+    @staticmethod
+    def _checked_scenes(scenes, data):
+        """``val_scenes`` as a list, one scene per row of ``data['val_features']``."""
+        scenes = list(scenes)
+        images = len(data["val_features"]) if "val_features" in data else None
+        if images is not None and images != len(scenes):
+            raise ValueError(f"val_scenes has {len(scenes)} scenes but data['val_features'] has {images} rows; "
+                             f"pass one scene per val image, in order")
+        return scenes
+
     @property
     def best_val_cider(self):
         """The best val CIDEr seen so far (None before the first validation)."""
-        return self.best_val_score
+        if self.select_on == "CIDEr":
+            return self.best_val_score
+        scores = [entry["CIDEr"] for entry in self.val_history if "CIDEr" in entry]
+        return max(scores) if scores else None
 
     # ------------------------------------------------------------------ Solver hooks
 
@@ -264,15 +294,15 @@ class CaptioningSolver(Solver):
         entry = {"epoch": self.epoch, "iteration": self.iteration, "train_loss": float(np.mean(recent))}
         entry.update(scores)
         self.val_history.append(entry)
-        self._track_best(scores["CIDEr"])
+        self._track_best(scores[self.select_on])
         note = ""
         repeated = entry["num_val_images"] >= 2 and entry["most_common_fraction"] > 0.5
         if repeated:
             note = "  (same caption for %.0f%% of images)" % (100 * entry["most_common_fraction"])
         if "scene_right" in entry:
             note = ", scene right: %.1f%%" % (100 * entry["scene_right"]) + note
-        self._log("(Epoch %d / %d) train loss: %f, val loss: %f, BLEU-4: %.4f, CIDEr: %.4f%s"
-                  % (self.epoch, self.num_epochs, entry["train_loss"], entry["val_loss"],
+        self._log("(Epoch %d / %d) train loss: %f, %s loss: %f, BLEU-4: %.4f, CIDEr: %.4f%s"
+                  % (self.epoch, self.num_epochs, entry["train_loss"], self.val_name, entry["val_loss"],
                      entry["Bleu_4"], entry["CIDEr"], note))
         if repeated and not self._warned_repeated:
             self._warned_repeated = True
@@ -285,6 +315,7 @@ class CaptioningSolver(Solver):
     def _config(self):
         config = super()._config()
         config["num_val_images"] = self.num_val_images
+        config["select_on"] = self.select_on
         return config
 
     def _extra_meta(self):

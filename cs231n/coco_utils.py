@@ -406,6 +406,50 @@ def with_regions(data):
     return out
 
 
+def hold_out_images(data, num_images, seed=0):
+    """Split ``num_images`` training images, with all their captions, off the training data.
+
+    What is learned from them is chosen on them (the epoch to keep), so the val split stays unseen until
+    it is scored. The held-out images are drawn with ``np.random.default_rng(seed)`` among the images
+    that have training captions (after ``load_coco_data``'s ``max_train`` draw), so the same data and
+    seed give the same split and the global ``np.random`` is left alone.
+
+    Inputs:
+    - data: dict of :func:`load_coco_data` (or :func:`with_regions`).
+    - num_images: int, 1 <= num_images < the number of images with training captions.
+    - seed: int, seeds the draw.
+
+    Returns a tuple of:
+    - train: a copy of ``data`` whose ``train_captions`` / ``train_image_idxs`` leave out the held-out
+      images' captions (the feature and URL arrays are shared, not copied);
+    - held_out: a dict in the form of a val split, ``val_captions`` (M, T), ``val_image_idxs`` (M,)
+      numbered 0..num_images-1, ``val_features`` (num_images, ...), ``val_urls`` (num_images,), plus
+      ``idx_to_word``/``word_to_idx`` and ``image_ids`` (num_images,), the held-out images' rows of
+      ``data['train_features']``, ascending.
+    """
+    if isinstance(num_images, bool) or not isinstance(num_images, (int, np.integer)) or num_images < 1:
+        raise ValueError(f"hold_out_images: num_images must be a positive integer, got {num_images!r}")
+    idxs = np.asarray(data["train_image_idxs"])
+    images = np.unique(idxs)
+    if num_images >= images.size:
+        raise ValueError(f"hold_out_images: num_images={num_images} leaves nothing to train on: the training "
+                         f"captions show {images.size} images; hold out fewer")
+    rng = np.random.default_rng(seed)
+    image_ids = np.sort(rng.choice(images, size=int(num_images), replace=False))
+    held = np.isin(idxs, image_ids)
+    train = dict(data)
+    train["train_captions"], train["train_image_idxs"] = data["train_captions"][~held], idxs[~held]
+    held_out = {"val_captions": data["train_captions"][held],
+                "val_image_idxs": np.searchsorted(image_ids, idxs[held]).astype(idxs.dtype),
+                "val_features": data["train_features"][image_ids], "image_ids": image_ids}
+    if "train_urls" in data:
+        held_out["val_urls"] = np.asarray(data["train_urls"])[image_ids]
+    for key in ("idx_to_word", "word_to_idx"):
+        if key in data:
+            held_out[key] = data[key]
+    return train, held_out
+
+
 def _check_loaded(data, base):
     """Raise ValueError unless the loaded arrays are consistent with each other."""
     idx_to_word = data.get("idx_to_word")

@@ -28,7 +28,7 @@ def _log_axis(axis):
 
 # Legend names of the per-epoch keys the solvers record (others are shown as they are).
 _SCORE_LABELS = {"train_eval_accuracy": "train accuracy (subset)", "val_accuracy": "val accuracy",
-                 "train_eval_mcc": "train MCC (subset)", "val_mcc": "val MCC"}
+                 "train_eval_mcc": "train MCC (subset)", "val_mcc": "val MCC", "scene_right": "entirely right"}
 
 
 def _epoch_axis(ax, epochs):
@@ -57,7 +57,8 @@ def _score_limits(values, low, high):
     return bottom, top
 
 
-def plot_training_curves(loss_history, val_history=(), path=None, title=None, best_epoch="auto", final=None):
+def plot_training_curves(loss_history, val_history=(), path=None, title=None, best_epoch="auto", final=None,
+                         val_name="val"):
     """Plot the training loss per iteration and, when present, validation loss and scores per epoch.
 
     One panel for the losses, on a log axis when they span more than a factor of 3 (so the first
@@ -83,6 +84,8 @@ def plot_training_curves(loss_history, val_history=(), path=None, title=None, be
     - final: optional dict of the kept weights' final scores (e.g. ``{'CIDEr': 4.644, 'Bleu_4': ...}``)
       with ``num_images``, the number of val images they were computed on (and ``beam_size`` when
       not greedy); each is drawn as a star at the kept epoch, labelled with that number.
+    - val_name: what the per-epoch scores were computed on, for the labels ('val'; 'held-out' when they
+      come from training images held out to choose the epoch: the final stars are still val's).
 
     Returns the matplotlib Figure.
     """
@@ -97,7 +100,8 @@ def plot_training_curves(loss_history, val_history=(), path=None, title=None, be
                 best_epoch = max(scored, key=lambda v: v[key])["epoch"]  # the first of equal maxima
                 break
     best = next((v for v in val_history if v["epoch"] == best_epoch), None)
-    groups = ((("Bleu_1", "Bleu_4"), "val BLEU", (0, 1)), (("CIDEr",), "val CIDEr", (0, None)),
+    groups = ((("Bleu_1", "Bleu_4"), f"{val_name} BLEU", (0, 1)), (("CIDEr",), f"{val_name} CIDEr", (0, None)),
+              (("scene_right",), f"{val_name} captions entirely right", (0, 1.05)),
               (("train_eval_accuracy", "val_accuracy", "train_eval_mcc", "val_mcc"), "accuracy / MCC",
                (None, 1.05)))
     score_keys = [(keys, label, ylim) for keys, label, ylim in groups
@@ -111,7 +115,7 @@ def plot_training_curves(loss_history, val_history=(), path=None, title=None, be
     with_val_loss = [v for v in val_history if "val_loss" in v]
     if with_val_loss:
         its = [v.get("iteration", v["epoch"]) for v in with_val_loss]
-        ax.plot(its, [v["val_loss"] for v in with_val_loss], "o-", label="val loss (end of epoch)")
+        ax.plot(its, [v["val_loss"] for v in with_val_loss], "o-", label=f"{val_name} loss (end of epoch)")
     values = np.concatenate([losses, [v["val_loss"] for v in with_val_loss]])
     values = values[np.isfinite(values)]
     if values.size and values.min() > 0 and values.max() >= 3 * values.min():
@@ -144,8 +148,8 @@ def plot_training_curves(loss_history, val_history=(), path=None, title=None, be
             ax.axvline(best_epoch, color="tab:green", ls="--", lw=1, label=f"kept: epoch {best_epoch}")
         _epoch_axis(ax, epochs)
         ax.set_xlabel("epoch")
-        if len(subset) == 1 and label.startswith("val"):
-            label += f" (per epoch: {next(iter(subset))} val images)"
+        if len(subset) == 1 and label.startswith(val_name):
+            label += f" (per epoch: {next(iter(subset))} {val_name} images)"
         ax.set_ylabel(label)
         ax.set_ylim(*_score_limits(shown, low, high))
         ax.legend(fontsize=8)

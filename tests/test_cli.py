@@ -34,8 +34,10 @@ def test_train_writes_every_output(trained, tiny_dir):
     for name in ("model.npz", "checkpoint.npz", "config.json", "curves.png", "captions.png", "scores.json"):
         assert (trained / name).is_file(), name
     config = json.loads((trained / "config.json").read_text())
-    assert config["data_dir"] == str(tiny_dir) and config["hidden_dim"] == 24 and config["cell_type"] == "lstm"
+    # The default model: the attention LSTM, as the dataset has region features (issue 22).
+    assert config["data_dir"] == str(tiny_dir) and config["hidden_dim"] == 24 and config["cell_type"] == "attention"
     summary = json.loads((trained / "scores.json").read_text())
+    assert summary["chosen_on"] == "val" and summary["kept_epoch"] in (1, 2)  # --num-val-images 10: on val
     assert set(summary["val_scores"]) == {"Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4", "CIDEr"}
     assert 0 < summary["distinct_caption_fraction"] <= 1
     assert summary["epochs_run"] == 2
@@ -54,8 +56,11 @@ def test_evaluate_prints_the_scores_of_the_saved_model(trained, tiny_dir, capsys
     assert main(["evaluate", "--checkpoint", str(trained / "model.npz"), "--data-dir", str(tiny_dir),
                  "--json"]) == 0
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    from cs231n.coco_utils import with_regions
+
     model = CaptioningRNN.load(trained / "model.npz")
-    expected = score_model(model, load_coco_data(base_dir=str(tiny_dir)), split="val")
+    assert model.cell_type == "attention"  # reads the region features
+    expected = score_model(model, with_regions(load_coco_data(base_dir=str(tiny_dir), regions=True)), split="val")
     assert {k: printed[k] for k in expected} == pytest.approx(expected)
     # The final scores written by train are the same evaluation, scene accuracy included.
     summary = json.loads((trained / "scores.json").read_text())
@@ -72,7 +77,7 @@ def test_evaluate_accepts_the_solver_checkpoint_and_beam_search(trained, tiny_di
 
 def test_caption_featurizes_and_captions_png_files(trained, tiny_dir, capsys):
     from cs231n.classifiers.rnn import CaptioningRNN
-    from cs231n.data.shapes import featurize_for_dataset
+    from cs231n.data.shapes import featurize_regions_for_dataset
     from cs231n.image_utils import image_from_url
 
     png = tiny_dir / "images" / "val2014" / "000000.png"
@@ -81,7 +86,8 @@ def test_caption_featurizes_and_captions_png_files(trained, tiny_dir, capsys):
                  str(png)]) == 0
     line = capsys.readouterr().out.strip().splitlines()[-1]
     model = CaptioningRNN.load(trained / "model.npz")
-    expected = model.caption_features(featurize_for_dataset([image_from_url(str(png))], tiny_dir))[0]
+    regions, _ = featurize_regions_for_dataset([image_from_url(str(png))], tiny_dir)  # the attention LSTM's input
+    expected = model.caption_features(regions)[0]
     assert line == f"{png}: {expected}"
 
 
@@ -128,8 +134,8 @@ def test_zero_features_trains_an_image_blind_model(tiny_dir, tmp_path):
     from cs231n.classifiers.rnn import CaptioningRNN
     from cs231n.coco_utils import load_coco_data
 
-    assert main(["train", "--data-dir", str(tiny_dir), "--epochs", "1", "--num-val-images", "0",
-                 "--zero-features", "--out", str(tmp_path), "--quiet"] + SMALL) == 0
+    assert main(["train", "--data-dir", str(tiny_dir), "--epochs", "1", "--num-val-images", "0", "--cell-type",
+                 "lstm", "--zero-features", "--out", str(tmp_path), "--quiet"] + SMALL) == 0
     trained = CaptioningRNN.load(tmp_path / "model.npz")
     np.random.seed(3)  # the --seed of SMALL: the CLI seeds np.random before building the model
     data = load_coco_data(base_dir=str(tiny_dir))

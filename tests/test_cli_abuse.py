@@ -65,7 +65,7 @@ def test_resume_refuses_an_option_that_changes_the_run(run, option, value, saved
     assert main(["train", "--resume", "--out", str(run), "--epochs", "2", option, value]) == 2
     line = _one_error_line(capsys.readouterr().err)
     assert f"{option} {value} differs" in line and f"used {option} {saved}" in line
-    assert "an lstm captioning model" in line and "hidden_dim 8" in line and "49 words" in line  # kind, sizes
+    assert "an attention captioning model" in line and "hidden_dim 8" in line and "49 words" in line  # kind, sizes
     assert "Wx" not in line  # not a list of parameter names
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before  # nothing written
 

@@ -143,7 +143,8 @@ def test_model_file_records_its_vocabulary_and_training_data(run, tiny_dir):
     _, meta = load_archive(run / "model.npz")
     identity = meta["identity"]
     assert identity["dataset"] == str(tiny_dir)
-    assert set(identity["features"]) == {"train2014_vgg16_fc7_pca.h5", "val2014_vgg16_fc7_pca.h5"}
+    # The default model (the attention LSTM) was trained on the region features.
+    assert set(identity["features"]) == {"train2014_regions.h5", "val2014_regions.h5"}
     assert set(identity["featurizer"]) == {"shapes_featurizer.npz"}
     assert meta["config"]["word_to_idx"] == json.loads((tiny_dir / "coco2014_vocab.json").read_text())[
         "word_to_idx"]

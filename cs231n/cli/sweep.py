@@ -6,6 +6,8 @@ from cs231n.cli.options import (OptionError, add_command, add_run_dir_options, c
                                 existing_file, nonnegative_int, positive_float, positive_int)
 from cs231n.cli.train import TRAIN_DEFAULTS
 
+SWEEP_VAL_IMAGES = 200  # val images each trial scores after every epoch (train's default before --holdout)
+
 
 def _add_sweep(sub):
     p = add_command(
@@ -33,7 +35,7 @@ def _add_sweep(sub):
                    help="a dataset in the cs231n COCO format (default: the shapes dataset)")
     p.add_argument("--max-train", type=positive_int, help="use this many training captions (drawn with --data-seed)")
     p.add_argument("--data-seed", type=nonnegative_int, default=0, help="seed of the --max-train subsample")
-    p.add_argument("--num-val-images", type=positive_int, default=TRAIN_DEFAULTS["num_val_images"],
+    p.add_argument("--num-val-images", type=positive_int, default=SWEEP_VAL_IMAGES,
                    help="val images scored after every epoch")
     p.add_argument("--metric", default="CIDEr",
                    help="val score that ranks trials and drives early stopping (CIDEr, Bleu_4, val_loss, ...; on "

@@ -13,7 +13,8 @@ from cs231n.cli.options import (OptionError, add_command, add_device_option, add
 # (measured by benchmarks/bench_train.py; see the README for the figures).
 TRAIN_DEFAULTS = dict(
     model="rnn",
-    cell_type="lstm",
+    cell_type="attention",  # on a dataset without region features: fallback_cell_type
+    fallback_cell_type="lstm",
     num_heads=4,
     num_layers=2,
     wordvec_dim=128,
@@ -25,7 +26,8 @@ TRAIN_DEFAULTS = dict(
     batch_size=100,
     seed=0,
     beam_size=1,
-    num_val_images=200,
+    num_val_images=0,
+    holdout=500,  # training images held out to choose the epoch (at most a tenth of them: _resolve_holdout)
     grad_clip=5.0,
     checkpoint_every=1000,
 )
@@ -34,18 +36,21 @@ TRAIN_DEFAULTS = dict(
 def _add_train(sub):
     d = TRAIN_DEFAULTS
     p = add_command(sub, "train", "train a captioning model",
-                    "Train a CaptioningRNN (or, with --model transformer, a CaptioningTransformer) and write its model, checkpoint, config, curves and a caption grid "
-                    "to a run directory. Without --data-dir it uses the synthetic shapes dataset, generated "
-                    "on first use into datasets/shapes.")
+                    "Train a CaptioningRNN (by default an LSTM that attends over the image's regions; with --model "
+                    "transformer, a CaptioningTransformer) and write its model, checkpoint, config, curves and a "
+                    "caption grid to a run directory. The epoch kept is chosen on training images held out "
+                    "(--holdout), so the final val scores are of data nothing was chosen on. Without --data-dir it "
+                    "uses the synthetic shapes dataset, generated on first use into datasets/shapes.")
     p.add_argument("--data-dir", type=existing_dir,
                    help="a dataset in the cs231n COCO format (default: the shapes dataset; $CS231N_COCO_DIR "
                         "is not used unless you pass it here)")
     p.add_argument("--model", choices=["rnn", "transformer"], default=d["model"],
                    help="rnn: the recurrent model of --cell-type; transformer: cs231n's Transformer decoder "
                         "(--num-heads, --num-layers; --wordvec-dim is its model size)")
-    p.add_argument("--cell-type", choices=["rnn", "lstm", "gru", "attention"], default=d["cell_type"],
-                   help="recurrent cell (--model rnn); attention: an LSTM that attends over the image's "
-                        "region features at every word (the dataset's *_regions.h5)")
+    p.add_argument("--cell-type", choices=["rnn", "lstm", "gru", "attention"],
+                   help=f"recurrent cell (--model rnn); attention: an LSTM that attends over the image's "
+                        f"region features at every word (the dataset's *_regions.h5) (default: "
+                        f"{d['cell_type']}, or {d['fallback_cell_type']} on a dataset without region features)")
     p.add_argument("--regions", action="store_true",
                    help="--model transformer: attend over the image's region features (*_regions.h5), one "
                         "memory token each, instead of one token for the whole image")
@@ -66,13 +71,20 @@ def _add_train(sub):
     p.add_argument("--grad-clip", type=nonnegative_float, default=d["grad_clip"],
                    help="global gradient-norm limit (0: off)")
     p.add_argument("--seed", type=nonnegative_int, default=d["seed"],
-                   help="seeds the weights, the minibatches and --max-train's draw")
+                   help="seeds the weights, the minibatches, --max-train's draw and --holdout's images")
     p.add_argument("--beam-size", type=positive_int, default=d["beam_size"],
                    help="beam width of the final evaluation and caption grid (1: greedy)")
     p.add_argument("--max-train", type=positive_int,
                    help="use this many training captions (drawn with replacement; default: all)")
+    p.add_argument("--holdout", type=nonnegative_int,
+                   help=f"training images (with all their captions) held out of training: after every epoch "
+                        f"the model captions them, and the epoch that does best on them is kept (scene "
+                        f"accuracy on the shapes dataset, else CIDEr); val is scored once, at the end "
+                        f"(default: {d['holdout']}, at most a tenth of the training images; 0 with "
+                        f"--num-val-images; 0: keep the last epoch)")
     p.add_argument("--num-val-images", type=nonnegative_int, default=d["num_val_images"],
-                   help="val images scored after every epoch (0: no per-epoch validation)")
+                   help="instead of --holdout: val images scored after every epoch, the epoch with the best "
+                        "val CIDEr kept (the final val scores are then not independent of that choice)")
     p.add_argument("--zero-features", action="store_true",
                    help="replace every image feature by zeros (the image-blind baseline)")
     p.add_argument("--checkpoint-every", type=positive_int, default=d["checkpoint_every"],
@@ -128,6 +140,9 @@ def _check_options(a):
     if a.model == "transformer" and a.wordvec_dim % a.num_heads:
         raise OptionError(f"--num-heads {a.num_heads} must divide --wordvec-dim {a.wordvec_dim} (the "
                           f"Transformer's model size, shared by its heads)")
+    if a.holdout and a.num_val_images:
+        raise OptionError(f"--holdout {a.holdout} and --num-val-images {a.num_val_images} both choose the epoch to "
+                          f"keep; give one (--holdout chooses on training images held out, so val stays unseen)")
     if a.regions and a.model != "transformer":
         raise OptionError("--regions is an option of --model transformer; the recurrent model attends over "
                           "regions with --cell-type attention")
@@ -190,6 +205,8 @@ def _resume_options(a):
                               f"run must be that run: leave {flag} out (the run's value is used), or start a "
                               f"new run with another --out")
         setattr(a, key, saved)
+    if "holdout" not in record:  # a run of a version without --holdout held nothing out
+        a.holdout = 0
     if "epochs" not in given:
         a.epochs = record.get("epochs", a.epochs)
     if "checkpoint_every" not in given:
@@ -210,6 +227,24 @@ def _data_dir(a):
     return Path(a.data_dir) if a.data_dir else ensure_shapes_dataset()
 
 
+def _resolve_model(a, base):
+    """--cell-type's default: the attention LSTM where the dataset has region features, else the LSTM
+    (with a note on stderr)."""
+    import sys
+
+    from cs231n.coco_utils import regions_file
+
+    if a.cell_type is None:
+        a.cell_type = TRAIN_DEFAULTS["cell_type"]
+        has_regions = all((base / regions_file(split)).is_file() for split in ("train", "val"))
+        if a.model == "rnn" and not has_regions:
+            a.cell_type = TRAIN_DEFAULTS["fallback_cell_type"]
+            print(f"note: {base} has no region features ({regions_file('train')}, {regions_file('val')}), so "
+                  f"train uses --cell-type {a.cell_type} (the default attention LSTM reads regions)", file=sys.stderr)
+        elif a.model != "rnn":
+            a.cell_type = TRAIN_DEFAULTS["fallback_cell_type"]  # unused by the Transformer; recorded as before
+
+
 def _check_sizes(a, base):
     """Bounds from the data and the machine, from the dataset's sizes only (OptionError: exit 2)."""
     from cs231n.cli.limits import captioning_train_bytes, check_fits
@@ -226,7 +261,53 @@ def _check_sizes(a, base):
                                    a.num_heads, a.num_layers, max_train=a.max_train,
                                    zero_features=a.zero_features)
     check_fits(parts, "this training run")
+    _resolve_holdout(a, sizes["train_images"], base)
     return sizes
+
+
+def _resolve_holdout(a, num_images, base):
+    """--holdout's value: the default is 500 images, at most a tenth of them, and 0 with --num-val-images;
+    a given value must leave images to train on (OptionError: exit 2)."""
+    if a.holdout is None:
+        a.holdout = 0 if a.num_val_images else min(TRAIN_DEFAULTS["holdout"], num_images // 10)
+    elif a.holdout >= num_images:
+        raise OptionError(f"--holdout {a.holdout} holds out every training image ({base} has {num_images}); "
+                          f"hold out fewer (a tenth is usual) or 0 to keep the last epoch")
+
+
+_SELECTED_BY = {"scene_right": "captions entirely right", "CIDEr": "CIDEr"}
+
+
+def _epoch_selection(a, base, data):
+    """(the data the solver trains and validates on, its validation options).
+
+    --holdout N: the solver's "val" split is N training images held out (coco_utils.hold_out_images),
+    judged by the captions entirely right on a shapes dataset (its train scenes), else by CIDEr;
+    --num-val-images M: M val images, by CIDEr; neither: no per-epoch validation, the last epoch is kept.
+    """
+    if not a.holdout:
+        return data, {"num_val_images": a.num_val_images}
+    from cs231n.coco_utils import hold_out_images
+    from cs231n.data.shapes.accuracy import load_scenes
+
+    try:
+        train, held = hold_out_images(data, a.holdout, seed=a.seed)
+    except ValueError as e:  # --max-train drew captions of fewer images than --holdout
+        raise OptionError(f"--holdout {a.holdout}: {str(e).split(': ', 1)[-1]}") from e
+    selection = {"num_val_images": a.holdout, "val_name": "held-out", "select_on": "CIDEr"}
+    scenes = load_scenes(base, "train")
+    if scenes is not None and len(scenes) == len(data["train_features"]):
+        selection.update(val_scenes=[scenes[i] for i in held["image_ids"].tolist()], select_on="scene_right")
+    train.update((k, v) for k, v in held.items() if k != "image_ids")
+    return train, selection
+
+
+def _kept_epoch(solver):
+    """The epoch whose weights the solver kept (its first best score), or None without validation."""
+    if not solver.best_params:
+        return None
+    return next((entry["epoch"] for entry in solver.val_history
+                 if entry.get(solver.select_on) == solver.best_val_score), None)
 
 
 def cmd_train(a):
@@ -249,6 +330,7 @@ def cmd_train(a):
     from cs231n.vis import caption_grid, plot_training_curves
 
     base = _data_dir(a)
+    _resolve_model(a, base)
     _check_sizes(a, base)
     np.random.seed(a.seed)  # before loading: --max-train draws its captions with np.random (classic API)
     regions = _uses_regions(a)
@@ -263,46 +345,61 @@ def cmd_train(a):
     config["data_dir"] = str(base)
     if record is None:
         atomic_write_json(out / "config.json", config)
+    train_data, selection = _epoch_selection(a, base, data)
     print(f"data: {base} ({data['train_captions'].shape[0]} train captions, "
           f"{data['train_features'].shape[0]} train images, {data['val_features'].shape[0]} val images, "
           f"vocabulary {len(data['idx_to_word'])}"
           + (f", {data['train_features'].shape[1]} regions of {data['train_features'].shape[2]} values"
              if regions else "") + f"); writing to {out}")
+    if a.holdout:
+        print(f"held out of training: {a.holdout} images and their {train_data['val_captions'].shape[0]} captions, "
+              f"to choose the epoch to keep by {_SELECTED_BY[selection['select_on']]}; val is scored once, at the end")
 
     model = _new_model(a, data).to(a.device)
     model.identity = identity
     ckpt = out / "checkpoint"
     solver = CaptioningSolver(
-        model, data, update_rule="adam", optim_config={"learning_rate": a.lr}, lr_decay=a.lr_decay,
+        model, train_data, update_rule="adam", optim_config={"learning_rate": a.lr}, lr_decay=a.lr_decay,
         batch_size=a.batch_size, num_epochs=a.epochs, print_every=50,
-        verbose=not a.quiet, progress="eta", seed=a.seed, num_val_images=a.num_val_images,
-        grad_clip=a.grad_clip or None, checkpoint_name=str(ckpt), checkpoint_every=a.checkpoint_every,
-        precision=a.precision, resume_from=str(ckpt) + ".npz" if a.resume else None,
-        divergence_factor=DIVERGENCE_FACTOR)
+        verbose=not a.quiet, progress="eta", seed=a.seed, grad_clip=a.grad_clip or None,
+        checkpoint_name=str(ckpt), checkpoint_every=a.checkpoint_every, precision=a.precision,
+        resume_from=str(ckpt) + ".npz" if a.resume else None, divergence_factor=DIVERGENCE_FACTOR,
+        **selection)
     if record is not None:  # the checkpoint was accepted: record what this part of the run uses
         atomic_write_json(out / "config.json", dict(record, epochs=a.epochs, checkpoint_every=a.checkpoint_every))
     t0 = time.time()
     solver.train()
     train_seconds = time.time() - t0
+    kept = _kept_epoch(solver)
     if solver.best_params:
-        model.params.update(solver.best_params)  # keep the epoch with the best val CIDEr
+        model.params.update(solver.best_params)  # keep the epoch that did best on the held-out images (or val)
     model.save(out / "model.npz")
+    if kept is not None:
+        where = f"the {a.holdout} held-out training images" if a.holdout else f"{a.num_val_images} val images"
+        print(f"kept epoch {kept} of {solver.epoch}: the best {_SELECTED_BY[solver.select_on]} on {where} "
+              f"({solver.best_val_score:.4g})")
 
     import matplotlib.pyplot as plt
 
     scores, captions = score_model(model, data, split="val", beam_size=a.beam_size, return_captions=True)
-    plt.close(plot_training_curves(solver.loss_history, solver.val_history, path=out / "curves.png",
-                                   title=f"{_model_name(a)} on {base.name}",
-                                   final=dict(scores, num_images=len(captions), beam_size=a.beam_size)))
     distinct = len(set(captions.values())) / max(1, len(captions))
     scene, verdicts = judge_dataset_captions(base, "val", captions)  # (None, None) unless a shapes dataset
+    final = dict(scores, num_images=len(captions), beam_size=a.beam_size)
+    if scene is not None:
+        final["scene_right"] = scene["scene_right"]
+    plt.close(plot_training_curves(solver.loss_history, solver.val_history, path=out / "curves.png",
+                                   title=f"{_model_name(a)} on {base.name}", final=final,
+                                   best_epoch=kept if solver.val_history else None,
+                                   val_name="held-out" if a.holdout else "val"))
     refs = references_from_data(data, "val")
     ids = list(captions)[:12]
     plt.close(caption_grid(_val_images(data, "val", ids), [strip_framing(captions[i]) for i in ids],
                            [strip_framing(refs[i][0]) for i in ids], path=out / "captions.png",
                            wrong_words=[verdicts[i]["wrong_words"] for i in ids] if verdicts else None))
     summary = {"val_scores": scores, "distinct_caption_fraction": distinct, "train_seconds": train_seconds,
-               "beam_size": a.beam_size, "epochs_run": solver.epoch}
+               "beam_size": a.beam_size, "epochs_run": solver.epoch, "kept_epoch": kept or solver.epoch,
+               "chosen_on": ("held-out" if a.holdout else "val" if a.num_val_images else "last epoch"),
+               "per_epoch": solver.val_history}
     if scene is not None:
         summary["val_scene_accuracy"] = scene
     atomic_write_json(out / "scores.json", summary)
