@@ -1129,8 +1129,9 @@ def temporal_affine_forward(x, w, b, workspace=None):
     expect_shape(fn, "w", w, (("D", D), ("M", w.shape[1])))
     expect_shape(fn, "b", b, (("M", w.shape[1]),))
     xp = get_array_module(x)
-    out = _empty(xp, workspace, "affine_out", (N, T, w.shape[1]), np.result_type(x.dtype, w.dtype))
-    xp.matmul(x.reshape(N * T, D), w, out=out.reshape(N * T, -1))  # (N, T, M)
+    M = w.shape[1]
+    out = _empty(xp, workspace, "affine_out", (N, T, M), np.result_type(x.dtype, w.dtype))
+    xp.matmul(x.reshape(N * T, D), w, out=out.reshape(N * T, M))  # (N, T, M)
     out += b
     return out, (x, w)
 

@@ -238,6 +238,29 @@ def test_gradients_of_every_parameter(cell):
         assert err < 5e-6, f"{cell} {name}: relative error {err:.2e}"
 
 
+@pytest.mark.parametrize("cell", CELLS)
+def test_output_layer_on_counted_rows_equals_the_full_layer(cell, capsys):
+    """On the CPU the loss computes scores only where the target is not <NULL>; verbose=True takes the
+    full (N, T - 1, V) layer (it prints that array's shape). Same loss and gradients, also when the
+    next batch has another number of counted rows (workspace buffers reused) or none at all."""
+    model = random_model(cell, seed=5)
+    rng = np.random.default_rng(5)
+    batches = []
+    for N, T in ((4, 7), (3, 7), (5, 4)):
+        captions = random_captions(rng, N, T, model.vocab_size)
+        batches.append((rng.standard_normal((N, 7)), captions))
+    batches.append((batches[1][0], np.full_like(batches[1][1], model._null)))  # nothing counts
+    batches[-1][1][:, 0] = model._start
+    for features, captions in batches:
+        loss, grads = model.loss(features, captions)
+        full_loss, full_grads = model.loss(features, captions, verbose=True)
+        assert "dx_flat" in capsys.readouterr().out
+        assert abs(loss - full_loss) < 1e-12
+        for name in grads:
+            np.testing.assert_allclose(grads[name], full_grads[name], rtol=1e-10, atol=1e-13, err_msg=name)
+    assert loss == 0 and not grads["W_vocab"].any()
+
+
 def test_loss_float32_and_inputs_untouched():
     model = random_model("lstm", dtype=np.float32, seed=4)
     rng = np.random.default_rng(4)

@@ -25,7 +25,7 @@ import numpy as np
 
 from cs231n.backend import get_array_module
 from cs231n.classifiers.captioning import CaptioningModel, _is_int, log_softmax_rows, region_features
-from cs231n.layers import affine_backward, affine_forward
+from cs231n.layers import affine_backward, affine_forward, mask_rows, put_rows, softmax_loss_rows, take_rows
 from cs231n.classifiers.recurrent import (
     ATTENTION,
     GATES,
@@ -192,14 +192,26 @@ class CaptioningRNN(CaptioningModel):
         fn = "CaptioningRNN.loss"
         verbose = self._check_loss_kwargs(fn, kwargs)
         ws = self.workspace  # the step's large arrays, reused by the next call
-        scores, captions, (cache_proj, cache_rnn, cache_vocab) = self._forward(
-            fn, features, captions, ws)
+        h, captions, (cache_proj, cache_rnn) = self._hidden(fn, features, captions, ws)  # h (N, T - 1, H)
         captions_out = captions[:, 1:]            # (N, T - 1)
         mask = captions_out != self._null         # (N, T - 1)
-        loss, dscores = temporal_softmax_loss(scores, captions_out, mask, verbose=verbose, workspace=ws)
-
-        grads = {}
-        dh, grads["W_vocab"], grads["b_vocab"] = temporal_affine_backward(dscores, cache_vocab, ws)
+        p, grads = self.params, {}
+        if get_array_module(h) is np and not verbose:
+            # Only the positions whose target is not <NULL> add to the loss or to any gradient, so the
+            # output layer runs on those rows alone: the same loss and gradients, and a padded batch
+            # skips its padding's share of the layer's three products and of the softmax. (On a GPU
+            # the full layer is kept: counting the rows would wait for the device.)
+            rows = mask_rows(mask)                                        # (K,) flat positions that count
+            h_rows = take_rows(h, rows, ws, "h_rows")                     # (K, H)
+            scores, cache_vocab = temporal_affine_forward(h_rows[None], p["W_vocab"], p["b_vocab"], ws)
+            targets = captions_out.ravel()[rows]                          # (K,)
+            loss, dscores = softmax_loss_rows(scores[0], targets, captions.shape[0], workspace=ws)  # (K, V)
+            dh_rows, grads["W_vocab"], grads["b_vocab"] = temporal_affine_backward(dscores[None], cache_vocab, ws)
+            dh = put_rows(dh_rows[0], rows, h.shape, ws)                  # (N, T - 1, H), 0 at the padding
+        else:
+            scores, cache_vocab = temporal_affine_forward(h, p["W_vocab"], p["b_vocab"], ws)  # (N, T - 1, V)
+            loss, dscores = temporal_softmax_loss(scores, captions_out, mask, verbose=verbose, workspace=ws)
+            dh, grads["W_vocab"], grads["b_vocab"] = temporal_affine_backward(dscores, cache_vocab, ws)
         # dh0: dA for attention
         grads["W_embed"], dh0, recurrent_grads = embedded_recurrent_backward(self.cell_type, dh, cache_rnn, ws)
         grads.update(recurrent_grads)
@@ -216,20 +228,20 @@ class CaptioningRNN(CaptioningModel):
 
         Returns scores of shape (N, T - 1, V): row t scores the word after ``captions[:, t]``.
         """
-        return self._forward("CaptioningRNN.scores", features, captions)[0]
+        h, _, _ = self._hidden("CaptioningRNN.scores", features, captions)
+        return temporal_affine_forward(h, self.params["W_vocab"], self.params["b_vocab"])[0]  # (N, T - 1, V)
 
-    def _forward(self, fn, features, captions, workspace=None):
-        """Check the inputs and run the forward pass; returns (scores (N, T - 1, V), captions, caches).
-
-        With a workspace the scores and caches are its buffers (``loss``); without, fresh arrays.
+    def _hidden(self, fn, features, captions, workspace=None):
+        """Check the inputs and run the recurrent part of the forward pass; returns (h (N, T - 1, H),
+        captions, (cache_proj, cache_rnn)). With a workspace h and the caches are its buffers (``loss``);
+        without, fresh arrays.
         """
         features, captions = self._check_caption_inputs(fn, features, captions)
         p, ws = self.params, workspace
         h0, cache_proj = self._project(features)                               # (N, H) or A (N, R, H)
         # The first T - 1 words embedded and run through the recurrent layer: (N, T - 1, H)
         h, cache_rnn = embedded_recurrent_forward(self.cell_type, captions[:, :-1], p["W_embed"], h0, p, ws)
-        scores, cache_vocab = temporal_affine_forward(h, p["W_vocab"], p["b_vocab"], ws)  # (N, T - 1, V)
-        return scores, captions, (cache_proj, cache_rnn, cache_vocab)
+        return h, captions, (cache_proj, cache_rnn)
 
     # ------------------------------------------------------------------------------------------------
     # Decoding: one step of the recurrence (the search itself is CaptioningModel.sample)
