@@ -101,7 +101,7 @@ def plot_training_curves(loss_history, val_history=(), path=None, title=None, be
                 break
     best = next((v for v in val_history if v["epoch"] == best_epoch), None)
     groups = ((("Bleu_1", "Bleu_4"), f"{val_name} BLEU", (0, 1)), (("CIDEr",), f"{val_name} CIDEr", (0, None)),
-              (("scene_right",), f"{val_name} captions entirely right", (0, 1.05)),
+              (("scene_right",), f"{val_name} entirely right", (0, 1.05)),
               (("train_eval_accuracy", "val_accuracy", "train_eval_mcc", "val_mcc"), "accuracy / MCC",
                (None, 1.05)))
     score_keys = [(keys, label, ylim) for keys, label, ylim in groups
@@ -149,7 +149,7 @@ def plot_training_curves(loss_history, val_history=(), path=None, title=None, be
         _epoch_axis(ax, epochs)
         ax.set_xlabel("epoch")
         if len(subset) == 1 and label.startswith(val_name):
-            label += f" (per epoch: {next(iter(subset))} {val_name} images)"
+            label += f" (per epoch: {next(iter(subset))} images)"
         ax.set_ylabel(label)
         ax.set_ylim(*_score_limits(shown, low, high))
         ax.legend(fontsize=8)
