@@ -5,12 +5,14 @@
 
 Measures, in one process on one machine:
   a. a CaptioningTransformer training step (loss and every gradient, float32, dropout 0.1 on) at
-     N=128, T=16 (captions of 17 tokens), V=1004, W=256, 2 layers, 4 heads, feed-forward 2048,
-     input 512: captions/s;
+     N=128, T=16 (captions of 17 tokens: <START>, 8-15 words, <END>, <NULL> padding), V=1004, W=256,
+     2 layers, 4 heads, feed-forward 2048, input 512: captions/s. Its loss runs the last layer's
+     feed-forward and the output layer only at the positions whose target is not <NULL> (about 80%
+     here); ``--full-captions`` gives every caption 16 words, so that nothing is skipped;
   b. the same model in PyTorch (nn.Embedding, the sinusoidal table, nn.Linear projection,
      2 x nn.TransformerDecoderLayer(post-norm, ReLU, dropout 0.1, batch_first), nn.Linear output,
-     cross-entropy summed over unmasked tokens and divided by N, backward), interleaved repetition by
-     repetition with (a) so both see the same machine state;
+     cross-entropy summed over unmasked tokens and divided by N, backward; it computes every
+     position), interleaved repetition by repetition with (a) so both see the same machine state;
   c. the fraction of this machine's float32 GEMM rate the numpy step reaches, counting the FLOPs of
      every matrix product it performs, and the GEMM floor: the time those products take at their own
      measured rates (each shape timed alone), beside the step; minor page faults per step (in a fresh
@@ -41,13 +43,18 @@ import numpy as np  # noqa: E402
 
 from cs231n.classifiers.transformer import CaptioningTransformer  # noqa: E402
 from cs231n import transformer_layers as tl  # noqa: E402
-from cs231n.rnn_layers import temporal_affine_backward, temporal_affine_forward, temporal_softmax_loss  # noqa: E402
+from cs231n.layers import softmax_loss_rows  # noqa: E402
+from cs231n.rnn_layers import temporal_affine_backward, temporal_affine_forward  # noqa: E402
 
 N, T, V, W, D, HEADS, LAYERS, F, P = 128, 16, 1004, 256, 512, 4, 2, 2048, 0.1
 
 
-def step_products():
-    """Every matrix product of one numpy training step, as (batch, m, k, n, calls)."""
+def step_products(K=N * T):
+    """Every matrix product of one numpy training step, as (batch, m, k, n, calls).
+
+    K: the positions whose target is not <NULL>; the numpy step runs the last layer's feed-forward and
+    the output projection at those rows only (``CaptioningTransformer.loss``), a GPU step at all N*T.
+    """
     NT, d = N * T, W // HEADS
     fwd = [(1, N, D, W, 1),                      # the image feature's projection to the memory token
            (1, NT, W, W, 4 * LAYERS),            # self-attention q, k, v and output projections
@@ -55,17 +62,18 @@ def step_products():
            (N * HEADS, T, T, d, LAYERS),         # weights @ v
            (1, NT, W, W, LAYERS),                # cross-attention output projection
            (1, N, W, W, LAYERS),                 # cross-attention v of the one memory token
-           (1, NT, W, F, LAYERS), (1, NT, F, W, LAYERS),  # feed-forward
-           (1, NT, W, V, 1)]                     # output projection
+           (1, NT, W, F, LAYERS - 1), (1, NT, F, W, LAYERS - 1),  # feed-forward, all positions
+           (1, K, W, F, 1), (1, K, F, W, 1),     # the last layer's feed-forward, counted positions
+           (1, K, W, V, 1)]                      # output projection
     # Backward: two products per forward product, each as large. The cross-attention's weights @ v over
     # its one key has only dv = weights^T @ dout: with one key the queries and the key get no gradient
     # (and their projections are not computed).
     return with_gradient_products(fwd) + [(N * HEADS, T, 1, d, LAYERS), (N * HEADS, 1, T, d, LAYERS)]
 
 
-def step_flops():
-    """FLOPs (2 per multiply-add) of every matrix product in one numpy training step."""
-    return products_flops(step_products())
+def step_flops(K=N * T):
+    """FLOPs (2 per multiply-add) of every matrix product in one numpy training step (K: see step_products)."""
+    return products_flops(step_products(K))
 
 
 def torch_step_fn(features, captions, seed=0, device="cpu", adam_lr=None):
@@ -113,8 +121,9 @@ def torch_step_fn(features, captions, seed=0, device="cpu", adam_lr=None):
     return step
 
 
-def breakdown(rng, repeats, clock="wall"):
-    """Seconds per step spent in each layer function (forward + backward, timed alone) at the step's shapes."""
+def breakdown(rng, repeats, clock="wall", K=N * T):
+    """Seconds per step spent in each layer function (forward + backward, timed alone) at the step's shapes
+    (the last layer's feed-forward and the output layer at the K counted positions, as the model does)."""
     from cs231n.workspace import Workspace
 
     f32 = lambda *s: rng.standard_normal(s).astype(np.float32)  # noqa: E731
@@ -124,6 +133,8 @@ def breakdown(rng, repeats, clock="wall"):
     causal = np.tril(np.ones((T, T), dtype=bool))
     gen = np.random.default_rng(0)
     dx = f32(N, T, W)
+    rows = np.sort(rng.choice(N * T, size=K, replace=False))
+    xk = x.reshape(N * T, W)[rows]                                  # (K, W)
     ffn_w = [f32(W, F) * 0.05, f32(F), f32(F, W) * 0.05, f32(W)]   # made once: only the layers are timed
     gamma, beta = f32(W), f32(W)
     ws = Workspace()  # buffers reused from call to call, as the model's loss does
@@ -139,23 +150,26 @@ def breakdown(rng, repeats, clock="wall"):
             tl.multihead_attention_backward)),
         "cross-attention": (LAYERS, lambda: fb("cross", lambda s: tl.multihead_attention_forward(
             x, mem, mem, *attn_w, HEADS, dropout_p=P, rng=gen, workspace=s), tl.multihead_attention_backward)),
-        "feed-forward": (LAYERS, lambda: fb("ffn", lambda s: tl.feedforward_forward(
+        "feed-forward": (LAYERS - 1, lambda: fb("ffn", lambda s: tl.feedforward_forward(
             x, *ffn_w, "relu", P, gen, workspace=s), tl.feedforward_backward)),
+        "feed-forward (last layer, K rows)": (1, lambda: fb("ffn_rows", lambda s: tl.feedforward_forward(
+            xk, *ffn_w, "relu", P, gen, workspace=s, rows_of=(rows, N * T)), tl.feedforward_backward)),
         "layer norm": (3 * LAYERS, lambda: fb("ln", lambda s: tl.layernorm_forward(x, gamma, beta, workspace=s),
                                               tl.layernorm_backward)),
         "dropout (residual)": (3 * LAYERS + 1, lambda: fb("drop", lambda s: tl.dropout_forward(
             x, P, True, gen, workspace=s), tl.dropout_backward)),
     }
     Wv, bv = f32(W, V) * 0.05, f32(V)
-    y = rng.integers(0, V, size=(N, T))
-    m = np.ones((N, T), dtype=bool)
+    y = rng.integers(0, V, size=K)
 
-    def vocab():
-        s, c = temporal_affine_forward(x, Wv, bv, ws)
-        _, ds = temporal_softmax_loss(s, y, m, workspace=ws)
-        temporal_affine_backward(ds, c, ws)
+    def vocab():  # at the K counted rows, as the model's loss
+        s, c = temporal_affine_forward(xk[None], Wv, bv, ws)
+        _, ds = softmax_loss_rows(s[0], y, N, workspace=ws)
+        temporal_affine_backward(ds[None], c, ws)
     parts["output layer + softmax loss"] = (1, vocab)
-    return {name: uses * median_time(fn, repeats=repeats, clock=clock) for name, (uses, fn) in parts.items()}
+    times = {name: uses * median_time(fn, repeats=repeats, clock=clock) for name, (uses, fn) in parts.items()}
+    times["feed-forward"] += times.pop("feed-forward (last layer, K rows)")
+    return times
 
 
 def main():
@@ -167,12 +181,18 @@ def main():
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                    help="time steps by elapsed time, or by this process's CPU time (steadier on a shared "
                         "machine; use with OPENBLAS_NUM_THREADS=1)")
+    p.add_argument("--full-captions", action="store_true",
+                   help="captions of T words with no <NULL> padding (the default batch has 8-15 words + "
+                        "<END>, about 80%% of the positions counted): the numpy step then skips nothing")
     p.add_argument("--faults-only", action="store_true", help=argparse.SUPPRESS)  # see faults_in_fresh_process
     a = p.parse_args()
     repeats = 3 if a.quick else a.repeats
     num_sample = 200 if a.quick else 1000
     rng = np.random.default_rng(0)
     features, captions = make_batch(rng, N, T, V, D)
+    if a.full_captions:  # every caption T words long: no <NULL> target, nothing for numpy to skip
+        captions[:, 1:] = rng.integers(4, V, size=(N, T))
+    K = int(np.count_nonzero(captions[:, 1:]))  # targets that are not <NULL> (index 0)
     if a.faults_only:
         model = CaptioningTransformer(make_vocab(V), D, W, num_heads=HEADS, num_layers=LAYERS,
                                       dim_feedforward=F, dropout=P)
@@ -181,6 +201,8 @@ def main():
     have_torch = machine_header(unset)
     print(f"shapes: N={N} T={T} V={V} W={W} layers={LAYERS} heads={HEADS} feed-forward={F} input={D}, "
           f"dropout {P}, float32; medians of {repeats} after warm-up, {a.clock} clock")
+    print(f"targets that are not <NULL>: {K} of {N * T} positions "
+          f"({'--full-captions' if a.full_captions else 'captions of 8-15 words'})")
     gflops = matmul_gflops(rng, [(2048, 2048, 2048), (N * T, W, F), (N * T, F, W), (N * T, W, V)], repeats,
                            clock=a.clock)
     print(f"\nmatmul limit (best float32 GEMM): {gflops:.1f} GFLOP/s\n")
@@ -194,24 +216,24 @@ def main():
     medians = interleaved_medians(contenders, repeats, clock=a.clock)
     mo = medians["numpy"]
     mt = medians.get("torch", float("nan"))
-    achieved = step_flops() / mo / 1e9
+    achieved = step_flops(K) / mo / 1e9
     header = f"{'':12} {'step ms':>8} {'cap/s':>8} {'GFLOP/s':>8} {'% of GEMM':>9}"
     print(header)
     print("-" * len(header))
     print(f"{'numpy':12} {1e3 * mo:8.1f} {N / mo:8.0f} {achieved:8.1f} {100 * achieved / gflops:8.0f}%")
     print(f"{'torch':12} {1e3 * mt:8.1f} {N / mt:8.0f} {step_flops() / mt / 1e9:8.1f} "
-          f"{100 * step_flops() / mt / 1e9 / gflops:8.0f}%")
+          f"{100 * step_flops() / mt / 1e9 / gflops:8.0f}%   (computes all {N * T} positions)")
     print(f"numpy / torch throughput: {mt / mo:.2f}x")
-    floor = gemm_floor(rng, step_products(), repeats, clock=a.clock)
-    print(f"GEMM floor (the step's {len(step_products())} product shapes at their own measured rates): "
+    floor = gemm_floor(rng, step_products(K), repeats, clock=a.clock)
+    print(f"GEMM floor (the step's {len(step_products(K))} product shapes at their own measured rates): "
           f"{1e3 * floor:.1f} ms; numpy step {1e3 * mo:.1f} ms = {mo / floor:.2f}x the floor "
           f"({1e3 * (mo - floor):.1f} ms of other work)")
-    faults = faults_in_fresh_process(__file__, [])
+    faults = faults_in_fresh_process(__file__, ["--full-captions"] if a.full_captions else [])
     print(f"minor page faults per numpy step (after the first, in a fresh process): {faults:.0f}")
 
     if a.step_only:
         return
-    parts = breakdown(rng, repeats, a.clock)
+    parts = breakdown(rng, repeats, a.clock, K)
     total = sum(parts.values())
     print(f"\nwhere the numpy step's time goes (each part's forward + backward timed alone, x its uses; "
           f"sum {1e3 * total:.0f} ms of the {1e3 * mo:.0f} ms step):")

@@ -173,7 +173,7 @@ def layernorm_backward(dout, cache, workspace=None):
 # Dropout
 # ----------------------------------------------------------------------------------------------------
 
-def dropout_forward(x, p=0.1, train=True, rng=None, workspace=None):
+def dropout_forward(x, p=0.1, train=True, rng=None, workspace=None, rows_of=None):
     """Inverted dropout: in training zero each entry with probability ``p`` and scale the rest by 1/(1-p).
 
     ``p`` is the probability of DROPPING an entry, as in PyTorch's ``nn.Dropout(p)`` (cs231n assignment
@@ -193,6 +193,9 @@ def dropout_forward(x, p=0.1, train=True, rng=None, workspace=None):
       backend, but numpy and the GPU draw different masks).
     - workspace: None (fresh arrays), or a Workspace whose buffers hold out and the mask until its
       next use.
+    - rows_of: None, or ``(rows, L)`` when x (K, D) holds the rows ``rows`` (K,) of an (L, D) array
+      (a model that computes only some positions): the mask is drawn for all L rows, as it would be
+      for the whole array, and the rows' part used, so an rng gives the same masks either way.
 
     Returns a tuple of:
     - out: data of the shape and dtype of x.
@@ -207,7 +210,7 @@ def dropout_forward(x, p=0.1, train=True, rng=None, workspace=None):
         raise TypeError(f"{fn}: train must be True or False, got {train!r}")
     if not train or p == 0.0:
         return x, None
-    keep = _dropout_multiplier(fn, xp, x.shape, x.dtype, p, rng, workspace)
+    keep = _dropout_multiplier(fn, xp, x.shape, x.dtype, p, rng, workspace, rows_of=rows_of)
     out = _empty(xp, workspace, "out", x.shape, x.dtype)
     xp.multiply(x, keep, out=out)
     return out, keep
@@ -249,23 +252,35 @@ def _generator(fn, rng):
     raise TypeError(f"{fn}: rng must be a numpy Generator, an int seed or None, got {type(rng).__name__}")
 
 
-def _dropout_multiplier(fn, xp, shape, dtype, p, rng, workspace=None, name="keep"):
+def _dropout_multiplier(fn, xp, shape, dtype, p, rng, workspace=None, name="keep", rows_of=None):
     """An array of module ``xp`` and ``shape`` holding 0 (probability p) or 1 / (1 - p), of ``dtype``
-    (a workspace buffer under ``name`` when a workspace is given)."""
+    (a workspace buffer under ``name`` when a workspace is given). With ``rows_of = (rows, L)`` and
+    ``shape = (K, D)``: rows ``rows`` (K,) of the mask drawn for (L, D) (see ``dropout_forward``)."""
     gen = _generator(fn, rng)
     if p == 1.0:
         return xp.zeros(shape, dtype=dtype)
+    draw = shape
+    if rows_of is not None:
+        rows, L = rows_of
+        if len(shape) != 2 or len(rows) != shape[0]:
+            raise ValueError(f"{fn}: rows_of = (rows, L) needs x of shape (K, D) with K = len(rows) = "
+                             f"{len(rows)}, got shape {tuple(shape)}")
+        draw = (int(L), shape[1])
     scale = dtype.type(1.0 / (1.0 - p))
     if xp is np:
         # Raw 32-bit integers (two per 64-bit draw of the bit generator) against a threshold: about half
         # the cost of float32 uniforms, and a seed gives the same mask in float32 and float64.
-        size = math.prod(shape)
-        bits = gen.bit_generator.random_raw((size + 1) // 2).view(np.uint32)[:size].reshape(shape)
+        size = math.prod(draw)
+        bits = gen.bit_generator.random_raw((size + 1) // 2).view(np.uint32)[:size].reshape(draw)
+        if rows_of is not None:
+            bits = bits[rows]                                          # (K, D)
         threshold = np.uint32(min(round(p * 2.0 ** 32), 2 ** 32 - 1))  # P(bits < threshold) = p
         keep = _empty(np, workspace, name, shape, dtype)
         np.multiply(bits >= threshold, scale, out=keep)
         return keep
-    u = _device_uniforms(xp, int(gen.integers(2 ** 63)), shape)
+    u = _device_uniforms(xp, int(gen.integers(2 ** 63)), draw)
+    if rows_of is not None:
+        u = u[rows]                                                    # (K, D)
     if gpu_kernels.fused(xp):
         return gpu_kernels.dropout_keep(u, p, dtype)
     keep = (u >= np.float32(p)).astype(dtype)
@@ -675,7 +690,8 @@ def positional_encoding(T, D, dtype=np.float64, device="cpu"):
 _GELU_C = np.sqrt(2.0 / np.pi)
 
 
-def feedforward_forward(x, W1, b1, W2, b2, activation="relu", dropout_p=0.0, rng=None, workspace=None):
+def feedforward_forward(x, W1, b1, W2, b2, activation="relu", dropout_p=0.0, rng=None, workspace=None,
+                        rows_of=None):
     """Position-wise feed-forward block: ``dropout(act(x W1 + b1)) W2 + b2`` at every position.
 
     As in cs231n's and PyTorch's Transformer layers, dropout (if any) acts on the hidden activations.
@@ -691,6 +707,8 @@ def feedforward_forward(x, W1, b1, W2, b2, activation="relu", dropout_p=0.0, rng
     - rng: np.random.Generator, int seed or None; used only when dropout_p > 0.
     - workspace: None (fresh arrays), or a Workspace whose buffers hold out and the cache until its
       next use.
+    - rows_of: None, or ``(rows, L)`` when x (K, D) holds the rows ``rows`` of an (L, D) input: the
+      dropout mask is then drawn as for all L rows and the rows' part used (see ``dropout_forward``).
 
     Returns a tuple of:
     - out: output, of shape (..., M).
@@ -718,7 +736,7 @@ def feedforward_forward(x, W1, b1, W2, b2, activation="relu", dropout_p=0.0, rng
         xp.matmul(x.reshape(-1, D), W1, out=pre.reshape(-1, F))          # dropout in 1 launch (3)
         hidden = _empty(xp, workspace, "hidden", pre.shape, pre.dtype)
         keep = None if dropout_p == 0.0 else _dropout_multiplier(fn, xp, hidden.shape, hidden.dtype,
-                                                                 dropout_p, rng, workspace)
+                                                                 dropout_p, rng, workspace, rows_of=rows_of)
         gpu_kernels.bias_relu_dropout(pre, b1, keep, hidden)
         out = _linear(hidden, W2, b2, workspace, "out")              # (..., M)
         return out, (x, W1, W2, pre, hidden, keep, activation)
@@ -734,7 +752,8 @@ def feedforward_forward(x, W1, b1, W2, b2, activation="relu", dropout_p=0.0, rng
         hidden *= pre.dtype.type(0.5)
     keep = None
     if dropout_p > 0.0:
-        keep = _dropout_multiplier(fn, xp, hidden.shape, hidden.dtype, dropout_p, rng, workspace)
+        keep = _dropout_multiplier(fn, xp, hidden.shape, hidden.dtype, dropout_p, rng, workspace,
+                                   rows_of=rows_of)
         hidden *= keep
     out = _linear(hidden, W2, b2, workspace, "out")                  # (..., M)
     return out, (x, W1, W2, pre, hidden, keep, activation)

@@ -91,6 +91,28 @@ def test_gradients_with_dropout_on(num_grad, relerr):
     assert a != b
 
 
+def test_loss_over_the_counted_positions_equals_the_full_computation(capsys):
+    """On numpy, loss runs the last feed-forward and the output layer only at positions whose target is
+    not <NULL>; the full path (taken with verbose=True) gives the same loss and gradients, dropout on
+    (the masks are drawn as for every position), and a batch with no counted target gives 0."""
+    model = small_model(seed=4, dropout=0.3)
+    rng = np.random.RandomState(4)
+    features, captions = rng.randn(4, 5), random_captions(rng, 4, 7, 8)
+    assert 0 < np.count_nonzero(captions[:, 1:]) < captions[:, 1:].size
+    np.random.seed(9)
+    loss, grads = model.loss(features, captions)
+    np.random.seed(9)
+    full_loss, full_grads = model.loss(features, captions, verbose=True)
+    assert "dx_flat" in capsys.readouterr().out
+    assert loss == pytest.approx(full_loss, rel=1e-12)
+    for name in grads:
+        np.testing.assert_allclose(grads[name], full_grads[name], rtol=1e-10, atol=1e-13, err_msg=name)
+    empty = np.zeros_like(captions)
+    empty[:, 0] = 1
+    loss0, grads0 = model.loss(features, empty)
+    assert loss0 == 0.0 and all(not np.any(g) for g in grads0.values())
+
+
 def test_loss_conventions_match_captioning_rnn():
     """Masked cross-entropy summed over time and divided by N: checked against the model's own scores."""
     model = small_model()

@@ -162,6 +162,32 @@ def test_dropout_seeded_generator_reproducible():
     assert not np.array_equal(d1, d2)
 
 
+def test_dropout_and_feedforward_masks_of_gathered_rows_are_the_full_masks_rows(backend):
+    """With rows_of = (rows, L) the mask is drawn as for all L rows and the given rows' part is used,
+    so computing only some positions draws the same masks from a seed (and leaves the generator where
+    the full computation leaves it)."""
+    rng = np.random.RandomState(3)
+    L, D, F = 9, 4, 6
+    x = rng.randn(L, D)
+    rows = np.array([0, 2, 3, 7])
+    W1, b1, W2, b2 = rng.randn(D, F), rng.randn(F), rng.randn(F, D), rng.randn(D)
+    put = backend.put
+    full, _ = dropout_forward(put(x), 0.4, True, rng=np.random.default_rng(5))
+    gen = np.random.default_rng(5)
+    part, keep = dropout_forward(put(x[rows]), 0.4, True, rng=gen, rows_of=(put(rows), L))
+    np.testing.assert_array_equal(backend.get(part), backend.get(full)[rows])
+    assert backend.get(keep).shape == (4, D)
+    full_gen = np.random.default_rng(5)
+    dropout_forward(put(x), 0.4, True, rng=full_gen)
+    assert gen.bit_generator.state == full_gen.bit_generator.state
+    ffn_full, _ = feedforward_forward(*put([x, W1, b1, W2, b2]), dropout_p=0.5, rng=6)
+    ffn_part, _ = feedforward_forward(*put([x[rows], W1, b1, W2, b2]), dropout_p=0.5, rng=6,
+                                      rows_of=(put(rows), L))
+    np.testing.assert_allclose(backend.get(ffn_part), backend.get(ffn_full)[rows], rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="rows_of"):
+        dropout_forward(put(x), 0.4, True, rng=1, rows_of=(put(rows), L))
+
+
 def test_dropout_gradient(num_grad, relerr):
     rng = np.random.RandomState(0)
     x, dout = rng.randn(3, 7), rng.randn(3, 7)

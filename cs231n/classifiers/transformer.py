@@ -40,7 +40,7 @@ from cs231n import gpu_kernels
 from cs231n._validation import index_array
 from cs231n.backend import get_array_module
 from cs231n.classifiers.captioning import CaptioningModel, _is_int, log_softmax_rows, region_features
-from cs231n.layers import affine_backward, affine_forward
+from cs231n.layers import affine_backward, affine_forward, mask_rows, put_rows, softmax_loss_rows, take_rows
 from cs231n.rnn_layers import (
     temporal_affine_backward,
     temporal_affine_forward,
@@ -219,7 +219,9 @@ class CaptioningTransformer(CaptioningModel):
 
         The first T - 1 words of each caption are the inputs and the last T - 1 words the targets;
         targets equal to ``<NULL>`` do not count. The loss is summed over time and divided by N.
-        Dropout is on while ``self.training`` is True and ``self.dropout > 0``.
+        Dropout is on while ``self.training`` is True and ``self.dropout > 0``. On numpy the last layer's
+        feed-forward sub-layer and the output layer run only at the positions that count (the same loss,
+        gradients and dropout masks as computing every position).
 
         Inputs:
         - features: image features, of shape (N, D), floating (cast to the model's dtype); with
@@ -238,6 +240,17 @@ class CaptioningTransformer(CaptioningModel):
         captions_out = captions[:, 1:]            # (N, T - 1)
         mask = captions_out != self._null         # (N, T - 1)
         ws = self.workspace  # the step's large arrays, reused by the next call
+        if get_array_module(captions) is np and not verbose and mask.any():
+            # Only the K positions whose target is not <NULL> count. After the last layer's cross-attention
+            # everything is computed per position (feed-forward, layer norm, output layer, loss), so the
+            # forward keeps only those rows from there on: the same loss and gradients, without the
+            # padding's share of the largest products. (On a GPU the full path stays: counting K would
+            # wait for the device; verbose prints the full path's shapes.)
+            rows = mask_rows(mask)                                                # (K,)
+            scores, cache = self._forward(features, captions_in, ws, rows)        # (K, V)
+            loss, dscores = softmax_loss_rows(scores, captions_out.reshape(-1)[rows], captions.shape[0],
+                                              workspace=ws)
+            return loss, self._backward(dscores, cache, ws)
         scores, cache = self._forward(features, captions_in, ws)              # (N, T - 1, V)
         loss, dscores = temporal_softmax_loss(scores, captions_out, mask, verbose=verbose, workspace=ws)
         return loss, self._backward(dscores, cache, ws)
@@ -298,10 +311,12 @@ class CaptioningTransformer(CaptioningModel):
             raise ValueError(f"{fn}: {name} has {T} input positions{what}, more than the model's "
                              f"max_length = {self.max_length} (its table of positions)")
 
-    def _forward(self, features, captions_in, workspace=None):
+    def _forward(self, features, captions_in, workspace=None, rows=None):
         """Scores (N, T, V) and a cache for ``_backward``; dropout as ``self.training`` says.
 
         With a workspace the scores and caches are its buffers (``loss``); without, fresh arrays.
+        With ``rows`` (K,), flat indices into the N * T positions, the last layer's feed-forward
+        sub-layer and the output layer run on those positions only and the scores are (K, V).
         """
         ws = workspace
         p = self.params
@@ -316,10 +331,14 @@ class CaptioningTransformer(CaptioningModel):
         x, cache["drop"] = dropout_forward(x, drop, train, gen, scope(ws, "drop"))
         xp = get_array_module(x)
         causal = xp.tril(xp.ones((T, T), dtype=bool))                                 # (T, T)
+        last = self.num_layers - 1
         for l in range(self.num_layers):
-            x, layer_cache = self._layer_forward(l, x, memory, causal, drop, gen,
-                                                 scope(ws, f"layer{l}"))              # (N, T, W)
+            x, layer_cache = self._layer_forward(l, x, memory, causal, drop, gen, scope(ws, f"layer{l}"),
+                                                 rows if l == last else None)         # (N, T, W) or (K, W)
             cache["layers"].append(layer_cache)
+        if rows is not None:  # (K, W) rows, as one sequence of K positions
+            scores, cache["vocab"] = temporal_affine_forward(x[None], p["W_vocab"], p["b_vocab"], ws)
+            return scores[0], cache                                                   # (K, V)
         scores, cache["vocab"] = temporal_affine_forward(x, p["W_vocab"], p["b_vocab"], ws)  # (N, T, V)
         return scores, cache
 
@@ -338,10 +357,12 @@ class CaptioningTransformer(CaptioningModel):
     def _layer_params(self, l, block, names):
         return [self.params[f"layer{l}_{block}_{name}"] for name in names]
 
-    def _layer_forward(self, l, x, memory, causal, drop, gen, ws=None):
+    def _layer_forward(self, l, x, memory, causal, drop, gen, ws=None, rows=None):
         """One post-norm decoder layer over x (N, T, W) with memory (N, R, W); returns (out, cache).
 
         ``ws``: None or the layer's Workspace scope (each sub-layer gets its own names in it).
+        ``rows``: None, or flat indices (K,) of the positions to keep before the feed-forward sub-layer
+        (which works position by position); the output is then (K, W).
         """
         h, train = self.num_heads, drop > 0
         c = {}
@@ -355,9 +376,14 @@ class CaptioningTransformer(CaptioningModel):
                                                     workspace=scope(ws, "cross"))          # (N, T, W)
         a, c["drop2"] = dropout_forward(a, drop, train, gen, scope(ws, "drop2"))
         x, c["ln2"] = self._add_norm(l, 2, x, a, ws=ws)
+        rows_of = None
+        if rows is not None:  # dropout draws its masks as for all N * T positions: the same masks
+            rows_of = (rows, x.shape[0] * x.shape[1])
+            c["rows"] = (rows, x.shape)
+            x = take_rows(x, rows, ws, "rows")                                                # (K, W)
         f, c["ffn"] = feedforward_forward(x, *self._layer_params(l, "ffn", _FFN), "relu", drop, gen,
-                                          scope(ws, "ffn"))
-        f, c["drop3"] = dropout_forward(f, drop, train, gen, scope(ws, "drop3"))
+                                          scope(ws, "ffn"), rows_of)
+        f, c["drop3"] = dropout_forward(f, drop, train, gen, scope(ws, "drop3"), rows_of)
         x, c["ln3"] = self._add_norm(l, 3, x, f, ws=ws)
         return x, c
 
@@ -377,12 +403,16 @@ class CaptioningTransformer(CaptioningModel):
         return layernorm_forward(s, gamma, beta, LN_PARAM, scope(ws, f"ln{k}"))
 
     def _backward(self, dscores, cache, ws=None):
-        """Gradients of every parameter from the gradient of the scores (N, T, V).
+        """Gradients of every parameter from the gradient of the scores (N, T, V), or (K, V) of K rows.
 
         ``ws``: None or the Workspace given to ``_forward`` (the gradients are fresh arrays either way).
         """
         grads = {}
-        dx, grads["W_vocab"], grads["b_vocab"] = temporal_affine_backward(dscores, cache["vocab"], ws)
+        if dscores.ndim == 2:  # the scores (K, V) of K rows (``_forward`` with rows), as one sequence
+            dx, grads["W_vocab"], grads["b_vocab"] = temporal_affine_backward(dscores[None], cache["vocab"], ws)
+            dx = dx[0]                                                # (K, W)
+        else:
+            dx, grads["W_vocab"], grads["b_vocab"] = temporal_affine_backward(dscores, cache["vocab"], ws)
         dmemory = 0
         for l in reversed(range(self.num_layers)):
             dx, dmem = self._layer_backward(l, dx, cache["layers"][l], grads, scope(ws, f"layer{l}"))
@@ -403,6 +433,9 @@ class CaptioningTransformer(CaptioningModel):
         dx, *ffn = feedforward_backward(df, c["ffn"], scope(ws, "ffn"))
         grads.update(zip((pre + "ffn_" + n for n in _FFN), ffn))
         dx += ds
+        if "rows" in c:  # only K rows went on (``_layer_forward``): the others get no gradient from here
+            rows, shape = c["rows"]
+            dx = put_rows(dx, rows, shape, ws, "drows")               # (N, T, W)
         # x2 = ln2(x1 + cross(x1, memory))
         ds, grads[pre + "ln2_gamma"], grads[pre + "ln2_beta"] = layernorm_backward(dx, c["ln2"],
                                                                                    scope(ws, "ln2"))
