@@ -38,8 +38,9 @@ from cs231n.workspace import empty as _empty
 def sigmoid(x):
     """Logistic sigmoid, numerically stable for any |x|.
 
-    Computed as ``0.5 * (1 + tanh(x / 2))``, which is the same function, never overflows (no warning at
-    x = +-1000, where exp(-x) would) and propagates NaN.
+    Computed as ``1 / (1 + exp(-x))``: where exp(-x) overflows (x below about -88 in float32, -709 in
+    float64) it is inf and the result exactly 0, the right answer, so the overflow warning is silenced;
+    no warning at x = +-1000, and NaN propagates.
 
     Inputs:
     - x: array of any shape, floating dtype (kept).
@@ -48,18 +49,20 @@ def sigmoid(x):
     """
     xp = get_array_module(x)
     x = xp.asarray(x)
-    out = xp.multiply(x, 0.5, dtype=x.dtype if x.dtype.kind == "f" else np.float64)
-    return _sigmoid_inplace(xp, out, halved=True)
+    out = xp.negative(x, dtype=x.dtype if x.dtype.kind == "f" else np.float64)
+    return _sigmoid_inplace(xp, out, negated=True)
 
 
-def _sigmoid_inplace(xp, a, halved=False):
-    """Overwrite ``a`` (an array of module ``xp``) with sigmoid(a), or sigmoid(2a) when ``halved``."""
-    # One tanh and two in-place ops: cheaper than exp + divide and with no overflow branch.
-    if not halved:
-        a *= 0.5
-    xp.tanh(a, out=a)
-    a *= 0.5
-    a += 0.5
+def _sigmoid_inplace(xp, a, negated=False):
+    """Overwrite ``a`` (an array of module ``xp``) with sigmoid(a), or sigmoid(-a) when ``negated``."""
+    # 1 / (1 + exp(-a)) in four in-place passes: numpy's float32 exp costs about half its tanh, so this
+    # is cheaper than 0.5 + 0.5 tanh(a / 2) (the same function) and as accurate in the tails.
+    if not negated:
+        xp.negative(a, out=a)
+    with np.errstate(over="ignore"):  # exp(-a) = inf far in the negative tail: 1 / inf is the exact 0
+        xp.exp(a, out=a)
+    a += 1
+    xp.reciprocal(a, out=a)
     return a
 
 
