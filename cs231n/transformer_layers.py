@@ -256,36 +256,56 @@ def _dropout_multiplier(fn, xp, shape, dtype, p, rng, workspace=None, name="keep
     """An array of module ``xp`` and ``shape`` holding 0 (probability p) or 1 / (1 - p), of ``dtype``
     (a workspace buffer under ``name`` when a workspace is given). With ``rows_of = (rows, L)`` and
     ``shape = (K, D)``: rows ``rows`` (K,) of the mask drawn for (L, D) (see ``dropout_forward``)."""
-    gen = _generator(fn, rng)
     if p == 1.0:
+        _generator(fn, rng)
         return xp.zeros(shape, dtype=dtype)
-    draw = shape
-    if rows_of is not None:
-        rows, L = rows_of
-        if len(shape) != 2 or len(rows) != shape[0]:
-            raise ValueError(f"{fn}: rows_of = (rows, L) needs x of shape (K, D) with K = len(rows) = "
-                             f"{len(rows)}, got shape {tuple(shape)}")
-        draw = (int(L), shape[1])
     scale = dtype.type(1.0 / (1.0 - p))
     if xp is np:
-        # Raw 32-bit integers (two per 64-bit draw of the bit generator) against a threshold: about half
-        # the cost of float32 uniforms, and a seed gives the same mask in float32 and float64.
-        size = math.prod(draw)
-        bits = gen.bit_generator.random_raw((size + 1) // 2).view(np.uint32)[:size].reshape(draw)
-        if rows_of is not None:
-            bits = bits[rows]                                          # (K, D)
-        threshold = np.uint32(min(round(p * 2.0 ** 32), 2 ** 32 - 1))  # P(bits < threshold) = p
         keep = _empty(np, workspace, name, shape, dtype)
-        np.multiply(bits >= threshold, scale, out=keep)
+        np.multiply(_dropout_kept(fn, np, shape, p, rng, workspace, name + "_kept", rows_of), scale, out=keep)
         return keep
-    u = _device_uniforms(xp, int(gen.integers(2 ** 63)), draw)
-    if rows_of is not None:
-        u = u[rows]                                                    # (K, D)
+    u = _device_draw(fn, xp, shape, rng, rows_of)
     if gpu_kernels.fused(xp):
         return gpu_kernels.dropout_keep(u, p, dtype)
     keep = (u >= np.float32(p)).astype(dtype)
     keep *= scale
     return keep
+
+
+def _dropout_kept(fn, xp, shape, p, rng, workspace=None, name="kept", rows_of=None):
+    """Booleans of module ``xp`` and ``shape``, True for the units that dropout keeps (each with
+    probability 1 - p; p < 1), drawn as ``_dropout_multiplier`` draws (a workspace buffer ``name``)."""
+    kept = _empty(xp, workspace, name, shape, bool)
+    if xp is not np:
+        return xp.greater_equal(_device_draw(fn, xp, shape, rng, rows_of), np.float32(p), out=kept)
+    # Raw 32-bit integers (two per 64-bit draw of the bit generator) against a threshold: about half the
+    # cost of float32 uniforms, and a seed gives the same mask in float32 and float64.
+    gen = _generator(fn, rng)
+    draw = _draw_shape(fn, shape, rows_of)
+    size = math.prod(draw)
+    bits = gen.bit_generator.random_raw((size + 1) // 2).view(np.uint32)[:size].reshape(draw)
+    if rows_of is not None:
+        bits = bits[rows_of[0]]                                        # (K, D)
+    threshold = np.uint32(min(round(p * 2.0 ** 32), 2 ** 32 - 1))      # P(bits < threshold) = p
+    return np.greater_equal(bits, threshold, out=kept)
+
+
+def _draw_shape(fn, shape, rows_of):
+    """The shape a dropout mask is drawn in: ``shape``, or (L, D) for ``rows_of = (rows, L)``."""
+    if rows_of is None:
+        return tuple(shape)
+    rows, L = rows_of
+    if len(shape) != 2 or len(rows) != shape[0]:
+        raise ValueError(f"{fn}: rows_of = (rows, L) needs x of shape (K, D) with K = len(rows) = "
+                         f"{len(rows)}, got shape {tuple(shape)}")
+    return (int(L), shape[1])
+
+
+def _device_draw(fn, xp, shape, rng, rows_of):
+    """float32 uniforms of ``shape`` on the device for a dropout mask (rows of them with rows_of)."""
+    gen = _generator(fn, rng)
+    u = _device_uniforms(xp, int(gen.integers(2 ** 63)), _draw_shape(fn, shape, rows_of))
+    return u if rows_of is None else u[rows_of[0]]                     # (K, D) with rows_of
 
 
 def _device_uniforms(xp, seed, shape):
@@ -689,6 +709,20 @@ def positional_encoding(T, D, dtype=np.float64, device="cpu"):
 
 _GELU_C = np.sqrt(2.0 / np.pi)
 
+FeedforwardCache = namedtuple("FeedforwardCache", "x W1 W2 pre hidden keep passed scale activation")
+FeedforwardCache.__doc__ = """Cache of feedforward_forward.
+
+- x, W1, W2: the input and the weights.
+- pre: x W1 + b1 (..., F); None on the ReLU path without fused kernels, which overwrites it with hidden.
+- hidden: the activations after dropout (..., F), without the factor 1 / (1 - p) of the kept units on
+  the ReLU path without fused kernels (there it multiplies the (..., M) product with W2 instead).
+- keep: the dropout multiplier of 0s and 1 / (1 - p)s, or None (always None where ``passed`` is set).
+- passed: on the ReLU path without fused kernels, booleans (..., F), True where a unit is positive and
+  not dropped (where the gradient passes); else None.
+- scale: that path's 1 / (1 - p) (1 without dropout); None on the others.
+- activation: 'relu' or 'gelu'.
+"""
+
 
 def feedforward_forward(x, W1, b1, W2, b2, activation="relu", dropout_p=0.0, rng=None, workspace=None,
                         rows_of=None):
@@ -712,8 +746,7 @@ def feedforward_forward(x, W1, b1, W2, b2, activation="relu", dropout_p=0.0, rng
 
     Returns a tuple of:
     - out: output, of shape (..., M).
-    - cache: (x, W1, W2, pre, hidden, keep, activation) with pre = x W1 + b1 and hidden the activations
-      after dropout, both (..., F), and keep the dropout multiplier or None.
+    - cache: a FeedforwardCache.
     """
     fn = "feedforward_forward"
     xp = get_array_module(x)
@@ -739,11 +772,25 @@ def feedforward_forward(x, W1, b1, W2, b2, activation="relu", dropout_p=0.0, rng
                                                                  dropout_p, rng, workspace, rows_of=rows_of)
         gpu_kernels.bias_relu_dropout(pre, b1, keep, hidden)
         out = _linear(hidden, W2, b2, workspace, "out")              # (..., M)
-        return out, (x, W1, W2, pre, hidden, keep, activation)
+        return out, FeedforwardCache(x, W1, W2, pre, hidden, keep, None, None, activation)
     pre = _linear(x, W1, b1, workspace, "pre")                       # (..., F)
     if activation == "relu":
-        hidden = _empty(xp, workspace, "hidden", pre.shape, pre.dtype)
-        xp.maximum(pre, 0, out=hidden)                               # (..., F)
+        # ReLU and dropout as one boolean mask: hidden = pre where pre > 0 and the unit is kept, else 0
+        # (one multiply by booleans, in place; the backward multiplies by the same mask). The kept units'
+        # factor 1 / (1 - p) multiplies the (..., M) product with W2 instead of the (..., F) hidden units.
+        passed = xp.greater(pre, 0, out=_empty(xp, workspace, "passed", pre.shape, bool))
+        scale = 1.0
+        if dropout_p > 0.0:
+            passed &= _dropout_kept(fn, xp, pre.shape, dropout_p, rng, workspace, "kept", rows_of)
+            scale = 1.0 / (1.0 - dropout_p) if dropout_p < 1.0 else 1.0  # p = 1: every unit is dropped
+        hidden = pre
+        hidden *= passed                                             # (..., F)
+        out = _empty(xp, workspace, "out", x.shape[:-1] + (W2.shape[1],), np.result_type(hidden, W2))
+        xp.matmul(hidden.reshape(-1, F), W2, out=out.reshape(-1, W2.shape[1]))
+        if scale != 1.0:
+            out *= out.dtype.type(scale)
+        out += b2                                                    # (..., M)
+        return out, FeedforwardCache(x, W1, W2, None, hidden, None, passed, scale, activation)
     else:
         c = pre.dtype.type(_GELU_C)
         hidden = xp.tanh(c * (pre + pre.dtype.type(0.044715) * pre ** 3))
@@ -756,7 +803,7 @@ def feedforward_forward(x, W1, b1, W2, b2, activation="relu", dropout_p=0.0, rng
                                    rows_of=rows_of)
         hidden *= keep
     out = _linear(hidden, W2, b2, workspace, "out")                  # (..., M)
-    return out, (x, W1, W2, pre, hidden, keep, activation)
+    return out, FeedforwardCache(x, W1, W2, pre, hidden, keep, None, None, activation)
 
 
 def feedforward_backward(dout, cache, workspace=None):
@@ -772,25 +819,31 @@ def feedforward_backward(dout, cache, workspace=None):
     - dx: gradient of x, of shape (..., D).
     - dW1 (D, F), db1 (F,), dW2 (F, M), db2 (M,): gradients of the weights.
     """
-    x, W1, W2, pre, hidden, keep, activation = cache
+    x, W1, W2, pre, hidden, keep, passed, scale, activation = cache
     dout = _check_upstream("feedforward_backward", "dout", dout, x.shape[:-1] + (W2.shape[1],), like=x)
-    xp = get_array_module(pre)
+    xp = get_array_module(hidden)
+    if passed is not None:  # the ReLU path without fused kernels: out = scale * (hidden W2) + b2
+        dscaled = dout
+        if scale != 1.0:
+            dscaled = _empty(xp, workspace, "dscaled", dout.shape, dout.dtype)
+            xp.multiply(dout, dout.dtype.type(scale), out=dscaled)
+        dhidden, dW2, _ = _linear_backward(dscaled, hidden, W2, workspace, "dhidden")
+        db2 = _column_sums(dout.reshape(-1, W2.shape[1]))
+        dhidden *= passed                                            # through the ReLU and the dropout
+        dx, dW1, db1 = _linear_backward(dhidden, x, W1, workspace, "dx")  # through x W1 + b1
+        return dx, dW1, db1, dW2, db2
     dhidden, dW2, db2 = _linear_backward(dout, hidden, W2, workspace, "dhidden")  # hidden W2 + b2
     if activation == "relu" and gpu_kernels.fused(xp) and gpu_kernels.same_float_dtype(dhidden, pre):
         gpu_kernels.relu_dropout_backward(dhidden, pre, keep)        # real CuPy: 1 launch (3)
         return (*_linear_backward(dhidden, x, W1, workspace, "dx"), dW2, db2)
     if keep is not None:
         dhidden *= keep                                              # through the dropout
-    if activation == "relu":
-        positive = _empty(xp, workspace, "positive", pre.shape, bool)
-        dhidden *= xp.greater(pre, 0, out=positive)                  # through max(pre, 0)
-    else:
-        # d/du [0.5 u (1 + tanh(g))] = 0.5 (1 + tanh(g)) + 0.5 u (1 - tanh(g)^2) g',
-        # with g = c (u + 0.044715 u^3) and g' = c (1 + 3 * 0.044715 u^2).
-        dt = pre.dtype.type
-        c = dt(_GELU_C)
-        th = get_array_module(pre).tanh(c * (pre + dt(0.044715) * pre ** 3))
-        grad = dt(0.5) * (1 + th) + dt(0.5) * pre * (1 - th * th) * c * (1 + dt(3 * 0.044715) * pre * pre)
-        dhidden *= grad
+    # GELU (the ReLU took one of the paths above): d/du [0.5 u (1 + tanh(g))] =
+    # 0.5 (1 + tanh(g)) + 0.5 u (1 - tanh(g)^2) g', with g = c (u + 0.044715 u^3), g' = c (1 + 3 * 0.044715 u^2).
+    dt = pre.dtype.type
+    c = dt(_GELU_C)
+    th = xp.tanh(c * (pre + dt(0.044715) * pre ** 3))
+    grad = dt(0.5) * (1 + th) + dt(0.5) * pre * (1 - th * th) * c * (1 + dt(3 * 0.044715) * pre * pre)
+    dhidden *= grad
     dx, dW1, db1 = _linear_backward(dhidden, x, W1, workspace, "dx")  # through x W1 + b1
     return dx, dW1, db1, dW2, db2

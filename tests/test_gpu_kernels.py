@@ -475,7 +475,10 @@ def test_feedforward_residual_norm_and_gradient_sum_kernels_equal_the_numpy_code
             normed, (xhat, rstd, _) = layernorm_forward((dev["x"] + dev["r"]) + dev["b2"], dev["gamma"],
                                                         dev["beta"], {"eps": 1e-5})
             total = ((dev["x"] + dev["r"]) + dev["dout"]) + dev["x"]
-        results.append([to_numpy(a) for a in (out, cache[3], cache[4], *grads, normed, xhat, rstd, total)])
+        # the activations after dropout (the generic ReLU path keeps them without the kept units' factor
+        # 1 / (1 - p), which it applies after W2)
+        hidden = cache.hidden if cache.scale is None else cache.hidden * cache.scale
+        results.append([to_numpy(a) for a in (out, hidden, *grads, normed, xhat, rstd, total)])
     tol = dict(rtol=2e-5, atol=2e-6) if dtype == np.float32 else dict(rtol=1e-11, atol=1e-12)
     for k, (fused, generic) in enumerate(zip(*results)):
         assert fused.dtype == generic.dtype and fused.shape == generic.shape, k
