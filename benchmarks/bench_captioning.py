@@ -5,13 +5,17 @@
 
 Measures, in one process on one machine:
   a/b. a CaptioningRNN training step (loss and every gradient, float32) for lstm, rnn and gru at
-       N=128, T=16 (captions of 17 tokens), V=1004, wordvec 256, hidden 512, input 512: captions/s;
+       N=128, T=16 (captions of 17 tokens: <START>, 8-15 words, <END>, <NULL> padding), V=1004,
+       wordvec 256, hidden 512, input 512: captions/s. Its loss runs the output layer only at the
+       positions whose target is not <NULL> (about 80% here); ``--full-captions`` gives every caption
+       16 words, so that nothing is skipped;
   c.   greedy and beam-5 sampling of 1,000 captions of length 30;
   d.   the equivalent PyTorch CPU model (nn.Embedding, nn.Linear projection, nn.LSTM/RNN/GRU, nn.Linear
        vocabulary layer, cross-entropy summed over unmasked tokens and divided by N, backward),
        interleaved repetition by repetition with (a)/(b) so both see the same machine state. It is the
-       plain PyTorch model: its LSTM projects the input of every position, where the numpy step
-       projects each distinct word of the minibatch once (the same values, fewer multiply-adds);
+       plain PyTorch model: its LSTM projects the input of every position and its output layer scores
+       every position, where the numpy step projects each distinct word of the minibatch once and
+       scores only the counted positions (the same loss and gradients, fewer multiply-adds);
   e.   float32 matmul throughput of this machine and the fraction of it the numpy step reaches,
        counting the FLOPs of every matrix product the step performs;
   f.   the GEMM floor: the time all the step's matrix products take at their own measured rates
@@ -44,25 +48,26 @@ N, T, V, W, H, D = 128, 16, 1004, 256, 512, 512
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
 
-def step_products(cell, distinct):
+def step_products(cell, distinct, K=N * T):
     """Every matrix product of one numpy training step, as (batch, m, k, n, calls).
 
     ``distinct``: the number of distinct input words in the minibatch; the numpy step projects each of
     them once through Wx (the vocabulary's rows, not every position; see rnn_layers.word_projection_forward).
+    ``K``: the positions whose target is not <NULL>, the rows of the output layer (CaptioningRNN.loss).
     """
     gH = GATES[cell] * H
     NT = N * T
     fwd = [(1, N, D, H, 1),            # features W_proj
            (1, distinct, W, gH, 1),    # W_embed[words] Wx, each distinct word once
-           (1, NT, H, V, 1)]           # h W_vocab
+           (1, K, H, V, 1)]            # h W_vocab, at the counted positions
     # Backward: every product has two gradient products (data and weights), each as large as the forward;
     # the recurrent one runs per step forward and backward, its weight gradient once over all steps.
     return with_gradient_products(fwd) + [(1, N, H, gH, T), (1, N, gH, H, T), (1, H, NT, gH, 1)]
 
 
-def step_flops(cell, distinct):
+def step_flops(cell, distinct, K=N * T):
     """FLOPs (2 per multiply-add) of every matrix product in one numpy training step."""
-    return products_flops(step_products(cell, distinct))
+    return products_flops(step_products(cell, distinct, K))
 
 
 def torch_step_fn(cell, features, captions, seed=0):
@@ -117,12 +122,18 @@ def main():
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                    help="time steps by elapsed time, or by this process's CPU time (steadier on a shared "
                         "machine; use with OPENBLAS_NUM_THREADS=1)")
+    p.add_argument("--full-captions", action="store_true",
+                   help="captions of T words with no <NULL> padding (the default batch has 8-15 words + "
+                        "<END>, about 80%% of the positions counted): the numpy step then skips nothing")
     p.add_argument("--faults-only", action="store_true", help=argparse.SUPPRESS)  # see faults_in_fresh_process
     a = p.parse_args()
     repeats = 3 if a.quick else a.repeats
     num_sample = 200 if a.quick else 1000
     rng = np.random.default_rng(0)
     features, captions = make_batch(rng, N, T, V, D)
+    if a.full_captions:  # every caption T words long: no <NULL> target, nothing for numpy to skip
+        captions[:, 1:] = rng.integers(4, V, size=(N, T))
+    K = int(np.count_nonzero(captions[:, 1:]))  # targets that are not <NULL> (index 0)
     if a.faults_only:
         model = CaptioningRNN(make_vocab(V), input_dim=D, wordvec_dim=W, hidden_dim=H, cell_type=a.cells,
                               dtype=np.float32)
@@ -131,7 +142,9 @@ def main():
     have_torch = machine_header(unset)
     distinct = len(np.unique(captions[:, :-1]))
     print(f"shapes: N={N} T={T} V={V} wordvec={W} hidden={H} input={D}, float32; medians of {repeats} after warm-up, "
-          f"{a.clock} clock; {distinct} distinct input words")
+          f"{a.clock} clock")
+    print(f"targets that are not <NULL>: {K} of {N * T} positions "
+          f"({'--full-captions' if a.full_captions else 'captions of 8-15 words'}); {distinct} distinct input words")
     gflops = matmul_gflops(rng, [(2048, 2048, 2048), (N * T, H, V), (N * T, W, 4 * H), (N, H, 4 * H)], repeats,
                            clock=a.clock)
     print(f"\nmatmul limit (best float32 GEMM): {gflops:.1f} GFLOP/s\n")
@@ -151,9 +164,9 @@ def main():
         mo = medians["numpy"]
         rate = N / mo
         trate = N / medians["torch"] if have_torch else float("nan")
-        achieved = step_flops(cell, distinct) / mo / 1e9
-        floor = gemm_floor(rng, step_products(cell, distinct), repeats, clock=a.clock)
-        faults = faults_in_fresh_process(__file__, ["--cells", cell])
+        achieved = step_flops(cell, distinct, K) / mo / 1e9
+        floor = gemm_floor(rng, step_products(cell, distinct, K), repeats, clock=a.clock)
+        faults = faults_in_fresh_process(__file__, ["--cells", cell] + (["--full-captions"] if a.full_captions else []))
         mem = peak_step_memory(model, features, captions)
         print(f"{cell:5} {rate:12.0f} {trate:12.0f} {rate / trate:7.2f} {achieved:8.1f} "
               f"{100 * achieved / gflops:8.0f}% {1e3 * mo:8.1f} {1e3 * floor:8.1f} {mo / floor:10.2f} "
