@@ -57,7 +57,8 @@ MultiheadCache.__doc__ = """Cache of multihead_attention_forward.
 
 - query, key, value: the inputs (N, S, E), (N, T, Ek), (N, T, Ev).
 - Wq, Wk, Wv, Wo: the projection weights.
-- heads: the concatenated head outputs before the output projection, (N, S, h*dv).
+- heads: the concatenated head outputs before the output projection, (N, S, h*dv); None with one key
+  (T = 1), where each head's value is projected once per example instead.
 - attn: the AttentionCache of the heads; ``attn.probs`` (N, h, S, T) are the attention weights.
 - num_heads: h.
 """
@@ -555,22 +556,32 @@ def multihead_attention_forward(query, key, value, Wq, bq, Wk, bk, Wv, bv, Wo, b
     v = split_heads(_linear(value, Wv, bv, workspace, "v"), h)       # (N, h, T, dv)
     if T == 1:
         dtype = np.result_type(query.dtype, Wq.dtype, key.dtype, Wk.dtype)  # that of q k^T
-        a, attn = _one_key_attention(fn, v, S, dtype, mask, dropout_p, rng)  # (N, h, S, dv)
-    else:
-        q = split_heads(_linear(query, Wq, bq, workspace, "q"), h)   # (N, h, S, d)
-        k = split_heads(_linear(key, Wk, bk, workspace, "k"), h)     # (N, h, T, d)
-        a, attn = scaled_dot_product_attention_forward(q, k, v, mask, dropout_p, rng)  # (N, h, S, dv)
+        weights, attn = _one_key_attention(fn, v, S, dtype, mask, dropout_p, rng)  # (N, h, S, 1)
+        # Query s's output is sum_h weights[n, h, s] * v[n, h] Wo_h + bo, with Wo_h the rows of Wo that
+        # head h's output meets: each head's one value is projected once per example (h products of
+        # (N, dv) by (dv, M)) instead of once per query, and no (N, S, h*dv) heads are formed.
+        xp, M = get_array_module(v), Wo.shape[1]
+        vo = v[:, :, 0, :].swapaxes(0, 1) @ Wo.reshape(h, -1, M)    # (h, N, M)
+        out = _empty(xp, workspace, "out", (N, S, M), np.result_type(weights.dtype, vo.dtype))
+        xp.matmul(weights[..., 0].swapaxes(1, 2), vo.swapaxes(0, 1), out=out)  # (N, S, h) @ (N, h, M)
+        out += bo
+        return out, MultiheadCache(query, key, value, Wq, Wk, Wv, Wo, None, attn, h)
+    q = split_heads(_linear(query, Wq, bq, workspace, "q"), h)       # (N, h, S, d)
+    k = split_heads(_linear(key, Wk, bk, workspace, "k"), h)         # (N, h, T, d)
+    a, attn = scaled_dot_product_attention_forward(q, k, v, mask, dropout_p, rng)  # (N, h, S, dv)
     heads = _merge_heads(a, workspace, "heads")                      # (N, S, h*dv)
     out = _linear(heads, Wo, bo, workspace, "out")                   # (N, S, M)
     return out, MultiheadCache(query, key, value, Wq, Wk, Wv, Wo, heads, attn, h)
 
 
 def _one_key_attention(fn, v, S, dtype, mask, dropout_p, rng):
-    """scaled_dot_product_attention_forward of S queries over one key/value v (N, h, 1, dv).
+    """The attention weights of S queries over one key/value v (N, h, 1, dv), after dropout, and the
+    AttentionCache of scaled_dot_product_attention_forward (whose q and k are None).
 
     Every weight is softmax([s]) = 1 whatever the score, so the queries and the key are not needed;
-    the checks of the mask and dropout_p, the dropout mask drawn from rng and the products with the
-    weights are the general function's, so the results are the same. The cache's q and k are None.
+    the checks of the mask and dropout_p and the dropout mask drawn from rng are the general
+    function's, so the results are the same. Returns (weights (N, h, S, 1), cache): the weights are
+    the dropout multiplier (probs * keep with probs = 1), or the probs without dropout.
     """
     N, h, _, dv = v.shape
     xp = get_array_module(v)
@@ -579,8 +590,8 @@ def _one_key_attention(fn, v, S, dtype, mask, dropout_p, rng):
         raise ValueError(f"{fn}: dropout_p must be < 1 (dropping every attention weight leaves nothing)")
     _mask_bias(fn, xp, mask, (N, h, S, 1), dtype)   # a mask must still let every query see the key
     probs = xp.ones((N, h, S, 1), dtype=dtype)      # (N, h, S, 1)
-    out, keep = _weighted_values(fn, xp, probs, v, dropout_p, rng)  # (N, h, S, dv)
-    return out, AttentionCache(None, None, v, probs, keep, None)
+    keep = None if dropout_p == 0.0 else _dropout_multiplier(fn, xp, probs.shape, dtype, dropout_p, rng)
+    return (probs if keep is None else keep), AttentionCache(None, None, v, probs, keep, None)
 
 
 def multihead_attention_backward(dout, cache, workspace=None):
@@ -604,12 +615,17 @@ def multihead_attention_backward(dout, cache, workspace=None):
     N, S, _ = query.shape
     dout = _check_upstream("multihead_attention_backward", "dout", dout, (N, S, Wo.shape[1]), like=query)
     xp = get_array_module(query)
-    dheads, dWo, dbo = _linear_backward(dout, heads, Wo, workspace, "dheads")  # the output projection
     if attn.q is None:  # one key (see the forward): the queries and the key get exactly 0
-        weights = attn.probs if attn.keep is None else attn.probs * attn.keep
-        dv = merge_heads(weights.swapaxes(-1, -2) @ split_heads(dheads, h))  # (N, 1, h*dv)
+        weights = attn.probs if attn.keep is None else attn.keep    # probs * keep, probs = 1: (N, h, S, 1)
+        values = attn.v[:, :, 0, :]                                  # (N, h, dv), the one key's
+        M, hdv = Wo.shape
+        dbo = _column_sums(dout.reshape(-1, M))
+        dvo = weights[..., 0] @ dout                                 # (N, h, M): each head's v Wo_h
+        dWo = (values.transpose(1, 2, 0) @ dvo.swapaxes(0, 1)).reshape(hdv, M)  # (h, dv, M) stacked
+        dv = dvo.swapaxes(0, 1) @ Wo.reshape(h, -1, M).swapaxes(1, 2)  # (h, N, dv): through v Wo_h
+        dv = _merge_heads(dv.swapaxes(0, 1)[:, :, None, :], workspace, "dv")  # (N, 1, h*dv)
         dvalue, dWv, dbv = _linear_backward(dv, value, Wv, workspace, "dvalue")
-        dtype = dheads.dtype
+        dtype = np.result_type(dout.dtype, Wo.dtype)                # that of the gradients above
         dquery = xp.zeros(query.shape, dtype=np.result_type(dtype, Wq.dtype))
         dkey = xp.zeros(key.shape, dtype=np.result_type(dtype, Wk.dtype))
         dWq = xp.zeros(Wq.shape, dtype=np.result_type(dtype, query.dtype))
@@ -617,6 +633,7 @@ def multihead_attention_backward(dout, cache, workspace=None):
         dbq = xp.zeros(Wq.shape[1], dtype=dtype)
         dbk = xp.zeros(Wk.shape[1], dtype=dtype)
         return dquery, dkey, dvalue, dWq, dbq, dWk, dbk, dWv, dbv, dWo, dbo
+    dheads, dWo, dbo = _linear_backward(dout, heads, Wo, workspace, "dheads")  # the output projection
     dq, dk, dv = scaled_dot_product_attention_backward(split_heads(dheads, h), attn)
     dq = _merge_heads(dq, workspace, "dq")                           # (N, S, h*d)
     dk = _merge_heads(dk, workspace, "dk")                           # (N, T, h*d)
