@@ -18,8 +18,8 @@ from cs231n.archive import load_archive, save_archive
 from cs231n.backend import get_array_module, to_device, to_numpy
 from cs231n.classifiers.device import DeviceModel, host_arrays
 from cs231n.classifiers.recurrent import GATES as _GATES
-from cs231n.classifiers.recurrent import (init_recurrent_params, initial_state, recurrent_backward,
-                                         recurrent_forward, recurrent_step)
+from cs231n.classifiers.recurrent import (embedded_recurrent_backward, embedded_recurrent_forward,
+                                         init_recurrent_params, initial_state, recurrent_forward, recurrent_step)
 
 CELL_TYPES = ("rnn", "lstm", "gru")
 _ARCHIVE_KIND = "LanguageModelRNN"
@@ -271,8 +271,10 @@ class LanguageModelRNN(DeviceModel):
         N, T = inputs.shape
         p, ws = self.params, self.workspace  # the step's large arrays, reused by the next call
 
-        x, cache_embed = rnn_layers.word_embedding_forward(inputs, p["W_embed"], ws)  # (N, T, W)
-        h, cache_rnn = self._recurrent_forward(x, ws)                                 # (N, T, H)
+        h0 = get_array_module(inputs).zeros((N, self.hidden_dim), dtype=self.dtype)   # (N, H)
+        # The words embedded and run through the recurrent layer (on the CPU the inputs are projected
+        # through the vocabulary: each distinct word once), (N, T, H)
+        h, cache_rnn = embedded_recurrent_forward(self.cell_type, inputs, p["W_embed"], h0, p, ws)
         scores, cache_aff = rnn_layers.temporal_affine_forward(h, p["W_vocab"], p["b_vocab"], ws)  # (N, T, V)
         mask = get_array_module(inputs).ones((N, T), dtype=bool)
         loss, dscores = rnn_layers.temporal_softmax_loss(scores, targets, mask, workspace=ws)
@@ -281,9 +283,8 @@ class LanguageModelRNN(DeviceModel):
 
         grads = {}
         dh, grads["W_vocab"], grads["b_vocab"] = rnn_layers.temporal_affine_backward(dscores, cache_aff, ws)
-        dx, _, recurrent_grads = recurrent_backward(self.cell_type, dh, cache_rnn, ws)
+        grads["W_embed"], _, recurrent_grads = embedded_recurrent_backward(self.cell_type, dh, cache_rnn, ws)
         grads.update(recurrent_grads)
-        grads["W_embed"] = rnn_layers.word_embedding_backward(dx, cache_embed, ws)
         return loss, grads
 
     def evaluate(self, inputs, targets, batch_size=64):
