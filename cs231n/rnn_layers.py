@@ -1403,15 +1403,29 @@ def lstm_attention_forward(x, A, Wx, Wh, Wattn, b, workspace=None):
     expect_shape(fn, "b", b, (("4H", 4 * H),), gate_hint(b, H, 4))
     same_device(fn, (("x", x), ("A", A), ("Wx", Wx), ("Wh", Wh), ("Wattn", Wattn), ("b", b)))
     xp = get_array_module(x)
-    R = A.shape[1]
     dtype = _result_dtype(x, A, Wx, Wh, Wattn, b)
     A = A.astype(dtype, copy=False)
     ws = workspace
     xt = _time_major(xp, x, dtype, ws)                             # (T, N, D)
     gates = _empty(xp, ws, "gates", (T, N, 4 * H), dtype)
-    # Input projection of all timesteps in one matrix product.
+    # Input projection of all timesteps in one matrix product, into the gates buffer (activated in place).
     xp.matmul(xt.reshape(T * N, D), Wx, out=gates.reshape(T * N, 4 * H))
     gates += b
+    h, core = _lstm_attention_recurrence(xp, gates, A, Wh, Wattn, gates, ws)
+    A, hs, cs, gates, tanh_c, weights, ctx_in, regions_first, Wh, Wattn = core
+    return h, (xt, A, hs, cs, gates, tanh_c, weights, ctx_in, regions_first, Wx, Wh, Wattn)
+
+
+def _lstm_attention_recurrence(xp, ax, A, Wh, Wattn, gates, ws):
+    """The recurrence of an attention LSTM whose input projections ax (T, N, 4H) = x Wx + b are known.
+
+    Writes the activated gates of every step into ``gates`` (T, N, 4H), which may be ax itself (then
+    overwritten); returns h (N, T, H) and (A, hs, cs, gates, tanh_c, weights, ctx_in, regions_first, Wh,
+    Wattn), the part of lstm_attention_forward's cache that does not concern x.
+    """
+    T, N = ax.shape[0], ax.shape[1]
+    R, H = A.shape[1], A.shape[2]
+    dtype = gates.dtype
     hs = _empty(xp, ws, "hs", (T + 1, N, H), dtype)               # hs[t + 1] is h after step t
     cs = _empty(xp, ws, "cs", (T + 1, N, H), dtype)
     tanh_c = _empty(xp, ws, "tanh_c", (T, N, H), dtype)
@@ -1436,9 +1450,10 @@ def lstm_attention_forward(x, A, Wx, Wh, Wattn, b, workspace=None):
             xp.matmul(weights[t][:, None, :], A, out=ctx_in[t][:, None, :])      # attn = sum_r w_r A_r
             xp.matmul(ctx_in[t], Wattn, out=ctx)
         ah += ctx
-        _lstm_step_gates(xp, gates[t], ah, cs[t], cs[t + 1], tanh_c[t], hs[t + 1], ig)
+        _lstm_step_gates(xp, gates[t], ah, cs[t], cs[t + 1], tanh_c[t], hs[t + 1], ig,
+                         ax=None if ax is gates else ax[t])
     h = _batch_major(xp, hs[1:], ws, "h")                          # (N, T, H)
-    return h, (xt, A, hs, cs, gates, tanh_c, weights, ctx_in, regions_first, Wx, Wh, Wattn)
+    return h, (A, hs, cs, gates, tanh_c, weights, ctx_in, regions_first, Wh, Wattn)
 
 
 def lstm_attention_backward(dh, cache, workspace=None):
@@ -1460,11 +1475,25 @@ def lstm_attention_backward(dh, cache, workspace=None):
     """
     xt, A, hs, cs, gates, tanh_c, weights, ctx_in, regions_first, Wx, Wh, Wattn = cache
     T, N, D = xt.shape
-    R, H = A.shape[1], A.shape[2]
+    H = A.shape[2]
     dh = _check_upstream("lstm_attention_backward", "dh", dh, (N, T, H), like=hs)
     xp = get_array_module(hs)
+    core = (A, hs, cs, gates, tanh_c, weights, ctx_in, regions_first, Wh, Wattn)
+    da, dA, dWh, dWattn = _lstm_attention_recurrence_backward(xp, dh, core, workspace)
+    da2 = da.reshape(T * N, 4 * H)
+    dx = _input_gradient(xp, da2, Wx, (T, N, D), workspace)
+    dWx = xt.reshape(T * N, D).T @ da2               # one product over all steps
+    db = _column_sums(da2)
+    return dx, dA, dWx, dWh, dWattn, db
+
+
+def _lstm_attention_recurrence_backward(xp, dh, cache, ws):
+    """Backward of :func:`_lstm_attention_recurrence` from its cache: returns (da (T, N, 4H), the
+    gradients of the gate pre-activations (so of ax), dA (N, R, H), dWh (H, 4H), dWattn (H, 4H))."""
+    A, hs, cs, gates, tanh_c, weights, ctx_in, regions_first, Wh, Wattn = cache
+    T, N, H = tanh_c.shape
+    R = A.shape[1]
     dtype = hs.dtype
-    ws = workspace
     da = _empty(xp, ws, "da", (T, N, 4 * H), dtype)           # gradients of the gate pre-activations
     dscores = _empty(xp, ws, "dscores", (T, N, R), dtype)     # gradients of the attention scores
     dprev_h = _empty(xp, ws, "dprev_h", (N, H), dtype)
@@ -1488,10 +1517,7 @@ def lstm_attention_backward(dh, cache, workspace=None):
         xp.matmul(dscores[t][:, None, :], A, out=tmp[:, None, :])
         dprev_h += tmp                                        # through the scores A h_prev / sqrt(H)
     da2 = da.reshape(T * N, 4 * H)
-    dx = _input_gradient(xp, da2, Wx, (T, N, D), ws)
-    dWx = xt.reshape(T * N, D).T @ da2               # one product over all steps
-    dWh = hs[:-1].reshape(T * N, H).T @ da2
-    db = _column_sums(da2)
+    dWh = hs[:-1].reshape(T * N, H).T @ da2          # one product over all steps
     # dA, over all steps at once: through the scores, through the contexts, and through h0 = c0 = mean(A).
     dA = _empty(xp, ws, "dA", (N, R, H), dtype)
     xp.matmul(dscores.transpose(1, 2, 0), hs[:-1].transpose(1, 0, 2), out=dA)   # (N, R, T) (N, T, H)
@@ -1506,7 +1532,49 @@ def lstm_attention_backward(dh, cache, workspace=None):
     dprev_h += dc
     dprev_h *= 1.0 / R
     dA += dprev_h[:, None, :]
-    return dx, dA, dWx, dWh, dWattn, db
+    return da, dA, dWh, dWattn
+
+
+def lstm_attention_projected_forward(ax, A, Wh, Wattn, workspace=None):
+    """lstm_attention_forward from the input projections of every step (see "From known input
+    projections" above).
+
+    Inputs:
+    - ax: ``x Wx + b`` of every step, time-major, of shape (T, N, 4H), floating (not modified).
+    - A: projected region features, of shape (N, R, H), R >= 1.
+    - Wh: hidden-to-hidden weights, of shape (H, 4H).
+    - Wattn: context-to-hidden weights, of shape (H, 4H).
+    - workspace: None, or a Workspace for h and the cache (as in lstm_attention_forward).
+
+    Returns a tuple of:
+    - h: hidden states, of shape (N, T, H).
+    - cache: (A, hs, cs, gates, tanh_c, weights, ctx_in, regions_first, Wh, Wattn), time-major as in
+      lstm_attention_forward's cache (weights (T, N, R): the attention weights of every step).
+    """
+    fn = "lstm_attention_projected_forward"
+    ax = float_array(fn, "ax", ax, 3)
+    T, N = ax.shape[0], ax.shape[1]
+    A = _check_regions(fn, A, N)
+    H = A.shape[2]
+    Wh = float_array(fn, "Wh", Wh, 2)
+    expect_shape(fn, "Wh", Wh, (("H", H), ("4H", 4 * H)), gate_hint(Wh, H, 4))
+    Wattn = _check_wattn(fn, Wattn, H)
+    expect_shape(fn, "ax", ax, (("T", T), ("N", N), ("4H", 4 * H)), gate_hint(ax, H, 4))
+    same_device(fn, (("ax", ax), ("A", A), ("Wh", Wh), ("Wattn", Wattn)))
+    xp = get_array_module(ax)
+    dtype = _result_dtype(ax, A, Wh, Wattn)
+    gates = _empty(xp, workspace, "gates", ax.shape, dtype)
+    return _lstm_attention_recurrence(xp, ax, A.astype(dtype, copy=False), Wh, Wattn, gates, workspace)
+
+
+def lstm_attention_projected_backward(dh, cache, workspace=None):
+    """Backward pass of lstm_attention_projected_forward: returns (dax (T, N, 4H), dA (N, R, H),
+    dWh (H, 4H), dWattn (H, 4H)). dax, the gradient of ax, is time-major and, with a workspace, one of
+    its buffers."""
+    A, hs, cs, gates, tanh_c, weights, ctx_in, regions_first, Wh, Wattn = cache
+    T, N, H = tanh_c.shape
+    dh = _check_upstream("lstm_attention_projected_backward", "dh", dh, (N, T, H), like=hs)
+    return _lstm_attention_recurrence_backward(get_array_module(hs), dh, cache, workspace)
 
 
 def _attention_weights(xp, A, h, out):

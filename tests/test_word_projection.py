@@ -94,20 +94,32 @@ def test_row_sums_of_no_rows():
     assert rnn_layers._sum_rows_by_group(np, np.zeros((0, 2)), groups, groups[1], None, "rows").shape == (0, 2)
 
 
-def recurrent_args(rng, cell, N=3, T=4, H=3):
-    g = GATES[cell]
+def recurrent_args(rng, cell, N=3, T=4, H=3, R=2):
+    """ax, h0 (A (N, R, H) for the attention LSTM), Wh and the GRU's bh or the attention's Wattn."""
+    g = GATES.get(cell, 4)
     ax = rng.randn(T, N, g * H)
-    h0 = rng.randn(N, H)
+    h0 = rng.randn(N, R, H) if cell.startswith("lstm_attention") else rng.randn(N, H)
     Wh = rng.randn(H, g * H) * 0.4
-    return [ax, h0, Wh] + ([rng.randn(g * H) * 0.3] if cell == "gru" else [])
+    extra = {"gru": [rng.randn(g * H) * 0.3]}.get(cell, [])
+    if cell.startswith("lstm_attention"):
+        extra = [rng.randn(H, 4 * H) * 0.4]
+    return [ax, h0, Wh] + extra
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+# The attention LSTM twice: R < T (regions multiplied by Wattn once) and R >= T (each step's context).
+PROJECTED = ["rnn", "lstm", "gru", "lstm_attention", "lstm_attention_R5"]
+
+
+def layer_name(cell):
+    return "lstm_attention" if cell.startswith("lstm_attention") else cell
+
+
+@pytest.mark.parametrize("cell", PROJECTED)
 def test_projected_recurrence_gradcheck(cell, num_grad, relerr):
     rng = np.random.RandomState(720)
-    args = recurrent_args(rng, cell)
-    forward = getattr(rnn_layers, f"{cell}_projected_forward")
-    backward = getattr(rnn_layers, f"{cell}_projected_backward")
+    args = recurrent_args(rng, cell, R=5 if cell.endswith("R5") else 2)
+    forward = getattr(rnn_layers, f"{layer_name(cell)}_projected_forward")
+    backward = getattr(rnn_layers, f"{layer_name(cell)}_projected_backward")
     copies = [a.copy() for a in args]
     h, cache = forward(*args)
     for before, after in zip(copies, args):
@@ -122,21 +134,26 @@ def test_projected_recurrence_gradcheck(cell, num_grad, relerr):
         assert relerr(grad, num_grad(f, args[i], dh)) < SEQ_TOL, (cell, i)
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("cell", PROJECTED)
 def test_projected_recurrence_equals_the_classic_layer(cell):
     """From ax = x Wx + b (time-major) the projected layer gives the classic layer's h and gradients."""
     rng = np.random.RandomState(730)
     N, T, D, H = 3, 5, 4, 2
-    g = GATES[cell]
-    x, h0 = rng.randn(N, T, D), rng.randn(N, H)
-    Wx, Wh, b = rng.randn(D, g * H) * 0.4, rng.randn(H, g * H) * 0.4, rng.randn(g * H) * 0.3
-    extra = [rng.randn(g * H) * 0.3] if cell == "gru" else []
-    h, cache = getattr(rnn_layers, f"{cell}_forward")(x, h0, Wx, Wh, b, *extra)
-    dh = rng.randn(*h.shape)
-    dx, dh0, dWx, dWh, db, *dbh = getattr(rnn_layers, f"{cell}_backward")(dh, cache)
+    ax_, h0, Wh, *extra = recurrent_args(rng, cell, N, T, H, R=6 if cell.endswith("R5") else 2)
+    g = Wh.shape[1] // H
+    x, Wx, b = rng.randn(N, T, D), rng.randn(D, g * H) * 0.4, rng.randn(g * H) * 0.3
+    name = layer_name(cell)
+    if name == "lstm_attention":  # lstm_attention_forward(x, A, Wx, Wh, Wattn, b) returns dx, dA, dWx, dWh, dWattn, db
+        h, cache = rnn_layers.lstm_attention_forward(x, h0, Wx, Wh, *extra, b)
+        dh = rng.randn(*h.shape)
+        dx, dh0, dWx, dWh, *dbh, db = rnn_layers.lstm_attention_backward(dh, cache)
+    else:
+        h, cache = getattr(rnn_layers, f"{name}_forward")(x, h0, Wx, Wh, b, *extra)
+        dh = rng.randn(*h.shape)
+        dx, dh0, dWx, dWh, db, *dbh = getattr(rnn_layers, f"{name}_backward")(dh, cache)
     ax = (x @ Wx + b).transpose(1, 0, 2)
-    h2, cache2 = getattr(rnn_layers, f"{cell}_projected_forward")(ax, h0, Wh, *extra)
-    dax, dh0_2, dWh2, *dbh2 = getattr(rnn_layers, f"{cell}_projected_backward")(dh, cache2)
+    h2, cache2 = getattr(rnn_layers, f"{name}_projected_forward")(ax, h0, Wh, *extra)
+    dax, dh0_2, dWh2, *dbh2 = getattr(rnn_layers, f"{name}_projected_backward")(dh, cache2)
     np.testing.assert_allclose(h2, h, rtol=1e-12, atol=1e-12)
     for got, want in [(dh0_2, dh0), (dWh2, dWh), (dax.transpose(1, 0, 2) @ Wx.T, dx), (dax.sum((0, 1)), db)]:
         np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
@@ -155,7 +172,7 @@ def test_projected_forward_checks_shapes():
         rnn_layers.word_projection_forward(np.array([[9]]), np.zeros((4, 2)), np.zeros((2, 3)), np.zeros(3))
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru", "attention"])
 def test_embedded_recurrence_on_the_cpu_equals_embedding_then_layer(cell):
     """The model's path (through the vocabulary on numpy) against embedding + the classic layer."""
     from cs231n.classifiers.recurrent import init_recurrent_params, recurrent_backward, recurrent_forward
@@ -163,8 +180,11 @@ def test_embedded_recurrence_on_the_cpu_equals_embedding_then_layer(cell):
     N, T, V, W, H = 4, 6, 9, 5, 3
     words = rng.randint(V, size=(N, T))
     W_embed, h0 = rng.randn(V, W), rng.randn(N, H)
-    params = init_recurrent_params(np.random.default_rng(1), W, H, cell)
+    params = init_recurrent_params(np.random.default_rng(1), W, H, "lstm" if cell == "attention" else cell)
     params["b"] = rng.randn(*params["b"].shape) * 0.3
+    if cell == "attention":
+        h0 = rng.randn(N, 2, H)  # the regions A
+        params["Wattn"] = rng.randn(H, 4 * H) * 0.4
     x, cache_embed = rnn_layers.word_embedding_forward(words, W_embed)
     h, cache = recurrent_forward(cell, x, h0, params)
     dh = rng.randn(*h.shape)

@@ -83,14 +83,19 @@ def recurrent_backward(cell_type, dh, cache, workspace=None):
     return dx, dh0, dict(zip(recurrent_param_names(cell_type), dweights))
 
 
+# The weights a layer takes besides its input projections (``*_projected_forward``), in order.
+_HIDDEN_PARAMS = {"rnn": ("Wh",), "lstm": ("Wh",), "gru": ("Wh", "bh"), ATTENTION: ("Wh", "Wattn")}
+
+
 def embedded_recurrent_forward(cell_type, words, W_embed, h0, params, workspace=None):
     """Embed words (``W_embed[words]``) and run the recurrent layer of ``cell_type`` over them.
 
-    On the CPU (numpy arrays) a vanilla RNN, LSTM or GRU projects its inputs through the vocabulary
+    On the CPU (numpy arrays) the inputs are projected through the vocabulary
     (:func:`cs231n.rnn_layers.word_projection_forward`: each distinct word of the minibatch times Wx
-    once, instead of every position), the same values with far fewer multiply-adds. On a GPU, and for
-    'attention', the words are embedded and given to :func:`recurrent_forward` (there the step is bound
-    by kernel launches, and finding the distinct words would wait for the device).
+    once, instead of every position), the same values with far fewer multiply-adds, and the layer runs
+    from those projections (``rnn_layers.*_projected_forward``). On a GPU the words are embedded and
+    given to :func:`recurrent_forward` (there the step is bound by kernel launches, and finding the
+    distinct words would wait for the device).
 
     Inputs:
     - cell_type: 'rnn', 'lstm', 'gru' or 'attention'.
@@ -104,12 +109,13 @@ def embedded_recurrent_forward(cell_type, words, W_embed, h0, params, workspace=
     - h: hidden states, of shape (N, T, H).
     - cache: for :func:`embedded_recurrent_backward`.
     """
-    if cell_type in GATES and get_array_module(W_embed) is np:
+    if get_array_module(W_embed) is np:
         ax, cache_words = rnn_layers.word_projection_forward(words, W_embed, params["Wx"], params["b"], workspace)
         forward = {"rnn": rnn_layers.rnn_projected_forward, "lstm": rnn_layers.lstm_projected_forward,
-                   "gru": rnn_layers.gru_projected_forward}[cell_type]
-        extra = (params["bh"],) if cell_type == "gru" else ()
-        h, cache = forward(ax, h0, params["Wh"], *extra, workspace=workspace)
+                   "gru": rnn_layers.gru_projected_forward,
+                   ATTENTION: rnn_layers.lstm_attention_projected_forward}[cell_type]
+        hidden = [params[k] for k in _HIDDEN_PARAMS[cell_type]]
+        h, cache = forward(ax, h0, *hidden, workspace=workspace)
         return h, (True, cache_words, cache)
     x, cache_embed = rnn_layers.word_embedding_forward(words, W_embed, workspace)
     h, cache = recurrent_forward(cell_type, x, h0, params, workspace)
@@ -129,10 +135,11 @@ def embedded_recurrent_backward(cell_type, dh, cache, workspace=None):
         dx, dh0, grads = recurrent_backward(cell_type, dh, cache, workspace)
         return rnn_layers.word_embedding_backward(dx, cache_words, workspace), dh0, grads
     backward = {"rnn": rnn_layers.rnn_projected_backward, "lstm": rnn_layers.lstm_projected_backward,
-                "gru": rnn_layers.gru_projected_backward}[cell_type]
+                "gru": rnn_layers.gru_projected_backward,
+                ATTENTION: rnn_layers.lstm_attention_projected_backward}[cell_type]
     dax, dh0, *dhidden = backward(dh, cache, workspace)
     dW_embed, dWx, db = rnn_layers.word_projection_backward(dax, cache_words, workspace)
-    grads = dict(zip(("Wh", "bh"), dhidden), Wx=dWx, b=db)
+    grads = dict(zip(_HIDDEN_PARAMS[cell_type], dhidden), Wx=dWx, b=db)
     return dW_embed, dh0, grads
 
 
