@@ -1025,7 +1025,9 @@ def word_projection_backward(dax, cache, workspace=None):
     Inputs:
     - dax: upstream gradients of ax, time-major, of shape (T, N, M).
     - cache: the cache from word_projection_forward.
-    - workspace: None, or a Workspace for the work arrays (the gradients are always fresh arrays).
+    - workspace: None, or the forward's Workspace, for the work arrays (the gradients are always fresh
+      arrays); the forward's ax is overwritten (an output of the forward, valid until the next use of
+      the workspace).
 
     Returns a tuple of:
     - dW_embed: gradient of the word vectors, of shape (V, W); rows of unused words are zero.
@@ -1038,7 +1040,8 @@ def word_projection_backward(dax, cache, workspace=None):
     L = tn[0] * tn[1]
     dax = _check_upstream("word_projection_backward", "dax", dax, tn + (M,), like=E)
     xp = get_array_module(dax)
-    S = _sum_rows_by_group(xp, dax.reshape(L, M), groups, inverse, workspace, "words_rows")  # (K, M) per word
+    # (K, M), the rows of each word summed; the work buffer is the forward's "ax", no longer needed
+    S = _sum_rows_by_group(xp, dax.reshape(L, M), groups, inverse, workspace, "ax")
     dtype = np.result_type(E.dtype, dax.dtype)
     dW_embed = xp.zeros((V, W), dtype=dtype)
     dW_embed[keys] = S @ Wx.T                 # through x Wx, then through the lookup of each word

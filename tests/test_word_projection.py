@@ -67,6 +67,13 @@ def test_word_projection_float32_workspace_and_inputs_untouched():
         assert all(g.dtype == np.float32 for g in grads)
     for before, after in zip(copies, [words] + args32):
         np.testing.assert_array_equal(before, after)
+    # the backward reuses the forward's ax buffer as scratch: an upstream gradient held there still works
+    ax, cache = rnn_layers.word_projection_forward(words, *args32, workspace=ws)
+    dax = rng.randn(*ax.shape).astype(np.float32)
+    want = rnn_layers.word_projection_backward(dax, rnn_layers.word_projection_forward(words, *args32)[1])
+    ax[...] = dax
+    for got, expected in zip(rnn_layers.word_projection_backward(ax, cache, workspace=ws), want):
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("idx", [
