@@ -60,15 +60,19 @@ def step_products(K=N * T):
            (1, NT, W, W, 4 * LAYERS),            # self-attention q, k, v and output projections
            (N * HEADS, T, d, T, LAYERS),         # scores q k^T, all heads
            (N * HEADS, T, T, d, LAYERS),         # weights @ v
-           (1, NT, W, W, LAYERS),                # cross-attention output projection
            (1, N, W, W, LAYERS),                 # cross-attention v of the one memory token
            (1, NT, W, F, LAYERS - 1), (1, NT, F, W, LAYERS - 1),  # feed-forward, all positions
            (1, K, W, F, 1), (1, K, F, W, 1),     # the last layer's feed-forward, counted positions
            (1, K, W, V, 1)]                      # output projection
-    # Backward: two products per forward product, each as large. The cross-attention's weights @ v over
-    # its one key has only dv = weights^T @ dout: with one key the queries and the key get no gradient
-    # (and their projections are not computed).
-    return with_gradient_products(fwd) + [(N * HEADS, T, 1, d, LAYERS), (N * HEADS, 1, T, d, LAYERS)]
+    # Backward: two products per forward product, each as large. With one key the cross-attention's
+    # queries and key get no gradient (their projections are not computed), and its output is each
+    # head's value projected by that head's rows of Wo, once per example, times the attention weights:
+    cross = [(HEADS, N, d, W, LAYERS),           # forward: the values times their heads' rows of Wo
+             (N, T, HEADS, W, LAYERS),           # forward: the weights (T, h) times those, per example
+             (N, HEADS, T, W, LAYERS),           # backward: their gradient
+             (HEADS, d, N, W, LAYERS),           # backward: Wo's gradient
+             (HEADS, N, W, d, LAYERS)]           # backward: the values' gradient
+    return with_gradient_products(fwd) + cross
 
 
 def step_flops(K=N * T):
