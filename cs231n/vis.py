@@ -322,7 +322,7 @@ def plot_sweep(rows, metric, path=None, title=None):
       'config' (a dict with 'lr', 'hidden_dim', 'wordvec_dim', 'model', ... as they were searched),
       'score' (float or None) and 'status' ('finished', 'stopped early', 'diverged' or 'failed'). The
       first row with a score is marked as the best.
-    - metric: the score's name, for the axis label.
+    - metric: the score's name, for the axis label, with what it is of (e.g. 'held-out CIDEr').
     - path: if given, the PNG file to write.
     - title: optional figure title.
 
@@ -382,7 +382,7 @@ def plot_sweep(rows, metric, path=None, title=None):
             ax.set_xticklabels([str(s) for s in sizes])
             ax.set_xlim(-0.6, len(sizes) - 0.4)
         ax.set_xlabel(label)
-        ax.set_ylabel(f"best val {metric} over its epochs")
+        ax.set_ylabel(f"best {metric} over its epochs")
         ax.grid(alpha=0.3)
     handles = [plt.Line2D([], [], marker="o", ls="", color=colors[k], label=k) for k in kinds]
     handles.append(plt.Line2D([], [], marker="o", ls="", color="gray", label="ran all epochs"))

@@ -180,7 +180,9 @@ def test_requests_that_cannot_run_fail_at_once_with_one_line(tiny_dir, tmp_path,
     # Options the data or the machine cannot hold are bad options (2); a cluster not answering is not (1).
     cases = [(["--max-train", "999999999"], 2, ["--max-train", "999999999", "300 training captions"]),
              (["--cpus-per-trial", "4", "--num-cpus", "2"], 2, ["--cpus-per-trial", "4", "2 CPU"]),
-             (["--address", f"127.0.0.1:{_free_port()}"], 1, ["cannot reach a Ray cluster at 127.0.0.1"])]
+             (["--address", f"127.0.0.1:{_free_port()}"], 1, ["cannot reach a Ray cluster at 127.0.0.1"]),
+             (["--holdout", "3", "--num-val-images", "20"], 2, ["--holdout 3 and --num-val-images 20", "give one"]),
+             (["--holdout", "60"], 2, ["--holdout 60 holds out every training image", "has 60"])]
     for i, (options, status, words) in enumerate(cases):
         out = tmp_path / f"s{i}"
         assert main(base + options + ["--out", str(out)]) == status
@@ -285,6 +287,8 @@ def _reported(row):
 def test_a_bad_metric_is_refused_before_anything_runs(tiny_dir, tmp_path):
     with pytest.raises(ValueError, match="metric 'accuracy' is not a validation score; choose one of .*CIDEr"):
         sweep.run_sweep(tmp_path / "s", space=SMALL, data_dir=tiny_dir, num_val_images=20, metric="accuracy")
+    with pytest.raises(ValueError, match="holdout 3 and num_val_images 20 both say what the trials are judged on"):
+        sweep.run_sweep(tmp_path / "s", space=SMALL, data_dir=tiny_dir, holdout=3, num_val_images=20)
     assert not (tmp_path / "s").exists()
     (tmp_path / "s").mkdir()
     (tmp_path / "s" / "sweep.json").write_text("{}")
@@ -324,7 +328,7 @@ def test_asha_stops_weak_trials_and_the_best_model_loads(ray_session, tiny_dir, 
     for name in ("sweep.png", "report.md", "trials.json", "best.json"):
         assert (out / name).is_file()
     printed = capsys.readouterr().out
-    assert "stopped early by ASHA after 1 of 4 epochs" in printed and "| best CIDEr" in printed
+    assert "stopped early by ASHA after 1 of 4 epochs" in printed and "| best val CIDEr" in printed
     assert main(["evaluate", "--checkpoint", str(out / "model.npz"), "--data-dir", str(tiny_dir),
                  "--json"]) == 0
     printed = capsys.readouterr()
@@ -360,6 +364,46 @@ def test_a_failed_trial_resumes_from_its_checkpoint(ray_session, tiny_dir, tmp_p
         np.testing.assert_array_equal(exported.params[name], w)
 
 
+@needs_ray
+def test_trials_are_judged_on_held_out_training_images_and_the_best_model_once_on_val(ray_session, tiny_dir,
+                                                                                      tmp_path):
+    from cs231n.coco_utils import hold_out_images
+    from cs231n.data.shapes.accuracy import load_scenes
+
+    out = tmp_path / "sweep"
+    report = sweep.run_sweep(out, space=dict(SMALL, lr={"grid": [2e-2, 1e-2]}), num_samples=1, num_epochs=2,
+                             data_dir=tiny_dir, data_seed=3, metric="scene_right", early_stop=False, verbose=False)
+    settings = sweep.load_settings(out)
+    assert settings["holdout"] == 6 and settings["num_val_images"] is None  # train's rule: a tenth of 60 images
+    best = report["best"]
+    assert all(r["epochs"] == 2 for r in report["rows"])
+
+    # The scores that ranked the trials are the held-out training images' (drawn with data_seed), as train
+    # holds them out, judged against their train scenes: scoring the exported model on them gives the score.
+    data = load_coco_data(base_dir=str(tiny_dir))
+    train, held = hold_out_images(data, 6, seed=3)
+    scenes = load_scenes(tiny_dir, "train")
+    held_data = dict(train, **{k: v for k, v in held.items() if k != "image_ids"})
+    model = CaptioningRNN.load(out / "model.npz")
+    again = CaptioningSolver(model, held_data, num_val_images=6, verbose=False,
+                             val_scenes=[scenes[i] for i in held["image_ids"]]).validate()
+    assert again["scene_right"] == best["score"] and again["CIDEr"] == pytest.approx(best["CIDEr"], abs=1e-12)
+    assert all(len(_reported(r)) == 2 for r in report["rows"])
+
+    # Val is scored once, at the end, on all its images: the figure the report gives beside the table.
+    val = CaptioningSolver(model, data, num_val_images=10 ** 6, verbose=False, scene_dir=str(tiny_dir)).validate()
+    assert report["val_scores"]["num_images"] == val["num_val_images"] == 20
+    for k in ("CIDEr", "Bleu_4", "scene_right"):
+        assert report["val_scores"][k] == pytest.approx(val[k], abs=1e-12)
+    text = (out / "report.md").read_text()
+    assert "held-out scene_right (max) on the 6 training images held out of training" in text
+    assert "held-out scene_right  held-out CIDEr" in text  # the table's columns say what they are of
+    assert (f"Val score of the best model, scored once after the sweep (all 20 val images, greedy; the trial "
+            f"and its epoch were chosen on held-out training images, not on this): CIDEr "
+            f"{val['CIDEr']:.4f}") in text
+    assert json.loads((out / "best.json").read_text())["val_scores"] == report["val_scores"]
+
+
 class _InterruptAfterFirstTrial(_TuneCallback):
     """Sends this process SIGINT (what Ctrl-C does) when the first trial ends; once per marker file."""
 
@@ -385,9 +429,13 @@ def test_resume_finishes_an_interrupted_sweep_without_redoing_finished_trials(ra
     done = [r for r in report["rows"] if r["status"] == "finished"]
     assert len(done) == 1
     before = (Path(done[0]["path"]) / "result.json").read_bytes()
+    settings = json.loads((out / "sweep.json").read_text())
+    assert settings.pop("holdout") == 0  # num_val_images: judged on val images, as before holdout existed
+    (out / "sweep.json").write_text(json.dumps(settings))  # as a sweep made before holdout existed wrote it
 
     assert main(["sweep", "--resume", "--out", str(out), "--quiet"]) == 0
     capsys.readouterr()
+    assert "val CIDEr (max) on 20 val images after each epoch" in (out / "report.md").read_text()
     trials = json.loads((out / "trials.json").read_text())["trials"]
     assert sorted(t["status"] for t in trials) == ["finished"] * 3
     assert (Path(done[0]["path"]) / "result.json").read_bytes() == before  # not run again

@@ -4,9 +4,7 @@ import sys
 
 from cs231n.cli.options import (OptionError, add_command, add_run_dir_options, claim_run_dir, existing_dir,
                                 existing_file, nonnegative_int, positive_float, positive_int)
-from cs231n.cli.train import TRAIN_DEFAULTS
-
-SWEEP_VAL_IMAGES = 200  # val images each trial scores after every epoch (train's default before --holdout)
+from cs231n.cli.train import TRAIN_DEFAULTS, holdout_size
 
 
 def _add_sweep(sub):
@@ -34,12 +32,21 @@ def _add_sweep(sub):
     p.add_argument("--data-dir", type=existing_dir,
                    help="a dataset in the cs231n COCO format (default: the shapes dataset)")
     p.add_argument("--max-train", type=positive_int, help="use this many training captions (drawn with --data-seed)")
-    p.add_argument("--data-seed", type=nonnegative_int, default=0, help="seed of the --max-train subsample")
-    p.add_argument("--num-val-images", type=positive_int, default=SWEEP_VAL_IMAGES,
-                   help="val images scored after every epoch")
+    p.add_argument("--data-seed", type=nonnegative_int, default=0,
+                   help="seed of the --max-train subsample and of the --holdout images")
+    p.add_argument("--holdout", type=nonnegative_int,
+                   help=f"training images (with all their captions) held out of every trial's training: each "
+                        f"trial scores them after every epoch, and --metric on them ranks the trials and drives "
+                        f"early stopping; the best trial's kept model is then scored once on all val images "
+                        f"(default: {TRAIN_DEFAULTS['holdout']}, at most a tenth of the training images, as "
+                        f"train; 0: judge the trials on --num-val-images val images instead)")
+    p.add_argument("--num-val-images", type=positive_int,
+                   help="with --holdout 0: val images scored after every epoch, which then rank the trials "
+                        "(default: 200; the final val score is then not independent of the choice)")
     p.add_argument("--metric", default="CIDEr",
-                   help="val score that ranks trials and drives early stopping (CIDEr, Bleu_4, val_loss, ...; on "
-                        "the shapes dataset also scene_right, the fraction of captions entirely right)")
+                   help="score of the held-out images (or, with --holdout 0, of the val images) that ranks "
+                        "trials and drives early stopping (CIDEr, Bleu_4, val_loss, ...; on the shapes dataset "
+                        "also scene_right, the fraction of captions entirely right)")
     p.add_argument("--mode", choices=["max", "min"], help="whether a higher metric is better (default: min for a "
                                                           "loss, else max)")
     p.add_argument("--no-early-stop", action="store_true", help="run every trial to the end (no ASHA)")
@@ -74,16 +81,29 @@ def _space_option(key):
 
 
 def _check_options(a, sweep):
-    """Combinations of options that cannot run, and a --max-train the data cannot hold (OptionError:
-    exit 2), before anything is written; what a cluster can hold is checked once Ray runs (exit 1)."""
+    """Combinations of options that cannot run, and a --max-train or --holdout the data cannot hold
+    (OptionError: exit 2), before anything is written; what a cluster can hold is checked once Ray runs
+    (exit 1)."""
+    if a.holdout and a.num_val_images:
+        raise OptionError(f"--holdout {a.holdout} and --num-val-images {a.num_val_images} both say what the trials "
+                          f"are judged on; give one (--holdout judges them on training images held out, so val "
+                          f"stays unseen until the best model's one val score)")
     try:
         sweep.check_request(a.address, a.num_cpus, 1 if a.resume else a.cpus_per_trial, a.gpus_per_trial)
-        if a.max_train is not None and not a.resume:
+        if (a.max_train is not None or a.holdout) and not a.resume:
             from pathlib import Path
 
+            from cs231n.coco_utils import coco_data_sizes
             from cs231n.data.shapes import ensure_shapes_dataset
 
-            sweep.check_max_train(Path(a.data_dir) if a.data_dir else ensure_shapes_dataset(), a.max_train)
+            base = Path(a.data_dir) if a.data_dir else ensure_shapes_dataset()
+            sweep.check_max_train(base, a.max_train)
+            num_images = coco_data_sizes(base)["train_images"]
+            try:
+                holdout_size(a.holdout, num_images)
+            except ValueError:
+                raise ValueError(f"--holdout {a.holdout} holds out every training image ({base} has {num_images}); "
+                                 f"hold out fewer (a tenth is usual) or 0 to judge the trials on val images") from None
     except ValueError as e:
         raise OptionError(str(e)) from None
 
@@ -104,7 +124,8 @@ def cmd_sweep(a):
         options = {k[len("space_"):]: v for k, v in vars(a).items() if k.startswith("space_") and v is not None}
         report = sweep.run_sweep(
             out, space=sweep.make_space(a.space, **options), num_samples=a.num_samples, num_epochs=a.epochs,
-            data_dir=a.data_dir, max_train=a.max_train, data_seed=a.data_seed, num_val_images=a.num_val_images,
+            data_dir=a.data_dir, max_train=a.max_train, data_seed=a.data_seed, holdout=a.holdout,
+            num_val_images=a.num_val_images,
             metric=a.metric, mode=a.mode, early_stop=not a.no_early_stop, grace_period=a.grace_period,
             reduction_factor=a.reduction_factor, max_concurrent=a.max_concurrent,
             cpus_per_trial=a.cpus_per_trial, gpus_per_trial=a.gpus_per_trial, address=a.address, num_cpus=a.num_cpus,

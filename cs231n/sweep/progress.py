@@ -35,10 +35,12 @@ class _Progress:
     - num_epochs: epochs of a full trial (fewer means stopped early).
     - total: the number of trials of the sweep (Tune creates them as it goes).
     - every_s: seconds between status lines while nothing ends.
+    - where: what the scores are of, 'held-out' or 'val' (shown before the metric).
     """
 
-    def __init__(self, metric, mode, num_epochs, total, every_s=30.0):
+    def __init__(self, metric, mode, num_epochs, total, every_s=30.0, where=""):
         self.metric, self.mode, self.num_epochs, self.every_s = metric, mode, num_epochs, every_s
+        self.where = where
         self.total = total
         self._start = self._last = time.time()
         self._best = None
@@ -74,7 +76,9 @@ class _Progress:
                 "%(failed)d failed" % counts)
         if self._best is not None:
             value, trial_id, epoch, config = self._best
-            line += " | best %s %.4f (trial %s, epoch %d: %s)" % (self.metric, value, trial_id, epoch,
+            # getattr: a progress object pickled with a sweep made before `where` existed has none
+            name = " ".join(w for w in (getattr(self, "where", ""), self.metric) if w)
+            line += " | best %s %.4f (trial %s, epoch %d: %s)" % (name, value, trial_id, epoch,
                                                                  describe_config(config))
         self._print(line)
 

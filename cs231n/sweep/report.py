@@ -15,6 +15,46 @@ REPORT_FILES = ("model.npz", "best.json", "trials.json", "report.md", "sweep.png
 SCORES = ("CIDEr", "Bleu_4", "scene_right")  # shown beside the sweep's metric when the trials report them
 
 
+def judged_on(settings):
+    """What the trials' scores are of: 'held-out' (training images held out of training) or 'val' (a
+    sweep with holdout 0, or one made before holdout existed)."""
+    return "held-out" if settings.get("holdout") else "val"
+
+
+def _judged_images(settings):
+    """'the 6 held-out training images' or '20 val images': what each trial scored after every epoch."""
+    if settings.get("holdout"):
+        return f"the {settings['holdout']} training images held out of training"
+    return f"{settings['num_val_images']} val images"
+
+
+def score_on_val(model, data, base):
+    """The scores of ``model`` on all of ``data``'s val images, greedy: BLEU, CIDEr and, on a shapes
+    dataset in ``base``, the fraction of captions entirely right (scene_right); and num_images."""
+    from cs231n.data.shapes.accuracy import judge_dataset_captions
+    from cs231n.metrics import score_model
+
+    scores, captions = score_model(model, data, split="val", return_captions=True)
+    val = {k: float(v) for k, v in scores.items()}
+    scene, _ = judge_dataset_captions(base, "val", captions)  # (None, None) unless a shapes dataset
+    if scene is not None:
+        val["scene_right"] = float(scene["scene_right"])
+    val["num_images"] = len(captions)
+    return val
+
+
+def _val_line(val_scores, settings):
+    """The report's line of the best model's one val score, saying what was chosen on what."""
+    shown = "  ".join(f"{k} {val_scores[k]:.4f}" for k in ("CIDEr", "Bleu_4", "scene_right") if k in val_scores)
+    if settings.get("holdout"):
+        why = "the trial and its epoch were chosen on held-out training images, not on this"
+    else:
+        why = (f"not independent of the choice: the trial and its epoch were chosen on "
+               f"{settings['num_val_images']} of these val images")
+    return (f"Val score of the best model, scored once after the sweep (all {val_scores['num_images']} val "
+            f"images, greedy; {why}): {shown}")
+
+
 def _trial_row(result, settings, trial):
     """One trial's line of the report from its Tune result and Tune's saved trial (``trial``, or None).
 
@@ -88,7 +128,7 @@ def _export_best(result, row, out, settings):
     model = MODEL_KINDS[row["config"]["model"]][1](meta["model_config"])
     model.params.update(saved["params"])
     model.identity = settings["data_identity"]  # the project's rule: a model file records its data
-    return model.save(out / "model.npz")
+    return model.save(out / "model.npz"), model
 
 
 def _table(rows, settings):
@@ -98,7 +138,7 @@ def _table(rows, settings):
              if k not in keys and any(k in r["config"] for r in rows)} if rows else {}
     metric = settings["metric"]
     shown = [metric] + [m for m in SCORES if m != metric and any(r[m] is not None for r in rows)]
-    header = ["trial"] + keys + ["epochs", "best@"] + shown
+    header = ["trial"] + keys + ["epochs", "best@"] + [f"{judged_on(settings)} {m}" for m in shown]
     header += ["status"]
     lines = []
     for r in rows:
@@ -125,14 +165,16 @@ def write_report(out, grid, settings, data, run_seconds=None, verbose=True):
     - out: the sweep directory (Path).
     - grid: the ``ray.tune.ResultGrid`` of the sweep.
     - settings: the sweep's settings (``sweep.json``).
-    - data: the dataset (for the figure's title).
+    - data: the dataset, its val split whole (the best model is scored on all of it, once).
     - run_seconds: the seconds each run of the sweep took (its start, then each resume that ran
       trials), or None; the report gives their sum.
 
     Writes ``trials.json``, ``report.md``, ``sweep.png`` and (when a trial has a score) ``model.npz``,
     ``best.json``. Returns a dict with 'rows' (one dict per trial, best first: trial, config, epochs,
-    best_epoch, score, CIDEr, Bleu_4 (at the best epoch), status, resumed_at, path), 'best' (the best
-    row or None), 'model_path' (or None), 'figure', 'table' (text), 'wall_seconds' (the sum of
+    best_epoch, score, CIDEr, Bleu_4 (at the best epoch; scores of the held-out training images, or of
+    val images with holdout 0), status, resumed_at, path), 'best' (the best row or None), 'model_path'
+    (or None), 'val_scores' (the best model's scores on all val images, greedy, or None: see
+    :func:`score_on_val`), 'figure', 'table' (text), 'wall_seconds' (the sum of
     run_seconds, or None) and 'complete' (False when trials have not finished; the notice that says so,
     with the command that continues the sweep, is also printed to stderr, verbose or not).
     """
@@ -152,18 +194,22 @@ def write_report(out, grid, settings, data, run_seconds=None, verbose=True):
     rows = [rows[i] for i in order]
     results = [results[i] for i in order]
     best = rows[0] if rows and rows[0]["score"] is not None and not unfinished else None
-    model_path = None
+    model_path = val_scores = None
     if best is not None:
-        model_path = str(_export_best(results[0], best, out, settings))
-        atomic_write_text(out / "best.json", json.dumps(best, indent=2) + "\n")
+        model_path, model = _export_best(results[0], best, out, settings)
+        model_path = str(model_path)
+        # The one score of val: after every choice was made, on the held-out training images.
+        val_scores = score_on_val(model, data, settings["data_dir"])
+        atomic_write_text(out / "best.json", json.dumps(dict(best, val_scores=val_scores), indent=2) + "\n")
     table, fixed = _table(rows, settings)
     import matplotlib.pyplot as plt
-    title = (f"{metric} of {len(rows)} trials on {Path(settings['data_dir']).name} "
+    title = (f"{judged_on(settings)} {metric} of {len(rows)} trials on {Path(settings['data_dir']).name} "
              f"({data['train_captions'].shape[0]} train captions)")
-    plt.close(plot_sweep(rows, metric, path=out / "sweep.png", title=title))
+    plt.close(plot_sweep(rows, f"{judged_on(settings)} {metric}", path=out / "sweep.png", title=title))
     wall_seconds = None if run_seconds is None else float(sum(run_seconds))
     atomic_write_text(out / "trials.json", json.dumps(
-        {"settings": settings, "wall_seconds": wall_seconds, "run_seconds": run_seconds, "trials": rows},
+        {"settings": settings, "wall_seconds": wall_seconds, "run_seconds": run_seconds, "trials": rows,
+         "val_scores": val_scores},
         indent=2) + "\n")
     counts = {s: sum(r["status"] == s for r in rows) for s in ("finished", "stopped early", "diverged", "failed")}
     counts["unfinished or not started"] = unfinished
@@ -176,14 +222,16 @@ def write_report(out, grid, settings, data, run_seconds=None, verbose=True):
         took = f"; the sweep took {wall_seconds:.0f} s" + (f" in {len(run_seconds)} runs (started, then resumed)"
                                                             if len(run_seconds) > 1 else "")
     lines = [f"# Sweep {out.name}", ""] + ([interrupted, ""] if interrupted else []) + [
-        f"{settings['num_trials']} trials ({summary}); val {metric} ({mode}) on {settings['num_val_images']} "
-        f"val images after each epoch; up to {settings['num_epochs']} epochs{took}.", ""]
+        f"{settings['num_trials']} trials ({summary}); {judged_on(settings)} {metric} ({mode}) on "
+        f"{_judged_images(settings)} after each epoch; up to {settings['num_epochs']} epochs{took}. The "
+        f"table's scores are of those images.", ""]
     if fixed:
         lines += [fixed, ""]
     lines += ["```", table, "```", ""]
     if best is not None:
-        lines += [f"Best: trial {best['trial']} at epoch {best['best_epoch']}: {metric} {best['score']:.4f} "
-                  f"({describe_config(best['config'])}); its model: model.npz", ""]
+        lines += [f"Best: trial {best['trial']} at epoch {best['best_epoch']}: {judged_on(settings)} {metric} "
+                  f"{best['score']:.4f} ({describe_config(best['config'])}); its model: model.npz", "",
+                  _val_line(val_scores, settings), ""]
     lines += ["![score against learning rate and size](sweep.png)", ""]
     atomic_write_text(out / "report.md", "\n".join(lines))
     if verbose:
@@ -192,13 +240,15 @@ def write_report(out, grid, settings, data, run_seconds=None, verbose=True):
             print(fixed)
         print(table)
         if best is not None:
-            print(f"\nbest: trial {best['trial']}, epoch {best['best_epoch']}: {metric} {best['score']:.4f} "
-                  f"({describe_config(best['config'])})")
+            print(f"\nbest: trial {best['trial']}, epoch {best['best_epoch']}: {judged_on(settings)} {metric} "
+                  f"{best['score']:.4f} ({describe_config(best['config'])})")
+            print(_val_line(val_scores, settings))
         print(f"wrote {out}/model.npz, best.json, trials.json, report.md, sweep.png"
               if best is not None else f"wrote {out}/trials.json, report.md, sweep.png")
         sys.stdout.flush()
     if interrupted:  # a diagnostic, not progress: printed even when quiet
         print(interrupted, file=sys.stderr)
         sys.stderr.flush()
-    return {"rows": rows, "best": best, "model_path": model_path, "figure": str(out / "sweep.png"),
+    return {"rows": rows, "best": best, "model_path": model_path, "val_scores": val_scores,
+            "figure": str(out / "sweep.png"),
             "table": table, "wall_seconds": wall_seconds, "complete": not unfinished}

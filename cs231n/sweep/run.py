@@ -10,10 +10,10 @@ import numpy as np
 from cs231n.captioning_solver import CaptioningSolver
 from cs231n.runs import captioning_data_identity, identity_problems
 from cs231n.sweep.progress import sweep_progress_class
-from cs231n.sweep.report import REPORT_FILES, write_report
+from cs231n.sweep.report import REPORT_FILES, judged_on, write_report
 from cs231n.sweep.session import check_request, ray_session, require_ray
 from cs231n.sweep.space import _is_int, _is_number, _tune_space, make_space
-from cs231n.sweep.trial import _trainable
+from cs231n.sweep.trial import _trainable, val_options
 
 SETTINGS_FILE = "sweep.json"
 SETTINGS_FORMAT = "cs231n-sweep"
@@ -77,7 +77,25 @@ def _scene_dir(base):
     return str(base) if (Path(base) / SCENES_FILE).is_file() else None
 
 
-def _validation_keys(data, num_val_images, scene_dir):
+VAL_IMAGES = 200  # val images each trial scores after every epoch with holdout 0 (unless num_val_images)
+
+
+def _trial_data(base, data, settings):
+    """(the data the trials train and validate on, their validation options for :func:`solver_options`).
+
+    With ``holdout`` N (:func:`cs231n.cli.train.held_out_selection`, drawn with ``data_seed``): N training
+    images held out of training are the trials' "val" split, so val is left for the one final score of
+    the best model. With holdout 0 (or a sweep made before there was a holdout): the val images.
+    """
+    holdout = settings.get("holdout", 0)  # a sweep of a version without holdout validated on val
+    if not holdout:
+        return data, val_options(settings)
+    from cs231n.cli.train import held_out_selection
+
+    return held_out_selection(base, data, holdout, settings["data_seed"])
+
+
+def _validation_keys(data, validation):
     """The numeric scores of a validation entry, from a throw-away solver on a tiny model (fast)."""
     from cs231n.classifiers.rnn import CaptioningRNN
 
@@ -85,8 +103,8 @@ def _validation_keys(data, num_val_images, scene_dir):
                           wordvec_dim=2, hidden_dim=2)
     state = np.random.get_state()
     try:
-        solver = CaptioningSolver(model, data, num_val_images=min(2, num_val_images), verbose=False,
-                                  scene_dir=scene_dir)
+        solver = CaptioningSolver(model, data, verbose=False,
+                                  **dict(validation, num_val_images=min(2, validation["num_val_images"])))
         entry = solver.validate()
     finally:
         np.random.set_state(state)
@@ -94,8 +112,8 @@ def _validation_keys(data, num_val_images, scene_dir):
 
 
 def run_sweep(out_dir="runs/sweep", space=None, num_samples=8, num_epochs=5, data_dir=None, max_train=None,
-              data_seed=0, num_val_images=200, metric="CIDEr", mode=None, early_stop=True, grace_period=1,
-              reduction_factor=2, max_concurrent=None, cpus_per_trial=1, gpus_per_trial=0, address=None,
+              data_seed=0, holdout=None, num_val_images=None, metric="CIDEr", mode=None, early_stop=True,
+              grace_period=1, reduction_factor=2, max_concurrent=None, cpus_per_trial=1, gpus_per_trial=0, address=None,
               num_cpus=None, max_failures=2, fail_once_at_epoch=None, callbacks=(), verbose=True):
     """Search hyperparameters of the captioning model with Ray Tune; write the report to ``out_dir``.
 
@@ -109,7 +127,14 @@ def run_sweep(out_dir="runs/sweep", space=None, num_samples=8, num_epochs=5, dat
     - data_dir: a dataset in the cs231n COCO format (None: the shapes dataset, made on first use);
       max_train, data_seed: as ``train --max-train --seed`` (the subsample is drawn with np.random
       seeded with data_seed; at most the number of training captions).
-    - num_val_images: val images scored after every epoch (>= 1).
+    - holdout: training images (with all their captions) held out of every trial's training, drawn with
+      data_seed; each trial scores them after every epoch, and ASHA and the ranking use those scores.
+      None: as ``train --holdout``: 500, at most a tenth of the training images (0 when num_val_images
+      is given). The best trial's model at its best epoch is then scored once on all val images
+      (greedy; with the scene accuracy on a shapes dataset): nothing was chosen on that figure.
+    - num_val_images: only with holdout 0 (the behaviour before holdout existed): the trials are judged
+      on this many val images after every epoch (None: 200), so the final val figure is not
+      independent of the choice.
     - metric: the score ASHA compares and the report ranks by: a key of the solver's validation entry
       ('CIDEr', 'Bleu_4', 'val_loss', ...; on a shapes dataset also the scene accuracy 'scene_right' and
       its parts, see :mod:`cs231n.data.shapes.accuracy`); mode: 'max' or 'min' (default: 'min' for
@@ -137,10 +162,16 @@ def run_sweep(out_dir="runs/sweep", space=None, num_samples=8, num_epochs=5, dat
                               f"resume_sweep (sweep --resume --out {out_dir}) or choose another directory")
     space = make_space(space)
     for name, value in (("num_samples", num_samples), ("num_epochs", num_epochs),
-                        ("num_val_images", num_val_images), ("cpus_per_trial", cpus_per_trial),
-                        ("grace_period", grace_period)):
+                        ("num_val_images", 1 if num_val_images is None else num_val_images),
+                        ("cpus_per_trial", cpus_per_trial), ("grace_period", grace_period)):
         if not _is_int(value) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if holdout is not None and (not _is_int(holdout) or holdout < 0):
+        raise ValueError(f"holdout must be an int >= 0 or None, got {holdout!r}")
+    if holdout and num_val_images is not None:
+        raise ValueError(f"holdout {holdout} and num_val_images {num_val_images} both say what the trials are "
+                         f"judged on; give one (holdout judges them on training images held out, so val "
+                         f"stays unseen)")
     if not _is_int(gpus_per_trial) or gpus_per_trial < 0:
         raise ValueError(f"gpus_per_trial must be an int >= 0, got {gpus_per_trial!r}")
     if max_concurrent is not None and (not _is_int(max_concurrent) or max_concurrent < 1):
@@ -159,8 +190,12 @@ def run_sweep(out_dir="runs/sweep", space=None, num_samples=8, num_epochs=5, dat
     check_request(address, num_cpus, cpus_per_trial, gpus_per_trial)
 
     base, data = _load_data(data_dir, max_train, data_seed)
+    holdout = _resolve_holdout(holdout, num_val_images, data)
     scene_dir = _scene_dir(base)
-    keys = _validation_keys(data, num_val_images, scene_dir)
+    judged = {"data_seed": data_seed, "holdout": holdout, "scene_dir": scene_dir,
+              "num_val_images": None if holdout else num_val_images or VAL_IMAGES}
+    trial_data, validation = _trial_data(base, data, judged)
+    keys = _validation_keys(trial_data, validation)
     if metric not in keys:
         raise ValueError(f"metric {metric!r} is not a validation score; choose one of {', '.join(keys)}"
                          + ("" if scene_dir or not metric.startswith("scene_") else
@@ -170,7 +205,8 @@ def run_sweep(out_dir="runs/sweep", space=None, num_samples=8, num_epochs=5, dat
                 "num_trials": num_samples * grid_points,
                 "num_epochs": num_epochs, "data_dir": str(base), "max_train": max_train, "data_seed": data_seed,
                 "data_identity": captioning_data_identity(base, data["word_to_idx"]),
-                "num_val_images": num_val_images, "scene_dir": scene_dir, "metric": metric,
+                "holdout": holdout, "num_val_images": judged["num_val_images"], "scene_dir": scene_dir,
+                "metric": metric,
                 "mode": mode, "early_stop": bool(early_stop), "grace_period": grace_period,
                 "reduction_factor": reduction_factor, "max_concurrent": max_concurrent,
                 "cpus_per_trial": cpus_per_trial, "gpus_per_trial": gpus_per_trial, "max_failures": max_failures,
@@ -189,9 +225,10 @@ def run_sweep(out_dir="runs/sweep", space=None, num_samples=8, num_epochs=5, dat
                                           reduction_factor=reduction_factor)
             progress = []
             if verbose:
-                progress.append(sweep_progress_class()(metric, mode, num_epochs, settings["num_trials"]))
+                progress.append(sweep_progress_class()(metric, mode, num_epochs, settings["num_trials"],
+                                                       where=judged_on(settings)))
             tuner = tune.Tuner(
-                _trainable(data, settings), param_space=_tune_space(space),
+                _trainable(trial_data, settings, validation), param_space=_tune_space(space),
                 tune_config=tune.TuneConfig(metric=metric, mode=mode, num_samples=num_samples,
                                             scheduler=scheduler, max_concurrent_trials=max_concurrent),
                 run_config=tune.RunConfig(
@@ -204,11 +241,24 @@ def run_sweep(out_dir="runs/sweep", space=None, num_samples=8, num_epochs=5, dat
             raise
         if verbose:
             print(f"sweep: {settings['num_trials']} trial(s) of up to {num_epochs} epochs on {base} "
-                  f"({data['train_captions'].shape[0]} train captions), {metric} ({mode}), "
+                  f"({trial_data['train_captions'].shape[0]} train captions), {judged_on(settings)} {metric} "
+                  f"({mode}" + (f", on {holdout} training images held out of training" if holdout else "") + "), "
                   f"{'ASHA' if early_stop else 'no early stopping'}, {cpus_per_trial} CPU(s)"
                   + (f" and {gpus_per_trial} GPU(s)" if gpus_per_trial else "") + f" per trial; writing {out}")
             sys.stdout.flush()
         return _fit_and_report(tuner, out, settings, data, verbose)
+
+
+def _resolve_holdout(holdout, num_val_images, data):
+    """run_sweep's holdout as ``train --holdout`` resolves it (:func:`cs231n.cli.train.holdout_size`)."""
+    from cs231n.cli.train import holdout_size
+
+    num_images = int(np.asarray(data["train_features"]).shape[0])
+    resolved = holdout_size(holdout, num_images, num_val_images)
+    if holdout is None and not num_val_images and not resolved:
+        raise ValueError(f"the dataset has {num_images} training images, too few to hold out a tenth of them to "
+                         f"judge the trials on; give holdout (or 0 to judge them on val images)")
+    return resolved
 
 
 def _forget_start(out, created):
@@ -263,8 +313,9 @@ def resume_sweep(out_dir, address=None, num_cpus=None, verbose=True):
     if problems:
         raise ValueError(f"{base} is not the dataset this sweep started with ({'; '.join(problems)}); "
                          f"resuming would mix results of different data")
+    trial_data, validation = _trial_data(base, data, settings)
     with ray_session(address, num_cpus, settings["cpus_per_trial"], settings.get("gpus_per_trial", 0)):
-        tuner = tune.Tuner.restore(str(out), _trainable(data, settings), resume_unfinished=True,
+        tuner = tune.Tuner.restore(str(out), _trainable(trial_data, settings, validation), resume_unfinished=True,
                                    resume_errored=True)
         if verbose:
             print(f"sweep: resuming {out}")

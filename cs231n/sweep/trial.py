@@ -103,15 +103,26 @@ class _EpochReporter:
             raise InjectedFailure(f"injected failure after epoch {solver.epoch} (fail_once_at_epoch)")
 
 
-def solver_options(config, settings):
-    """The CaptioningSolver options of one trial (what ``python -m cs231n train`` would pass); on a
-    shapes dataset validation also judges the captions against the scenes (``scene_right``, ...)."""
-    options = dict(update_rule="adam", optim_config={"learning_rate": config["lr"]}, lr_decay=config["lr_decay"],
-                   batch_size=config["batch_size"], num_epochs=settings["num_epochs"],
-                   grad_clip=config["grad_clip"] or None, seed=config["seed"],
-                   num_val_images=settings["num_val_images"], verbose=False)
+def val_options(settings):
+    """The validation options of a trial of a sweep with holdout 0 (made with ``num_val_images``, or before
+    ``holdout`` existed): ``num_val_images`` val images, judged against their scenes on a shapes dataset."""
+    options = {"num_val_images": settings["num_val_images"]}
     if settings.get("scene_dir"):
         options["scene_dir"] = settings["scene_dir"]
+    return options
+
+
+def solver_options(config, settings, validation=None):
+    """The CaptioningSolver options of one trial (what ``python -m cs231n train`` would pass).
+
+    ``validation``: the solver's validation options, e.g. those of
+    :func:`cs231n.cli.train.held_out_selection` (the held-out training images); None: :func:`val_options`.
+    On a shapes dataset validation also judges the captions against the scenes (``scene_right``, ...).
+    """
+    options = dict(update_rule="adam", optim_config={"learning_rate": config["lr"]}, lr_decay=config["lr_decay"],
+                   batch_size=config["batch_size"], num_epochs=settings["num_epochs"],
+                   grad_clip=config["grad_clip"] or None, seed=config["seed"], verbose=False)
+    options.update(val_options(settings) if validation is None else validation)
     return options
 
 
@@ -126,15 +137,16 @@ def trial_model(config, data, settings):
     return MODEL_KINDS[config["model"]][0](config, data).to(trial_device(settings))
 
 
-def _trial(config, data=None, settings=None):
-    """One trial: a CaptioningSolver run that reports to Tune each epoch (runs in a Ray worker)."""
+def _trial(config, data=None, settings=None, validation=None):
+    """One trial: a CaptioningSolver run that reports to Tune each epoch (runs in a Ray worker); ``data``
+    and ``validation`` as :func:`solver_options` takes them (its "val" split: what the trial is judged on)."""
     from cs231n.solver import TrainingDivergedError
 
     tune = require_ray()
     threads = limit_blas_threads(settings["cpus_per_trial"])
     checkpoint = tune.get_checkpoint()
     model = trial_model(config, data, settings)
-    options = solver_options(config, settings)
+    options = solver_options(config, settings, validation)
     solver_class = SweepCaptioningSolver
     reporter = _EpochReporter(settings, threads, resumed_from_epoch=0)
     if checkpoint is None:
@@ -160,7 +172,7 @@ def trial_resources(settings):
     return resources
 
 
-def _trainable(data, settings):
+def _trainable(data, settings, validation=None):
     tune = require_ray()
-    return tune.with_resources(tune.with_parameters(_trial, data=data, settings=settings),
+    return tune.with_resources(tune.with_parameters(_trial, data=data, settings=settings, validation=validation),
                                trial_resources(settings))
