@@ -9,14 +9,16 @@ What a sweep is:
 - A search space (:data:`DEFAULT_SPACE`, a JSON file or a dict; see :func:`make_space`): each key is a
   hyperparameter of one trial, each value a constant or a distribution. The model kind is just another
   value (``"model": {"choice": ["rnn", "lstm", "gru"]}``).
-- Each trial is the project's own :class:`cs231n.captioning_solver.CaptioningSolver` run. At the end of
-  every epoch (the solver's ``_epoch_end`` hook) the trial reports the epoch's validation scores to
-  Tune, with a checkpoint in the solver's own format (``checkpoint.npz``, no pickle) written by
-  ``Solver.save_checkpoint``.
+- Each trial is the project's own :class:`cs231n.captioning_solver.CaptioningSolver` run, on the
+  training captions minus those of ``holdout`` training images (as ``train --holdout``; the same images
+  for every trial). At the end of every epoch (the solver's ``_epoch_end`` hook) the trial reports the
+  scores of those held-out images to Tune, with a checkpoint in the solver's own format
+  (``checkpoint.npz``, no pickle) written by ``Solver.save_checkpoint``. With ``holdout`` 0 the trials
+  are judged on ``num_val_images`` val images instead (as sweeps were before holdout existed).
 - ASHA (asynchronous successive halving) stops trials whose score at an epoch milestone (1, 2, 4, ...
   with the default grace period 1 and reduction factor 2) is below the median of the trials that
-  reached it before; the score is ``metric`` (val CIDEr by default; any numeric key of the solver's
-  per-epoch validation entry can be used, e.g. ``val_loss`` with mode 'min').
+  reached it before; the score is ``metric`` (the held-out CIDEr by default; any numeric key of the
+  solver's per-epoch validation entry can be used, e.g. ``val_loss`` with mode 'min').
 - A trial that fails (a crash, a lost node) is restarted up to ``max_failures`` times and resumes from
   its last checkpoint, bit for bit as if it had not failed (the solver's resume). A trial whose loss
   diverges (NaN) ends as 'diverged'; retrying it would only diverge again.
@@ -25,8 +27,9 @@ What a sweep is:
   unfinished ones resume from their checkpoints.
 - The report (:func:`write_report`): a table of the trials, ``model.npz`` of the best trial at its
   best epoch (a normal :class:`cs231n.classifiers.rnn.CaptioningRNN` archive that ``evaluate`` and
-  ``caption`` load), ``sweep.png`` (score against learning rate and hidden size, early-stopped trials
-  marked), ``trials.json`` and ``report.md``.
+  ``caption`` load) and its one score on all val images (greedy), made after every choice,
+  ``sweep.png`` (score against learning rate and hidden size, early-stopped trials marked),
+  ``trials.json`` and ``report.md``.
 
 The dataset is loaded once by the driver and shipped to the trials through Ray's object store
 (``tune.with_parameters``), so on a cluster only the machine that starts the sweep needs the data
