@@ -50,7 +50,7 @@ def _val_line(val_scores, settings):
         why = "the trial and its epoch were chosen on held-out training images, not on this"
     else:
         why = (f"not independent of the choice: the trial and its epoch were chosen on "
-               f"{settings['num_val_images']} of these val images")
+               f"{min(settings['num_val_images'], val_scores['num_images'])} of these val images")
     return (f"Val score of the best model, scored once after the sweep (all {val_scores['num_images']} val "
             f"images, greedy; {why}): {shown}")
 
