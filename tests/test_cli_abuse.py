@@ -381,7 +381,12 @@ def test_curves_keep_the_top_point_in_the_frame_and_say_on_how_many_images_per_e
     _, bleu_ax, cider_ax = fig.axes
     low, high = cider_ax.get_ylim()
     assert low == 0 and high >= 4.8 * 1.05  # room above the top point for its marker
-    assert "200 val images" in cider_ax.get_ylabel() and "200 val images" in bleu_ax.get_ylabel()
+    assert cider_ax.get_ylabel() == "val CIDEr (per epoch: 200 images)"
+    assert bleu_ax.get_ylabel() == "val BLEU (per epoch: 200 images)"
+    fig2 = plot_training_curves([9.0, 8.0], [dict(h, scene_right=0.9) for h in history], val_name="held-out")
+    assert [ax.get_ylabel() for ax in fig2.axes[1:]] == [f"held-out {what} (per epoch: 200 images)"
+                                                          for what in ("BLEU", "CIDEr", "entirely right")]
+    plt.close(fig2)
     labels = {line.get_label() for line in cider_ax.lines}
     assert "final CIDEr: 4.644 (all 1000 val images)" in labels
     plt.close(fig)
