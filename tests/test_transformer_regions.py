@@ -52,11 +52,8 @@ def test_gradients_with_dropout_on_over_regions(num_grad, relerr):
     model.training = True
     rng = np.random.RandomState(2)
     features, captions = rng.randn(3, 4, 5), random_captions(rng, 3, 6, 8)
-    # Dropout masks of np.random seed 6. (Seed 5, with the masks drawn from bytes since December 2026,
-    # leaves one entry of layer0_cross_Wk's gradient at 2e-7, a weight that barely moves the softmax; its
-    # relative error, 2e-5 for an absolute 9e-12, then measures rounding, not the gradient.)
     errors = param_grad_check(model, features, captions, num_grad, relerr,
-                              names=["W_proj", "b_proj", "layer0_cross_Wk", "layer0_cross_Wq"], seed=6)
+                              names=["W_proj", "b_proj", "layer0_cross_Wk", "layer0_cross_Wq"], seed=5)
     worst = max(errors, key=errors.get)
     assert errors[worst] < MODEL_TOL, f"{worst}: {errors[worst]:.2e}"
 
