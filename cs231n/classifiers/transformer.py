@@ -240,12 +240,13 @@ class CaptioningTransformer(CaptioningModel):
         captions_out = captions[:, 1:]            # (N, T - 1)
         mask = captions_out != self._null         # (N, T - 1)
         ws = self.workspace  # the step's large arrays, reused by the next call
-        if get_array_module(captions) is np and not verbose and mask.any():
+        if get_array_module(captions) is np and not verbose and mask.any() and not mask.all():
             # Only the K positions whose target is not <NULL> count. After the last layer's cross-attention
             # everything is computed per position (feed-forward, layer norm, output layer, loss), so the
             # forward keeps only those rows from there on: the same loss and gradients, without the
             # padding's share of the largest products. (On a GPU the full path stays: counting K would
-            # wait for the device; verbose prints the full path's shapes.)
+            # wait for the device; verbose prints the full path's shapes; when every position counts the
+            # full path is the same computation without the row copies.)
             rows = mask_rows(mask)                                                # (K,)
             scores, cache = self._forward(features, captions_in, ws, rows)        # (K, V)
             loss, dscores = softmax_loss_rows(scores, captions_out.reshape(-1)[rows], captions.shape[0],
