@@ -4,7 +4,8 @@ import sys
 
 from cs231n.cli.options import (OptionError, add_command, add_run_dir_options, claim_run_dir, existing_dir,
                                 existing_file, nonnegative_int, positive_float, positive_int)
-from cs231n.cli.train import TRAIN_DEFAULTS, holdout_size
+from cs231n.cli.train import TRAIN_DEFAULTS
+from cs231n.holdout import holdout_size
 
 
 def _add_sweep(sub):

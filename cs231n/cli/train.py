@@ -7,6 +7,7 @@ from cs231n.cli.models import _identity, _load_data, _val_images
 from cs231n.cli.options import (OptionError, add_command, add_device_option, add_run_dir_options, claim_run_dir,
                                 existing_dir, learning_rate, nonnegative_float, nonnegative_int, positive_float,
                                 positive_int)
+from cs231n.holdout import DEFAULT_HOLDOUT, held_out_selection, holdout_size
 
 
 # Defaults of `train`: chosen so the default run finishes in a few minutes on a 2-core laptop
@@ -27,7 +28,7 @@ TRAIN_DEFAULTS = dict(
     seed=0,
     beam_size=1,
     num_val_images=0,
-    holdout=500,  # training images held out to choose the epoch (at most a tenth of them: holdout_size)
+    holdout=DEFAULT_HOLDOUT,  # training images held out to choose the epoch (at most a tenth of them)
     grad_clip=5.0,
     checkpoint_every=1000,
 )
@@ -265,17 +266,6 @@ def _check_sizes(a, base):
     return sizes
 
 
-def holdout_size(holdout, num_images, num_val_images=0):
-    """How many of ``num_images`` training images to hold out (train's and sweep's --holdout): None is the
-    default, 500 images, at most a tenth of them, and 0 when ``num_val_images`` chooses on val images
-    instead; a given value must leave images to train on (ValueError). Returns an int >= 0."""
-    if holdout is None:
-        return 0 if num_val_images else min(TRAIN_DEFAULTS["holdout"], num_images // 10)
-    if holdout >= num_images:
-        raise ValueError(f"holdout {holdout} holds out every training image (there are {num_images})")
-    return int(holdout)
-
-
 def _resolve_holdout(a, num_images, base):
     """--holdout's value (:func:`holdout_size`; OptionError: exit 2)."""
     try:
@@ -301,26 +291,6 @@ def _epoch_selection(a, base, data):
         return held_out_selection(base, data, a.holdout, a.seed)
     except ValueError as e:  # --max-train drew captions of fewer images than --holdout
         raise OptionError(f"--holdout {a.holdout}: {str(e).split(': ', 1)[-1]}") from e
-
-
-def held_out_selection(base, data, holdout, seed):
-    """(data whose "val" split is ``holdout`` training images held out of its training captions, the
-    CaptioningSolver options that validate on them): train's --holdout, and each trial of a sweep.
-
-    The images are drawn by :func:`cs231n.coco_utils.hold_out_images` with ``seed`` (ValueError when the
-    training captions show too few images); on a shapes dataset they are judged against their train scenes
-    and the epoch is chosen by the captions entirely right, else by CIDEr.
-    """
-    from cs231n.coco_utils import hold_out_images
-    from cs231n.data.shapes.accuracy import load_scenes
-
-    train, held = hold_out_images(data, holdout, seed=seed)
-    selection = {"num_val_images": holdout, "val_name": "held-out", "select_on": "CIDEr"}
-    scenes = load_scenes(base, "train")
-    if scenes is not None and len(scenes) == len(data["train_features"]):
-        selection.update(val_scenes=[scenes[i] for i in held["image_ids"].tolist()], select_on="scene_right")
-    train.update((k, v) for k, v in held.items() if k != "image_ids")
-    return train, selection
 
 
 def _kept_epoch(solver):

@@ -83,14 +83,14 @@ VAL_IMAGES = 200  # val images each trial scores after every epoch with holdout 
 def _trial_data(base, data, settings):
     """(the data the trials train and validate on, their validation options for :func:`solver_options`).
 
-    With ``holdout`` N (:func:`cs231n.cli.train.held_out_selection`, drawn with ``data_seed``): N training
+    With ``holdout`` N (:func:`cs231n.holdout.held_out_selection`, drawn with ``data_seed``): N training
     images held out of training are the trials' "val" split, so val is left for the one final score of
     the best model. With holdout 0 (or a sweep made before there was a holdout): the val images.
     """
     holdout = settings.get("holdout", 0)  # a sweep of a version without holdout validated on val
     if not holdout:
         return data, val_options(settings)
-    from cs231n.cli.train import held_out_selection
+    from cs231n.holdout import held_out_selection
 
     return held_out_selection(base, data, holdout, settings["data_seed"])
 
@@ -250,8 +250,8 @@ def run_sweep(out_dir="runs/sweep", space=None, num_samples=8, num_epochs=5, dat
 
 
 def _resolve_holdout(holdout, num_val_images, data):
-    """run_sweep's holdout as ``train --holdout`` resolves it (:func:`cs231n.cli.train.holdout_size`)."""
-    from cs231n.cli.train import holdout_size
+    """run_sweep's holdout as ``train --holdout`` resolves it (:func:`cs231n.holdout.holdout_size`)."""
+    from cs231n.holdout import holdout_size
 
     num_images = int(np.asarray(data["train_features"]).shape[0])
     resolved = holdout_size(holdout, num_images, num_val_images)

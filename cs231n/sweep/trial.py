@@ -116,7 +116,7 @@ def solver_options(config, settings, validation=None):
     """The CaptioningSolver options of one trial (what ``python -m cs231n train`` would pass).
 
     ``validation``: the solver's validation options, e.g. those of
-    :func:`cs231n.cli.train.held_out_selection` (the held-out training images); None: :func:`val_options`.
+    :func:`cs231n.holdout.held_out_selection` (the held-out training images); None: :func:`val_options`.
     On a shapes dataset validation also judges the captions against the scenes (``scene_right``, ...).
     """
     options = dict(update_rule="adam", optim_config={"learning_rate": config["lr"]}, lr_decay=config["lr_decay"],
