@@ -444,8 +444,9 @@ def test_every_option_has_help_and_defaults_are_shown():
         for action in sub._actions:
             assert action.help, f"{name} {action.option_strings or action.dest} has no help"
         text = " ".join(sub.format_help().split())
+        assert "(default: None)" not in text and "(default: [])" not in text, name  # nothing to say
         for action in sub._actions:
-            if action.option_strings and action.default not in (None, False, "==SUPPRESS=="):
+            if action.option_strings and action.default not in (None, False, "==SUPPRESS==", []):
                 assert f"(default: {action.default})" in text, (name, action.option_strings)
 
 

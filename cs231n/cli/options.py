@@ -22,10 +22,12 @@ class _Parser(argparse.ArgumentParser):
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows each option's default; leaves out '(default: None)' and the defaults of flags."""
+    """Shows each option's default; leaves out '(default: None)', the defaults of flags and the empty list
+    of a repeatable option."""
 
     def _get_help_string(self, action):
-        if action.default is None or action.default is False or action.default == argparse.SUPPRESS:
+        if (action.default is None or action.default is False or action.default == argparse.SUPPRESS
+                or (isinstance(action.default, list) and not action.default)):
             return action.help
         return super()._get_help_string(action)
 
