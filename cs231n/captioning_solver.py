@@ -158,8 +158,16 @@ class CaptioningSolver(Solver):
         val_scenes = kwargs.pop("val_scenes", None)
         if val_scenes is not None and self.scene_dir is not None:
             raise ValueError("pass scene_dir (the dataset's val scenes) or val_scenes, not both")
-        self._val_scenes = (self._load_val_scenes(self.scene_dir, data) if self.scene_dir is not None
-                            else None if val_scenes is None else self._checked_scenes(val_scenes, data))
+        self._val_scenes = None
+        if self.scene_dir is not None:
+            self._val_scenes = self._load_val_scenes(self.scene_dir)
+            what = f"scene_dir: {self.scene_dir} describes {len(self._val_scenes)} val images"
+            fix = "pass the directory the data was loaded from"
+        elif val_scenes is not None:
+            self._val_scenes = list(val_scenes)
+            what, fix = f"val_scenes has {len(self._val_scenes)} scenes", "pass one scene per val image, in order"
+        if self._val_scenes is not None:
+            self._check_scene_count(self._val_scenes, data, what, fix)
         self.select_on = kwargs.pop("select_on", "CIDEr")
         selectable = ("CIDEr", "Bleu_1", "Bleu_2", "Bleu_3", "Bleu_4") + (
             ("scene_right",) if self._val_scenes is not None else ())
@@ -224,8 +232,8 @@ class CaptioningSolver(Solver):
         return correct / counted if counted else 0.0
 
     @staticmethod
-    def _load_val_scenes(scene_dir, data):
-        """The val scenes of the shapes dataset in ``scene_dir``, checked against ``data``'s val images."""
+    def _load_val_scenes(scene_dir):
+        """The val scenes of the shapes dataset in ``scene_dir``."""
         from cs231n.data.shapes.accuracy import load_scenes
         from cs231n.data.shapes.dataset import SCENES_FILE
 
@@ -233,21 +241,15 @@ class CaptioningSolver(Solver):
         if scenes is None:
             raise ValueError(f"scene_dir: {scene_dir} has no {SCENES_FILE}; the scene accuracy needs a shapes "
                              f"dataset (cs231n.data.shapes.ensure_shapes_dataset makes one)")
-        images = len(data["val_features"]) if "val_features" in data else None
-        if images is not None and images != len(scenes):
-            raise ValueError(f"scene_dir: {scene_dir} describes {len(scenes)} val images but data has {images}; "
-                             f"pass the directory the data was loaded from")
         return scenes
 
     @staticmethod
-    def _checked_scenes(scenes, data):
-        """``val_scenes`` as a list, one scene per row of ``data['val_features']``."""
-        scenes = list(scenes)
+    def _check_scene_count(scenes, data, what, fix):
+        """ValueError "{what} but data['val_features'] has M rows; {fix}" unless ``scenes`` holds one scene
+        per row of ``data['val_features']``."""
         images = len(data["val_features"]) if "val_features" in data else None
         if images is not None and images != len(scenes):
-            raise ValueError(f"val_scenes has {len(scenes)} scenes but data['val_features'] has {images} rows; "
-                             f"pass one scene per val image, in order")
-        return scenes
+            raise ValueError(f"{what} but data['val_features'] has {images} rows; {fix}")
 
     @property
     def best_val_cider(self):
