@@ -62,6 +62,15 @@ def max_relative_error(a, b):
     return float(np.max(np.abs(a - b) / np.maximum(1e-8, np.abs(a) + np.abs(b))))
 
 
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory):
+    """The tiny shapes dataset (seed 1, with region files) that the command-line tests train on, made once
+    per test session: tests only read it (those that damage files work on copies)."""
+    from cs231n.data.shapes import make_shapes_dataset
+
+    return make_shapes_dataset(tmp_path_factory.mktemp("shapes") / "tiny", "tiny", seed=1)
+
+
 @pytest.fixture
 def num_grad():
     """The independent central-difference helper, ``num_grad(f, x, df, h=1e-5) -> grad``."""

@@ -14,19 +14,13 @@ import numpy as np
 import pytest
 
 from cs231n.cli import main
-from cs231n.data.shapes import make_shapes_dataset
 
 TINY = ["--wordvec-dim", "8", "--hidden-dim", "8", "--batch-size", "50", "--num-val-images", "4", "--quiet"]
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return make_shapes_dataset(tmp_path_factory.mktemp("shapes") / "tiny", "tiny", seed=1)
-
-
-@pytest.fixture(scope="module")
 def run(tiny_dir, tmp_path_factory):
-    """A finished 1-epoch run (an LSTM of hidden size 8, seed 0)."""
+    """A finished 1-epoch run (the default attention LSTM, hidden size 8, seed 0)."""
     out = tmp_path_factory.mktemp("runs") / "run"
     assert main(["train", "--data-dir", str(tiny_dir), "--epochs", "1", "--out", str(out)] + TINY) == 0
     return out

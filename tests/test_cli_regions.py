@@ -13,18 +13,12 @@ import numpy as np
 import pytest
 
 from cs231n.cli import main
-from cs231n.data.shapes import make_shapes_dataset
 
 MODELS = {
     "attention": ["--cell-type", "attention", "--hidden-dim", "24", "--wordvec-dim", "16"],
     "transformer-regions": ["--model", "transformer", "--regions", "--wordvec-dim", "16", "--num-heads", "2",
                             "--num-layers", "1"],
 }
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return make_shapes_dataset(tmp_path_factory.mktemp("shapes") / "tiny", "tiny", seed=1)
 
 
 @pytest.fixture(scope="module", params=sorted(MODELS))

@@ -24,11 +24,6 @@ TINY = ["--wordvec-dim", "8", "--hidden-dim", "8", "--batch-size", "50", "--seed
 
 
 @pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return make_shapes_dataset(tmp_path_factory.mktemp("shapes") / "tiny", "tiny", seed=1)
-
-
-@pytest.fixture(scope="module")
 def other_dir(tmp_path_factory):
     """Another tiny shapes dataset: same format, other images, features and featurizer."""
     return make_shapes_dataset(tmp_path_factory.mktemp("shapes") / "other", "tiny", seed=2)

@@ -9,15 +9,9 @@ import warnings
 import pytest
 
 from cs231n.cli import main
-from cs231n.data.shapes import make_shapes_dataset
 
 SMALL = ["--model", "transformer", "--wordvec-dim", "16", "--num-heads", "2", "--num-layers", "1",
          "--batch-size", "50", "--seed", "3"]
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return make_shapes_dataset(tmp_path_factory.mktemp("shapes") / "tiny", "tiny", seed=1)
 
 
 @pytest.fixture(scope="module")

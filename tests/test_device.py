@@ -511,14 +511,7 @@ def test_cli_python_m_cs231n_without_cupy_exits_1(tmp_path):
     assert not (tmp_path / "lm").exists()
 
 
-@pytest.fixture(scope="module")
-def shapes_dir(tmp_path_factory):
-    from cs231n.data.shapes import make_shapes_dataset
-
-    return make_shapes_dataset(tmp_path_factory.mktemp("shapes") / "tiny", "tiny", seed=1)
-
-
-def test_cli_trains_evaluates_and_samples_on_the_device(device_backend, shapes_dir, tmp_path, capsys,
+def test_cli_trains_evaluates_and_samples_on_the_device(device_backend, tiny_dir, tmp_path, capsys,
                                                           monkeypatch):
     from cs231n import vis
     from cs231n.archive import load_archive
@@ -527,7 +520,7 @@ def test_cli_trains_evaluates_and_samples_on_the_device(device_backend, shapes_d
     for figure in ("caption_grid", "plot_training_curves"):  # drawing PNGs is most of train's time
         monkeypatch.setattr(vis, figure, lambda *args, **kwargs: None)
 
-    small = ["--data-dir", str(shapes_dir), "--epochs", "1", "--num-val-images", "5", "--wordvec-dim", "8",
+    small = ["--data-dir", str(tiny_dir), "--epochs", "1", "--num-val-images", "5", "--wordvec-dim", "8",
              "--hidden-dim", "8", "--batch-size", "50", "--seed", "3", "--quiet"]
     # Training on the device is compared with numpy in the solver tests; here: the command runs there and
     # writes host files, which evaluate reads on either device with the same captions.
@@ -556,7 +549,7 @@ def test_cli_trains_evaluates_and_samples_on_the_device(device_backend, shapes_d
     assert samples[0] == samples[1] and samples[0].startswith("cat ")
 
 
-def test_cli_train_precision_tf32_on_the_device_only(device_backend, shapes_dir, tmp_path, capsys, monkeypatch):
+def test_cli_train_precision_tf32_on_the_device_only(device_backend, tiny_dir, tmp_path, capsys, monkeypatch):
     import json
 
     from cs231n import vis
@@ -564,7 +557,7 @@ def test_cli_train_precision_tf32_on_the_device_only(device_backend, shapes_dir,
 
     for figure in ("caption_grid", "plot_training_curves"):
         monkeypatch.setattr(vis, figure, lambda *args, **kwargs: None)
-    small = ["--data-dir", str(shapes_dir), "--epochs", "1", "--num-val-images", "0", "--wordvec-dim", "8",
+    small = ["--data-dir", str(tiny_dir), "--epochs", "1", "--num-val-images", "0", "--wordvec-dim", "8",
              "--hidden-dim", "8", "--batch-size", "50", "--seed", "3", "--quiet"]
     assert main(["train", "--out", str(tmp_path / "cpu"), "--precision", "tf32"] + small) != 0
     assert "--precision tf32 changes the GPU's matrix products; it needs --device gpu" in capsys.readouterr().err

@@ -12,14 +12,8 @@ import pytest
 
 from cs231n.cli import main
 from cs231n.coco_utils import hold_out_images, load_coco_data, with_regions
-from cs231n.data.shapes import make_shapes_dataset
 
 SMALL = ["--wordvec-dim", "16", "--hidden-dim", "24", "--batch-size", "50", "--seed", "3", "--quiet"]
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return make_shapes_dataset(tmp_path_factory.mktemp("shapes") / "tiny", "tiny", seed=1)
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,6 @@ from cs231n.captioning_solver import CaptioningSolver
 from cs231n.classifiers.rnn import CaptioningRNN
 from cs231n.cli import main
 from cs231n.coco_utils import load_coco_data
-from cs231n.data.shapes import make_shapes_dataset
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
@@ -261,11 +260,6 @@ def test_a_trial_with_a_gpu_asks_ray_for_it_and_trains_on_the_gpu(device_backend
 
 
 # ------------------------------------------------------------------ sweeps on a local Ray
-
-
-@pytest.fixture(scope="module")
-def tiny_dir(tmp_path_factory):
-    return make_shapes_dataset(tmp_path_factory.mktemp("shapes") / "tiny", "tiny", seed=1)
 
 
 @pytest.fixture(scope="module")
