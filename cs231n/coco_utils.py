@@ -154,6 +154,11 @@ def grid_boxes(h, w):
     return np.stack([xs / w, ys / h, (xs + 1) / w, (ys + 1) / h], axis=-1).reshape(h * w, 4).astype(np.float32)
 
 
+def has_region_files(base_dir):
+    """Whether the dataset directory holds the region files of both splits (SPEC section 10)."""
+    return all((Path(base_dir) / regions_file(split)).is_file() for split in SPLITS)
+
+
 def urls_file(split):
     """Name of the image-URL list of one split, e.g. ``train2014_urls.txt``."""
     return f"{split}2014_urls.txt"
@@ -265,9 +270,8 @@ def coco_data_sizes(base_dir, pca_features=True, regions=False):
     if not isinstance(vocab, dict) or not isinstance(vocab.get("idx_to_word"), list):
         raise ValueError(f"{base / VOCAB_FILE} must hold an object with the list 'idx_to_word'")
     sizes["vocab_size"] = len(vocab["idx_to_word"])
-    paths = [base / regions_file(split) for split in SPLITS]
-    if regions and all(path.is_file() for path in paths):
-        with h5py.File(paths[0], "r") as f:
+    if regions and has_region_files(base):
+        with h5py.File(base / regions_file("train"), "r") as f:
             if "features" in f and len(f["features"].shape) == 3:
                 sizes["regions"] = tuple(f["features"].shape[1:])
     return sizes

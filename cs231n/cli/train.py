@@ -233,17 +233,18 @@ def _resolve_model(a, base):
     (with a note on stderr)."""
     import sys
 
-    from cs231n.coco_utils import regions_file
+    from cs231n.coco_utils import has_region_files, regions_file
 
-    if a.cell_type is None:
+    if a.cell_type is not None:
+        return
+    if a.model != "rnn":
+        a.cell_type = TRAIN_DEFAULTS["fallback_cell_type"]  # unused by the Transformer; recorded as before
+    elif has_region_files(base):
         a.cell_type = TRAIN_DEFAULTS["cell_type"]
-        has_regions = all((base / regions_file(split)).is_file() for split in ("train", "val"))
-        if a.model == "rnn" and not has_regions:
-            a.cell_type = TRAIN_DEFAULTS["fallback_cell_type"]
-            print(f"note: {base} has no region features ({regions_file('train')}, {regions_file('val')}), so "
-                  f"train uses --cell-type {a.cell_type} (the default attention LSTM reads regions)", file=sys.stderr)
-        elif a.model != "rnn":
-            a.cell_type = TRAIN_DEFAULTS["fallback_cell_type"]  # unused by the Transformer; recorded as before
+    else:
+        a.cell_type = TRAIN_DEFAULTS["fallback_cell_type"]
+        print(f"note: {base} has no region features ({regions_file('train')}, {regions_file('val')}), so "
+              f"train uses --cell-type {a.cell_type} (the default attention LSTM reads regions)", file=sys.stderr)
 
 
 def _check_sizes(a, base):
@@ -262,7 +263,6 @@ def _check_sizes(a, base):
                                    a.num_heads, a.num_layers, max_train=a.max_train,
                                    zero_features=a.zero_features)
     check_fits(parts, "this training run")
-    _resolve_holdout(a, sizes["train_images"], base)
     return sizes
 
 
@@ -322,7 +322,8 @@ def cmd_train(a):
 
     base = _data_dir(a)
     _resolve_model(a, base)
-    _check_sizes(a, base)
+    sizes = _check_sizes(a, base)
+    _resolve_holdout(a, sizes["train_images"], base)
     np.random.seed(a.seed)  # before loading: --max-train draws its captions with np.random (classic API)
     regions = _uses_regions(a)
     base, data = _load_data(base, a.max_train, regions=regions)
