@@ -22,6 +22,19 @@ GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
 ATTENTION = "attention"
 
+# Each cell type's layer functions: (forward, backward) over inputs x, and (forward, backward) over their
+# input projections ax (``rnn_layers.*_projected_*``, see embedded_recurrent_forward).
+_LAYERS = {
+    "rnn": (rnn_layers.rnn_forward, rnn_layers.rnn_backward,
+            rnn_layers.rnn_projected_forward, rnn_layers.rnn_projected_backward),
+    "lstm": (rnn_layers.lstm_forward, rnn_layers.lstm_backward,
+             rnn_layers.lstm_projected_forward, rnn_layers.lstm_projected_backward),
+    "gru": (rnn_layers.gru_forward, rnn_layers.gru_backward,
+            rnn_layers.gru_projected_forward, rnn_layers.gru_projected_backward),
+    ATTENTION: (rnn_layers.lstm_attention_forward, rnn_layers.lstm_attention_backward,
+                rnn_layers.lstm_attention_projected_forward, rnn_layers.lstm_attention_projected_backward),
+}
+
 
 def recurrent_param_names(cell_type):
     """The names of the recurrent weights of ``cell_type``, in the order the layer functions take them."""
@@ -58,9 +71,7 @@ def recurrent_forward(cell_type, x, h0, params, workspace=None):
     - cache: for :func:`recurrent_backward`.
     """
     weights = [params[k] for k in recurrent_param_names(cell_type)]
-    forward = {"rnn": rnn_layers.rnn_forward, "lstm": rnn_layers.lstm_forward,
-               "gru": rnn_layers.gru_forward, ATTENTION: rnn_layers.lstm_attention_forward}[cell_type]
-    return forward(x, h0, *weights, workspace=workspace)
+    return _LAYERS[cell_type][0](x, h0, *weights, workspace=workspace)
 
 
 def recurrent_backward(cell_type, dh, cache, workspace=None):
@@ -77,14 +88,13 @@ def recurrent_backward(cell_type, dh, cache, workspace=None):
     - dh0: gradient of the initial hidden state, of shape (N, H) (of A, (N, R, H), for 'attention').
     - grads: dict with the gradient of every recurrent weight, keyed like ``params``.
     """
-    backward = {"rnn": rnn_layers.rnn_backward, "lstm": rnn_layers.lstm_backward,
-                "gru": rnn_layers.gru_backward, ATTENTION: rnn_layers.lstm_attention_backward}[cell_type]
-    dx, dh0, *dweights = backward(dh, cache, workspace=workspace)
+    dx, dh0, *dweights = _LAYERS[cell_type][1](dh, cache, workspace=workspace)
     return dx, dh0, dict(zip(recurrent_param_names(cell_type), dweights))
 
 
-# The weights a layer takes besides its input projections (``*_projected_forward``), in order.
-_HIDDEN_PARAMS = {"rnn": ("Wh",), "lstm": ("Wh",), "gru": ("Wh", "bh"), ATTENTION: ("Wh", "Wattn")}
+def _hidden_param_names(cell_type):
+    """The weights a layer takes besides its input projections (``*_projected_forward``), in order."""
+    return tuple(k for k in recurrent_param_names(cell_type) if k not in ("Wx", "b"))
 
 
 def embedded_recurrent_forward(cell_type, words, W_embed, h0, params, workspace=None):
@@ -111,11 +121,8 @@ def embedded_recurrent_forward(cell_type, words, W_embed, h0, params, workspace=
     """
     if get_array_module(W_embed) is np:
         ax, cache_words = rnn_layers.word_projection_forward(words, W_embed, params["Wx"], params["b"], workspace)
-        forward = {"rnn": rnn_layers.rnn_projected_forward, "lstm": rnn_layers.lstm_projected_forward,
-                   "gru": rnn_layers.gru_projected_forward,
-                   ATTENTION: rnn_layers.lstm_attention_projected_forward}[cell_type]
-        hidden = [params[k] for k in _HIDDEN_PARAMS[cell_type]]
-        h, cache = forward(ax, h0, *hidden, workspace=workspace)
+        hidden = [params[k] for k in _hidden_param_names(cell_type)]
+        h, cache = _LAYERS[cell_type][2](ax, h0, *hidden, workspace=workspace)
         return h, (True, cache_words, cache)
     x, cache_embed = rnn_layers.word_embedding_forward(words, W_embed, workspace)
     h, cache = recurrent_forward(cell_type, x, h0, params, workspace)
@@ -134,12 +141,9 @@ def embedded_recurrent_backward(cell_type, dh, cache, workspace=None):
     if not projected:
         dx, dh0, grads = recurrent_backward(cell_type, dh, cache, workspace)
         return rnn_layers.word_embedding_backward(dx, cache_words, workspace), dh0, grads
-    backward = {"rnn": rnn_layers.rnn_projected_backward, "lstm": rnn_layers.lstm_projected_backward,
-                "gru": rnn_layers.gru_projected_backward,
-                ATTENTION: rnn_layers.lstm_attention_projected_backward}[cell_type]
-    dax, dh0, *dhidden = backward(dh, cache, workspace)
+    dax, dh0, *dhidden = _LAYERS[cell_type][3](dh, cache, workspace)
     dW_embed, dWx, db = rnn_layers.word_projection_backward(dax, cache_words, workspace)
-    grads = dict(zip(_HIDDEN_PARAMS[cell_type], dhidden), Wx=dWx, b=db)
+    grads = dict(zip(_hidden_param_names(cell_type), dhidden), Wx=dWx, b=db)
     return dW_embed, dh0, grads
 
 
