@@ -285,10 +285,13 @@ def _dropout_kept(fn, xp, shape, p, rng, workspace=None, name="kept", rows_of=No
     draw = _draw_shape(fn, shape, rows_of)
     size = math.prod(draw)
     bits = gen.bit_generator.random_raw((size + 1) // 2).view(np.uint32)[:size].reshape(draw)
-    if rows_of is not None:
-        bits = bits[rows_of[0]]                                        # (K, D)
     threshold = np.uint32(min(round(p * 2.0 ** 32), 2 ** 32 - 1))      # P(bits < threshold) = p
-    return np.greater_equal(bits, threshold, out=kept)
+    if rows_of is None:
+        return np.greater_equal(bits, threshold, out=kept)
+    # The mask of all L rows into a buffer of its own, then the rows' part: no (K, D) copy of the bits
+    full = _empty(np, workspace, name + "_all_rows", draw, bool)        # (L, D)
+    np.greater_equal(bits, threshold, out=full)
+    return np.take(full, rows_of[0], axis=0, out=kept)                  # (K, D)
 
 
 def _draw_shape(fn, shape, rows_of):

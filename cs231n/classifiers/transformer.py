@@ -246,7 +246,7 @@ class CaptioningTransformer(CaptioningModel):
             # forward keeps only those rows from there on: the same loss and gradients, without the
             # padding's share of the largest products. (On a GPU the full path stays: counting K would
             # wait for the device; verbose prints the full path's shapes; when every position counts the
-            # full path is the same computation without the row copies.)
+            # full path is the same computation without copying every row twice.)
             rows = mask_rows(mask)                                                # (K,)
             scores, cache = self._forward(features, captions_in, ws, rows)        # (K, V)
             loss, dscores = softmax_loss_rows(scores, captions_out.reshape(-1)[rows], captions.shape[0],
